@@ -1,0 +1,64 @@
+"""`smile-data`: build object banks, render and pack clips into shards, check and preview them.
+
+Each stage registers its own commands (objects/cli.py, render/cli.py, shards/cli.py); this file
+only assembles them and holds the vocabulary look-up.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from smile_data.config import SettingsError
+from smile_data.objects.cli import register as register_object_commands
+from smile_data.render.cli import register as register_render_commands
+from smile_data.shards.cli import register as register_shard_commands
+from smile_data.vocabulary import FREQUENCIES, load_vocabulary
+
+app = typer.Typer(
+    help="SMILE data tools: object banks, overlaid-motion clips, webdataset shards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def callback() -> None:
+    """SMILE data tools."""
+
+
+@app.command("classes")
+def classes(
+    query: str = typer.Argument("", help="Part of a class name or synonym (spaces or underscores)."),
+    frequency: str = typer.Option(None, "--frequency", "-f", help="LVIS frequency: f, c or r."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """List or search the 1203 LVIS v1 classes."""
+    import json
+
+    if frequency is not None and frequency not in FREQUENCIES:
+        raise typer.BadParameter(f"frequency must be one of {', '.join(FREQUENCIES)}")
+    found = load_vocabulary().search(query, frequency)
+    for c in found:
+        if as_json:
+            typer.echo(json.dumps({"id": c.id, "name": c.name, "synonyms": list(c.synonyms),
+                                   "frequency": c.frequency, "definition": c.definition}))
+        else:
+            typer.echo(f"{c.id:5d}  {c.frequency}  {c.name}")
+    if not as_json:
+        typer.echo(f"{len(found)} of {len(load_vocabulary())} classes", err=True)
+
+
+register_object_commands(app)
+register_render_commands(app)
+register_shard_commands(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except (SettingsError, FileNotFoundError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Object banks: build from Stable Diffusion, import an existing set, read for rendering."""

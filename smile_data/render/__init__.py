@@ -1,0 +1,1 @@
+"""Rendering: trajectories, overlays, backgrounds and the per-clip renderer."""

@@ -1,0 +1,1 @@
+"""Shards: the sample layout (layout.py), writing, safe reading, validation and previews."""

@@ -1,0 +1,163 @@
+"""The one definition of a shard sample: member names, allowed extensions, metadata schema.
+
+A sample is one clip. Its tar members share the key and differ by extension:
+    <key>.00.jpg ... <key>.15.jpg   frames (or .png), zero-padded to two digits
+    <key>.json                      metadata, schema below
+    <key>.cls                       integer label as ASCII text (labelled clips only)
+Keys hold only letters, digits, '_' and '-' (no dots), so the first dot splits key and extension.
+The writer, the validator and the reader all import this module.
+
+Metadata (`<key>.json`), schema version 1:
+    schema_version  int, == SCHEMA_VERSION
+    key             str, the sample key
+    seed            int, the seed the clip was rendered from
+    frames, height, width   int, clip geometry (T, H, W)
+    codec           "jpg" | "png"
+    background      {"kind": one of BACKGROUND_KINDS, "source": str | null,
+                     "frame_indices": [int] | null}
+    objects         list, one entry per overlaid object, in paste order:
+                    {"kind": "object" | "patch", "bank_path": str | null, "lvis_id": int | null,
+                     "name": str | null, "boxes": T x [x0, y0, x1, y1] (final-clip pixels),
+                     "angles": T x degrees}
+    label           int | null
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+FRAME_CODECS = ("jpg", "png")
+BACKGROUND_KINDS = ("natural", "frame", "image", "black", "noise")
+OVERLAY_KINDS = ("object", "patch")
+METADATA_EXTENSION = "json"
+LABEL_EXTENSION = "cls"
+MAX_FRAMES = 100  # two-digit frame numbers
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+FRAME_EXTENSION_PATTERN = re.compile(r"^(\d{2})\.(jpg|png)$")
+SHARD_NAME_PATTERN = re.compile(r"^(?P<prefix>[A-Za-z0-9_-]+)-(?P<index>\d{6})\.tar$")
+
+
+def shard_name(prefix: str, index: int) -> str:
+    return f"{prefix}-{index:06d}.tar"
+
+
+def sample_key(prefix: str, index: int) -> str:
+    """Keys are globally ordered and hold no dots."""
+    return f"{prefix}{index:09d}"
+
+
+def frame_extension(frame: int, codec: str) -> str:
+    return f"{frame:02d}.{codec}"
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """`abc.03.jpg` -> ("abc", "03.jpg"). Raises ValueError for names without a dot."""
+    if "." not in name:
+        raise ValueError(f"member {name!r} has no extension")
+    key, extension = name.split(".", 1)
+    return key, extension
+
+
+def is_allowed_extension(extension: str) -> bool:
+    """Only frames, metadata and labels may be in a shard; everything else is refused."""
+    return (
+        extension in (METADATA_EXTENSION, LABEL_EXTENSION)
+        or FRAME_EXTENSION_PATTERN.match(extension) is not None
+    )
+
+
+def check_key(key: str) -> None:
+    if not KEY_PATTERN.match(key):
+        raise ValueError(f"sample key {key!r} must match {KEY_PATTERN.pattern}")
+
+
+def encode_metadata(metadata: dict[str, Any]) -> bytes:
+    """Canonical JSON bytes: sorted keys, no whitespace variance, so output is reproducible."""
+    return json.dumps(metadata, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_label(label: int) -> bytes:
+    return str(int(label)).encode("ascii")
+
+
+def decode_label(data: bytes) -> int:
+    text = data.decode("ascii").strip()
+    if not re.fullmatch(r"-?\d{1,9}", text):
+        raise ValueError(f"label {text[:20]!r} is not an integer")
+    return int(text)
+
+
+def boxes_array(metadata: dict[str, Any]) -> np.ndarray:
+    """Boxes of every object in every frame as float32 (T, N, 4) in final-clip pixels."""
+    frames = int(metadata["frames"])
+    objects = metadata.get("objects", [])
+    if not objects:
+        return np.zeros((frames, 0, 4), np.float32)
+    return np.asarray([o["boxes"] for o in objects], np.float32).transpose(1, 0, 2)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def metadata_problems(metadata: Any) -> list[str]:
+    """Everything wrong with a sample's metadata against schema version 1 (empty if valid)."""
+    if not isinstance(metadata, dict):
+        return ["metadata is not a JSON object"]
+    problems = []
+    if metadata.get("schema_version") != SCHEMA_VERSION:
+        problems.append(f"schema_version {metadata.get('schema_version')!r} != {SCHEMA_VERSION}")
+    for field in ("seed", "frames", "height", "width"):
+        if not _is_int(metadata.get(field)):
+            problems.append(f"{field} must be an integer")
+    if problems:
+        return problems
+    frames = metadata["frames"]
+    if not 1 <= frames <= MAX_FRAMES:
+        problems.append(f"frames {frames} outside 1..{MAX_FRAMES}")
+    if metadata.get("codec") not in FRAME_CODECS:
+        problems.append(f"codec {metadata.get('codec')!r} not in {FRAME_CODECS}")
+    background = metadata.get("background")
+    if not isinstance(background, dict) or background.get("kind") not in BACKGROUND_KINDS:
+        problems.append(f"background.kind must be one of {BACKGROUND_KINDS}")
+    label = metadata.get("label")
+    if label is not None and not _is_int(label):
+        problems.append("label must be an integer or null")
+    objects = metadata.get("objects")
+    if not isinstance(objects, list):
+        return problems + ["objects must be a list"]
+    for i, obj in enumerate(objects):
+        problems += [f"objects[{i}]: {p}" for p in _object_problems(obj, frames)]
+    return problems
+
+
+def _object_problems(obj: Any, frames: int) -> list[str]:
+    if not isinstance(obj, dict):
+        return ["not a JSON object"]
+    problems = []
+    if obj.get("kind") not in OVERLAY_KINDS:
+        problems.append(f"kind must be one of {OVERLAY_KINDS}")
+    boxes, angles = obj.get("boxes"), obj.get("angles")
+    try:
+        box_array = np.asarray(boxes, dtype=np.float64)
+        angle_array = np.asarray(angles, dtype=np.float64)
+    except (TypeError, ValueError):
+        return problems + ["boxes and angles must be numeric arrays"]
+    if box_array.shape != (frames, 4):
+        problems.append(f"boxes shape {box_array.shape} != ({frames}, 4)")
+    elif not np.isfinite(box_array).all():
+        problems.append("boxes hold non-finite values")
+    elif (box_array[:, 2] < box_array[:, 0]).any() or (box_array[:, 3] < box_array[:, 1]).any():
+        problems.append("a box has x1 < x0 or y1 < y0")
+    if angle_array.shape != (frames,):
+        problems.append(f"angles shape {angle_array.shape} != ({frames},)")
+    elif not all(math.isfinite(a) for a in angle_array):
+        problems.append("angles hold non-finite values")
+    return problems
