@@ -48,9 +48,9 @@ def shard_name(prefix: str, index: int) -> str:
     return f"{prefix}-{index:06d}.tar"
 
 
-def sample_key(prefix: str, index: int) -> str:
-    """Keys are globally ordered and hold no dots."""
-    return f"{prefix}{index:09d}"
+def sample_key(index: int) -> str:
+    """The key of clip `index` of a dataset: zero-padded so keys sort in clip order."""
+    return f"{index:010d}"
 
 
 def frame_extension(frame: int, codec: str) -> str:
