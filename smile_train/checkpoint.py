@@ -1,0 +1,69 @@
+"""Checkpoints: written atomically, the last K kept, loaded without unpickling.
+
+A checkpoint is a dict that `torch.load(..., weights_only=True)` reads: tensors, numbers,
+strings, lists and dicts only. `model` holds the state dict with VideoMAE / SMILE key names, so
+the authors' code reads it as `checkpoint["model"]`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smile_data.io import atomic_path
+
+FORMAT = "smile-train-checkpoint"
+FORMAT_VERSION = 1
+STEP_PATTERN = re.compile(r"^step-(\d{9})\.pt$")
+FINAL_NAME = "final.pt"
+
+
+def step_path(folder: Path, step: int) -> Path:
+    return folder / f"step-{step:09d}.pt"
+
+
+def list_step_checkpoints(folder: Path) -> list[Path]:
+    """Step checkpoints in `folder`, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if STEP_PATTERN.match(p.name)]
+    return sorted(found, key=lambda p: int(STEP_PATTERN.match(p.name).group(1)))
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write to a temporary name and rename: a kill leaves the previous checkpoints intact."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def prune_checkpoints(folder: Path, keep: int) -> None:
+    for old in list_step_checkpoints(folder)[: max(0, len(list_step_checkpoints(folder)) - keep)]:
+        old.unlink()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load any checkpoint safely: only tensors and plain containers are accepted."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or unsafe files
+        raise ValueError(f"{path}: not a readable checkpoint (weights only): {error}") from None
+
+
+def capture_rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

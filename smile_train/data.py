@@ -1,0 +1,267 @@
+"""Pretraining data: shard URLs -> raw samples -> decoded clips -> crop/flip -> masks.
+
+Stages are small generator functions over iterators of sample dicts (webdataset style), run
+inside DataLoader workers. Decoding goes through the project's safe reader (no unpickling).
+
+Determinism: shard order and shuffling use a generator seeded from (seed, rank, worker); the
+crop, flip and masks of a sample use one seeded from (seed, rank, worker, sample number), so a
+resumed run can skip already-seen samples without decoding them and then continue exactly.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+from braceexpand import braceexpand
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from smile_data.shards.layout import boxes_array
+from smile_data.shards.reader import decode_webdataset_sample
+from smile_train import masking
+
+log = logging.getLogger(__name__)
+
+REMOTE_PREFIXES = ("pipe:", "http://", "https://", "gs://", "s3://")
+TOKEN_PATCH = 16  # spatial patch side of the student (SPEC §6)
+TOKEN_TUBELET = 2  # frames per token
+
+
+# --- shard lists ---------------------------------------------------------------------------
+
+
+def expand_urls(spec: str) -> list[str]:
+    """Comma-separated paths, globs, brace patterns and URLs -> a sorted list of shard URLs.
+
+    Local patterns that match nothing are an error at start, before any worker runs.
+    """
+    urls: list[str] = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        for expanded in braceexpand(part):
+            if expanded.startswith(REMOTE_PREFIXES):
+                urls.append(expanded)
+                continue
+            matches = sorted(glob.glob(expanded)) if glob.has_magic(expanded) else [expanded]
+            missing = [m for m in matches if not os.path.isfile(m)]
+            if not matches or missing:
+                raise FileNotFoundError(f"shards: {missing[0] if missing else expanded} not found")
+            urls.extend(matches)
+    if not urls:
+        raise ValueError(f"shards: {spec!r} names no shard")
+    return urls
+
+
+def count_samples(urls: list[str]) -> int:
+    """Samples in the given local shards, read from the dataset.json beside them (0 if unknown)."""
+    cards: dict[Path, dict[str, int]] = {}
+    total = 0
+    for url in urls:
+        if url.startswith(REMOTE_PREFIXES):
+            return 0
+        folder = Path(url).parent
+        if folder not in cards:
+            card_path = folder / "dataset.json"
+            card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+            cards[folder] = {s["name"]: int(s["samples"]) for s in card.get("shards", [])}
+        if Path(url).name not in cards[folder]:
+            return 0
+        total += cards[folder][Path(url).name]
+    return total
+
+
+def shard_stream(urls: list[str], rng: np.random.Generator) -> Iterator[dict[str, str]]:
+    """Endless resampled shard URLs (each node and worker draws its own sequence)."""
+    while True:
+        yield {"url": urls[int(rng.integers(len(urls)))]}
+
+
+def shuffle(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator) -> Iterator[dict]:
+    """Reservoir-style shuffle with a seeded generator (webdataset's uses global state)."""
+    buffer: list[dict] = []
+    for sample in samples:
+        if len(buffer) < buffer_size:
+            buffer.append(sample)
+            continue
+        index = int(rng.integers(buffer_size))
+        buffer[index], sample = sample, buffer[index]
+        yield sample
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def skip(samples: Iterator[dict], count: int) -> Iterator[dict]:
+    for index, sample in enumerate(samples):
+        if index >= count:
+            yield sample
+
+
+# --- spatial augmentation (SPEC §4) ---------------------------------------------------------
+
+
+def multiscale_crop_box(
+    rng: np.random.Generator, height: int, width: int, scales: tuple[float, ...], max_distort: int
+) -> tuple[int, int, int, int]:
+    """(x0, y0, crop_w, crop_h): sides drawn from scales x short side, independently for w and
+    h within `max_distort` scale steps of each other; position uniform inside the frame."""
+    base = min(height, width)
+    sides = [int(base * s) for s in scales]
+    pairs = [(w, h) for i, w in enumerate(sides) for j, h in enumerate(sides) if abs(i - j) <= max_distort]
+    crop_w, crop_h = pairs[int(rng.integers(len(pairs)))]
+    x0 = int(rng.integers(width - crop_w + 1))
+    y0 = int(rng.integers(height - crop_h + 1))
+    return x0, y0, crop_w, crop_h
+
+
+def center_square_box(height: int, width: int) -> tuple[int, int, int, int]:
+    side = min(height, width)
+    return (width - side) // 2, (height - side) // 2, side, side
+
+
+def crop_resize(
+    frames: np.ndarray, boxes: np.ndarray, box: tuple[int, int, int, int], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop (T, H, W, 3) frames to `box` and resize to size x size; boxes (T, K, 4) follow."""
+    x0, y0, w, h = box
+    if (x0, y0, w, h) == (0, 0, frames.shape[2], frames.shape[1]) and w == h == size:
+        return frames, boxes
+    out = np.empty((frames.shape[0], size, size, 3), np.uint8)
+    for t, frame in enumerate(frames):
+        out[t] = cv2.resize(frame[y0 : y0 + h, x0 : x0 + w], (size, size), interpolation=cv2.INTER_LINEAR)
+    scale = np.array([size / w, size / h, size / w, size / h], np.float32)
+    moved = (boxes - np.array([x0, y0, x0, y0], np.float32)) * scale
+    return out, np.clip(moved, 0, size).astype(np.float32)
+
+
+def hflip(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    width = frames.shape[2]
+    flipped = boxes.copy()
+    flipped[..., 0], flipped[..., 2] = width - boxes[..., 2], width - boxes[..., 0]
+    return np.ascontiguousarray(frames[:, :, ::-1]), flipped
+
+
+# --- the dataset -----------------------------------------------------------------------------
+
+
+class CorruptSampleCounter:
+    """Counts samples (and shards) a worker could not read; raises past the configured limit."""
+
+    def __init__(self, limit: int):
+        self.limit, self.total, self.pending = limit, 0, 0
+
+    def __call__(self, error: Exception) -> bool:
+        self.total += 1
+        self.pending += 1
+        log.warning("skipping unreadable sample or shard: %s", error)
+        if self.total > self.limit:
+            raise RuntimeError(
+                f"more than {self.limit} corrupt samples in one loader worker (last: {error}); "
+                "run `smile-data validate` on the shards, or raise max_corrupt_samples"
+            )
+        return True
+
+    def take_pending(self) -> int:
+        pending, self.pending = self.pending, 0
+        return pending
+
+
+class PretrainClips(IterableDataset):
+    """Endless stream of {"video": (T, S, S, 3) uint8, "masks": (R, N) bool, "corrupt": int}."""
+
+    def __init__(self, urls: list[str], settings: Any, rank: int = 0, skip_samples: Callable[[int, int], int] | None = None):
+        super().__init__()
+        self.urls, self.settings, self.rank = urls, settings, rank
+        self.skip_samples = skip_samples or (lambda worker, workers: 0)
+
+    def _grid(self) -> tuple[int, int, int]:
+        s = self.settings
+        return s.frames // TOKEN_TUBELET, s.input_size // TOKEN_PATCH, s.input_size // TOKEN_PATCH
+
+    def _make_mask(self, rng: np.random.Generator, boxes: np.ndarray) -> np.ndarray:
+        s = self.settings
+        if s.mask == "tube":
+            return masking.tube_mask(rng, self._grid(), s.mask_ratio)
+        return masking.trajectory_mask(
+            rng, boxes, self._grid(), ratio=s.mask_ratio, traj_unmask_ratio=s.traj_unmask_ratio,
+            patch=TOKEN_PATCH, tubelet=TOKEN_TUBELET,
+        )
+
+    def _prepare(self, clip, rng: np.random.Generator) -> dict[str, Any]:
+        s = self.settings
+        frames, boxes = clip.frames, boxes_array(clip.metadata)
+        if frames.shape[0] != s.frames:
+            raise ValueError(f"sample {clip.key}: {frames.shape[0]} frames, settings say {s.frames}")
+        height, width = frames.shape[1:3]
+        if s.crop == "multiscale":
+            box = multiscale_crop_box(rng, height, width, tuple(s.crop_scales), s.crop_max_distort)
+        else:
+            box = center_square_box(height, width)
+        frames, boxes = crop_resize(frames, boxes, box, s.input_size)
+        if s.flip and rng.random() < 0.5:
+            frames, boxes = hflip(frames, boxes)
+        masks = np.stack([self._make_mask(rng, boxes) for _ in range(s.mask_repeats)])
+        return {"video": torch.from_numpy(frames), "masks": torch.from_numpy(masks)}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        seed = [self.settings.seed, self.rank, worker]
+        stream_rng = np.random.default_rng(seed)
+        counter = CorruptSampleCounter(self.settings.max_corrupt_samples)
+        raw = wds.tarfile_to_samples(handler=counter)(shard_stream(self.urls, stream_rng))
+        raw = shuffle(raw, self.settings.shuffle_buffer, stream_rng)
+        to_skip = self.skip_samples(worker, workers)
+        for number, sample in enumerate(raw):
+            if number < to_skip:
+                continue
+            rng = np.random.default_rng([*seed, number])
+            try:
+                prepared = self._prepare(decode_webdataset_sample(sample), rng)
+            except ValueError as error:
+                counter(error)
+                continue
+            prepared["corrupt"] = counter.take_pending()
+            yield prepared
+
+
+def batches_skipped_per_worker(batches: int, workers: int) -> Callable[[int, int], int]:
+    """How many batches each loader worker produced among the first `batches` (round robin)."""
+
+    def count(worker: int, num_workers: int) -> int:
+        num_workers = max(num_workers, 1)
+        return max(0, -(-(batches - worker) // num_workers))
+
+    return count
+
+
+def build_loader(settings: Any, urls: list[str], micro_batch: int, rank: int, resume_batches: int = 0) -> DataLoader:
+    """A DataLoader over `PretrainClips`; `resume_batches` fast-forwards a resumed run."""
+    per_worker = batches_skipped_per_worker(resume_batches, settings.num_workers)
+    dataset = PretrainClips(urls, settings, rank, lambda w, n: per_worker(w, n) * micro_batch)
+    return DataLoader(
+        dataset,
+        batch_size=micro_batch,
+        num_workers=settings.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=settings.num_workers > 0,
+        prefetch_factor=4 if settings.num_workers > 0 else None,
+    )
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_videos(videos: torch.Tensor) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 -> (B, 3, T, H, W) float, ImageNet-normalised, on videos' device."""
+    mean = torch.tensor(IMAGENET_MEAN, device=videos.device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=videos.device).view(1, 3, 1, 1, 1)
+    x = videos.permute(0, 4, 1, 2, 3).float().div_(255.0)
+    return (x - mean) / std

@@ -1,0 +1,218 @@
+"""The SMILE pretraining loop, read top to bottom: settings, processes, teacher, data, model,
+optimiser, resume, compile, wrap, loop, checkpoints, teardown.
+
+One stage = one run of this loop. `run_pretrain` runs the stages of a config in order: stage 1
+on overlaid clips with trajectory masks, stage 2 on natural clips with tube masks, initialised
+from stage 1's final weights (SPEC §6, progressive pretraining).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from smile_data.config import settings_to_dict
+from smile_data.io import write_json_atomic
+from smile_train import checkpoint as ckpt
+from smile_train import runtime as rt
+from smile_train.data import build_loader, count_samples, expand_urls, normalize_videos
+from smile_train.model import build_pretrain_model
+from smile_train.settings import IMAGENET_BATCH_REFERENCE, PretrainSettings, load_pretrain_stages
+from smile_train.targets import pixel_targets
+from smile_train.teacher import ClipTeacher
+
+
+def micro_batch_plan(batch_size: int, micro_batch_size: int, world_size: int) -> tuple[int, int]:
+    """(clips per process per micro-step, micro-steps per optimiser step) reaching batch_size."""
+    micro = micro_batch_size or batch_size // world_size
+    if micro < 1 or batch_size % (micro * world_size):
+        raise ValueError(
+            f"batch_size {batch_size} is not a multiple of micro_batch_size {micro} x {world_size} processes"
+        )
+    return micro, batch_size // (micro * world_size)
+
+
+def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> torch.Tensor:
+    """MSE between predictions and targets of the masked tokens (SPEC §6).
+
+    videos_uint8: (B, T, H, W, 3); masks: (B, R, N) bool, R masks per clip (multiple sampling).
+    Targets are computed once per clip and shared by its R masked copies.
+    """
+    clips, repeats, tokens = masks.shape
+    videos = normalize_videos(videos_uint8.to(runtime.device, non_blocking=True))  # (B, 3, T, H, W)
+    with torch.no_grad():
+        targets = teacher(videos) if teacher is not None else pixel_targets(videos)  # (B, N, D)
+    videos = videos.repeat_interleave(repeats, dim=0)  # (B*R, 3, T, H, W)
+    targets = targets.repeat_interleave(repeats, dim=0)
+    mask = masks.to(runtime.device).reshape(clips * repeats, tokens)  # (B*R, N)
+    with rt.autocast(runtime):
+        predictions = model(videos, mask)  # (B*R, M, D)
+    expected = targets[mask].reshape(predictions.shape)
+    return F.mse_loss(predictions.float(), expected.float())
+
+
+def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir: Path, resume: bool) -> Path:
+    """Run one stage to its end and return the path of its final checkpoint."""
+    checkpoints = out_dir / "checkpoints"
+    final_path = checkpoints / ckpt.FINAL_NAME
+    if final_path.is_file():
+        if runtime.is_main:
+            print(f"[{name}] already finished: {final_path}")
+        return final_path
+    existing = ckpt.list_step_checkpoints(checkpoints)
+    if existing and not resume:
+        raise ValueError(f"{checkpoints}: holds checkpoints of an earlier run; pass --resume to continue it")
+    if runtime.is_main:
+        write_json_atomic(out_dir / "settings.json", {"stage": name, **settings_to_dict(s)})
+
+    # A teacher that cannot be loaded is an error before any data is read.
+    teacher = ClipTeacher.from_pretrained(s.teacher, runtime.device) if s.target == "clip" else None
+    urls = expand_urls(s.shards)
+    clips_per_epoch = s.clips_per_epoch or count_samples(urls)
+    if clips_per_epoch < 1:
+        raise ValueError(f"shards {s.shards!r}: no dataset.json gives their size; set clips_per_epoch")
+    micro, accumulation = micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size)
+    # Epochs are effective epochs (SPEC §5): a clip seen with R masks counts R times.
+    steps_per_epoch = max(1, clips_per_epoch // (s.batch_size * s.mask_repeats))
+    total_steps = s.max_steps or s.epochs * steps_per_epoch
+    warmup_steps = round(total_steps * s.warmup_epochs / s.epochs)
+    peak_lr = s.base_lr * s.batch_size / IMAGENET_BATCH_REFERENCE
+
+    torch.manual_seed(s.seed)
+    model = build_pretrain_model(
+        s.model, s.target, img_size=s.input_size, frames=s.frames, drop_path=s.drop_path,
+        attention_impl=s.attention, grad_checkpointing=s.grad_checkpointing,
+    ).to(runtime.device)
+    if s.init_from:
+        load_initial_weights(model, s.init_from, runtime)
+    groups = rt.weight_decay_groups(model.named_parameters(), s.weight_decay, set(model.no_weight_decay()))
+    optimizer = rt.adamw(groups, peak_lr, s.betas, runtime.device, s.fused_adamw)
+    scaler = rt.grad_scaler(runtime)
+    step = 0
+    if existing:
+        state = ckpt.load_checkpoint(existing[-1])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        ckpt.restore_rng_state(state["rng"])
+        step = int(state["step"])
+        if runtime.is_main:
+            print(f"[{name}] resuming from {existing[-1]} at step {step}")
+    raw_model = model  # checkpoints hold the plain module's keys, never compiled or DDP wrappers
+    if s.compile:
+        model = torch.compile(model)
+    if runtime.distributed:
+        model = DistributedDataParallel(model, device_ids=[runtime.local_rank] if runtime.device.type == "cuda" else None)
+
+    loader = build_loader(s, urls, micro, runtime.rank, resume_batches=step * accumulation)
+    batches = iter(loader)
+    log = rt.MetricsLog(out_dir, runtime.is_main)
+    bar = tqdm(total=total_steps, initial=step, desc=name, unit="step", disable=not runtime.is_main)
+    corrupt, window_start, wait_time, window_steps = 0, time.perf_counter(), 0.0, 0
+
+    def save(path: Path) -> None:
+        if runtime.is_main:
+            ckpt.save_checkpoint(path, {
+                "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "step": step, "stage": name,
+                "settings": settings_to_dict(s), "rng": ckpt.capture_rng_state(),
+            })
+
+    while step < total_steps:
+        lr = rt.cosine_lr(step, total_steps, warmup_steps, peak_lr, s.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        step_loss = torch.zeros((), device=runtime.device)
+        for micro_step in range(accumulation):
+            waited = time.perf_counter()
+            batch = next(batches)
+            wait_time += time.perf_counter() - waited
+            corrupt += int(batch["corrupt"].sum())
+            if runtime.distributed:  # sync gradients on the last micro-step only
+                model.require_backward_grad_sync = micro_step == accumulation - 1
+            loss = masked_loss(model, teacher, batch["video"], batch["masks"], runtime) / accumulation
+            scaler.scale(loss).backward()
+            step_loss += loss.detach()
+        scaler.unscale_(optimizer)
+        max_norm = s.clip_grad if s.clip_grad > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(raw_model.parameters(), max_norm))
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        window_steps += 1
+
+        loss_value = float(rt.mean_across_ranks(step_loss, runtime))
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"[{name}] loss is {loss_value} at step {step}; lower base_lr, enable clip_grad, "
+                f"or resume from the last checkpoint in {checkpoints}"
+            )
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+        if step % s.log_every_steps == 0 or step == total_steps:
+            elapsed = time.perf_counter() - window_start
+            log.write(step, {
+                "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+                "clips_per_s": window_steps * s.batch_size / elapsed,
+                "data_wait_fraction": wait_time / elapsed, "corrupt_samples": corrupt,
+            })
+            window_start, wait_time, window_steps = time.perf_counter(), 0.0, 0
+        if step % s.save_every_steps == 0 and step < total_steps:
+            save(ckpt.step_path(checkpoints, step))
+            if runtime.is_main:
+                ckpt.prune_checkpoints(checkpoints, s.keep_checkpoints)
+    bar.close()
+    save(ckpt.step_path(checkpoints, step))
+    save(final_path)
+    if runtime.is_main:
+        ckpt.prune_checkpoints(checkpoints, s.keep_checkpoints)
+        log.plot_loss(f"{name}: {s.model} / {s.target} target")
+    log.close()
+    return final_path
+
+
+def load_initial_weights(model: torch.nn.Module, path: str, runtime: rt.Runtime) -> None:
+    """Start from another run's weights (stage 1 -> stage 2); the optimiser starts fresh."""
+    state = ckpt.load_checkpoint(path)
+    weights = state.get("model", state)
+    own = model.state_dict()
+    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f"{path}: no parameter matches this model (is it a pretraining checkpoint?)")
+    model.load_state_dict(usable, strict=False)
+    if runtime.is_main:
+        skipped = sorted(set(own) - set(usable))
+        print(f"initialised {len(usable)} tensors from {path}" + (f"; kept fresh: {skipped}" if skipped else ""))
+
+
+def run_pretrain(config: str | None, overrides: dict, resume: bool, init_from: str | None = None) -> list[Path]:
+    """Run every stage of a config in order; stage k > 1 starts from stage k-1's final weights.
+
+    `init_from` starts the first stage from another run's weights (e.g. stage 2 run alone).
+    """
+    stages = load_pretrain_stages(config, overrides)
+    if init_from:
+        stages[0][1].init_from = init_from
+    runtime = rt.setup(stages[0][1].device, stages[0][1].precision)
+    finals: list[Path] = []
+    try:
+        for name, settings in stages:
+            out_dir = Path(settings.out_dir) / name if len(stages) > 1 else Path(settings.out_dir)
+            if finals and not settings.init_from:
+                settings.init_from = str(finals[-1])
+            finals.append(pretrain_stage(name, settings, runtime, out_dir, resume))
+            if runtime.is_main:
+                print(json.dumps({"stage": name, "checkpoint": str(finals[-1]),
+                                  "metrics": str(out_dir / "metrics.jsonl"),
+                                  "loss_curve": str(out_dir / "loss_curve.png")}))
+    finally:
+        rt.teardown(runtime)
+    return finals

@@ -1,0 +1,197 @@
+"""What every training loop shares: processes, device, precision, optimiser, schedule, logs.
+
+Distributed training touches four visible places in a loop: `setup` here, the DDP wrap, the
+gradient sync on the last micro-step, and `teardown`. `is_main` gates all output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.distributed as dist
+
+from smile_data.io import write_bytes_atomic
+
+
+@dataclass
+class Runtime:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    dtype: torch.dtype  # autocast dtype; float32 means no autocast
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device: str = "auto", precision: str = "auto") -> Runtime:
+    """Join the process group when launched by torchrun (gloo on CPU, NCCL on CUDA)."""
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("device cuda was asked for, but torch sees no CUDA device")
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch_device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    return Runtime(rank, world, local_rank, torch_device, resolve_precision(precision, use_cuda))
+
+
+def resolve_precision(precision: str, use_cuda: bool) -> torch.dtype:
+    choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if precision == "auto":
+        return torch.bfloat16 if use_cuda else torch.float32
+    if precision not in choices:
+        raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {precision!r}")
+    return choices[precision]
+
+
+def autocast(runtime: Runtime):
+    """bf16/fp16 autocast on the device, or nothing for fp32 (keeps the loop free of branches)."""
+    if runtime.dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=runtime.device.type, dtype=runtime.dtype)
+
+
+def grad_scaler(runtime: Runtime) -> torch.amp.GradScaler:
+    """A scaler that is simply disabled unless training in fp16."""
+    return torch.amp.GradScaler(runtime.device.type, enabled=runtime.dtype == torch.float16)
+
+
+def teardown(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def mean_across_ranks(value: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    if runtime.distributed:
+        value = value.detach().clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= runtime.world_size
+    return value
+
+
+def broadcast_object(obj: Any, runtime: Runtime) -> Any:
+    if not runtime.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# --- optimiser and schedule -------------------------------------------------------------------
+
+
+def weight_decay_groups(
+    named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+    weight_decay: float,
+    skip: set[str],
+) -> list[dict[str, Any]]:
+    """No decay on 1-D parameters (norms, biases), the mask token and names in `skip`."""
+    decay, no_decay = [], []
+    for name, parameter in named_parameters:
+        if not parameter.requires_grad:
+            continue
+        if parameter.ndim <= 1 or name in skip or name.endswith(".bias"):
+            no_decay.append(parameter)
+        else:
+            decay.append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def adamw(groups: list[dict[str, Any]], lr: float, betas: tuple[float, float], device: torch.device, fused: bool):
+    """AdamW, fused on CUDA when asked (the reference-style baseline passes fused=False)."""
+    use_fused = fused and device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=use_fused or None)
+
+
+def cosine_lr(step: int, total_steps: int, warmup_steps: int, peak: float, floor: float) -> float:
+    """Linear warm-up to `peak`, then half a cosine down to `floor` (per step)."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# --- logs --------------------------------------------------------------------------------------
+
+
+class MetricsLog:
+    """JSON lines of metrics, TensorBoard when installed, and a loss-curve PNG at the end."""
+
+    def __init__(self, folder: Path, enabled: bool):
+        self.folder, self.enabled = folder, enabled
+        self.path = folder / "metrics.jsonl"
+        self.tensorboard = None
+        if enabled:
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tensorboard = SummaryWriter(str(folder / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self.tensorboard = None
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.tensorboard:
+            for key, value in metrics.items():
+                self.tensorboard.add_scalar(key, value, step)
+
+    def read(self) -> list[dict[str, float]]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def plot_loss(self, title: str) -> Path | None:
+        """Draw loss against step into loss_curve.png."""
+        rows = [r for r in self.read() if "loss" in r]
+        if not self.enabled or not rows:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(6, 3.5), dpi=100)
+        axis.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+        axis.set_xlabel("step")
+        axis.set_ylabel("loss")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        figure.tight_layout()
+        path = self.folder / "loss_curve.png"
+        tmp = path.with_suffix(".tmp.png")
+        figure.savefig(tmp)
+        plt.close(figure)
+        write_bytes_atomic(path, tmp.read_bytes())
+        tmp.unlink()
+        return path
+
+    def close(self) -> None:
+        if self.tensorboard:
+            self.tensorboard.close()

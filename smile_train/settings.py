@@ -1,0 +1,101 @@
+"""Trainer settings: one flat dataclass per command, defaults = SPEC reference defaults.
+
+YAML configs in configs/ hold only differences. A pretraining config may list `stages`, each a
+mapping of differences applied on top of the shared settings (stage 1: overlaid clips with
+trajectory masks; stage 2: natural clips with tube masks, initialised from stage 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from smile_data.config import SettingsError, apply_overrides, read_yaml
+
+IMAGENET_BATCH_REFERENCE = 256  # learning rates are given per 256 clips (lr = base_lr x batch / 256)
+
+
+@dataclass
+class PretrainSettings:
+    # --- data (shards written by `smile-data render` or `smile-data pack`) ---
+    shards: str = ""  # paths, globs, brace patterns or URLs (pipe:, http), comma-separated
+    clips_per_epoch: int = 0  # 0: the sample count in the shards' dataset.json cards
+    input_size: int = 224
+    frames: int = 16
+    crop: str = "none"  # "multiscale" (SPEC §4 scales) or "none" (clips already at input_size)
+    crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+    crop_max_distort: int = 1  # |i - j| between the scale indices of crop height and width
+    flip: bool = True  # Kinetics yes, SSv2 no
+    shuffle_buffer: int = 1000
+    num_workers: int = 4
+    max_corrupt_samples: int = 100  # per loader worker; past it the run stops
+    # --- masking (SPEC §5) ---
+    mask: str = "trajectory"  # "trajectory" (stage 1) or "tube" (stage 2)
+    mask_ratio: float = 0.8
+    traj_unmask_ratio: float = 0.2
+    mask_repeats: int = 2  # multiple sampling: masks per loaded clip
+    # --- model and target (SPEC §6) ---
+    model: str = "base"  # tiny | small | base
+    target: str = "clip"  # "clip" (SMILE) or "pixel" (VideoMAE)
+    teacher: str = "openai/clip-vit-base-patch16"  # folder or hub id, used when target == clip
+    drop_path: float = 0.0
+    attention: str = "sdpa"  # "sdpa" or "explicit" (reference softmax attention)
+    grad_checkpointing: bool = False
+    compile: bool = False
+    # --- optimisation (SPEC §6) ---
+    epochs: int = 300  # effective epochs (clips x mask_repeats): K400 300 + 300, SSv2 400 + 400
+    warmup_epochs: int = 40
+    batch_size: int = 256  # loaded clips per optimiser step, all processes together
+    micro_batch_size: int = 0  # clips per process per micro-step; 0: batch_size / world size
+    base_lr: float = 1.5e-4  # per 256 clips
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip_grad: float = 0.0  # 0: no clipping
+    max_steps: int = 0  # 0: epochs x steps per epoch; a smaller value stops early (smoke runs)
+    # --- run ---
+    out_dir: str = "runs/pretrain"
+    init_from: str = ""  # checkpoint whose model weights start this run
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    fused_adamw: bool = True
+    save_every_steps: int = 500
+    keep_checkpoints: int = 3
+    log_every_steps: int = 10
+
+
+def split_stage_overrides(overrides: dict[str, Any], stage_names: list[str]) -> tuple[dict, dict]:
+    """`--set key=v` applies to every stage, `--set stage.key=v` to one stage."""
+    shared, per_stage = {}, {name: {} for name in stage_names}
+    for key, value in overrides.items():
+        stage, dot, rest = key.partition(".")
+        if dot and stage in per_stage:
+            per_stage[stage][rest] = value
+        elif dot:
+            raise SettingsError(f"--set {key}: no stage named {stage!r} (stages: {stage_names})")
+        else:
+            shared[key] = value
+    return shared, per_stage
+
+
+def load_pretrain_stages(
+    config: str | None, overrides: dict[str, Any]
+) -> list[tuple[str, PretrainSettings]]:
+    """The stages of a pretraining config as (name, settings); one unnamed stage if none listed."""
+    data = read_yaml(config) if config else {}
+    stages = data.pop("stages", None) or [{"name": "pretrain"}]
+    if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
+        raise SettingsError(f"{config}: `stages` must be a list of mappings")
+    names = [str(s.get("name", f"stage{i + 1}")) for i, s in enumerate(stages)]
+    if len(set(names)) != len(names):
+        raise SettingsError(f"{config}: stage names must be unique, got {names}")
+    shared_cli, stage_cli = split_stage_overrides(overrides, names)
+    base = apply_overrides(PretrainSettings(), data, source=str(config))
+    resolved = []
+    for name, stage in zip(names, stages):
+        stage = {k: v for k, v in stage.items() if k != "name"}
+        settings = apply_overrides(base, stage, source=f"{config} stage {name}")
+        settings = apply_overrides(settings, {**shared_cli, **stage_cli[name]}, source="--set")
+        resolved.append((name, settings))
+    return resolved

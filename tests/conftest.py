@@ -1,0 +1,73 @@
+"""Fixtures shared across test folders: small shards written straight from the layout module."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from smile_data.shards import layout
+
+
+def _moving_square_clip(rng: np.random.Generator, frames: int, size: int) -> tuple[np.ndarray, list]:
+    """A noise background with one bright square sliding across: (T, S, S, 3) uint8 + boxes."""
+    clip = np.repeat(rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8), frames, axis=0)
+    side = size // 4
+    start = rng.integers(0, size - side, 2)
+    velocity = rng.integers(-2, 3, 2)
+    boxes = []
+    for t in range(frames):
+        x0, y0 = np.clip(start + velocity * t, 0, size - side)
+        clip[t, y0 : y0 + side, x0 : x0 + side] = (250, 40, 40)
+        boxes.append([float(x0), float(y0), float(x0 + side), float(y0 + side)])
+    return clip, boxes
+
+
+def write_test_shards(folder: Path, clips: int, frames: int = 16, size: int = 64,
+                      per_shard: int = 4, seed: int = 0, label_count: int = 0) -> list[Path]:
+    """Shards in the project's layout with a dataset.json listing per-shard sample counts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shards, records = [], []
+    for first in range(0, clips, per_shard):
+        path = folder / layout.shard_name("clips", first // per_shard)
+        with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+            count = min(per_shard, clips - first)
+            for index in range(first, first + count):
+                frames_array, boxes = _moving_square_clip(rng, frames, size)
+                key = layout.sample_key(index)
+                label = index % label_count if label_count else None
+                metadata = {
+                    "schema_version": layout.SCHEMA_VERSION, "key": key, "seed": index,
+                    "frames": frames, "height": size, "width": size, "codec": "png",
+                    "background": {"kind": "noise", "source": None, "frame_indices": None},
+                    "objects": [{"kind": "patch", "bank_path": None, "lvis_id": None, "name": None,
+                                 "boxes": boxes, "angles": [0.0] * frames}],
+                    "label": label,
+                }
+                members = {layout.frame_extension(t, "png"): cv2.imencode(".png", f[..., ::-1])[1].tobytes()
+                           for t, f in enumerate(frames_array)}
+                members["json"] = layout.encode_metadata(metadata)
+                if label is not None:
+                    members["cls"] = layout.encode_label(label)
+                for extension, payload in members.items():
+                    info = tarfile.TarInfo(f"{key}.{extension}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+        shards.append(path)
+        records.append({"name": path.name, "samples": count})
+    (folder / "dataset.json").write_text(json.dumps({"shards": records}))
+    return shards
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """12 clips of 16 x 64x64 in 3 shards; returns the folder."""
+    folder = tmp_path_factory.mktemp("tiny_shards")
+    write_test_shards(folder, clips=12)
+    return folder
