@@ -48,3 +48,7 @@ def main() -> None:
     except (SettingsError, FileNotFoundError, ValueError, FloatingPointError) as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

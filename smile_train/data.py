@@ -254,14 +254,3 @@ def build_loader(settings: Any, urls: list[str], micro_batch: int, rank: int, re
         prefetch_factor=4 if settings.num_workers > 0 else None,
     )
 
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def normalize_videos(videos: torch.Tensor) -> torch.Tensor:
-    """(B, T, H, W, 3) uint8 -> (B, 3, T, H, W) float, ImageNet-normalised, on videos' device."""
-    mean = torch.tensor(IMAGENET_MEAN, device=videos.device).view(1, 3, 1, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=videos.device).view(1, 3, 1, 1, 1)
-    x = videos.permute(0, 4, 1, 2, 3).float().div_(255.0)
-    return (x - mean) / std

@@ -22,10 +22,10 @@ from smile_data.config import settings_to_dict
 from smile_data.io import write_json_atomic
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
-from smile_train.data import build_loader, count_samples, expand_urls, normalize_videos
+from smile_train.data import build_loader, count_samples, expand_urls
 from smile_train.model import build_pretrain_model
 from smile_train.settings import IMAGENET_BATCH_REFERENCE, PretrainSettings, load_pretrain_stages
-from smile_train.targets import pixel_targets
+from smile_train.targets import normalize, pixel_targets
 from smile_train.teacher import ClipTeacher
 
 
@@ -46,7 +46,7 @@ def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> tor
     Targets are computed once per clip and shared by its R masked copies.
     """
     clips, repeats, tokens = masks.shape
-    videos = normalize_videos(videos_uint8.to(runtime.device, non_blocking=True))  # (B, 3, T, H, W)
+    videos = normalize(videos_uint8.to(runtime.device, non_blocking=True))  # (B, 3, T, H, W)
     with torch.no_grad():
         targets = teacher(videos) if teacher is not None else pixel_targets(videos)  # (B, N, D)
     videos = videos.repeat_interleave(repeats, dim=0)  # (B*R, 3, T, H, W)
@@ -87,7 +87,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
 
     torch.manual_seed(s.seed)
     model = build_pretrain_model(
-        s.model, s.target, img_size=s.input_size, frames=s.frames, drop_path=s.drop_path,
+        s.model, s.target, target_dim=teacher.out_dim if teacher else None, img_size=s.input_size, frames=s.frames, drop_path=s.drop_path,
         attention_impl=s.attention, grad_checkpointing=s.grad_checkpointing,
     ).to(runtime.device)
     if s.init_from:
@@ -170,6 +170,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
             if runtime.is_main:
                 ckpt.prune_checkpoints(checkpoints, s.keep_checkpoints)
     bar.close()
+    verify_ranks_agree(raw_model, runtime)
     save(ckpt.step_path(checkpoints, step))
     save(final_path)
     if runtime.is_main:
@@ -177,6 +178,19 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
         log.plot_loss(f"{name}: {s.model} / {s.target} target")
     log.close()
     return final_path
+
+
+def verify_ranks_agree(model: torch.nn.Module, runtime: rt.Runtime) -> None:
+    """Every process must end with the same weights; a difference means a broken gradient sync."""
+    if not runtime.distributed:
+        return
+    fingerprint = torch.stack([p.detach().double().sum() for p in model.parameters()])
+    gathered = [torch.empty_like(fingerprint) for _ in range(runtime.world_size)]
+    torch.distributed.all_gather(gathered, fingerprint)
+    if any(not torch.equal(gathered[0], other) for other in gathered[1:]):
+        raise RuntimeError("parameters differ between ranks at the end of training")
+    if runtime.is_main:
+        print(f"parameters identical on {runtime.world_size} ranks")
 
 
 def load_initial_weights(model: torch.nn.Module, path: str, runtime: rt.Runtime) -> None:

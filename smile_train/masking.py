@@ -1,0 +1,172 @@
+"""Token masks for masked video modelling (SPEC §5). Numpy only: runs in data-loader workers.
+
+A mask is a flat bool array (N,) over the (t, h, w) token grid, True = masked (hidden from the
+encoder, predicted by the decoder). Token index = (s * h + y) * w + x for temporal slice s
+(frames tubelet*s .. tubelet*s + tubelet - 1), patch row y and column x. Every random choice is
+drawn from the numpy Generator passed in, so a seeded Generator gives the same mask every time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_GRID = (8, 14, 14)  # 16 frames / 2, 224 px / 16, 224 px / 16
+PATCH = 16
+TUBELET = 2
+MASK_KINDS = ("tube", "trajectory")
+FLOOR_TOLERANCE = 1e-9  # floor(0.57 * 100) must be 57, not 56 from 56.99999999999999
+BOX_FIELDS = 4  # x0, y0, x1, y1 in clip pixels
+
+
+@dataclass
+class MaskSettings:
+    """Which mask a clip gets; defaults are the SPEC's reference defaults."""
+
+    kind: str = "tube"  # "tube" (stage 2, natural clips) or "trajectory" (stage 1, overlays)
+    ratio: float = 0.8  # masked share of the spatial positions of every temporal slice
+    traj_unmask_ratio: float = 0.2  # share of trajectory tokens left visible (released: 0.1)
+
+    def __post_init__(self) -> None:
+        if self.kind not in MASK_KINDS:
+            raise ValueError(f"mask kind {self.kind!r} not in {MASK_KINDS}")
+        check_ratio("ratio", self.ratio)
+        check_ratio("traj_unmask_ratio", self.traj_unmask_ratio)
+
+
+def check_ratio(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+
+
+def floor_share(ratio: float, count: int) -> int:
+    """floor(ratio * count), robust to binary rounding of the product."""
+    return int(math.floor(ratio * count + FLOOR_TOLERANCE))
+
+
+def masked_count(grid: tuple[int, int, int] = DEFAULT_GRID, ratio: float = 0.8) -> int:
+    """Tokens masked per clip: floor(ratio * h * w) per slice times t (1248 at the defaults)."""
+    slices, rows, cols = grid
+    return floor_share(ratio, rows * cols) * slices
+
+
+def tube_mask(rng: np.random.Generator, grid: tuple[int, int, int] = DEFAULT_GRID,
+              ratio: float = 0.8) -> np.ndarray:
+    """The same random floor(ratio * h * w) spatial positions masked in every temporal slice."""
+    check_ratio("ratio", ratio)
+    slices, rows, cols = grid
+    spatial = np.zeros(rows * cols, dtype=bool)
+    spatial[rng.choice(rows * cols, size=floor_share(ratio, rows * cols), replace=False)] = True
+    return np.tile(spatial, slices)  # (N,)
+
+
+def _cell_range(low: float, high: float, patch: int, cells: int) -> tuple[int, int]:
+    """Patch cells [first, stop) of the pixel span [low, high], widened by one (SPEC §5)."""
+    first = min(max(math.floor(low / patch), 0), cells)
+    stop = min(max(math.ceil(high / patch) + 1, 0), cells)
+    return first, stop
+
+
+def check_boxes(boxes: np.ndarray, grid: tuple[int, int, int], tubelet: int) -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.float64)
+    frames = grid[0] * tubelet
+    if boxes.ndim != 3 or boxes.shape[0] != frames or boxes.shape[2] != BOX_FIELDS:
+        raise ValueError(f"boxes must be ({frames}, K, {BOX_FIELDS}) [x0, y0, x1, y1] per frame "
+                         f"and object, got shape {boxes.shape}")
+    if not np.isfinite(boxes).all():
+        raise ValueError("boxes hold non-finite values")
+    if (boxes[..., 2] < boxes[..., 0]).any() or (boxes[..., 3] < boxes[..., 1]).any():
+        raise ValueError("a box has x1 < x0 or y1 < y0")
+    return boxes
+
+
+def trajectory_tokens(boxes: np.ndarray, grid: tuple[int, int, int] = DEFAULT_GRID,
+                      patch: int = PATCH, tubelet: int = TUBELET) -> np.ndarray:
+    """Tokens covered by an object: bool (N,) from boxes (T, K, 4) [x0, y0, x1, y1] in clip pixels.
+
+    For slice s and every object, each of the frames tubelet*s ... tubelet*s + tubelet - 1 marks
+    the cells from floor(min corner / patch) to ceil(max corner / patch) + 1 (exclusive), clipped
+    to the grid; the slice's trajectory tokens are the union over frames and objects. (The released
+    code takes the bounding box of the object's boxes in the two frames instead; the two differ only
+    where an object moves diagonally by more than a cell within one tubelet.) Boxes wholly outside
+    the frame cover nothing.
+    """
+    boxes = check_boxes(boxes, grid, tubelet)
+    slices, rows, cols = grid
+    cells = np.zeros(grid, dtype=bool)
+    for frame, frame_boxes in enumerate(boxes):
+        for x0, y0, x1, y1 in frame_boxes:
+            col0, col1 = _cell_range(x0, x1, patch, cols)
+            row0, row1 = _cell_range(y0, y1, patch, rows)
+            cells[frame // tubelet, row0:row1, col0:col1] = True
+    return cells.reshape(-1)
+
+
+def _pick(rng: np.random.Generator, pools: list[np.ndarray], count: int) -> np.ndarray:
+    """`count` indices drawn at random from the first pool, then from the next when it runs dry."""
+    picked = []
+    for pool in pools:
+        take = min(count, pool.size)
+        picked.append(rng.choice(pool, size=take, replace=False) if take else pool[:0])
+        count -= take
+    if count:
+        raise ValueError(f"cannot balance the mask: {count} tokens short")
+    return np.concatenate(picked)
+
+
+def balance_mask(rng: np.random.Generator, mask: np.ndarray, object_tokens: np.ndarray,
+                 target: int) -> np.ndarray:
+    """Copy of `mask` with exactly `target` tokens masked, disturbing object tokens last.
+
+    Surplus: unmask masked non-object tokens first (in a trajectory mask these are exactly the
+    tube-masked ones), then masked object tokens. Deficit: mask visible non-object tokens first,
+    then visible object tokens. Within each pool the tokens are drawn at random from `rng`.
+    """
+    mask = mask.copy()
+    surplus = int(mask.sum()) - target
+    if surplus > 0:
+        pools = [np.flatnonzero(mask & ~object_tokens), np.flatnonzero(mask & object_tokens)]
+        mask[_pick(rng, pools, surplus)] = False
+    elif surplus < 0:
+        pools = [np.flatnonzero(~mask & ~object_tokens), np.flatnonzero(~mask & object_tokens)]
+        mask[_pick(rng, pools, -surplus)] = True
+    return mask
+
+
+def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
+                    grid: tuple[int, int, int] = DEFAULT_GRID, ratio: float = 0.8,
+                    traj_unmask_ratio: float = 0.2, patch: int = PATCH,
+                    tubelet: int = TUBELET) -> np.ndarray:
+    """Stage-1 "tube + trajectory" mask (SPEC §5): bool (N,) with exactly masked_count() True.
+
+    In order, each step drawing from `rng`:
+    1. a tube mask (`tube_mask(rng, grid, ratio)`) decides the non-object tokens;
+    2. every trajectory token (`trajectory_tokens`) is masked except floor(traj_unmask_ratio x
+       their number), drawn at random, which stay visible even where the tube would mask them;
+    3. `balance_mask` brings the count to floor(ratio * h * w) * t: a surplus is unmasked first
+       among tube-masked non-object tokens, then among masked trajectory tokens; a deficit is
+       filled first from visible non-object tokens, then from visible trajectory tokens.
+    """
+    check_ratio("traj_unmask_ratio", traj_unmask_ratio)
+    objects = trajectory_tokens(boxes, grid, patch, tubelet)
+    mask = tube_mask(rng, grid, ratio)
+    object_index = np.flatnonzero(objects)
+    visible = rng.choice(object_index, size=floor_share(traj_unmask_ratio, object_index.size),
+                         replace=False)
+    mask[object_index] = True
+    mask[visible] = False
+    return balance_mask(rng, mask, objects, masked_count(grid, ratio))
+
+
+def sample_mask(rng: np.random.Generator, settings: MaskSettings,
+                grid: tuple[int, int, int] = DEFAULT_GRID, boxes: np.ndarray | None = None,
+                patch: int = PATCH, tubelet: int = TUBELET) -> np.ndarray:
+    """The mask `settings` asks for; a trajectory mask needs the clip's boxes (T, K, 4)."""
+    if settings.kind == "tube":
+        return tube_mask(rng, grid, settings.ratio)
+    if boxes is None:
+        raise ValueError("a trajectory mask needs the clip's object boxes")
+    return trajectory_mask(rng, boxes, grid, settings.ratio, settings.traj_unmask_ratio,
+                           patch, tubelet)

@@ -1,0 +1,110 @@
+"""The pretraining data pipeline: URLs, crops and flips with boxes, corrupt samples, resume skip."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from smile_train.data import (
+    PretrainClips,
+    batches_skipped_per_worker,
+    count_samples,
+    crop_resize,
+    expand_urls,
+    hflip,
+    multiscale_crop_box,
+)
+from smile_train.settings import PretrainSettings
+
+
+def small_settings(**changes) -> PretrainSettings:
+    base = dict(input_size=64, frames=16, num_workers=0, shuffle_buffer=4, mask="trajectory")
+    return PretrainSettings(**{**base, **changes})
+
+
+def test_expand_urls_globs_braces_and_errors(tiny_shards):
+    by_glob = expand_urls(str(tiny_shards / "clips-*.tar"))
+    by_brace = expand_urls(str(tiny_shards / "clips-{000000..000002}.tar"))
+    assert by_glob == by_brace and len(by_glob) == 3
+    assert count_samples(by_glob) == 12
+    with pytest.raises(FileNotFoundError, match="not found"):
+        expand_urls(str(tiny_shards / "nothing-*.tar"))
+    with pytest.raises(FileNotFoundError, match="clips-000003.tar"):
+        expand_urls(str(tiny_shards / "clips-{000000..000009}.tar"))
+    assert expand_urls("pipe:cat a.tar, https://host/b.tar") == ["pipe:cat a.tar", "https://host/b.tar"]
+
+
+def test_crop_resize_and_flip_move_boxes_with_pixels():
+    frames = np.zeros((2, 100, 200, 3), np.uint8)
+    frames[:, 20:40, 120:160] = 255  # a white box at x 120..160, y 20..40
+    boxes = np.array([[[120, 20, 160, 40]]] * 2, np.float32)  # (T, K, 4)
+    out, moved = crop_resize(frames, boxes, (100, 0, 100, 100), 50)  # right half, halved
+    np.testing.assert_allclose(moved[0, 0], [10, 10, 30, 20])
+    assert out[0, 12:18, 12:28].min() == 255 and out[0, 30:, :].max() == 0
+    flipped, flipped_boxes = hflip(out, moved)
+    np.testing.assert_allclose(flipped_boxes[0, 0], [20, 10, 40, 20])
+    assert flipped[0, 12:18, 22:38].min() == 255
+
+
+def test_multiscale_crop_sides_come_from_the_scales():
+    rng = np.random.default_rng(0)
+    scales = (1.0, 0.875, 0.75, 0.66)
+    sides = {int(256 * s) for s in scales}
+    for _ in range(50):
+        x0, y0, w, h = multiscale_crop_box(rng, 256, 340, scales, 1)
+        assert w in sides and h in sides and x0 + w <= 340 and y0 + h <= 256
+
+
+def test_pipeline_yields_clips_with_exact_mask_counts(tiny_shards):
+    settings = small_settings(shards=str(tiny_shards / "*.tar"))
+    dataset = PretrainClips(expand_urls(settings.shards), settings)
+    first = [s for _, s in zip(range(5), dataset)]
+    assert first[0]["video"].shape == (16, 64, 64, 3) and first[0]["video"].dtype == torch.uint8
+    masks = first[0]["masks"]  # (R, N): two independent masks, 8 x 4 x 4 tokens
+    assert masks.shape == (2, 128)
+    expected = 8 * int(0.8 * 16)
+    assert all(int(m.sum()) == expected for s in first for m in s["masks"])
+    again = [s for _, s in zip(range(5), PretrainClips(expand_urls(settings.shards), settings))]
+    assert all(torch.equal(a["masks"], b["masks"]) for a, b in zip(first, again))
+
+
+def test_skipping_resumes_the_exact_stream(tiny_shards):
+    settings = small_settings(shards=str(tiny_shards / "*.tar"))
+    urls = expand_urls(settings.shards)
+    full = [s for _, s in zip(range(6), PretrainClips(urls, settings))]
+    resumed = PretrainClips(urls, settings, skip_samples=lambda worker, workers: 4)
+    tail = [s for _, s in zip(range(2), resumed)]
+    for a, b in zip(full[4:], tail):
+        assert torch.equal(a["video"], b["video"]) and torch.equal(a["masks"], b["masks"])
+    # round-robin DataLoader workers: 5 batches over 2 workers -> 3 from worker 0, 2 from worker 1
+    count = batches_skipped_per_worker(5, 2)
+    assert (count(0, 2), count(1, 2)) == (3, 2)
+
+
+def _corrupt_copy(source, target):
+    """Copy a shard, replacing one frame of its first sample by garbage bytes."""
+    with tarfile.open(source) as src, tarfile.open(target, "w", format=tarfile.USTAR_FORMAT) as dst:
+        for index, member in enumerate(src.getmembers()):
+            payload = src.extractfile(member).read()
+            if index == 0:
+                payload = b"not a png at all"
+            info = tarfile.TarInfo(member.name)
+            info.size = len(payload)
+            dst.addfile(info, io.BytesIO(payload))
+
+
+def test_corrupt_samples_are_skipped_counted_and_bounded(tiny_shards, tmp_path):
+    bad = tmp_path / "clips-000000.tar"
+    _corrupt_copy(tiny_shards / "clips-000000.tar", bad)
+    settings = small_settings(shards=str(bad), shuffle_buffer=1)
+    samples = [s for _, s in zip(range(3), PretrainClips([str(bad)], settings))]
+    assert len(samples) == 3
+    assert sum(int(s["corrupt"]) for s in samples) == 1
+    strict = small_settings(shards=str(bad), shuffle_buffer=1, max_corrupt_samples=0)
+    with pytest.raises(RuntimeError, match="corrupt samples"):
+        next(iter(PretrainClips([str(bad)], strict)))
+

@@ -1,0 +1,135 @@
+"""The pretraining loop: it learns, resumes exactly, runs two stages and two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from smile_train import masking
+from smile_train import runtime as rt
+from smile_train.checkpoint import load_checkpoint
+from smile_train.data import PretrainClips, expand_urls
+from smile_train.model import build_pretrain_model
+from smile_train.pretrain import masked_loss, micro_batch_plan, run_pretrain
+from smile_train.settings import PretrainSettings, load_pretrain_stages
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_overrides(shards: Path, out_dir: Path, **changes) -> dict:
+    settings = dict(
+        shards=str(shards / "*.tar"), out_dir=str(out_dir), model="tiny", target="pixel",
+        input_size=64, frames=16, batch_size=2, num_workers=0, shuffle_buffer=4,
+        max_steps=4, epochs=10, warmup_epochs=1, base_lr=0.02, save_every_steps=2,
+        log_every_steps=1, device="cpu",
+    )
+    return {**settings, **changes}
+
+
+def metrics(folder: Path) -> dict[int, float]:
+    rows = [json.loads(l) for l in (folder / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows}
+
+
+def test_overfits_a_fixed_batch():
+    # Smooth, learnable clips: colour ramps that drift over time.
+    ramp = torch.linspace(0, 1, 64)
+    t = torch.linspace(0, 1, 16)[:, None, None]
+    red = (ramp[None, None, :] + t) % 1.0
+    green = ramp[None, :, None].expand(16, 64, 64)
+    clip = torch.stack([red.expand(16, 64, 64), green, 1 - green], dim=-1)  # (T, H, W, 3)
+    videos = (torch.stack([clip, clip.flip(2)]) * 255).to(torch.uint8)  # (2, T, H, W, 3)
+    rng = np.random.default_rng(0)
+    masks = torch.from_numpy(np.stack([[masking.tube_mask(rng, (8, 4, 4)) for _ in range(2)] for _ in range(2)]))
+    runtime = rt.Runtime(0, 1, 0, torch.device("cpu"), torch.float32)
+    torch.manual_seed(0)
+    model = build_pretrain_model("tiny", "pixel", img_size=64, frames=16)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(40):
+        loss = masked_loss(model, None, videos, masks, runtime)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_resume_reproduces_the_next_steps(tiny_shards, tmp_path):
+    run_pretrain(None, tiny_overrides(tiny_shards, tmp_path / "a"), resume=False)
+    reference = metrics(tmp_path / "a")
+    assert sorted(reference) == [1, 2, 3, 4]
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "a" / "checkpoints" / "step-000000002.pt", tmp_path / "b" / "checkpoints")
+    with pytest.raises(ValueError, match="--resume"):
+        run_pretrain(None, tiny_overrides(tiny_shards, tmp_path / "b"), resume=False)
+    run_pretrain(None, tiny_overrides(tiny_shards, tmp_path / "b"), resume=True)
+    resumed = metrics(tmp_path / "b")
+    assert sorted(resumed) == [3, 4]
+    for step in (3, 4):
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-5)
+    final = load_checkpoint(tmp_path / "b" / "checkpoints" / "final.pt")
+    assert final["step"] == 4 and "encoder.blocks.0.attn.qkv.weight" in final["model"]
+
+
+def test_two_stages_chain_and_write_logs(tiny_shards, tmp_path):
+    config = tmp_path / "two.yaml"
+    config.write_text(
+        "stages:\n  - name: stage1\n    mask: trajectory\n  - name: stage2\n    mask: tube\n    crop: multiscale\n"
+    )
+    overrides = tiny_overrides(tiny_shards, tmp_path / "run", max_steps=3)
+    overrides["stage2.max_steps"] = 2
+    finals = run_pretrain(str(config), overrides, resume=False)
+    assert [p.parent.parent.name for p in finals] == ["stage1", "stage2"]
+    stage2 = load_pretrain_stages(str(config), overrides)[1][1]
+    assert stage2.mask == "tube" and stage2.max_steps == 2 and stage2.crop == "multiscale"
+    assert (tmp_path / "run" / "stage1" / "loss_curve.png").stat().st_size > 0
+    settings = json.loads((tmp_path / "run" / "stage2" / "settings.json").read_text())
+    assert settings["init_from"].endswith("stage1/checkpoints/final.pt")
+    rows = [json.loads(l) for l in (tmp_path / "run" / "stage2" / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "lr", "grad_norm", "clips_per_s", "data_wait_fraction"} <= set(rows[-1])
+    # rerunning a finished config does nothing and returns the same checkpoints
+    assert run_pretrain(str(config), overrides, resume=True) == finals
+
+
+def test_diverging_loss_stops_with_a_clear_message(tiny_shards, tmp_path):
+    overrides = tiny_overrides(tiny_shards, tmp_path / "nan", base_lr=1e32, max_steps=4, warmup_epochs=0)
+    with pytest.raises(FloatingPointError, match="loss is"):
+        run_pretrain(None, overrides, resume=False)
+
+
+def test_missing_teacher_and_missing_shards_fail_at_start(tiny_shards, tmp_path):
+    overrides = tiny_overrides(tiny_shards, tmp_path / "t", target="clip", teacher=str(tmp_path / "no-teacher"))
+    with pytest.raises((ValueError, OSError), match="no-teacher"):
+        run_pretrain(None, overrides, resume=False)
+    overrides = tiny_overrides(tiny_shards, tmp_path / "s", shards=str(tmp_path / "none-*.tar"))
+    with pytest.raises(FileNotFoundError):
+        run_pretrain(None, overrides, resume=False)
+
+
+def test_micro_batch_plan():
+    assert micro_batch_plan(256, 0, 8) == (32, 1)
+    assert micro_batch_plan(256, 16, 4) == (16, 4)
+    with pytest.raises(ValueError, match="multiple"):
+        micro_batch_plan(256, 48, 2)
+
+
+def test_two_processes_under_torchrun_end_identical(tiny_shards, tmp_path):
+    sets = tiny_overrides(tiny_shards, tmp_path / "ddp", batch_size=4, max_steps=3)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "smile_train.cli", "pretrain"]
+    for key, value in sets.items():
+        command += ["--set", f"{key}={value}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "parameters identical on 2 ranks" in result.stdout + result.stderr
+    assert (tmp_path / "ddp" / "checkpoints" / "final.pt").is_file()

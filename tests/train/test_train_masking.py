@@ -1,0 +1,150 @@
+"""Tube and trajectory masks: exact counts, trajectory cells, balancing order, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from smile_train.masking import (
+    MaskSettings,
+    balance_mask,
+    masked_count,
+    sample_mask,
+    trajectory_mask,
+    trajectory_tokens,
+    tube_mask,
+)
+
+GRID = (8, 14, 14)
+SPATIAL = 196
+
+
+def moving_boxes(rng: np.random.Generator, objects: int, side: float = 48.0) -> np.ndarray:
+    """(16, objects, 4) boxes drifting across the clip, some leaving the frame."""
+    start = rng.uniform(-40, 230, size=(objects, 2))
+    step = rng.uniform(-12, 12, size=(objects, 2))
+    centres = start[None] + np.arange(16)[:, None, None] * step[None]  # (16, objects, 2)
+    return np.concatenate([centres - side / 2, centres + side / 2], axis=-1)
+
+
+BOX_CASES = {
+    "none": np.zeros((16, 0, 4)),
+    "everything": np.tile([[-10.0, -10.0, 300.0, 300.0]], (16, 1, 1)),
+    "outside": np.tile([[300.0, 300.0, 340.0, 360.0], [-90.0, 10.0, -40.0, 50.0]], (16, 1, 1)),
+    "small": np.tile([[100.0, 100.0, 110.0, 108.0]], (16, 1, 1)),
+}
+
+
+def test_tube_mask_repeats_156_positions_in_every_slice():
+    mask = tube_mask(np.random.default_rng(0))
+    assert mask.shape == (1568,) and mask.dtype == bool and mask.sum() == 1248
+    slices = mask.reshape(8, SPATIAL)
+    assert (slices == slices[0]).all() and slices[0].sum() == 156
+    assert masked_count(GRID, 0.8) == 1248 and masked_count((4, 10, 10), 0.57) == 4 * 57
+
+
+@pytest.mark.parametrize("case", sorted(BOX_CASES))
+@pytest.mark.parametrize("unmask_ratio", [0.0, 0.1, 0.2, 0.9, 1.0])
+def test_trajectory_mask_has_exactly_1248_masked(case, unmask_ratio):
+    for seed in range(10):
+        mask = trajectory_mask(np.random.default_rng(seed), BOX_CASES[case],
+                               traj_unmask_ratio=unmask_ratio)
+        assert mask.dtype == bool and mask.shape == (1568,) and mask.sum() == 1248
+
+
+def test_random_moving_objects_always_give_1248():
+    rng = np.random.default_rng(123)
+    for seed in range(200):
+        boxes = moving_boxes(rng, objects=int(rng.integers(0, 5)), side=float(rng.uniform(8, 160)))
+        assert trajectory_mask(np.random.default_rng(seed), boxes).sum() == 1248
+
+
+def test_trajectory_cells_follow_floor_and_ceil_plus_one():
+    boxes = np.zeros((16, 1, 4))
+    boxes[:] = [300.0, 300.0, 301.0, 301.0]  # off-frame everywhere ...
+    boxes[2, 0] = [20.0, 33.0, 40.0, 47.0]  # ... except frame 2 (slice 1)
+    cells = trajectory_tokens(boxes).reshape(GRID)
+    expected = np.zeros((14, 14), bool)
+    expected[2:4, 1:4] = True  # rows floor(33/16)=2 .. ceil(47/16)+1=4, cols 1 .. ceil(40/16)+1=4
+    assert (cells[1] == expected).all()
+    assert cells.sum() == expected.sum()
+    boxes[3, 0] = [200.0, 0.0, 224.0, 16.0]  # frame 3: cols 12..14 (clipped), rows 0..2
+    cells = trajectory_tokens(boxes).reshape(GRID)
+    expected[0:2, 12:14] = True
+    assert (cells[1] == expected).all()
+
+
+def test_objects_outside_the_frame_cover_nothing_and_huge_ones_everything():
+    assert not trajectory_tokens(BOX_CASES["outside"]).any()
+    assert trajectory_tokens(BOX_CASES["everything"]).all()
+
+
+def test_trajectory_tokens_masked_at_the_configured_ratio_before_balancing():
+    """Huge object, no balancing needed: exactly the unmask share of its tokens stays visible."""
+    boxes = BOX_CASES["everything"]
+    unmask_ratio = 320 / 1568  # 320 visible, 1248 masked
+    mask = trajectory_mask(np.random.default_rng(0), boxes, traj_unmask_ratio=unmask_ratio)
+    assert (~mask).sum() == 320
+
+
+def test_small_object_keeps_its_unmask_share_whichever_way_the_count_is_balanced():
+    """Small object: balancing moves only background tokens, in the direction the count needs."""
+    boxes = BOX_CASES["small"]
+    objects = trajectory_tokens(boxes)
+    assert objects.sum() == 8 * 4  # 2x2 cells per slice
+    directions = set()
+    for seed in range(40):
+        mask = trajectory_mask(np.random.default_rng(seed), boxes, traj_unmask_ratio=0.25)
+        assert (mask & objects).sum() == 32 - 8  # floor(0.25 * 32) = 8 visible
+        tube = tube_mask(np.random.default_rng(seed))  # first draw of the same generator
+        before = (tube & ~objects).sum() + 24  # masked count before balancing
+        if before >= 1248:  # surplus: background masked only where the tube masked it
+            assert not (mask & ~objects & ~tube).any()
+        else:  # deficit: every tube-masked background token stays masked
+            assert (mask[tube & ~objects]).all()
+        directions.add(before >= 1248)
+    assert directions == {True, False}  # both branches exercised
+
+
+def test_balance_takes_non_object_tokens_first():
+    rng = np.random.default_rng(0)
+    objects = np.zeros(20, bool)
+    objects[:8] = True
+    mask = np.zeros(20, bool)
+    mask[[0, 1, 2, 3, 10, 11, 12, 13, 14]] = True  # 4 object + 5 background masked
+    fewer = balance_mask(rng, mask, objects, target=6)  # surplus 3 -> from background only
+    assert fewer.sum() == 6 and (fewer[:8] == mask[:8]).all() and not (fewer & ~mask).any()
+    fewest = balance_mask(rng, mask, objects, target=2)  # surplus 7: 5 background, 2 objects
+    assert fewest.sum() == 2 and not fewest[8:].any()
+    more = balance_mask(rng, mask, objects, target=15)  # deficit 6 -> from background only
+    assert more.sum() == 15 and (more[:8] == mask[:8]).all() and (more & mask).sum() == 9
+    full = balance_mask(rng, mask, objects, target=16)  # deficit 7 = every background token
+    assert full.sum() == 16 and full[8:].all() and (full[:8] == mask[:8]).all()
+    most = balance_mask(rng, mask, objects, target=18)
+    assert most.sum() == 18 and most[8:].all() and (most & mask).sum() == mask.sum()
+
+
+def test_masks_are_deterministic_under_a_seed():
+    boxes = moving_boxes(np.random.default_rng(5), objects=2)
+    first = trajectory_mask(np.random.default_rng([7, 42]), boxes)
+    again = trajectory_mask(np.random.default_rng([7, 42]), boxes)
+    other = trajectory_mask(np.random.default_rng([7, 43]), boxes)
+    assert (first == again).all() and not (first == other).all()
+    assert (tube_mask(np.random.default_rng(3)) == tube_mask(np.random.default_rng(3))).all()
+
+
+def test_sample_mask_dispatches_and_validates():
+    rng = np.random.default_rng(0)
+    assert sample_mask(rng, MaskSettings()).sum() == 1248
+    trajectory = MaskSettings(kind="trajectory", traj_unmask_ratio=0.1)
+    assert sample_mask(rng, trajectory, boxes=BOX_CASES["small"]).sum() == 1248
+    with pytest.raises(ValueError, match="boxes"):
+        sample_mask(rng, trajectory)
+    with pytest.raises(ValueError, match="kind"):
+        MaskSettings(kind="random")
+    with pytest.raises(ValueError, match="ratio"):
+        MaskSettings(ratio=1.5)
+    with pytest.raises(ValueError, match=r"\(16, K, 4\)"):
+        trajectory_tokens(np.zeros((8, 1, 4)))
+    with pytest.raises(ValueError, match="non-finite"):
+        trajectory_tokens(np.full((16, 1, 4), np.nan))
