@@ -110,7 +110,7 @@ def test_missing_teacher_and_missing_shards_fail_at_start(tiny_shards, tmp_path)
     overrides = tiny_overrides(tiny_shards, tmp_path / "t", target="clip", teacher=str(tmp_path / "no-teacher"))
     with pytest.raises((ValueError, OSError), match="no-teacher"):
         run_pretrain(None, overrides, resume=False)
-    overrides = tiny_overrides(tiny_shards, tmp_path / "s", shards=str(tmp_path / "none-*.tar"))
+    overrides = {**tiny_overrides(tiny_shards, tmp_path / "s"), "shards": str(tmp_path / "none-*.tar")}
     with pytest.raises(FileNotFoundError):
         run_pretrain(None, overrides, resume=False)
 

@@ -1,0 +1,139 @@
+"""GPU check: SMILE pretraining step throughput, peak memory and MFU on one GPU.
+
+ViT-B student with a full-size CLIP ViT-B/16 teacher (random weights: the cost does not depend on
+them), synthetic clips already on the device (this measures the model step, not the loader).
+Variants, side by side:
+  smile            sdpa attention, bf16 autocast, fused AdamW
+  smile+compile    the same under torch.compile
+  reference-style  explicit softmax attention, fp16 autocast + GradScaler, unfused AdamW
+Goal: smile >= 1.5x reference-style clips/s.
+
+    python benchmarks/gpu_check.py            # on a CUDA machine (make gpu-check)
+    python benchmarks/gpu_check.py --smoke    # tiny shapes on the CPU, to check the script runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from smile_train import masking
+from smile_train import runtime as rt
+from smile_train.model import build_pretrain_model, set_attention_impl
+from smile_train.pretrain import masked_loss
+from smile_train.teacher import ClipTeacher
+
+# Dense bf16/fp16 tensor-core peaks (FLOP/s) of the cards this runs on, for MFU.
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def make_teacher(device: torch.device, dtype: torch.dtype, image_size: int, tiny: bool) -> ClipTeacher:
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    if tiny:
+        config = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                  num_attention_heads=2, image_size=image_size, patch_size=16)
+    else:  # CLIP ViT-B/16
+        config = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                  num_attention_heads=12, image_size=image_size, patch_size=16)
+    return ClipTeacher(CLIPVisionModel(config).to(device=device, dtype=dtype), dtype)
+
+
+def step_flops(model: torch.nn.Module, teacher: ClipTeacher, clips: int, repeats: int,
+               tokens: int, visible: int, frames: int) -> float:
+    """Matmul FLOPs of one step: student forward+backward (3x forward) + teacher forward."""
+    encoder = sum(p.numel() for n, p in model.named_parameters() if n.startswith("encoder.blocks"))
+    decoder = sum(p.numel() for n, p in model.named_parameters() if n.startswith("decoder."))
+    width_e, width_d = model.encoder.patch_embed.proj.out_channels, model.mask_token.shape[-1]
+    depth_e, depth_d = len(model.encoder.blocks), len(model.decoder.blocks)
+    student = 2 * encoder * visible + 4 * depth_e * visible**2 * width_e
+    student += 2 * decoder * tokens + 4 * depth_d * tokens**2 * width_d
+    t_params = sum(p.numel() for p in teacher.model.parameters())
+    t_tokens = tokens // (frames // 2) + 1
+    t_width, t_depth = teacher.out_dim, teacher.model.config.num_hidden_layers
+    teacher_flops = (frames // 2) * (2 * t_params * t_tokens + 4 * t_depth * t_tokens**2 * t_width)
+    return clips * repeats * 3 * student + clips * teacher_flops
+
+
+def run_variant(name: str, args, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    reference = name == "reference-style"
+    precision = "fp16" if reference else ("bf16" if device.type == "cuda" else "fp32")
+    runtime = rt.Runtime(0, 1, 0, device, rt.resolve_precision(precision, device.type == "cuda"))
+    teacher_dtype = torch.float16 if reference else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    teacher = make_teacher(device, teacher_dtype, args.size, args.smoke)
+    model = build_pretrain_model(args.model, "clip", target_dim=teacher.out_dim, img_size=args.size,
+                                 frames=args.frames).to(device)
+    set_attention_impl(model, "explicit" if reference else "sdpa")
+    groups = rt.weight_decay_groups(model.named_parameters(), 0.05, set(model.no_weight_decay()))
+    optimizer = rt.adamw(groups, 1e-4, (0.9, 0.95), device, fused=not reference)
+    scaler = rt.grad_scaler(runtime)
+    step_model = torch.compile(model) if name.endswith("compile") else model
+    rng = np.random.default_rng(0)
+    grid = model.grid
+    masks = torch.from_numpy(np.stack([[masking.tube_mask(rng, grid) for _ in range(2)]
+                                       for _ in range(args.batch)]))
+    videos = torch.randint(0, 256, (args.batch, args.frames, args.size, args.size, 3),
+                           dtype=torch.uint8, device=device)
+
+    def one_step() -> None:
+        loss = masked_loss(step_model, teacher, videos, masks, runtime)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        one_step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        one_step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / args.steps
+    tokens = int(np.prod(grid))
+    visible = tokens - int(masks[0, 0].sum())
+    flops = step_flops(model, teacher, args.batch, 2, tokens, visible, args.frames)
+    card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    peak = next((v for k, v in PEAK_FLOPS.items() if k in card), float("nan"))
+    memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    del model, teacher, optimizer
+    return {"variant": name, "clips/s": args.batch / seconds, "step ms": seconds * 1e3,
+            "peak GiB": memory, "MFU %": 100 * flops / seconds / peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=32, help="clips per step (x2 masks)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--model", default="base")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU")
+    parser.add_argument("--variants", default="reference-style,smile,smile+compile")
+    args = parser.parse_args()
+    if args.smoke:
+        args.batch, args.steps, args.warmup, args.model, args.size, args.frames = 2, 2, 1, "tiny", 32, 4
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu" and not args.smoke:
+        print("gpu_check: no CUDA device here; run it on a GPU machine (or pass --smoke).")
+        return
+    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
+          f"model {args.model}, batch {args.batch} clips x 2 masks, {args.frames}x{args.size}^2")
+    rows = [run_variant(name, args, device) for name in args.variants.split(",")]
+    print(f"{'variant':<18}{'clips/s':>10}{'step ms':>10}{'peak GiB':>10}{'MFU %':>8}{'vs ref':>8}")
+    base = rows[0]["clips/s"]
+    for row in rows:
+        print(f"{row['variant']:<18}{row['clips/s']:>10.1f}{row['step ms']:>10.1f}"
+              f"{row['peak GiB']:>10.2f}{row['MFU %']:>8.1f}{row['clips/s'] / base:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
