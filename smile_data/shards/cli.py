@@ -1,7 +1,64 @@
-"""Command registration for this stage (filled in by the stage's implementation)."""
+"""`smile-data validate`, `preview` and `merge-shards`: check, look at and finish datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+from smile_data.config import load_settings, parse_set_options
+
+
+def validate_command(
+    folder: Path = typer.Argument(..., help="Dataset folder (shards + dataset.json + manifest.parquet)."),
+    quick: bool = typer.Option(False, "--quick", help="Only hashes, sizes and counts; no decoding."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes reading shards."),
+) -> None:
+    """Check every shard against dataset.json and the manifest, and every sample against the layout."""
+    from smile_data.shards.validate import validate_dataset
+
+    report = validate_dataset(folder, quick=quick, workers=workers)
+    for problem in report.problems:
+        typer.echo(problem)
+    typer.echo(report.summary(), err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def preview_command(
+    folder: Path = typer.Argument(..., help="Dataset folder or a single shard."),
+    out: Path = typer.Option(Path("preview.png"), "--out", "-o", help="Contact sheet PNG to write."),
+    clips: int = typer.Option(None, "--clips", help="Rows: the first N clips [8]."),
+    frames: int = typer.Option(None, "--frames", help="Evenly spaced frames per clip [8]."),
+    cell_size: int = typer.Option(None, "--cell-size", help="Pixels per frame cell [128]."),
+    gif: bool = typer.Option(None, "--gif/--no-gif", help="Also write <out>-<key>.gif per clip."),
+    config: Path = typer.Option(None, "--config", help="YAML file of PreviewSettings."),
+    set_options: list[str] = typer.Option(None, "--set", help="key=value override (repeatable)."),
+) -> None:
+    """Contact sheet (and GIFs) of the first clips, with every object's box and class name."""
+    from smile_data.shards.preview import PreviewSettings, make_preview
+
+    overrides = parse_set_options(set_options)
+    flags = {"clips": clips, "frames": frames, "cell_size": cell_size, "gif": gif}
+    overrides.update({name: value for name, value in flags.items() if value is not None})
+    settings = load_settings(PreviewSettings, config, overrides)
+    for path in make_preview(folder, out, settings):
+        typer.echo(str(path))
+
+
+def merge_shards_command(
+    folder: Path = typer.Argument(..., help="Dataset folder holding every rank's shards and progress/."),
+) -> None:
+    """Merge the ranks' parts into manifest.parquet and dataset.json (ranks run on other machines)."""
+    from smile_data.shards.dataset import finalize_dataset
+
+    card = finalize_dataset(folder)
+    counts = card["counts"]
+    typer.echo(f"{folder}: {counts['shards']} shards, {counts['samples']} samples, "
+               f"{counts['skipped']} skipped sources")
+
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("validate")(validate_command)
+    app.command("preview")(preview_command)
+    app.command("merge-shards")(merge_shards_command)

@@ -1,0 +1,171 @@
+"""The finished dataset folder: `dataset.json` (the card) and `manifest.parquet`.
+
+Each rank ends by writing its part (progress/rank-*.manifest.parquet, then rank-*.card.json);
+`finalize_dataset` merges all parts once every rank's card part exists. The card holds no
+timestamps, so a rerun of the same command gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from smile_data.io import atomic_path, write_json_atomic
+from smile_data.shards import layout
+from smile_data.shards.progress import (
+    card_part_path,
+    first_difference,
+    manifest_part_path,
+    read_identity,
+)
+
+FORMAT_NAME = "smile-clip-shards"
+CARD_FILE = "dataset.json"
+MANIFEST_FILE = "manifest.parquet"
+MANIFEST_FIRST_COLUMNS = ("shard", "key")
+# Fields the writer sets in dataset.json; a command's `card` may not use these names.
+RESERVED_CARD_FIELDS = ("format", "schema_version", "fingerprint", "writer", "counts",
+                        "skipped", "shards")
+
+
+def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Manifest rows as a table: `shard`, `key`, then the other columns in sorted order."""
+    extra = sorted({name for row in rows for name in row} - set(MANIFEST_FIRST_COLUMNS))
+    columns = {}
+    for name in (*MANIFEST_FIRST_COLUMNS, *extra):
+        values = [row.get(name) for row in rows]
+        try:
+            columns[name] = pa.array(values, type=pa.string() if name in MANIFEST_FIRST_COLUMNS else None)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise ValueError(f"manifest column {name!r} mixes value types: {error}") from None
+    return pa.table(columns)
+
+
+def concat_row_tables(tables: list[pa.Table]) -> pa.Table:
+    """One manifest table from per-shard or per-rank ones (a column null in one part takes
+    the others' type), columns ordered as in `rows_table`."""
+    if not tables:
+        return rows_table([])
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise ValueError(f"manifest columns disagree on their types: {error}") from None
+    extra = sorted(set(table.column_names) - set(MANIFEST_FIRST_COLUMNS))
+    return table.select([*MANIFEST_FIRST_COLUMNS, *extra]).combine_chunks()
+
+
+def write_parquet_atomic(path: Path, table: pa.Table) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_manifest_rows(path: str | Path) -> list[dict[str, Any]]:
+    return pq.read_table(path).to_pylist()
+
+
+def load_card(out_dir: str | Path) -> dict[str, Any]:
+    """The dataset card of a finished dataset folder."""
+    path = Path(out_dir) / CARD_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a finished dataset folder "
+                                "(unfinished ranks? run `smile-data merge-shards` when all are done)")
+    try:
+        card = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path}: not a {FORMAT_NAME} card")
+    return card
+
+
+def write_rank_part(out_dir: Path, part: dict[str, Any], rows: pa.Table) -> None:
+    """Write a rank's manifest part, then its card part (the rank's "done" marker)."""
+    rank, world_size = part["rank"], part["world_size"]
+    write_parquet_atomic(manifest_part_path(out_dir, rank, world_size), rows)
+    write_json_atomic(card_part_path(out_dir, rank, world_size), part)
+
+
+def missing_ranks(out_dir: str | Path, world_size: int) -> list[int]:
+    return [rank for rank in range(world_size)
+            if not card_part_path(out_dir, rank, world_size).is_file()]
+
+
+def _load_parts(out_dir: Path, identity: dict[str, Any]) -> list[dict[str, Any]]:
+    world_size = int(identity["writer"]["world_size"])
+    missing = missing_ranks(out_dir, world_size)
+    if missing:
+        raise FileNotFoundError(
+            f"{out_dir}: rank(s) {', '.join(map(str, missing))} of {world_size} have not finished "
+            f"(no {card_part_path(out_dir, missing[0], world_size).name}); run them, or copy "
+            "their shards and progress/ files here, then merge")
+    parts = []
+    for rank in range(world_size):
+        path = card_part_path(out_dir, rank, world_size)
+        part = json.loads(path.read_text())
+        difference = first_difference(identity, part["identity"])
+        if difference:
+            raise ValueError(f"{path}: written by a run with other settings: {difference}")
+        if parts and part["card"] != parts[0]["card"]:
+            raise ValueError(f"{path}: its card differs from rank 0's: "
+                             f"{first_difference(parts[0]['card'], part['card'])}")
+        parts.append(part)
+    return parts
+
+
+def _check_shards_present(out_dir: Path, shards: list[dict[str, Any]]) -> None:
+    for shard in shards:
+        path = out_dir / shard["name"]
+        if not path.is_file() or path.stat().st_size != shard["bytes"]:
+            raise FileNotFoundError(f"{path}: missing or not {shard['bytes']} bytes as recorded "
+                                    "by the rank that wrote it")
+
+
+def _merged_rows(out_dir: Path, world_size: int) -> pa.Table:
+    """Every rank's manifest rows sorted by key; a key in two shards is an error."""
+    parts = [pq.read_table(manifest_part_path(out_dir, rank, world_size))
+             for rank in range(world_size)]
+    table = concat_row_tables(parts).sort_by("key")
+    keys = table.column("key")
+    if table.num_rows > 1:
+        repeated = pc.equal(keys.slice(1), keys.slice(0, table.num_rows - 1))
+        if pc.any(repeated).as_py():
+            at = pc.index(repeated, True).as_py()
+            shards = table.column("shard")
+            raise ValueError(f"{out_dir}: sample key {keys[at].as_py()!r} is in both "
+                             f"{shards[at].as_py()} and {shards[at + 1].as_py()}")
+    return table
+
+
+def finalize_dataset(out_dir: str | Path) -> dict[str, Any]:
+    """Merge every rank's part into `manifest.parquet` and `dataset.json`; return the card.
+
+    Raises FileNotFoundError naming the ranks that have not finished.
+    """
+    out_dir = Path(out_dir)
+    identity = read_identity(out_dir)
+    if identity is None:
+        raise FileNotFoundError(f"{out_dir}: no progress/identity.json; not a folder written by "
+                                "smile-data render/pack")
+    parts = _load_parts(out_dir, identity)
+    shards = [shard for part in parts for shard in part["shards"]]
+    skipped = [source for part in parts for source in part["skipped"]]
+    _check_shards_present(out_dir, shards)
+    rows = _merged_rows(out_dir, len(parts))
+    card = {
+        "format": FORMAT_NAME,
+        "schema_version": layout.SCHEMA_VERSION,
+        **parts[0]["card"],
+        "fingerprint": identity["fingerprint"],
+        "writer": identity["writer"],
+        "counts": {"samples": rows.num_rows, "shards": len(shards), "skipped": len(skipped)},
+        "skipped": skipped,
+        "shards": shards,
+    }
+    write_parquet_atomic(out_dir / MANIFEST_FILE, rows)
+    write_json_atomic(out_dir / CARD_FILE, card)
+    return card

@@ -1,0 +1,140 @@
+"""Contact sheets and GIFs of the first clips of a dataset, with every object's box drawn.
+
+Sheet layout: one row per clip, the key in a column at the row start, then `frames` evenly
+spaced frames, each scaled to fit a `cell_size` square; each object's box is drawn in its own
+colour with its class name. The output depends only on the shards and the settings.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from smile_data.io import write_bytes_atomic
+from smile_data.shards import layout
+from smile_data.shards.dataset import CARD_FILE, load_card
+from smile_data.shards.reader import ClipSample, read_samples
+
+KEY_COLUMN_WIDTH = 96     # px at the row start for the sample key
+SHEET_BACKGROUND = (32, 32, 32)
+KEY_TEXT_COLOUR = (235, 235, 235)
+BOX_LINE_WIDTH = 2        # px
+TEXT_MARGIN = 3           # px between a box corner (or cell corner) and its text
+GOLDEN_RATIO_CONJUGATE = 0.618033988749895  # hue step: neighbouring objects get distant hues
+BOX_SATURATION, BOX_VALUE = 0.85, 1.0
+
+
+@dataclass
+class PreviewSettings:
+    clips: int = 8            # rows of the contact sheet
+    frames: int = 8           # evenly spaced frames per row
+    cell_size: int = 128      # px; each frame is scaled to fit a square of this side
+    gif: bool = False         # also write one animated GIF per clip
+    gif_frame_ms: int = 125   # display time of one GIF frame
+
+
+def object_colour(index: int) -> tuple[int, int, int]:
+    """A distinct, bright colour for the `index`-th object of a clip."""
+    hue = (index * GOLDEN_RATIO_CONJUGATE) % 1.0
+    red, green, blue = colorsys.hsv_to_rgb(hue, BOX_SATURATION, BOX_VALUE)
+    return round(red * 255), round(green * 255), round(blue * 255)
+
+
+def frame_indices(frame_count: int, wanted: int) -> list[int]:
+    """`wanted` evenly spaced frame indices (fewer if the clip is shorter), first and last kept."""
+    count = min(wanted, frame_count)
+    return [int(i) for i in np.linspace(0, frame_count - 1, count).round()]
+
+
+def shard_paths(source: str | Path) -> list[str]:
+    """The shards of a dataset folder in card order (or sorted, without a card), or one tar."""
+    source = Path(source)
+    if source.is_file():
+        return [str(source)]
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: no such dataset folder or shard")
+    if (source / CARD_FILE).is_file():
+        return [str(source / shard["name"]) for shard in load_card(source)["shards"]]
+    found = sorted(str(p) for p in source.iterdir() if layout.SHARD_NAME_PATTERN.match(p.name))
+    if not found:
+        raise FileNotFoundError(f"{source}: holds no shards")
+    return found
+
+
+def draw_frame(sample: ClipSample, t: int, scale: float) -> Image.Image:
+    """Frame `t` scaled by `scale`, with each object's box and class name drawn on it."""
+    frame = Image.fromarray(sample.frames[t])
+    if scale != 1.0:
+        size = (max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))
+        frame = frame.resize(size, Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(frame)
+    font = ImageFont.load_default()
+    boxes = layout.boxes_array(sample.metadata) * scale  # (T, N, 4)
+    for i, obj in enumerate(sample.metadata.get("objects", [])):
+        colour = object_colour(i)
+        x0, y0, x1, y1 = (float(v) for v in boxes[t, i])
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=BOX_LINE_WIDTH)
+        draw.text((x0 + TEXT_MARGIN, y0 + TEXT_MARGIN), str(obj.get("name") or obj["kind"]),
+                  fill=colour, font=font, stroke_width=1, stroke_fill=(0, 0, 0))
+    return frame
+
+
+def contact_sheet(samples: list[ClipSample], settings: PreviewSettings) -> Image.Image:
+    cell = settings.cell_size
+    sheet = Image.new("RGB", (KEY_COLUMN_WIDTH + settings.frames * cell,
+                              max(1, len(samples)) * cell), SHEET_BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for row, sample in enumerate(samples):
+        top = row * cell
+        draw.text((TEXT_MARGIN, top + TEXT_MARGIN), sample.key, fill=KEY_TEXT_COLOUR, font=font)
+        count, height, width = sample.frames.shape[:3]
+        scale = cell / max(height, width)
+        for column, t in enumerate(frame_indices(count, settings.frames)):
+            image = draw_frame(sample, t, scale)
+            left = KEY_COLUMN_WIDTH + column * cell + (cell - image.width) // 2
+            sheet.paste(image, (left, top + (cell - image.height) // 2))
+    return sheet
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def clip_gif(sample: ClipSample, frame_ms: int) -> bytes:
+    frames = [draw_frame(sample, t, 1.0) for t in range(sample.frames.shape[0])]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:],
+                   duration=frame_ms, loop=0)
+    return buffer.getvalue()
+
+
+def make_preview(source: str | Path, out: str | Path,
+                 settings: PreviewSettings = PreviewSettings()) -> list[Path]:
+    """Write the contact sheet `out` (PNG) and, with settings.gif, `<out stem>-<key>.gif`
+    next to it for every clip; return the written paths."""
+    if settings.clips < 1 or settings.frames < 1 or settings.cell_size < 1:
+        raise ValueError("preview clips, frames and cell_size must all be >= 1")
+    out = Path(out)
+    samples: list[ClipSample] = []
+    for sample in read_samples(shard_paths(source)):
+        samples.append(sample)
+        if len(samples) == settings.clips:
+            break
+    if not samples:
+        raise ValueError(f"{source}: the shards hold no samples")
+    write_bytes_atomic(out, _png_bytes(contact_sheet(samples, settings)))
+    written = [out]
+    if settings.gif:
+        for sample in samples:
+            path = out.with_name(f"{out.stem}-{sample.key}.gif")
+            write_bytes_atomic(path, clip_gif(sample, settings.gif_frame_ms))
+            written.append(path)
+    return written

@@ -1,0 +1,174 @@
+"""Resume state of a dataset folder: the run identity and one append-only journal per rank.
+
+    <out>/progress/identity.json                       fingerprint + writer settings of the run
+    <out>/progress/rank-RRRRR-of-WWWWW.journal.jsonl    one JSON line per finished shard
+    <out>/progress/rank-RRRRR-of-WWWWW.manifest.parquet this rank's manifest rows (at its end)
+    <out>/progress/rank-RRRRR-of-WWWWW.card.json        this rank's summary, written last: "done"
+
+A journal line is written only after its shard was fsynced and renamed, and holds the shard's
+name, sha256, size, sample count, manifest rows, the skipped sources of the tasks finished
+before the shard was closed, and the resume position: the (task, sample offset) of the first
+sample not in any finished shard. A kill can only leave a truncated last line, which is ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from smile_data.distributed import WorkShare
+from smile_data.io import write_bytes_atomic, write_json_atomic
+
+PROGRESS_DIR = "progress"
+IDENTITY_FILE = "identity.json"
+
+
+def progress_dir(out_dir: str | Path) -> Path:
+    return Path(out_dir) / PROGRESS_DIR
+
+
+def rank_stem(rank: int, world_size: int) -> str:
+    return f"rank-{rank:05d}-of-{world_size:05d}"
+
+
+def journal_path(out_dir: str | Path, share: WorkShare) -> Path:
+    return progress_dir(out_dir) / f"{rank_stem(share.rank, share.world_size)}.journal.jsonl"
+
+
+def manifest_part_path(out_dir: str | Path, rank: int, world_size: int) -> Path:
+    return progress_dir(out_dir) / f"{rank_stem(rank, world_size)}.manifest.parquet"
+
+
+def card_part_path(out_dir: str | Path, rank: int, world_size: int) -> Path:
+    return progress_dir(out_dir) / f"{rank_stem(rank, world_size)}.card.json"
+
+
+def normalise_json(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists), so stored and new compare."""
+    try:
+        return json.loads(json.dumps(value, sort_keys=True, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"fingerprint/card must be JSON-able without NaN: {error}") from None
+
+
+def _flatten(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key in sorted(value):
+            flat.update(_flatten(value[key], f"{path}.{key}" if path else str(key)))
+        return flat
+    return {path: value}
+
+
+_MISSING = "<missing>"
+
+
+def first_difference(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """A sentence naming the first setting (in sorted dotted-path order) that differs, or None."""
+    old, new = _flatten(stored), _flatten(current)
+    for path in sorted(set(old) | set(new)):
+        before, after = old.get(path, _MISSING), new.get(path, _MISSING)
+        if before != after:
+            return f"{path} was {before!r}, now {after!r}"
+    return None
+
+
+def read_identity(out_dir: str | Path) -> dict[str, Any] | None:
+    path = progress_dir(out_dir) / IDENTITY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); remove the folder or pass overwrite") from None
+
+
+def write_identity(out_dir: str | Path, identity: dict[str, Any]) -> None:
+    write_json_atomic(progress_dir(out_dir) / IDENTITY_FILE, identity)
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where the writer stands: task index and sample offset within that task."""
+
+    task: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    shard: str
+    index: int
+    sha256: str
+    bytes: int
+    samples: int
+    rows: list[dict[str, Any]]
+    skipped: list[dict[str, str]]
+    next: Position
+
+    def to_line(self) -> bytes:
+        record = {"shard": self.shard, "index": self.index, "sha256": self.sha256,
+                  "bytes": self.bytes, "samples": self.samples, "rows": self.rows,
+                  "skipped": self.skipped, "next": [self.next.task, self.next.offset]}
+        return json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> "JournalEntry":
+        record = json.loads(line)
+        task, offset = record["next"]
+        return cls(str(record["shard"]), int(record["index"]), str(record["sha256"]),
+                   int(record["bytes"]), int(record["samples"]), list(record["rows"]),
+                   list(record["skipped"]), Position(int(task), int(offset)))
+
+
+class Journal:
+    """The append-only journal of one rank."""
+
+    def __init__(self, out_dir: str | Path, share: WorkShare):
+        self.out_dir = Path(out_dir)
+        self.path = journal_path(out_dir, share)
+
+    def load(self) -> list[JournalEntry]:
+        """Entries whose shard is on disk with the recorded size, up to the first that is not.
+
+        A truncated or unreadable line, or a shard that is missing or of another size, ends
+        the usable journal there; the journal is rewritten without the rest, and the work
+        from that point on is simply done again. The entries come without their manifest
+        rows (see `rows`), so that memory does not grow with the dataset.
+        """
+        if not self.path.is_file():
+            return []
+        data = self.path.read_bytes()
+        entries, kept = [], 0
+        for line in data.split(b"\n")[:-1]:  # the piece after the last newline is partial
+            try:
+                entry = JournalEntry.from_line(line)
+            except (ValueError, KeyError, TypeError):
+                break
+            shard = self.out_dir / entry.shard
+            if not shard.is_file() or shard.stat().st_size != entry.bytes:
+                break
+            entries.append(dataclasses.replace(entry, rows=[]))
+            kept += len(line) + 1
+        if kept != len(data):
+            write_bytes_atomic(self.path, data[:kept])
+        return entries
+
+    def rows(self) -> Iterator[list[dict[str, Any]]]:
+        """The manifest rows of each recorded shard, in journal order (call after `load`)."""
+        if not self.path.is_file():
+            return
+        with open(self.path, "rb") as handle:
+            for line in handle:
+                yield JournalEntry.from_line(line).rows
+
+    def append(self, entry: JournalEntry) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as handle:
+            handle.write(entry.to_line())
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -1,0 +1,205 @@
+"""write_dataset: determinism, shard cutting, ranks, fingerprints, errors and resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from smile_data.distributed import WorkShare
+from smile_data.shards import layout
+from smile_data.shards.progress import journal_path
+from smile_data.shards.reader import iter_tar_samples
+from smile_data.shards.runner import ShardSample, TaskFailed, TaskResult, task_block
+from smile_data.shards.synthetic import SyntheticClips
+from smile_data.shards.writer import archive_size, encode_sample
+
+SYNTHETIC = SyntheticClips(samples_per_task=2, skip_every=3)
+
+
+def raw_samples(folder: Path) -> dict[str, dict]:
+    """key -> {extension: bytes} over every shard of the folder."""
+    samples = {}
+    for shard in sorted(folder.glob("*.tar")):
+        for raw in iter_tar_samples(shard):
+            samples[raw.pop("__key__")] = raw
+    return samples
+
+
+def test_workers_do_not_change_bytes(tmp_path, write_synthetic, folder_bytes):
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    card = write_synthetic(one, workers=1)
+    write_synthetic(two, workers=2)
+    assert folder_bytes(one) == folder_bytes(two)
+    # 7 tasks x 2 clips, tasks 2 and 5 drop one: 12 samples, 3 per shard
+    assert card["counts"] == {"samples": 12, "shards": 4, "skipped": 2}
+    assert [s["name"] for s in card["shards"]] == [layout.shard_name("clips", i) for i in range(4)]
+    assert [s["source"] for s in card["skipped"]] == ["synthetic:5", "synthetic:11"]
+    assert card["schema_version"] == layout.SCHEMA_VERSION
+    assert card["settings"] == {"seed": 0}
+    manifest = pq.read_table(one / "manifest.parquet").to_pylist()
+    assert [row["key"] for row in manifest] == sorted(raw_samples(one))
+    assert manifest[0] == {"shard": "clips-000000.tar", "key": "0000000000", "background": "noise",
+                           "label": 0, "seed": 0, "source": "synthetic:0"}
+
+
+def test_rerun_of_a_finished_dataset_changes_nothing(dataset, write_synthetic, folder_bytes):
+    before = folder_bytes(dataset)
+    card = write_synthetic(dataset)
+    assert folder_bytes(dataset) == before
+    assert card == json.loads((dataset / "dataset.json").read_text())
+    shutil.rmtree(dataset / "progress")  # the resume state may be deleted once finished
+    assert write_synthetic(dataset) == card
+    assert folder_bytes(dataset) == before
+    with pytest.raises(ValueError, match="fingerprint.seed was 0, now 2"):
+        write_synthetic(dataset, fingerprint={"seed": 2, "frames": 4})
+
+
+class FixedSizeTask:
+    """One sample per task whose JSON member has a chosen size, to test the byte cut."""
+
+    def __init__(self, sizes: list[int]):
+        self.sizes = sizes
+
+    def __call__(self, index: int) -> TaskResult:
+        member = {"json": b"x" * self.sizes[index]}
+        return TaskResult([ShardSample(layout.sample_key(index), member, {})])
+
+
+def test_shards_are_cut_by_bytes(tmp_path, write_synthetic):
+    # Each 1000-byte sample takes 512 (header) + 1024 (padded payload) = 1536 tar bytes; a
+    # 10240-byte shard (one record, 1024 of it the end-of-archive blocks) holds six of them.
+    sizes = [1000] * 8 + [20000] + [1000] * 2
+    card = write_synthetic(tmp_path / "d", task=FixedSizeTask(sizes), task_count=len(sizes),
+                           samples_per_task=1, shard_size=100, shard_bytes=10240)
+    assert [s["samples"] for s in card["shards"]] == [6, 2, 1, 2]
+    assert archive_size(len(encode_sample("k", {"json": b"x" * 1000}))) == 10240
+    assert card["shards"][2]["bytes"] > 10240  # a sample bigger than a shard gets its own
+    assert all(s["bytes"] <= 10240 for i, s in enumerate(card["shards"]) if i != 2)
+
+
+def test_shards_are_cut_by_count(tmp_path, write_synthetic):
+    card = write_synthetic(tmp_path / "d", shard_size=5)
+    assert [s["samples"] for s in card["shards"]] == [5, 5, 2]
+
+
+def test_two_ranks_match_one_rank(tmp_path, write_synthetic):
+    single = write_synthetic(tmp_path / "single")
+    ranks = tmp_path / "ranks"
+    first = write_synthetic(ranks, work_share=WorkShare(0, 2))
+    assert first["complete"] is False and first["waiting_for_ranks"] == [1]
+    merged = write_synthetic(ranks, work_share=WorkShare(1, 2))
+    # rank 1 runs tasks 3..6, so its shards are numbered from 3 x 2 = 6
+    assert task_block(7, WorkShare(1, 2)) == range(3, 7)
+    names = [s["name"] for s in merged["shards"]]
+    assert names == ["clips-000000.tar", "clips-000001.tar", "clips-000006.tar",
+                     "clips-000007.tar", "clips-000008.tar"]
+    assert merged["counts"]["samples"] == single["counts"]["samples"]
+    assert merged["skipped"] == single["skipped"]
+    assert raw_samples(ranks) == raw_samples(tmp_path / "single")
+    rows = pq.read_table(ranks / "manifest.parquet").to_pylist()
+    single_rows = pq.read_table(tmp_path / "single" / "manifest.parquet").to_pylist()
+    assert [{k: v for k, v in r.items() if k != "shard"} for r in rows] == \
+           [{k: v for k, v in r.items() if k != "shard"} for r in single_rows]
+
+
+def test_other_settings_are_refused_and_overwrite_replaces(dataset, write_synthetic):
+    with pytest.raises(ValueError, match=r"dataset.*fingerprint\.seed was 0, now 1"):
+        write_synthetic(dataset, fingerprint={"seed": 1, "frames": 4})
+    with pytest.raises(ValueError, match=r"writer\.shard_size was 3, now 4"):
+        write_synthetic(dataset, shard_size=4)
+    card = write_synthetic(dataset, fingerprint={"seed": 1, "frames": 4}, shard_size=100,
+                           overwrite=True)
+    assert card["fingerprint"]["seed"] == 1
+    assert sorted(p.name for p in dataset.glob("*.tar")) == ["clips-000000.tar"]
+
+
+def test_unrelated_files_are_kept_and_unknown_shards_refused(tmp_path, write_synthetic):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "render.yaml").write_text("seed: 0\n")
+    write_synthetic(out)
+    assert (out / "render.yaml").is_file()
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "clips-000000.tar").write_bytes(b"")
+    with pytest.raises(ValueError, match="stray"):
+        write_synthetic(stray)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_task_error_stops_and_keeps_finished_shards(tmp_path, write_synthetic, workers):
+    out = tmp_path / "d"
+    with pytest.raises(TaskFailed, match="task 4 raised RuntimeError") as raised:
+        write_synthetic(out, task=SyntheticClips(samples_per_task=2, skip_every=3, fail_task=4),
+                        workers=workers)
+    assert "synthetic failure" in str(raised.value.__cause__)
+    journal = journal_path(out, WorkShare()).read_text().splitlines()
+    assert len(journal) == 2  # tasks 0-3 give 7 samples: two full shards are finished
+    assert sorted(p.name for p in out.glob("clips-*")) == ["clips-000000.tar", "clips-000001.tar"]
+    assert not (out / "dataset.json").exists()
+
+
+def test_resume_after_error_truncated_journal_and_stale_files(tmp_path, write_synthetic,
+                                                              folder_bytes):
+    reference = tmp_path / "reference"
+    write_synthetic(reference)
+    out = tmp_path / "d"
+    with pytest.raises(TaskFailed):
+        write_synthetic(out, task=SyntheticClips(samples_per_task=2, skip_every=3, fail_task=5))
+    journal = journal_path(out, WorkShare())
+    with open(journal, "ab") as handle:  # as if killed in the middle of an append
+        handle.write(b'{"bytes":40960,"index":2,"next":[5,')
+    (out / "clips-000002.tar.tmp-99999").write_bytes(b"half a shard")
+    write_synthetic(out)
+    assert folder_bytes(out) == folder_bytes(reference)
+
+
+def test_resume_redoes_a_damaged_shard(tmp_path, write_synthetic, folder_bytes):
+    reference = tmp_path / "reference"
+    write_synthetic(reference)
+    out = tmp_path / "d"
+    with pytest.raises(TaskFailed):
+        write_synthetic(out, task=SyntheticClips(samples_per_task=2, skip_every=3, fail_task=6))
+    shard = out / "clips-000001.tar"
+    shard.write_bytes(shard.read_bytes()[:1000])  # its journal line no longer matches
+    write_synthetic(out)
+    assert folder_bytes(out) == folder_bytes(reference)
+
+
+def test_bad_task_output_is_refused(tmp_path, write_synthetic):
+    class PickleMember:
+        def __call__(self, index):
+            return TaskResult([ShardSample(layout.sample_key(index), {"pickle": b"x"})])
+
+    with pytest.raises(ValueError, match="'pickle' is not allowed"):
+        write_synthetic(tmp_path / "a", task=PickleMember(), task_count=1, samples_per_task=1)
+
+    class TooMany:
+        def __call__(self, index):
+            return TaskResult([ShardSample(layout.sample_key(i), {"json": b"{}"}) for i in range(3)])
+
+    with pytest.raises(ValueError, match="more than samples_per_task=2"):
+        write_synthetic(tmp_path / "b", task=TooMany(), task_count=1)
+
+
+def test_unpicklable_task_is_refused_before_starting_workers(tmp_path, write_synthetic):
+    with pytest.raises(ValueError, match="run_task must be picklable"):
+        write_synthetic(tmp_path / "d", task=lambda index: TaskResult([]), workers=2)
+
+
+def test_manifest_parts_with_null_and_mixed_number_columns_merge():
+    from smile_data.shards.dataset import concat_row_tables, rows_table
+
+    parts = [rows_table([{"shard": "a.tar", "key": "1", "label": None, "score": 1}]),
+             rows_table([{"shard": "b.tar", "key": "2", "label": 3, "score": 0.5, "extra": "x"}])]
+    table = concat_row_tables(parts)
+    assert table.column_names == ["shard", "key", "extra", "label", "score"]
+    assert table.to_pylist()[0] == {"shard": "a.tar", "key": "1", "extra": None, "label": None,
+                                    "score": 1.0}
+    with pytest.raises(ValueError, match="label"):
+        rows_table([{"shard": "a", "key": "1", "label": 1}, {"shard": "a", "key": "2", "label": "x"}])
