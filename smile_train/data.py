@@ -10,7 +10,6 @@ resumed run can skip already-seen samples without decoding them and then continu
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -21,11 +20,10 @@ import cv2
 import numpy as np
 import torch
 import webdataset as wds
-from braceexpand import braceexpand
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from smile_data.shards.layout import boxes_array
-from smile_data.shards.reader import decode_webdataset_sample
+from smile_data.shards import reader
 from smile_train import masking
 
 log = logging.getLogger(__name__)
@@ -39,23 +37,17 @@ TOKEN_TUBELET = 2  # frames per token
 
 
 def expand_urls(spec: str) -> list[str]:
-    """Comma-separated paths, globs, brace patterns and URLs -> a sorted list of shard URLs.
+    """Comma-separated paths, globs, brace patterns and URLs -> the list of shard URLs.
 
-    Local patterns that match nothing are an error at start, before any worker runs.
+    Local shards that do not exist are an error at start, before any loader worker runs.
     """
-    urls: list[str] = []
-    for part in [p.strip() for p in spec.split(",") if p.strip()]:
-        for expanded in braceexpand(part):
-            if expanded.startswith(REMOTE_PREFIXES):
-                urls.append(expanded)
-                continue
-            matches = sorted(glob.glob(expanded)) if glob.has_magic(expanded) else [expanded]
-            missing = [m for m in matches if not os.path.isfile(m)]
-            if not matches or missing:
-                raise FileNotFoundError(f"shards: {missing[0] if missing else expanded} not found")
-            urls.extend(matches)
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    urls = reader.expand_urls(parts) if parts else []
     if not urls:
         raise ValueError(f"shards: {spec!r} names no shard")
+    for url in urls:
+        if not url.startswith(REMOTE_PREFIXES) and not os.path.isfile(url):
+            raise FileNotFoundError(f"shards: {url} not found")
     return urls
 
 
@@ -223,7 +215,7 @@ class PretrainClips(IterableDataset):
                 continue
             rng = np.random.default_rng([*seed, number])
             try:
-                prepared = self._prepare(decode_webdataset_sample(sample), rng)
+                prepared = self._prepare(reader.decode_webdataset_sample(sample), rng)
             except ValueError as error:
                 counter(error)
                 continue

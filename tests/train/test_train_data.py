@@ -31,7 +31,7 @@ def test_expand_urls_globs_braces_and_errors(tiny_shards):
     by_brace = expand_urls(str(tiny_shards / "clips-{000000..000002}.tar"))
     assert by_glob == by_brace and len(by_glob) == 3
     assert count_samples(by_glob) == 12
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="no shard matches"):
         expand_urls(str(tiny_shards / "nothing-*.tar"))
     with pytest.raises(FileNotFoundError, match="clips-000003.tar"):
         expand_urls(str(tiny_shards / "clips-{000000..000009}.tar"))
