@@ -76,3 +76,7 @@ def main() -> None:
     except (SettingsError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

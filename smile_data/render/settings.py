@@ -1,0 +1,174 @@
+"""Settings of `smile-data render` and `smile-data pack`, with the SPEC's reference defaults.
+
+Every number of SPEC §3 (overlays) and §4 (backgrounds, crop, flip) is a field here. The CLI
+flags, a YAML file (`--config`) and `--set key=value` all land in these dataclasses, and the
+resolved settings are written into the dataset card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from smile_data.shards.layout import BACKGROUND_KINDS, FRAME_CODECS
+
+OVERLAY_MODES = ("objects", "patches", "none")
+MOTIONS = ("gaussian", "linear")
+VIDEO_BACKGROUNDS = ("natural", "frame")
+IMAGE_BACKGROUNDS = ("image",)
+
+
+@dataclass
+class RenderSettings:
+    """Everything that decides the bytes of a rendered dataset (not workers or ranks)."""
+
+    # What to render.
+    clips: int = 1000
+    variants: int = 1  # clips per source: a video is decoded once and rendered this many times
+    seed: int = 0
+    backgrounds: list[str] = field(default_factory=lambda: ["natural"])  # "kind" or "kind:weight"
+    videos: str = ""  # folder, file list or VideoMAE-style CSV
+    video_root: str = ""  # folder that relative paths of a list are resolved against
+    images: str = ""  # folder (or list) of still images
+    overlay: str = "objects"  # objects | patches | none
+    bank: str = ""  # object bank folder (overlay = objects)
+    balanced_classes: bool = False  # sample objects uniformly over classes, not over objects
+
+    # Clip geometry (SPEC §4).
+    frames: int = 16
+    stride: int = 4
+    size: int = 224
+    crop_scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    flip: bool = True
+    decode_short_side: int = 320  # decoded frames larger than this are downscaled; 0 keeps all
+    source_retries: int = 3  # a task whose source is unreadable tries up to this many others
+
+    # Objects and trajectories (SPEC §3).
+    objects: int = 2
+    motion: str = "gaussian"
+    box_sides: list[float] = field(default_factory=lambda: [32, 48, 56, 64, 96, 128])
+    box_aspects: list[float] = field(default_factory=lambda: [0.5, 0.67, 0.75, 1, 1.33, 1.5, 2])
+    box_jitter: float = 0.18  # each of w, h times exp(u), u ~ U[-box_jitter, box_jitter]
+    inner_keyframe_probs: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2])
+    keyframe_jitter: float = 1 / 3  # fraction of the key-frame spacing
+    interpolation_probs: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    gaussian_points: int = 48
+    gaussian_sigma: float = 8.0
+    gaussian_extent_min: float = 40.0
+    gaussian_extent_max: float = 180.0
+    linear_max_shift: float = 12.0  # px per frame per axis
+    scale_step: float = 0.025  # log size change per frame
+    rotation_step: float = 6.0  # degrees per frame
+    rotation: bool = True
+
+    # Patch mode (SPEC §3, the tubelet baseline).
+    patch_shape_probs: list[float] = field(default_factory=lambda: [0.5, 0.35, 0.15])
+    patch_soft_edge_prob: float = 0.5
+    patch_soft_edge_fraction: float = 0.15  # blur sigma as a fraction of the patch's short side
+    patch_opacity_min: float = 0.8
+    patch_opacity_max: float = 1.0
+
+    # Output.
+    codec: str = "jpg"
+    quality: int = 90
+    png_compression: int = 3
+    prefix: str = "clips"
+    shard_size: int = 1000
+    shard_bytes: int = 1 << 30
+    sprite_cache_mb: int = 256  # decoded objects kept per worker (bounded, whatever the bank)
+
+
+@dataclass
+class PackSettings:
+    """Natural (optionally labelled) clips without overlays: `smile-data pack`."""
+
+    videos: str = ""  # VideoMAE-style CSV / list (`path label`) or a folder of videos
+    video_root: str = ""
+    clips_per_video: int = 1
+    seed: int = 0
+    frames: int = 16
+    stride: int = 4
+    short_side: int = 256
+    codec: str = "jpg"
+    quality: int = 90
+    png_compression: int = 3
+    prefix: str = "clips"
+    shard_size: int = 1000
+    shard_bytes: int = 1 << 30
+
+
+def parse_backgrounds(specs: list[str]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """`["natural:3", "noise"]` -> (("natural", "noise"), (0.75, 0.25)); weights default to 1."""
+    kinds: list[str] = []
+    weights: list[float] = []
+    for spec in specs:
+        kind, _, weight_text = str(spec).partition(":")
+        kind = kind.strip()
+        if kind not in BACKGROUND_KINDS:
+            raise ValueError(f"background {spec!r}: kind must be one of {', '.join(BACKGROUND_KINDS)}")
+        if kind in kinds:
+            raise ValueError(f"background {kind!r} given twice")
+        try:
+            weight = float(weight_text) if weight_text else 1.0
+        except ValueError:
+            raise ValueError(f"background {spec!r}: weight {weight_text!r} is not a number") from None
+        if not weight > 0:
+            raise ValueError(f"background {spec!r}: weight must be positive")
+        kinds.append(kind)
+        weights.append(weight)
+    if not kinds:
+        raise ValueError("at least one background kind is needed (--bg)")
+    total = sum(weights)
+    return tuple(kinds), tuple(w / total for w in weights)
+
+
+def _check_probabilities(name: str, values: list[float], count: int) -> None:
+    if len(values) != count or any(v < 0 for v in values) or abs(sum(values) - 1) > 1e-6:
+        raise ValueError(f"setting {name}: expected {count} non-negative values summing to 1")
+
+
+def check_render_settings(s: RenderSettings) -> None:
+    """Refuse settings that cannot render, with the setting's name in the message."""
+    parse_backgrounds(s.backgrounds)
+    _check_clip_geometry(s.frames, s.stride, s.codec, s.quality)
+    if s.clips < 1 or s.variants < 1:
+        raise ValueError("clips and variants must be at least 1")
+    if s.size < 8:
+        raise ValueError(f"size {s.size} is too small (at least 8)")
+    if s.overlay not in OVERLAY_MODES:
+        raise ValueError(f"overlay {s.overlay!r} must be one of {', '.join(OVERLAY_MODES)}")
+    if s.motion not in MOTIONS:
+        raise ValueError(f"motion {s.motion!r} must be one of {', '.join(MOTIONS)}")
+    if s.objects < 0:
+        raise ValueError("objects must be >= 0")
+    if not s.crop_scales or any(not 0 < c <= 1 for c in s.crop_scales):
+        raise ValueError("crop_scales must be fractions in (0, 1]")
+    if not s.box_sides or not s.box_aspects or min(s.box_sides) <= 0 or min(s.box_aspects) <= 0:
+        raise ValueError("box_sides and box_aspects must be positive and non-empty")
+    if s.gaussian_points < 2 or not 0 < s.gaussian_extent_min <= s.gaussian_extent_max:
+        raise ValueError("gaussian_points >= 2 and 0 < gaussian_extent_min <= gaussian_extent_max")
+    if not 0 <= s.patch_opacity_min <= s.patch_opacity_max <= 1:
+        raise ValueError("patch opacity must satisfy 0 <= min <= max <= 1")
+    _check_probabilities("inner_keyframe_probs", s.inner_keyframe_probs, 3)
+    _check_probabilities("interpolation_probs", s.interpolation_probs, 3)
+    _check_probabilities("patch_shape_probs", s.patch_shape_probs, 3)
+
+
+def check_pack_settings(s: PackSettings) -> None:
+    _check_clip_geometry(s.frames, s.stride, s.codec, s.quality)
+    if s.clips_per_video < 1:
+        raise ValueError("clips_per_video must be at least 1")
+    if s.short_side < 8:
+        raise ValueError(f"short_side {s.short_side} is too small (at least 8)")
+
+
+def _check_clip_geometry(frames: int, stride: int, codec: str, quality: int) -> None:
+    from smile_data.shards.layout import MAX_FRAMES
+
+    if not 1 <= frames <= MAX_FRAMES:
+        raise ValueError(f"frames {frames} must be within 1..{MAX_FRAMES}")
+    if stride < 1:
+        raise ValueError("stride must be at least 1")
+    if codec not in FRAME_CODECS:
+        raise ValueError(f"codec {codec!r} must be one of {', '.join(FRAME_CODECS)}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality {quality} must be within 1..100")

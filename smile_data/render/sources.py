@@ -1,0 +1,181 @@
+"""Background sources: listing videos and stills, and decoding only the frames a task needs.
+
+Lists: a folder (searched recursively, sorted), or a text file with one source per line in the
+VideoMAE style — `path`, `path label` or `path num_frames label`, separated by spaces or commas;
+blank lines and `#` comments are ignored, and a first line whose label is not an integer is
+taken as a header. Relative paths are resolved against `root` (by default the list's folder).
+
+Videos are decoded with OpenCV from the first frame on with sequential grab() calls (seeking
+by CAP_PROP_POS_FRAMES is unreliable for many codecs) and only the wanted frames are retrieved.
+The frame count comes from the container; when decoding ends early the real count is used and
+the wanted frames are planned again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+LIST_COLUMNS = (1, 2, 3)  # path | path label | path num_frames label
+DECODE_THREADS = 1  # one core per worker: parallelism comes from --workers
+
+
+def prepare_process() -> None:
+    """One core per worker (parallelism comes from --workers) and quiet OpenCV warnings."""
+    cv2.setNumThreads(DECODE_THREADS)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def failure_reason(error: Exception) -> str:
+    """The reason recorded for a skipped source."""
+    if isinstance(error, cv2.error):
+        return f"OpenCV error while decoding: {str(error).strip().splitlines()[-1]}"
+    return str(error)
+
+
+class SourceError(Exception):
+    """A background source that cannot be used; the message is the reason for the report."""
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # as listed: relative to the root (or absolute); written into the metadata
+    path: str  # resolved path
+    label: int | None = None
+
+
+def _parse_label(token: str) -> int | None:
+    try:
+        return int(token)
+    except ValueError:
+        return None
+
+
+def parse_list(list_path: Path, root: Path) -> list[Source]:
+    """Sources of a VideoMAE-style annotation or file list."""
+    sources = []
+    for number, raw in enumerate(list_path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split(",")] if "," in line else line.split()
+        if len(parts) not in LIST_COLUMNS:
+            raise ValueError(f"{list_path}:{number}: expected 'path', 'path label' or "
+                             f"'path num_frames label', got {len(parts)} fields")
+        label = _parse_label(parts[-1]) if len(parts) > 1 else None
+        if len(parts) > 1 and label is None:
+            if not sources and number == 1:
+                continue  # a header line
+            raise ValueError(f"{list_path}:{number}: label {parts[-1]!r} is not an integer")
+        name = parts[0]
+        path = Path(name) if Path(name).is_absolute() else root / name
+        sources.append(Source(name=name, path=str(path), label=label))
+    return sources
+
+
+def list_sources(spec: str, root: str, extensions: frozenset[str], what: str) -> list[Source]:
+    """Sources from a folder (files with `extensions`) or from a list file."""
+    location = Path(spec)
+    if location.is_dir():
+        files = sorted(p for p in location.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+        return [Source(name=p.relative_to(location).as_posix(), path=str(p)) for p in files]
+    if location.is_file():
+        return parse_list(location, Path(root) if root else location.parent)
+    raise FileNotFoundError(f"{spec}: {what} folder or list not found")
+
+
+def resize_short_side(image: np.ndarray, short_side: int, upscale: bool = False) -> np.ndarray:
+    """Resize (h, w, 3) so min(h, w) == short_side (downscale only unless `upscale`)."""
+    height, width = image.shape[:2]
+    current = min(height, width)
+    if short_side <= 0 or current == short_side or (current < short_side and not upscale):
+        return image
+    scale = short_side / current
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def _check_file(path: str) -> None:
+    file = Path(path)
+    if not file.is_file():
+        raise SourceError("file not found")
+    if file.stat().st_size == 0:
+        raise SourceError("empty file")
+
+
+def _open_video(path: str) -> cv2.VideoCapture:
+    _check_file(path)
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, DECODE_THREADS])
+    if not capture.isOpened():
+        raise SourceError("cannot open as a video (corrupt or unsupported)")
+    return capture
+
+
+def _count_frames(path: str) -> int:
+    capture = _open_video(path)
+    count = 0
+    while capture.grab():
+        count += 1
+    capture.release()
+    return count
+
+
+def _read_wanted(
+    path: str, wanted: set[int], transform: Callable[[np.ndarray], np.ndarray]
+) -> tuple[dict[int, np.ndarray], int | None]:
+    """Frames at `wanted` indices; plus the real length if the video ended before the last one."""
+    capture = _open_video(path)
+    frames: dict[int, np.ndarray] = {}
+    last = max(wanted)
+    try:
+        for index in range(last + 1):
+            if not capture.grab():
+                return frames, index
+            if index in wanted:
+                ok, frame = capture.retrieve()
+                if not ok or frame is None:
+                    return frames, index
+                frames[index] = transform(frame)
+    finally:
+        capture.release()
+    return frames, None
+
+
+def read_video_frames(
+    path: str, plan: Callable[[int], list[int]],
+    transform: Callable[[np.ndarray], np.ndarray] = lambda frame: frame,
+) -> tuple[dict[int, np.ndarray], int]:
+    """Decode the frames `plan(length)` asks for; returns {index: (h, w, 3) BGR} and the length.
+
+    Raises SourceError if the file is missing, empty, unreadable or has no decodable frame.
+    """
+    capture = _open_video(path)
+    length = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    if length <= 0:
+        length = _count_frames(path)
+    for _attempt in range(2):
+        if length <= 0:
+            raise SourceError("no decodable frames")
+        frames, real_length = _read_wanted(path, set(plan(length)), transform)
+        if real_length is None:
+            return frames, length
+        length = real_length  # the container over-reported its length: plan again
+    raise SourceError("frame count keeps changing while decoding")
+
+
+def read_image(path: str) -> np.ndarray:
+    """(h, w, 3) BGR uint8 of a still image; SourceError if it cannot be decoded."""
+    _check_file(path)
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise SourceError("cannot decode as an image")
+    return image

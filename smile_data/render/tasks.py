@@ -1,0 +1,225 @@
+"""`RenderTask`: task t renders clips t*variants .. t*variants+variants-1 (picklable, light).
+
+A task picks one background kind (weighted by --bg) and, for video and image kinds, one source;
+a video is decoded once for all the task's clips. Both are pure functions of (seed, task index):
+the kind from a generator seeded with [seed, task, KIND_STREAM], the source from a seeded
+permutation of the source list per pass over it (epoch), so every source is used once before
+any is used twice. When a source cannot be read the task reports it and moves on to the next
+source of the permutation (at most `source_retries` times); each clip keeps its own draws.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from smile_data.objects.bank import BankObject, ObjectBank
+from smile_data.render import backgrounds as bg
+from smile_data.render.clip import (
+    apply_overlays, clip_metadata, clip_rng, draw_overlays, largest_box_side, sample_members,
+)
+from smile_data.render.overlay import SpriteCache, premultiply_rgba, shrink_to
+from smile_data.render.settings import RenderSettings, parse_backgrounds
+from smile_data.render.sources import (
+    IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Source, SourceError, failure_reason, prepare_process,
+    read_image, read_video_frames, resize_short_side,
+)
+from smile_data.render.worker_state import checked_sources, process_state, remember_state, settings_key
+from smile_data.shards import layout
+from smile_data.shards.runner import ShardSample, TaskResult
+
+KIND_STREAM = 1
+PERMUTATION_STREAM = 2
+SOURCE_GROUPS = {"natural": 0, "frame": 0, "image": 1}  # natural and frame share the video order
+BYTES_PER_MB = 1 << 20
+
+
+@dataclass
+class Background:
+    clips: list[np.ndarray]  # per clip (T, S, S, 3) BGR uint8
+    descriptions: list[dict[str, Any]]  # per clip metadata["background"]
+    source: Source | None
+
+
+@dataclass
+class RenderState:
+    """Per-process state of a render (see worker_state.py)."""
+
+    videos: list[Source]
+    images: list[Source]
+    bank: ObjectBank | None
+    sprites: SpriteCache
+    orders: dict = field(default_factory=dict)  # (source group, epoch) -> permutation
+
+
+@dataclass
+class RenderTask:
+    """Callable run_task for write_dataset: only settings and list hashes travel to workers."""
+
+    settings: RenderSettings
+    videos_sha256: str = ""  # empty: the run uses no videos
+    images_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        self._key = settings_key("render", self.settings)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"settings": self.settings, "videos_sha256": self.videos_sha256,
+                "images_sha256": self.images_sha256}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def adopt(self, videos: list[Source], images: list[Source], bank: ObjectBank | None) -> None:
+        """Use the lists (and bank) this process has already made instead of making them again."""
+        remember_state(self._key, self._new_state(videos, images, bank))
+
+    @property
+    def state(self) -> RenderState:
+        return process_state(self._key, self._listed_state)
+
+    def _listed_state(self) -> RenderState:
+        s = self.settings
+        videos = images = []
+        if self.videos_sha256:
+            videos = checked_sources(s.videos, s.video_root, VIDEO_EXTENSIONS, "videos", self.videos_sha256)
+        if self.images_sha256:
+            images = checked_sources(s.images, "", IMAGE_EXTENSIONS, "images", self.images_sha256)
+        return self._new_state(videos, images)
+
+    def _new_state(self, videos: list[Source], images: list[Source],
+                   bank: ObjectBank | None = None) -> RenderState:
+        s = self.settings
+        if bank is None and s.overlay == "objects" and s.objects > 0:
+            bank = ObjectBank(s.bank)
+        return RenderState(videos, images, bank, SpriteCache(s.sprite_cache_mb * BYTES_PER_MB))
+
+    @property
+    def task_count(self) -> int:
+        return math.ceil(self.settings.clips / self.settings.variants)
+
+    def clip_indices(self, task_index: int) -> range:
+        first = task_index * self.settings.variants
+        return range(first, min(first + self.settings.variants, self.settings.clips))
+
+    def background_kind(self, task_index: int) -> str:
+        kinds, weights = parse_backgrounds(self.settings.backgrounds)
+        rng = np.random.default_rng([self.settings.seed, task_index, KIND_STREAM])
+        return kinds[int(rng.choice(len(kinds), p=weights))]
+
+    def candidate_sources(self, kind: str, task_index: int) -> list[Source]:
+        """The task's source, then the fallbacks tried when it cannot be read."""
+        pool = self.state.images if kind == "image" else self.state.videos
+        if not pool:
+            raise ValueError(f"background {kind!r} needs {'--images' if kind == 'image' else '--videos'}")
+        tries = min(len(pool), 1 + self.settings.source_retries)
+        return [pool[self._source_index(kind, task_index + k, len(pool))] for k in range(tries)]
+
+    def _source_index(self, kind: str, position: int, count: int) -> int:
+        epoch, offset = divmod(position, count)
+        key = (SOURCE_GROUPS[kind], epoch)
+        orders = self.state.orders
+        if key not in orders:
+            if len(orders) > 2:
+                orders.clear()  # a task only ever needs this epoch and the next
+            seed = [self.settings.seed, PERMUTATION_STREAM, SOURCE_GROUPS[kind], epoch]
+            orders[key] = np.random.default_rng(seed).permutation(count)
+        return int(orders[key][offset])
+
+    def __call__(self, task_index: int) -> TaskResult:
+        prepare_process()
+        s = self.settings
+        indices = self.clip_indices(task_index)
+        rngs = [clip_rng(s.seed, i) for i in indices]
+        draws = [bg.draw_background(rng, s) for rng in rngs]
+        kind = self.background_kind(task_index)
+        skipped: list[dict[str, str]] = []
+        background = self._background(kind, task_index, draws, rngs, skipped)
+        if background is None:
+            return TaskResult(samples=[], skipped=skipped)
+        samples = [
+            self._render_clip(index, rng, clip, description, background.source, kind, skipped)
+            for index, rng, clip, description in zip(indices, rngs, background.clips, background.descriptions)
+        ]
+        return TaskResult(samples=samples, skipped=skipped)
+
+    def _background(self, kind: str, task_index: int, draws: list[bg.BackgroundDraw],
+                    rngs: list[np.random.Generator], skipped: list[dict[str, str]]) -> Background | None:
+        s = self.settings
+        if kind in ("black", "noise"):
+            clips = [bg.black_clip(s) if kind == "black" else bg.noise_clip(rng, s) for rng in rngs]
+            described = [{"kind": kind, "source": None, "frame_indices": None} for _ in rngs]
+            return Background(clips, described, None)
+        for source in self.candidate_sources(kind, task_index):
+            try:
+                return self._from_source(kind, source, draws)
+            except (SourceError, cv2.error) as error:
+                skipped.append({"source": source.name, "reason": failure_reason(error)})
+        return None
+
+    def _from_source(self, kind: str, source: Source, draws: list[bg.BackgroundDraw]) -> Background:
+        s = self.settings
+        shrink = functools.partial(resize_short_side, short_side=s.decode_short_side)
+        if kind == "image":
+            image = shrink(read_image(source.path))
+            made = [bg.still_clip(image, draw, s) for draw in draws]
+            return _described(made, kind, source, [None] * len(draws))
+
+        def frame_plan(length: int) -> list[list[int]]:
+            if kind == "natural":
+                return [bg.natural_indices(d.position, length, s.frames, s.stride) for d in draws]
+            return [bg.single_frame_indices(d.position, length, s.frames) for d in draws]
+
+        decoded, length = read_video_frames(
+            source.path, lambda length: sorted({i for plan in frame_plan(length) for i in plan}), shrink)
+        plans = frame_plan(length)
+        if kind == "natural":
+            made = [bg.natural_clip(decoded, plan, draw, s) for plan, draw in zip(plans, draws)]
+        else:
+            made = [bg.still_clip(decoded[plan[0]], draw, s) for plan, draw in zip(plans, draws)]
+        return _described(made, kind, source, plans)
+
+    def _render_clip(self, clip_index: int, rng: np.random.Generator, clip: np.ndarray,
+                     background: dict[str, Any], source: Source | None, kind: str,
+                     skipped: list[dict[str, str]]) -> ShardSample:
+        s = self.settings
+        overlays = draw_overlays(rng, s, clip, lambda r: self._pick_object(r, skipped))
+        objects = apply_overlays(clip, overlays)
+        metadata = clip_metadata(clip_index, s.seed, clip, s.codec, background, objects)
+        row = {
+            "clip_index": clip_index, "seed": s.seed, "background": kind,
+            "source": source.name if source else None, "objects": len(objects),
+            "object_names": "|".join(o["name"] or o["kind"] for o in objects),
+        }
+        members = sample_members(clip, metadata, s.codec, s.quality, s.png_compression)
+        return ShardSample(key=layout.sample_key(clip_index), members=members, row=row)
+
+    def _pick_object(self, rng: np.random.Generator,
+                     skipped: list[dict[str, str]]) -> tuple[BankObject, np.ndarray]:
+        """A bank object and its sprite; an undecodable object is reported and redrawn."""
+        side = largest_box_side(self.settings)
+        bank, sprites = self.state.bank, self.state.sprites
+        for _ in range(1 + self.settings.source_retries):
+            index = bank.sample(rng, balanced=self.settings.balanced_classes)
+            try:
+                sprite = sprites.get(index, lambda: shrink_to(premultiply_rgba(bank.load_rgba(index)), side, side))
+                return bank.entry(index), sprite
+            except ValueError as error:
+                skipped.append({"source": bank.entry(index).path, "reason": str(error)})
+        raise ValueError(f"{self.settings.bank}: {1 + self.settings.source_retries} objects in a "
+                         "row could not be decoded; check the bank")
+
+
+def _described(made: list[tuple[np.ndarray, dict]], kind: str, source: Source,
+               plans: list[list[int] | None]) -> Background:
+    clips = [clip for clip, _ in made]
+    descriptions = [
+        {"kind": kind, "source": source.name, "frame_indices": plan, **geometry}
+        for (_, geometry), plan in zip(made, plans)
+    ]
+    return Background(clips, descriptions, source)
