@@ -1,0 +1,65 @@
+"""Fixtures of the object-bank tests: tiny random-weight models saved to disk once per session,
+a CLI runner over the object commands, and a helper that snapshots a bank's bytes."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from smile_data.objects.cli import register
+
+_HELPER = Path(__file__).with_name("objects_tiny_models.py")
+_spec = importlib.util.spec_from_file_location("objects_tiny_models", _HELPER)
+tiny_models = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tiny_models)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    """Folder of a Stable-Diffusion-shaped pipeline with random weights (save_pretrained)."""
+    return tiny_models.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """Folder of a CLIPModel + CLIPProcessor with random weights."""
+    return tiny_models.build_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clipseg(tmp_path_factory) -> Path:
+    """Folder of a CLIPSegForImageSegmentation + CLIPSegProcessor with random weights."""
+    return tiny_models.build_tiny_clipseg(tmp_path_factory.mktemp("tiny_clipseg"))
+
+
+@pytest.fixture(scope="session")
+def objects_app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+@pytest.fixture(scope="session")
+def invoke(objects_app):
+    """Run an object command in-process; returns the click Result."""
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(objects_app, [str(a) for a in args], catch_exceptions=False)
+
+    return run
+
+
+def bank_snapshot(root: Path) -> dict[str, bytes]:
+    """Bytes of the bank's outputs (objects, manifest, card), by path relative to the root."""
+    files = sorted(root.glob("objects/*/*.png")) + [root / "objects.parquet", root / "bank.json"]
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
+@pytest.fixture(scope="session")
+def snapshot():
+    return bank_snapshot
