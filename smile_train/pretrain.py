@@ -28,6 +28,8 @@ from smile_train.settings import IMAGENET_BATCH_REFERENCE, PretrainSettings, loa
 from smile_train.targets import normalize, pixel_targets
 from smile_train.teacher import ClipTeacher
 
+PROGRESS_SECONDS = 2.0  # progress-bar refresh interval: readable logs when output is a file
+
 
 def micro_batch_plan(batch_size: int, micro_batch_size: int, world_size: int) -> tuple[int, int]:
     """(clips per process per micro-step, micro-steps per optimiser step) reaching batch_size."""
@@ -114,8 +116,9 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     loader = build_loader(s, urls, micro, runtime.rank, resume_batches=step * accumulation)
     batches = iter(loader)
     log = rt.MetricsLog(out_dir, runtime.is_main)
-    bar = tqdm(total=total_steps, initial=step, desc=name, unit="step", disable=not runtime.is_main)
-    corrupt, window_start, wait_time, window_steps = 0, time.perf_counter(), 0.0, 0
+    bar = tqdm(total=total_steps, initial=step, desc=name, unit="step", disable=not runtime.is_main,
+               mininterval=PROGRESS_SECONDS)
+    corrupt, window_start, wait_time, window_steps, window_loss = 0, time.perf_counter(), 0.0, 0, 0.0
 
     def save(path: Path) -> None:
         if runtime.is_main:
@@ -155,16 +158,17 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
                 f"[{name}] loss is {loss_value} at step {step}; lower base_lr, enable clip_grad, "
                 f"or resume from the last checkpoint in {checkpoints}"
             )
+        window_loss += loss_value
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
         if step % s.log_every_steps == 0 or step == total_steps:
             elapsed = time.perf_counter() - window_start
-            log.write(step, {
-                "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+            log.write(step, {  # loss: mean over the steps since the last line
+                "loss": window_loss / window_steps, "lr": lr, "grad_norm": grad_norm,
                 "clips_per_s": window_steps * s.batch_size / elapsed,
                 "data_wait_fraction": wait_time / elapsed, "corrupt_samples": corrupt,
             })
-            window_start, wait_time, window_steps = time.perf_counter(), 0.0, 0
+            window_start, wait_time, window_steps, window_loss = time.perf_counter(), 0.0, 0, 0.0
         if step % s.save_every_steps == 0 and step < total_steps:
             save(ckpt.step_path(checkpoints, step))
             if runtime.is_main:
