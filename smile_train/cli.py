@@ -42,6 +42,113 @@ def pretrain(
     run_pretrain(config, parse_set_options(set_), resume, init_from)
 
 
+def _flags(**values) -> dict:
+    """Flags given on the command line (None = not given) as settings overrides."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+@app.command()
+def finetune(
+    config: str = CONFIG_OPTION,
+    set_: list[str] = SET_OPTION,
+    shards: str = typer.Option(None, "--shards", help="Labelled training shards (from `smile-data pack`)."),
+    val_shards: str = typer.Option(None, "--val-shards", help="Labelled shards tested with multi-view testing at the end."),
+    num_classes: int = typer.Option(None, "--num-classes", help="Classes of the new head."),
+    model: str = typer.Option(None, "--model", help="tiny | small | base"),
+    out_dir: str = typer.Option(None, "--out", help="Run folder (checkpoints, metrics, eval.json)."),
+    init: str = typer.Option(None, "--init", help="Start from a pretraining / finetuning checkpoint or an authors' file."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+) -> None:
+    """Finetune a classifier (mean pool, fc_norm, linear head) on labelled clips (SPEC §7)."""
+    from smile_train.finetune import run_finetune
+
+    overrides = _flags(shards=shards, val_shards=val_shards, num_classes=num_classes, model=model,
+                       out_dir=out_dir, init_from=init) | parse_set_options(set_)
+    typer.echo(str(run_finetune(config, overrides, resume)))
+
+
+@app.command()
+def evaluate(
+    config: str = CONFIG_OPTION,
+    set_: list[str] = SET_OPTION,
+    checkpoint: str = typer.Option(None, "--checkpoint", help="A finetuned checkpoint."),
+    shards: str = typer.Option(None, "--shards", help="Labelled test shards."),
+    out: str = typer.Option(None, "--out", help="JSON report to write (default eval.json)."),
+    clips: int = typer.Option(None, "--clips", help="Temporal views per video (K400 5, SSv2 2)."),
+    crops: int = typer.Option(None, "--crops", help="Spatial views per clip (3)."),
+    class_names: str = typer.Option(None, "--class-names", help="Text file: one class name per line."),
+) -> None:
+    """Multi-view test: softmax averaged over clips x crops; top-1, top-5, per-class accuracy."""
+    import json
+
+    from smile_data.config import load_settings
+    from smile_train.evaluate import run_evaluate
+    from smile_train.finetune_settings import EvalSettings
+
+    overrides = _flags(checkpoint=checkpoint, shards=shards, out=out, test_clips=clips,
+                       test_crops=crops, class_names=class_names) | parse_set_options(set_)
+    report = run_evaluate(load_settings(EvalSettings, config, overrides))
+    typer.echo(json.dumps({k: report[k] for k in ("top1", "top5", "mean_class_accuracy", "videos", "views")}))
+
+
+@app.command("linear-probe")
+def linear_probe(
+    config: str = CONFIG_OPTION,
+    set_: list[str] = SET_OPTION,
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Pretraining or finetuning checkpoint (frozen)."),
+    shards: str = typer.Option(None, "--shards", help="Labelled training shards."),
+    val_shards: str = typer.Option(None, "--val-shards", help="Labelled test shards."),
+    num_classes: int = typer.Option(None, "--num-classes"),
+    epochs: int = typer.Option(None, "--epochs"),
+    out_dir: str = typer.Option(None, "--out", help="Folder for probe.pt, probe.json and the feature cache."),
+) -> None:
+    """Linear probing: frozen encoder, cached mean-pooled features, a linear head."""
+    import json
+
+    from smile_data.config import load_settings
+    from smile_train.finetune_settings import ProbeSettings
+    from smile_train.probe import run_probe
+
+    overrides = _flags(checkpoint=checkpoint, shards=shards, val_shards=val_shards, num_classes=num_classes,
+                       epochs=epochs, out_dir=out_dir) | parse_set_options(set_)
+    report = run_probe(load_settings(ProbeSettings, config, overrides))
+    typer.echo(json.dumps({k: v for k, v in report.items() if k in ("train_top1", "top1", "top5", "videos")}))
+
+
+@app.command()
+def export(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="This project's checkpoint or an authors' file."),
+    out: str = typer.Option(..., "--out", help="Folder to write."),
+    format_: str = typer.Option("hf", "--format", help="hf: a transformers VideoMAE folder."),
+    class_names: str = typer.Option(None, "--class-names", help="Text file: one class name per line (id2label)."),
+) -> None:
+    """Export for transformers: VideoMAEModel (pretraining) or VideoMAEForVideoClassification (finetuned)."""
+    from smile_train.export import export_hf
+    from smile_train.finetune_settings import read_class_names
+
+    if format_ != "hf":
+        raise ValueError(f"--format {format_!r}: only hf is supported")
+    typer.echo(str(export_hf(checkpoint, out, read_class_names(class_names or ""))))
+
+
+@app.command("import")
+def import_checkpoint(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="An authors' VideoMAE / SMILE file."),
+    out: str = typer.Option(..., "--out", help="This project's checkpoint to write (.pt)."),
+    input_size: int = typer.Option(0, "--input-size", help="Clip side the model was trained at (0: 224)."),
+    frames: int = typer.Option(0, "--frames", help="Frames per clip (0: 16)."),
+    class_names: str = typer.Option(None, "--class-names", help="Text file: one class name per line."),
+) -> None:
+    """Convert an authors' pretraining or finetuned file into this project's checkpoint format."""
+    import json
+
+    from smile_train.export import import_authors
+    from smile_train.finetune_settings import read_class_names
+
+    summary = import_authors(checkpoint, out, input_size, frames, read_class_names(class_names or ""))
+    typer.echo(json.dumps(summary, sort_keys=True))
+
+
 def main() -> None:
     try:
         app()

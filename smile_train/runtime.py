@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -79,6 +79,12 @@ def teardown(runtime: Runtime) -> None:
     if runtime.distributed and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def wait_for_all(runtime: Runtime) -> None:
+    """A barrier: e.g. after rank 0 wrote a file that every rank reads next."""
+    if runtime.distributed and dist.is_initialized():
+        dist.barrier()
 
 
 def mean_across_ranks(value: torch.Tensor, runtime: Runtime) -> torch.Tensor:
@@ -195,3 +201,74 @@ class MetricsLog:
     def close(self) -> None:
         if self.tensorboard:
             self.tensorboard.close()
+
+
+# --- finetuning: layer-wise lr decay, per-group lr, one optimiser step ---------------------------
+
+
+def layer_decay_groups(
+    named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+    weight_decay: float,
+    skip: set[str],
+    layer_id: Callable[[str], int],
+    num_layers: int,
+    layer_decay: float,
+) -> list[dict[str, Any]]:
+    """`weight_decay_groups` split per layer, each with `lr_scale` = layer_decay^(num_layers-1-id).
+
+    `layer_id` maps a parameter name to 0 (patch embedding) ... num_layers - 1 (norm and head),
+    so the head trains at the full rate and every layer below it at `layer_decay` times the
+    rate of the layer above (BEiT / VideoMAE finetuning).
+    """
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, parameter in named_parameters:
+        if not parameter.requires_grad:
+            continue
+        no_decay = parameter.ndim <= 1 or name in skip or name.endswith(".bias")
+        layer = layer_id(name)
+        if not 0 <= layer < num_layers:
+            raise ValueError(f"parameter {name}: layer id {layer} outside 0..{num_layers - 1}")
+        group = groups.setdefault((layer, no_decay), {
+            "params": [], "weight_decay": 0.0 if no_decay else weight_decay,
+            "lr_scale": layer_decay ** (num_layers - 1 - layer), "layer": layer,
+        })
+        group["params"].append(parameter)
+    return [groups[key] for key in sorted(groups)]
+
+
+def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's rate to `lr` times its `lr_scale` (1 when the group has none)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def optimizer_step(
+    parameters: Iterable[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    clip_grad: float,
+) -> float:
+    """Unscale, clip (0: no clipping, the norm is still measured), step, update, zero; the norm."""
+    scaler.unscale_(optimizer)
+    max_norm = clip_grad if clip_grad > 0 else math.inf
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(list(parameters), max_norm))
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> int:
+    """Load model, optimiser, scaler and RNG state of a step checkpoint; return its step."""
+    from smile_train.checkpoint import restore_rng_state
+
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    restore_rng_state(state["rng"])
+    return int(state["step"])

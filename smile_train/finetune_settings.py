@@ -1,0 +1,135 @@
+"""Settings of finetuning, evaluation and linear probing: flat dataclasses, SPEC §7 defaults.
+
+The finetuning defaults are the Kinetics-400 recipe (100 epochs, batch 16, flip, 5 x 3 test
+views); configs/finetune/ssv2_*.yaml holds the Something-Something v2 differences (40 epochs,
+batch 32, no flip, 2 x 3 views). YAML files hold only differences; `--set key=value` works on
+every field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+KINETICS_TEST_CLIPS = 5
+TEST_CROPS = 3
+
+
+@dataclass
+class FinetuneSettings:
+    # --- data: labelled shards written by `smile-data pack` ---
+    shards: str = ""  # paths, globs, brace patterns or URLs, comma-separated
+    val_shards: str = ""  # evaluated with multi-view testing after the last step ("" = skip)
+    clips_per_epoch: int = 0  # 0: the sample count in the shards' dataset.json cards
+    num_classes: int = 400
+    class_names: str = ""  # text file, one class name per line in label order ("" = numbers)
+    input_size: int = 224
+    frames: int = 16
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop: area fraction
+    crop_ratio: tuple[float, float] = (0.75, 1.3333)  # random resized crop: aspect w / h
+    flip: bool = True  # Kinetics yes, SSv2 no (left/right carries the label there)
+    rand_augment: bool = True
+    rand_augment_ops: int = 2  # operations per clip
+    rand_augment_magnitude: float = 9.0  # of 10
+    rand_augment_magnitude_std: float = 0.5
+    rand_augment_prob: float = 0.5  # each drawn operation is applied with this probability
+    mixup: float = 0.8  # Beta(alpha, alpha) of mixup; 0 switches it off
+    cutmix: float = 1.0  # Beta(alpha, alpha) of cutmix; 0 switches it off
+    mixup_prob: float = 1.0  # probability that a batch is mixed at all
+    mixup_switch_prob: float = 0.5  # probability of cutmix rather than mixup when both are on
+    label_smoothing: float = 0.1
+    shuffle_buffer: int = 1000
+    num_workers: int = 4
+    max_corrupt_samples: int = 100  # per loader worker; past it the run stops
+    # --- model ---
+    model: str = "base"  # tiny | small | base
+    drop_path: float = 0.1
+    head_drop: float = 0.0
+    head_init_scale: float = 0.001
+    attention: str = "sdpa"
+    grad_checkpointing: bool = False
+    compile: bool = False
+    # --- optimisation ---
+    epochs: int = 100
+    warmup_epochs: int = 5
+    batch_size: int = 16  # clips per optimiser step, all processes together
+    micro_batch_size: int = 0  # clips per process per micro-step; 0: batch_size / world size
+    base_lr: float = 1e-3  # per 256 clips: lr = base_lr x batch_size / 256
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip_grad: float = 0.0  # 0: no clipping
+    max_steps: int = 0  # 0: epochs x steps per epoch; a smaller value stops early
+    # --- testing after training (SPEC §7 views) ---
+    test_clips: int = KINETICS_TEST_CLIPS
+    test_crops: int = TEST_CROPS
+    # --- run ---
+    out_dir: str = "runs/finetune"
+    init_from: str = ""  # pretraining / finetuning checkpoint or an authors' file
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    fused_adamw: bool = True
+    save_every_steps: int = 500
+    keep_checkpoints: int = 3
+    log_every_steps: int = 10
+
+
+@dataclass
+class EvalSettings:
+    checkpoint: str = ""  # a finetuned checkpoint (this project's or the authors')
+    shards: str = ""
+    out: str = "eval.json"
+    class_names: str = ""  # overrides the names stored in the checkpoint
+    test_clips: int = KINETICS_TEST_CLIPS  # temporal views: clips of one source video
+    test_crops: int = TEST_CROPS  # spatial views along the long side
+    input_size: int = 0  # 0: the checkpoint's
+    frames: int = 0  # 0: the checkpoint's
+    batch_size: int = 8  # clips per forward pass (each with test_crops views)
+    num_workers: int = 4
+    max_corrupt_samples: int = 0  # evaluation counts every clip: any corrupt one is an error
+    device: str = "auto"
+    precision: str = "auto"
+
+
+@dataclass
+class ProbeSettings:
+    checkpoint: str = ""  # pretraining or finetuning checkpoint whose encoder stays frozen
+    shards: str = ""  # labelled training shards
+    val_shards: str = ""  # labelled test shards ("" = train only)
+    num_classes: int = 400
+    class_names: str = ""
+    epochs: int = 30  # K400 30, SSv2 50, UCF / HMDB / GYM / EPIC 100
+    warmup_epochs: int = 0
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    train_crops: int = 1  # views per training clip, each a training sample (1: centre)
+    test_clips: int = KINETICS_TEST_CLIPS
+    test_crops: int = TEST_CROPS
+    input_size: int = 0  # 0: the checkpoint's
+    frames: int = 0
+    feature_batch_size: int = 8
+    num_workers: int = 4
+    max_corrupt_samples: int = 0
+    cache_dir: str = ""  # "" = <out_dir>/features
+    out_dir: str = "runs/probe"
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+
+
+def read_class_names(path: str, count: int | None = None) -> list[str]:
+    """Class names from a text file, one per line in label order; [] when `path` is empty."""
+    if not path:
+        return []
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: class-name file not found")
+    names = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if count is not None and len(names) != count:
+        raise ValueError(f"{file}: {len(names)} class names, but the model has {count} classes")
+    return names
