@@ -162,7 +162,7 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
     log = rt.MetricsLog(out_dir, runtime.is_main)
     bar = tqdm(total=total_steps, initial=step, desc=STAGE, unit="step", disable=not runtime.is_main,
                mininterval=PROGRESS_SECONDS)
-    corrupt, window_start, window_steps, window_loss, wait_time = 0, time.perf_counter(), 0, 0.0, 0.0
+    corrupt, window = 0, rt.LogWindow()
 
     def save(path: Path) -> None:
         if runtime.is_main:
@@ -179,18 +179,14 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
         rt.apply_lr(optimizer, lr)
         loss, grad_norm, bad, waited = train_step(model, raw_model, batches, optimizer, scaler, s, runtime,
                                                   step, accumulation)
-        step, window_steps, corrupt = step + 1, window_steps + 1, corrupt + bad
-        window_loss, wait_time = window_loss + loss, wait_time + waited
+        step, corrupt = step + 1, corrupt + bad
+        window.add(loss, waited)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
         if step % s.log_every_steps == 0 or step == total_steps:
-            elapsed = time.perf_counter() - window_start
-            log.write(step, {  # loss: mean over the steps since the last line
-                "loss": window_loss / window_steps, "lr": lr, "grad_norm": grad_norm,
-                "clips_per_s": window_steps * s.batch_size / elapsed,
-                "data_wait_fraction": wait_time / elapsed, "corrupt_samples": corrupt,
-            })
-            window_start, window_steps, window_loss, wait_time = time.perf_counter(), 0, 0.0, 0.0
+            log.write(step, {**window.metrics(s.batch_size), "lr": lr, "grad_norm": grad_norm,
+                             "corrupt_samples": corrupt})
+            window.reset()
         if step % s.save_every_steps == 0 and step < total_steps:
             save(ckpt.step_path(checkpoints, step))
             if runtime.is_main:

@@ -99,12 +99,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     scaler = rt.grad_scaler(runtime)
     step = 0
     if existing:
-        state = ckpt.load_checkpoint(existing[-1])
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        ckpt.restore_rng_state(state["rng"])
-        step = int(state["step"])
+        step = rt.restore_training_state(ckpt.load_checkpoint(existing[-1]), model, optimizer, scaler)
         if runtime.is_main:
             print(f"[{name}] resuming from {existing[-1]} at step {step}")
     raw_model = model  # checkpoints hold the plain module's keys, never compiled or DDP wrappers
@@ -118,7 +113,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     log = rt.MetricsLog(out_dir, runtime.is_main)
     bar = tqdm(total=total_steps, initial=step, desc=name, unit="step", disable=not runtime.is_main,
                mininterval=PROGRESS_SECONDS)
-    corrupt, window_start, wait_time, window_steps, window_loss = 0, time.perf_counter(), 0.0, 0, 0.0
+    corrupt, window = 0, rt.LogWindow()
 
     def save(path: Path) -> None:
         if runtime.is_main:
@@ -130,27 +125,20 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
 
     while step < total_steps:
         lr = rt.cosine_lr(step, total_steps, warmup_steps, peak_lr, s.min_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        step_loss = torch.zeros((), device=runtime.device)
+        rt.apply_lr(optimizer, lr)
+        step_loss, waited = torch.zeros((), device=runtime.device), 0.0
         for micro_step in range(accumulation):
-            waited = time.perf_counter()
+            asked = time.perf_counter()
             batch = next(batches)
-            wait_time += time.perf_counter() - waited
+            waited += time.perf_counter() - asked
             corrupt += int(batch["corrupt"].sum())
             if runtime.distributed:  # sync gradients on the last micro-step only
                 model.require_backward_grad_sync = micro_step == accumulation - 1
             loss = masked_loss(model, teacher, batch["video"], batch["masks"], runtime) / accumulation
             scaler.scale(loss).backward()
             step_loss += loss.detach()
-        scaler.unscale_(optimizer)
-        max_norm = s.clip_grad if s.clip_grad > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(raw_model.parameters(), max_norm))
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = rt.optimizer_step(raw_model.parameters(), optimizer, scaler, s.clip_grad)
         step += 1
-        window_steps += 1
 
         loss_value = float(rt.mean_across_ranks(step_loss, runtime))
         if not math.isfinite(loss_value):
@@ -158,17 +146,13 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
                 f"[{name}] loss is {loss_value} at step {step}; lower base_lr, enable clip_grad, "
                 f"or resume from the last checkpoint in {checkpoints}"
             )
-        window_loss += loss_value
+        window.add(loss_value, waited)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
         if step % s.log_every_steps == 0 or step == total_steps:
-            elapsed = time.perf_counter() - window_start
-            log.write(step, {  # loss: mean over the steps since the last line
-                "loss": window_loss / window_steps, "lr": lr, "grad_norm": grad_norm,
-                "clips_per_s": window_steps * s.batch_size / elapsed,
-                "data_wait_fraction": wait_time / elapsed, "corrupt_samples": corrupt,
-            })
-            window_start, wait_time, window_steps, window_loss = time.perf_counter(), 0.0, 0, 0.0
+            log.write(step, {**window.metrics(s.batch_size), "lr": lr, "grad_norm": grad_norm,
+                             "corrupt_samples": corrupt})
+            window.reset()
         if step % s.save_every_steps == 0 and step < total_steps:
             save(ckpt.step_path(checkpoints, step))
             if runtime.is_main:
@@ -177,6 +161,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     verify_ranks_agree(raw_model, runtime)
     save(ckpt.step_path(checkpoints, step))
     save(final_path)
+    rt.wait_for_all(runtime)  # every rank reads final.pt next (stage 2 starts from it)
     if runtime.is_main:
         ckpt.prune_checkpoints(checkpoints, s.keep_checkpoints)
         log.plot_loss(f"{name}: {s.model} / {s.target} target")

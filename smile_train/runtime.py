@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -141,6 +142,29 @@ def cosine_lr(step: int, total_steps: int, warmup_steps: int, peak: float, floor
 
 
 # --- logs --------------------------------------------------------------------------------------
+
+
+class LogWindow:
+    """Means over the steps between two log lines: loss, clips/s, share of time spent waiting."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.start, self.steps, self.loss, self.wait = time.perf_counter(), 0, 0.0, 0.0
+
+    def add(self, loss: float, data_wait_seconds: float) -> None:
+        self.steps += 1
+        self.loss += loss
+        self.wait += data_wait_seconds
+
+    def metrics(self, clips_per_step: int) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.start
+        return {
+            "loss": self.loss / max(self.steps, 1),
+            "clips_per_s": self.steps * clips_per_step / elapsed,
+            "data_wait_fraction": self.wait / elapsed,
+        }
 
 
 class MetricsLog:

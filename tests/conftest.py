@@ -10,8 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from smile_data.shards import layout
+
+# Tiny models run fastest on one thread; more threads only fight the test runner for 2 cores.
+torch.set_num_threads(1)
 
 
 def _moving_square_clip(rng: np.random.Generator, frames: int, size: int) -> tuple[np.ndarray, list]:
