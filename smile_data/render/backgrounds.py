@@ -12,6 +12,10 @@ The crop (SPEC §4): width and height are drawn independently from crop_scales t
 side, the offset uniformly, then the crop is resized to size x size (bilinear) and flipped
 horizontally with probability 1/2 when `flip` is on. Black and noise clips are made directly at
 the final size (cropping uniform noise and resizing it would smooth it).
+
+Still backgrounds (frame, image, black, noise) are one frame seen T times: a read-only
+(T, S, S, 3) view that costs the memory of one frame; the renderer pastes each frame's overlays
+into a working copy of it (clip.render_frames).
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def still_clip(image: np.ndarray, draw: BackgroundDraw, s: RenderSettings) -> tu
     """One image (a still or a video frame) cropped once and repeated: (T, S, S, 3)."""
     box = crop_box(draw, *image.shape[:2])
     frame = crop_resize(image, box, s.size, draw.flip)
-    return np.repeat(frame[None], s.frames, axis=0), _geometry(box, image.shape, draw.flip)
+    return repeated(frame, s.frames), _geometry(box, image.shape, draw.flip)
 
 
 def natural_clip(
@@ -97,14 +101,19 @@ def natural_clip(
     return clip, _geometry(box, shape, draw.flip)
 
 
+def repeated(frame: np.ndarray, frames: int) -> np.ndarray:
+    """frame (S, S, 3) seen as `frames` identical frames: a read-only (T, S, S, 3) view."""
+    return np.broadcast_to(frame, (frames, *frame.shape))
+
+
 def black_clip(s: RenderSettings) -> np.ndarray:
-    return np.zeros((s.frames, s.size, s.size, 3), np.uint8)
+    return repeated(np.zeros((s.size, s.size, 3), np.uint8), s.frames)
 
 
 def noise_clip(rng: np.random.Generator, s: RenderSettings) -> np.ndarray:
     """One uniform-noise image repeated T times."""
     image = rng.integers(0, NOISE_LEVELS, size=(s.size, s.size, 3), dtype=np.uint8)
-    return np.repeat(image[None], s.frames, axis=0)
+    return repeated(image, s.frames)
 
 
 def _geometry(box: tuple[int, int, int, int], shape: tuple[int, ...], flip: bool) -> dict[str, Any]:

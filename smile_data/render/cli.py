@@ -1,6 +1,7 @@
 """`smile-data render` and `smile-data pack`.
 
-Settings resolve as: RenderSettings / PackSettings defaults (the SPEC's), then `--config FILE`,
+Settings resolve as: RenderSettings / PackSettings defaults (the SPEC's), then the defaults of
+the chosen label mode (LABEL_DEFAULTS: motion-direction moves one object), then `--config FILE`,
 then `--set key=value`, then the explicit flags. Workers, rank and --overwrite decide how the work
 is run, not what is written, so they are not settings.
 """
@@ -12,16 +13,25 @@ from typing import Any
 
 import typer
 
-from smile_data.config import load_settings, parse_set_options
+from smile_data.config import apply_overrides, load_settings, parse_set_options, read_yaml
 from smile_data.distributed import resolve_work_share
 
 _WORKERS_HELP = "Processes rendering in parallel on this machine (one core each)."
+# Settings a label mode changes from the SPEC defaults unless the command sets them itself.
+LABEL_DEFAULTS = {"motion-direction": {"objects": 1}}
 
 
 def _resolve(cls: type, config: Path | None, set_options: list[str] | None, flags: dict[str, Any]):
     overrides = parse_set_options(set_options)
     overrides.update({name: value for name, value in flags.items() if value is not None})
-    return load_settings(cls, config, overrides)
+    settings = load_settings(cls, config, overrides)
+    label_defaults = LABEL_DEFAULTS.get(getattr(settings, "label", None))
+    if not label_defaults:
+        return settings
+    settings = apply_overrides(cls(), label_defaults, source=f"label {settings.label}")
+    if config is not None:
+        settings = apply_overrides(settings, read_yaml(config), source=str(config))
+    return apply_overrides(settings, overrides, source="--set")
 
 
 def _report(out: Path, card: dict[str, Any]) -> None:
@@ -50,6 +60,9 @@ def render_command(
     bank: str = typer.Option(None, "--bank", help="Object bank folder (for --overlay objects)."),
     objects: int = typer.Option(None, "--objects", help="Overlays per clip (default: 2)."),
     motion: str = typer.Option(None, "--motion", help="gaussian | linear (default: gaussian)."),
+    label: str = typer.Option(None, "--label",
+        help="none | motion-direction: one object per clip, labelled with the direction it moves in "
+             "(right, down, left, up; --set direction_classes=8 adds the diagonals) (default: none)."),
     clips: int = typer.Option(None, "--clips", help="Clips in total (default: 1000)."),
     variants: int = typer.Option(None, "--variants", help="Clips per source: decode once, render many (default: 1)."),
     frames: int = typer.Option(None, "--frames", help="Frames per clip (default: 16)."),
@@ -77,8 +90,8 @@ def render_command(
     flags = {
         "backgrounds": list(bg) if bg else None, "videos": videos, "video_root": root,
         "images": images, "overlay": overlay, "bank": bank, "objects": objects, "motion": motion,
-        "clips": clips, "variants": variants, "frames": frames, "stride": stride, "size": size,
-        "seed": seed, "codec": codec, "quality": quality, "prefix": prefix,
+        "label": label, "clips": clips, "variants": variants, "frames": frames, "stride": stride,
+        "size": size, "seed": seed, "codec": codec, "quality": quality, "prefix": prefix,
         "shard_size": shard_size, "shard_bytes": shard_bytes,
     }
     settings = _resolve(RenderSettings, config, set_options, flags)

@@ -1,7 +1,8 @@
 """One clip: overlays drawn and composited onto a background, frames encoded, metadata built.
 
 Everything a clip draws comes from its own generator, seeded from [seed, clip_index], in a fixed
-order: background draws, then (per overlay) trajectory, then object or patch.
+order: background draws, then the label (motion-direction only), then per overlay its
+trajectory, then its object or patch.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 
 from smile_data.objects.bank import BankObject
-from smile_data.render.overlay import composite
+from smile_data.render.overlay import make_layers, paste_layers
 from smile_data.render.patches import make_patch
 from smile_data.render.settings import RenderSettings
 from smile_data.render.trajectory import Trajectory, generate_trajectory
@@ -32,6 +33,7 @@ class Overlays:
     trajectories: list[Trajectory]
     opacities: list[np.ndarray | None]
     descriptions: list[dict[str, Any]]  # metadata of each overlay, minus boxes and angles
+    label: int | None = None  # the clip's class (motion-direction), else None
 
 
 def clip_rng(seed: int, clip_index: int) -> np.random.Generator:
@@ -52,12 +54,15 @@ def _rounded(values: np.ndarray) -> list:
 def draw_overlays(
     rng: np.random.Generator, s: RenderSettings, clip: np.ndarray, pick_object: ObjectPicker | None
 ) -> Overlays:
-    """Trajectories and sprites of the clip's overlays (none when overlay == "none")."""
+    """Trajectories and sprites of the clip's overlays (none when overlay == "none"), and with
+    label motion-direction the clip's class, which the (single) overlay's path follows."""
     overlays = Overlays([], [], [], [])
     if s.overlay == "none":
         return overlays
+    if s.label == "motion-direction":
+        overlays.label = int(rng.integers(s.direction_classes))
     for _ in range(s.objects):
-        trajectory = generate_trajectory(rng, s, s.frames, s.size, s.size)
+        trajectory = generate_trajectory(rng, s, s.frames, s.size, s.size, direction=overlays.label)
         overlays.trajectories.append(trajectory)
         if s.overlay == "patches":
             patch = make_patch(rng, s, clip, trajectory)
@@ -79,9 +84,51 @@ def draw_overlays(
     return overlays
 
 
-def apply_overlays(clip: np.ndarray, overlays: Overlays) -> list[dict[str, Any]]:
-    """Composite in place; return the objects' metadata in paste order."""
-    order = composite(clip, overlays.sprites, overlays.trajectories, overlays.opacities)
+def encode_frame(frame: np.ndarray, codec: str, params: list[int]) -> bytes:
+    """(H, W, 3) BGR uint8 -> JPEG or PNG bytes; OpenCV's encoders are deterministic."""
+    ok, data = cv2.imencode(f".{codec}", frame, params)
+    if not ok:
+        raise RuntimeError(f"could not encode a frame as {codec}")
+    return data.tobytes()
+
+
+def encoder_params(codec: str, quality: int, png_compression: int) -> list[int]:
+    if codec == "jpg":
+        return [cv2.IMWRITE_JPEG_QUALITY, quality]
+    return [cv2.IMWRITE_PNG_COMPRESSION, png_compression]
+
+
+def encode_frames(clip: np.ndarray, codec: str, quality: int, png_compression: int) -> dict[str, bytes]:
+    """clip (T, H, W, 3) BGR uint8 -> {"00.jpg": bytes, ...}; deterministic for equal pixels."""
+    params = encoder_params(codec, quality, png_compression)
+    return {layout.frame_extension(t, codec): encode_frame(frame, codec, params)
+            for t, frame in enumerate(clip)}
+
+
+def render_frames(
+    clip: np.ndarray, overlays: Overlays, s: RenderSettings
+) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+    """Composite the overlays onto clip (T, H, W, 3) frame by frame and encode each frame.
+
+    A writable clip (natural backgrounds) is pasted into in place; a read-only one (a still
+    seen T times) is copied frame by frame into one working frame first. Returns the objects'
+    metadata in paste order and the frame members {"00.jpg": bytes, ...}.
+    """
+    order, layers = make_layers(overlays.sprites, overlays.trajectories, overlays.opacities)
+    params = encoder_params(s.codec, s.quality, s.png_compression)
+    work = None if clip.flags.writeable or not layers else np.empty(clip.shape[1:], clip.dtype)
+    members = {}
+    for t in range(clip.shape[0]):
+        frame = clip[t]
+        if work is not None:
+            np.copyto(work, frame)
+            frame = work
+        paste_layers(frame, layers, t)
+        members[layout.frame_extension(t, s.codec)] = encode_frame(frame, s.codec, params)
+    return _objects_metadata(overlays, order), members
+
+
+def _objects_metadata(overlays: Overlays, order: list[int]) -> list[dict[str, Any]]:
     objects = []
     for index in order:
         trajectory = overlays.trajectories[index]
@@ -90,21 +137,6 @@ def apply_overlays(clip: np.ndarray, overlays: Overlays) -> list[dict[str, Any]]
         description["angles"] = _rounded(trajectory.angles)
         objects.append(description)
     return objects
-
-
-def encode_frames(clip: np.ndarray, codec: str, quality: int, png_compression: int) -> dict[str, bytes]:
-    """clip (T, H, W, 3) BGR uint8 -> {"00.jpg": bytes, ...}; deterministic for equal pixels."""
-    if codec == "jpg":
-        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
-    else:
-        params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression]
-    members = {}
-    for t, frame in enumerate(clip):
-        ok, data = cv2.imencode(f".{codec}", frame, params)
-        if not ok:
-            raise RuntimeError(f"could not encode frame {t} as {codec}")
-        members[layout.frame_extension(t, codec)] = data.tobytes()
-    return members
 
 
 def clip_metadata(
@@ -128,11 +160,9 @@ def clip_metadata(
     }
 
 
-def sample_members(
-    clip: np.ndarray, metadata: dict[str, Any], codec: str, quality: int, png_compression: int
-) -> dict[str, bytes]:
-    """All tar members of a clip: frames, metadata and, for labelled clips, the label."""
-    members = encode_frames(clip, codec, quality, png_compression)
+def sample_members(frames: dict[str, bytes], metadata: dict[str, Any]) -> dict[str, bytes]:
+    """All tar members of a clip: its encoded frames, metadata and, if labelled, the label."""
+    members = dict(frames)
     members[layout.METADATA_EXTENSION] = layout.encode_metadata(metadata)
     if metadata.get("label") is not None:
         members[layout.LABEL_EXTENSION] = layout.encode_label(metadata["label"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 import cv2
@@ -47,6 +48,17 @@ def shrink_to(sprite: np.ndarray, max_width: float, max_height: float) -> np.nda
             sprite = cv2.resize(sprite, double, interpolation=cv2.INTER_LINEAR)
         return cv2.resize(sprite, (target_w, target_h), interpolation=cv2.INTER_AREA)
     return cv2.resize(sprite, (target_w, target_h), interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass
+class Layer:
+    """One overlay ready to paste: its sprite shrunk for its trajectory, per-frame placement."""
+
+    sprite: np.ndarray  # (h, w, 4) premultiplied BGRA
+    centres: list[tuple[float, float]]
+    sizes: list[tuple[float, float]]
+    angles: list[float]
+    opacities: list[float] | None
 
 
 def paste(
@@ -89,14 +101,15 @@ def paste(
 def blend_region(region: np.ndarray, warped: np.ndarray, opacity: float = 1.0) -> None:
     """region (h, w, 3) uint8 view <- warped premultiplied BGRA (h, w, 4) over it.
 
-    OpenCV's saturating uint8 arithmetic keeps this to a few passes over the region only.
+    OpenCV's saturating uint8 arithmetic keeps this to a few passes over the region only, the
+    last two writing into buffers that already exist (the frame itself at the end).
     """
     if opacity < 1.0:
         warped = cv2.convertScaleAbs(warped, alpha=opacity)  # scales colour and alpha alike
     colour = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
     keep = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(warped, 3)), cv2.COLOR_GRAY2BGR)
-    background = cv2.multiply(region, keep, scale=1.0 / ALPHA_MAX)  # share that stays visible
-    region[...] = cv2.add(background, colour)
+    cv2.multiply(region, keep, dst=keep, scale=1.0 / ALPHA_MAX)  # share that stays visible
+    cv2.add(keep, colour, dst=region)
 
 
 def paste_order(trajectories: list[Trajectory]) -> list[int]:
@@ -105,25 +118,40 @@ def paste_order(trajectories: list[Trajectory]) -> list[int]:
     return sorted(range(len(trajectories)), key=lambda i: (-areas[i], i))
 
 
+def make_layers(
+    sprites: list[np.ndarray], trajectories: list[Trajectory],
+    opacities: list[np.ndarray | None] | None = None,
+) -> tuple[list[int], list[Layer]]:
+    """The paste order and the layers in that order (opacities: per sprite None or (T,))."""
+    order = paste_order(trajectories)
+    layers = []
+    for index in order:
+        trajectory = trajectories[index]
+        max_w, max_h = trajectory.sizes.max(axis=0)
+        levels = None if opacities is None or opacities[index] is None else opacities[index].tolist()
+        layers.append(Layer(shrink_to(sprites[index], max_w, max_h), trajectory.centres.tolist(),
+                            trajectory.sizes.tolist(), trajectory.angles.tolist(), levels))
+    return order, layers
+
+
+def paste_layers(frame: np.ndarray, layers: list[Layer], t: int) -> None:
+    """Paste every layer's frame-t placement into frame (H, W, 3) uint8, in layer order."""
+    for layer in layers:
+        opacity = 1.0 if layer.opacities is None else layer.opacities[t]
+        paste(frame, layer.sprite, layer.centres[t], layer.sizes[t], layer.angles[t], opacity)
+
+
 def composite(
     clip: np.ndarray, sprites: list[np.ndarray], trajectories: list[Trajectory],
-    opacities: list[np.ndarray] | None = None,
+    opacities: list[np.ndarray | None] | None = None,
 ) -> list[int]:
     """Paste every sprite along its trajectory into clip (T, H, W, 3) uint8 in place.
 
     opacities, per sprite, is None or (T,) values in [0, 1]. Returns the paste order.
     """
-    order = paste_order(trajectories)
-    for index in order:
-        trajectory = trajectories[index]
-        max_w, max_h = trajectory.sizes.max(axis=0)
-        sprite = shrink_to(sprites[index], max_w, max_h)
-        centres, sizes = trajectory.centres.tolist(), trajectory.sizes.tolist()
-        angles = trajectory.angles.tolist()
-        levels = None if opacities is None or opacities[index] is None else opacities[index].tolist()
-        for t in range(clip.shape[0]):
-            opacity = 1.0 if levels is None else levels[t]
-            paste(clip[t], sprite, centres[t], sizes[t], angles[t], opacity)
+    order, layers = make_layers(sprites, trajectories, opacities)
+    for t in range(clip.shape[0]):
+        paste_layers(clip[t], layers, t)
     return order
 
 

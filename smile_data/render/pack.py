@@ -4,24 +4,22 @@ Task t is video t of the list: it is decoded once and cut into `clips_per_video`
 starts are evenly spaced (the centres of equal segments of the usable range), so the output is
 deterministic without any random draw. Frames are resized so their short side is `short_side`
 (aspect kept) and the trainer can still crop. Short videos follow the same VideoMAE rule as
-render: indices past the end are clamped to the last frame.
+render: indices past the end are clamped to the last frame. The task carries the video list
+the run started with (write_dataset pickles it once per worker process).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
-from smile_data.render.clip import clip_metadata, sample_members
+from smile_data.render.clip import clip_metadata, encode_frames, sample_members
 from smile_data.render.settings import PackSettings
 from smile_data.render.sources import (
-    VIDEO_EXTENSIONS, Source, SourceError, failure_reason, prepare_process, read_video_frames,
-    resize_short_side,
+    Source, SourceError, failure_reason, prepare_process, read_video_frames, resize_short_side,
 )
-from smile_data.render.worker_state import checked_sources, process_state, remember_state, settings_key
 from smile_data.shards import layout
 from smile_data.shards.runner import ShardSample, TaskResult
 
@@ -42,28 +40,11 @@ class PackTask:
     """Callable run_task for write_dataset: task t packs video t of the list."""
 
     settings: PackSettings
-    videos_sha256: str
-    task_count: int  # videos in the list
-
-    def __post_init__(self) -> None:
-        self._key = settings_key("pack", self.settings)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"settings": self.settings, "videos_sha256": self.videos_sha256,
-                "task_count": self.task_count}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)
-
-    def adopt(self, videos: list[Source]) -> None:
-        """Use the list this process has already made instead of listing again."""
-        remember_state(self._key, videos)
+    videos: list[Source]
 
     @property
-    def videos(self) -> list[Source]:
-        s = self.settings
-        return process_state(self._key, lambda: checked_sources(
-            s.videos, s.video_root, VIDEO_EXTENSIONS, "videos", self.videos_sha256))
+    def task_count(self) -> int:
+        return len(self.videos)
 
     def __call__(self, task_index: int) -> TaskResult:
         prepare_process()
@@ -85,6 +66,6 @@ class PackTask:
             metadata = clip_metadata(clip_index, s.seed, clip, s.codec, background, [], source.label)
             row = {"clip_index": clip_index, "seed": s.seed, "background": "natural",
                    "source": source.name, "label": source.label, "objects": 0}
-            members = sample_members(clip, metadata, s.codec, s.quality, s.png_compression)
+            members = sample_members(encode_frames(clip, s.codec, s.quality, s.png_compression), metadata)
             samples.append(ShardSample(key=layout.sample_key(clip_index), members=members, row=row))
         return TaskResult(samples=samples, skipped=[])

@@ -14,14 +14,16 @@ from typing import Any
 from smile_data.config import settings_to_dict
 from smile_data.distributed import WorkShare
 from smile_data.objects.bank import ObjectBank
+from smile_data.render.direction import direction_names
 from smile_data.render.pack import PackTask
 from smile_data.render.settings import (
     IMAGE_BACKGROUNDS, VIDEO_BACKGROUNDS, PackSettings, RenderSettings, check_pack_settings,
     check_render_settings, parse_backgrounds,
 )
-from smile_data.render.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Source, list_sources
+from smile_data.render.sources import (
+    IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Source, list_sources, sources_sha256,
+)
 from smile_data.render.tasks import RenderTask
-from smile_data.render.worker_state import sources_sha256
 from smile_data.shards.runner import write_dataset
 
 # Settings that change how a run uses memory, never its bytes: a resume may change them.
@@ -63,10 +65,9 @@ def build_render_task(s: RenderSettings) -> tuple[RenderTask, dict[str, Any], di
     identifying = {k: v for k, v in settings.items() if k not in RUNTIME_ONLY_SETTINGS}
     fingerprint = {"command": "render", "settings": identifying, "inputs": _input_identity(inputs)}
     card = {"command": "render", "settings": settings, "inputs": inputs}
-    task = RenderTask(s, videos_sha256=sources_sha256(videos) if videos else "",
-                      images_sha256=sources_sha256(images) if images else "")
-    task.adopt(videos, images, bank)
-    return task, fingerprint, card
+    if s.label == "motion-direction":
+        card["classes"] = list(direction_names(s.direction_classes))  # label k is classes[k]
+    return RenderTask(s, videos, images, bank), fingerprint, card
 
 
 def _input_identity(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -97,9 +98,7 @@ def build_pack_task(s: PackSettings) -> tuple[PackTask, dict[str, Any], dict[str
     settings = settings_to_dict(s)
     fingerprint = {"command": "pack", "settings": settings, "inputs": inputs}
     card = {"command": "pack", "settings": settings, "inputs": inputs}
-    task = PackTask(s, videos_sha256=inputs["videos"]["sha256"], task_count=len(videos))
-    task.adopt(videos)
-    return task, fingerprint, card
+    return PackTask(s, videos), fingerprint, card
 
 
 def pack_dataset(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from smile_data.render.direction import check_direction_settings
 from smile_data.shards.layout import BACKGROUND_KINDS, FRAME_CODECS
 
 OVERLAY_MODES = ("objects", "patches", "none")
+LABELS = ("none", "motion-direction")
 MOTIONS = ("gaussian", "linear")
 VIDEO_BACKGROUNDS = ("natural", "frame")
 IMAGE_BACKGROUNDS = ("image",)
@@ -66,6 +68,15 @@ class RenderSettings:
     patch_soft_edge_fraction: float = 0.15  # blur sigma as a fraction of the patch's short side
     patch_opacity_min: float = 0.8
     patch_opacity_max: float = 1.0
+
+    # Labels (beyond the SPEC): "none", or "motion-direction": one overlay crosses the clip and
+    # the direction of its motion is the class (render/direction.py). The label mode's centre
+    # path replaces `motion`; size and rotation changes stay those above.
+    label: str = "none"
+    direction_classes: int = 4  # 4: right, down, left, up; 8: with the diagonals between
+    direction_travel_min: float = 0.3  # first-to-last-frame distance, fraction of the frame side
+    direction_travel_max: float = 0.7
+    direction_jitter: float = 0.04  # sideways wander off the straight path, fraction of the side
 
     # Output.
     codec: str = "jpg"
@@ -151,6 +162,10 @@ def check_render_settings(s: RenderSettings) -> None:
     _check_probabilities("inner_keyframe_probs", s.inner_keyframe_probs, 3)
     _check_probabilities("interpolation_probs", s.interpolation_probs, 3)
     _check_probabilities("patch_shape_probs", s.patch_shape_probs, 3)
+    if s.label not in LABELS:
+        raise ValueError(f"label {s.label!r} must be one of {', '.join(LABELS)}")
+    if s.label == "motion-direction":
+        check_direction_settings(s)
 
 
 def check_pack_settings(s: PackSettings) -> None:

@@ -13,6 +13,7 @@ the wanted frames are planned again.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -49,6 +50,12 @@ class Source:
     name: str  # as listed: relative to the root (or absolute); written into the metadata
     path: str  # resolved path
     label: int | None = None
+
+
+def sources_sha256(sources: list[Source]) -> str:
+    """Identifies a source list in the dataset card: names and labels in order."""
+    text = "\n".join(f"{s.name}\t{'' if s.label is None else s.label}" for s in sources)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _parse_label(token: str) -> int | None:

@@ -1,4 +1,4 @@
-"""`RenderTask`: task t renders clips t*variants .. t*variants+variants-1 (picklable, light).
+"""`RenderTask`: task t renders clips t*variants .. t*variants+variants-1.
 
 A task picks one background kind (weighted by --bg) and, for video and image kinds, one source;
 a video is decoded once for all the task's clips. Both are pure functions of (seed, task index):
@@ -6,6 +6,11 @@ the kind from a generator seeded with [seed, task, KIND_STREAM], the source from
 permutation of the source list per pass over it (epoch), so every source is used once before
 any is used twice. When a source cannot be read the task reports it and moves on to the next
 source of the permutation (at most `source_retries` times); each clip keeps its own draws.
+
+The task carries its inputs: the settings, the source lists and the object bank listed when the
+run started, so every worker renders from the same inputs the fingerprint describes.
+write_dataset pickles it once per worker process; what it builds while running (decoded
+sprites, source permutations) stays on the instance in that process and is never pickled.
 """
 
 from __future__ import annotations
@@ -21,15 +26,14 @@ import numpy as np
 from smile_data.objects.bank import BankObject, ObjectBank
 from smile_data.render import backgrounds as bg
 from smile_data.render.clip import (
-    apply_overlays, clip_metadata, clip_rng, draw_overlays, largest_box_side, sample_members,
+    clip_metadata, clip_rng, draw_overlays, largest_box_side, render_frames, sample_members,
 )
 from smile_data.render.overlay import SpriteCache, premultiply_rgba, shrink_to
 from smile_data.render.settings import RenderSettings, parse_backgrounds
 from smile_data.render.sources import (
-    IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Source, SourceError, failure_reason, prepare_process,
-    read_image, read_video_frames, resize_short_side,
+    Source, SourceError, failure_reason, prepare_process, read_image, read_video_frames,
+    resize_short_side,
 )
-from smile_data.render.worker_state import checked_sources, process_state, remember_state, settings_key
 from smile_data.shards import layout
 from smile_data.shards.runner import ShardSample, TaskResult
 
@@ -41,63 +45,33 @@ BYTES_PER_MB = 1 << 20
 
 @dataclass
 class Background:
-    clips: list[np.ndarray]  # per clip (T, S, S, 3) BGR uint8
+    clips: list[np.ndarray]  # per clip (T, S, S, 3) BGR uint8 (read-only for still kinds)
     descriptions: list[dict[str, Any]]  # per clip metadata["background"]
     source: Source | None
 
 
 @dataclass
-class RenderState:
-    """Per-process state of a render (see worker_state.py)."""
-
-    videos: list[Source]
-    images: list[Source]
-    bank: ObjectBank | None
-    sprites: SpriteCache
-    orders: dict = field(default_factory=dict)  # (source group, epoch) -> permutation
-
-
-@dataclass
 class RenderTask:
-    """Callable run_task for write_dataset: only settings and list hashes travel to workers."""
+    """Callable run_task for write_dataset (see the module docstring)."""
 
     settings: RenderSettings
-    videos_sha256: str = ""  # empty: the run uses no videos
-    images_sha256: str = ""
+    videos: list[Source] = field(default_factory=list)
+    images: list[Source] = field(default_factory=list)
+    bank: ObjectBank | None = None  # opened when overlay == "objects"
 
     def __post_init__(self) -> None:
-        self._key = settings_key("render", self.settings)
+        s = self.settings
+        self._kinds, self._weights = parse_backgrounds(s.backgrounds)
+        self._sprite_side = largest_box_side(s)
+        self._sprites = SpriteCache(s.sprite_cache_mb * BYTES_PER_MB)  # this process's decodes
+        self._orders: dict[tuple[int, int], np.ndarray] = {}  # (source group, epoch) -> order
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"settings": self.settings, "videos_sha256": self.videos_sha256,
-                "images_sha256": self.images_sha256}
+        return {"settings": self.settings, "videos": self.videos, "images": self.images,
+                "bank": self.bank}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
-
-    def adopt(self, videos: list[Source], images: list[Source], bank: ObjectBank | None) -> None:
-        """Use the lists (and bank) this process has already made instead of making them again."""
-        remember_state(self._key, self._new_state(videos, images, bank))
-
-    @property
-    def state(self) -> RenderState:
-        return process_state(self._key, self._listed_state)
-
-    def _listed_state(self) -> RenderState:
-        s = self.settings
-        videos = images = []
-        if self.videos_sha256:
-            videos = checked_sources(s.videos, s.video_root, VIDEO_EXTENSIONS, "videos", self.videos_sha256)
-        if self.images_sha256:
-            images = checked_sources(s.images, "", IMAGE_EXTENSIONS, "images", self.images_sha256)
-        return self._new_state(videos, images)
-
-    def _new_state(self, videos: list[Source], images: list[Source],
-                   bank: ObjectBank | None = None) -> RenderState:
-        s = self.settings
-        if bank is None and s.overlay == "objects" and s.objects > 0:
-            bank = ObjectBank(s.bank)
-        return RenderState(videos, images, bank, SpriteCache(s.sprite_cache_mb * BYTES_PER_MB))
 
     @property
     def task_count(self) -> int:
@@ -108,13 +82,12 @@ class RenderTask:
         return range(first, min(first + self.settings.variants, self.settings.clips))
 
     def background_kind(self, task_index: int) -> str:
-        kinds, weights = parse_backgrounds(self.settings.backgrounds)
         rng = np.random.default_rng([self.settings.seed, task_index, KIND_STREAM])
-        return kinds[int(rng.choice(len(kinds), p=weights))]
+        return self._kinds[int(rng.choice(len(self._kinds), p=self._weights))]
 
     def candidate_sources(self, kind: str, task_index: int) -> list[Source]:
         """The task's source, then the fallbacks tried when it cannot be read."""
-        pool = self.state.images if kind == "image" else self.state.videos
+        pool = self.images if kind == "image" else self.videos
         if not pool:
             raise ValueError(f"background {kind!r} needs {'--images' if kind == 'image' else '--videos'}")
         tries = min(len(pool), 1 + self.settings.source_retries)
@@ -123,7 +96,7 @@ class RenderTask:
     def _source_index(self, kind: str, position: int, count: int) -> int:
         epoch, offset = divmod(position, count)
         key = (SOURCE_GROUPS[kind], epoch)
-        orders = self.state.orders
+        orders = self._orders
         if key not in orders:
             if len(orders) > 2:
                 orders.clear()  # a task only ever needs this epoch and the next
@@ -189,25 +162,27 @@ class RenderTask:
                      skipped: list[dict[str, str]]) -> ShardSample:
         s = self.settings
         overlays = draw_overlays(rng, s, clip, lambda r: self._pick_object(r, skipped))
-        objects = apply_overlays(clip, overlays)
-        metadata = clip_metadata(clip_index, s.seed, clip, s.codec, background, objects)
+        objects, frames = render_frames(clip, overlays, s)
+        metadata = clip_metadata(clip_index, s.seed, clip, s.codec, background, objects,
+                                 label=overlays.label)
         row = {
             "clip_index": clip_index, "seed": s.seed, "background": kind,
             "source": source.name if source else None, "objects": len(objects),
             "object_names": "|".join(o["name"] or o["kind"] for o in objects),
+            "label": overlays.label,
         }
-        members = sample_members(clip, metadata, s.codec, s.quality, s.png_compression)
-        return ShardSample(key=layout.sample_key(clip_index), members=members, row=row)
+        return ShardSample(key=layout.sample_key(clip_index), members=sample_members(frames, metadata),
+                           row=row)
 
     def _pick_object(self, rng: np.random.Generator,
                      skipped: list[dict[str, str]]) -> tuple[BankObject, np.ndarray]:
         """A bank object and its sprite; an undecodable object is reported and redrawn."""
-        side = largest_box_side(self.settings)
-        bank, sprites = self.state.bank, self.state.sprites
+        side, bank = self._sprite_side, self.bank
         for _ in range(1 + self.settings.source_retries):
             index = bank.sample(rng, balanced=self.settings.balanced_classes)
             try:
-                sprite = sprites.get(index, lambda: shrink_to(premultiply_rgba(bank.load_rgba(index)), side, side))
+                sprite = self._sprites.get(
+                    index, lambda: shrink_to(premultiply_rgba(bank.load_rgba(index)), side, side))
                 return bank.entry(index), sprite
             except ValueError as error:
                 skipped.append({"source": bank.entry(index).path, "reason": str(error)})

@@ -16,17 +16,25 @@ an extent in [40, 180) px and offset so the path stays within those same centres
 capped at their range), clipped to the frame, and sampled at T evenly spaced indices. A box that
 grows may still reach past the edge; compositing clips what lies outside.
 
+With label motion-direction the centre instead crosses the frame in the clip's class direction
+(direction.py); key frames, size and rotation are drawn as above.
+
 Coordinates are continuous pixels of the final clip: the frame spans [0, W] x [0, H] and pixel
 (i, j) covers [i, i+1) x [j, j+1).
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from smile_data.render.direction import directed_centres
 from smile_data.render.settings import RenderSettings
 
 LINEAR, ACCELERATE, DECELERATE = 0, 1, 2
@@ -53,21 +61,41 @@ class Trajectory:
         return float(np.mean(self.sizes[:, 0] * self.sizes[:, 1]))
 
 
+def _normalised_cdf(probabilities: list[float]) -> list[float]:
+    cumulative = list(itertools.accumulate(float(p) for p in probabilities))
+    return [c / cumulative[-1] for c in cumulative]
+
+
+def draw_index(rng: np.random.Generator, probabilities: list[float]) -> int:
+    """Index i with probability probabilities[i], from one uniform draw.
+
+    The same draw as rng.choice(len(p), p=p) (one uniform, the first cumulative probability
+    above it), without that call's overhead, which adds up over millions of trajectories.
+    """
+    return bisect.bisect_right(_normalised_cdf(probabilities), rng.random())
+
+
+def draw_indices(rng: np.random.Generator, probabilities: list[float], count: int) -> list[int]:
+    """`count` independent draw_index draws (as rng.choice(len(p), size=count, p=p))."""
+    cdf = _normalised_cdf(probabilities)
+    return [bisect.bisect_right(cdf, u) for u in rng.random(count).tolist()]
+
+
 def initial_box_size(
     rng: np.random.Generator, s: RenderSettings, width: int, height: int
 ) -> tuple[float, float]:
     """w = side*sqrt(aspect), h = side/sqrt(aspect), each jittered by exp(U[-j, j]), clipped."""
-    side = float(rng.choice(np.asarray(s.box_sides, dtype=np.float64)))
-    aspect = float(rng.choice(np.asarray(s.box_aspects, dtype=np.float64)))
-    jitter = np.exp(rng.uniform(-s.box_jitter, s.box_jitter, size=2))
-    w = float(np.clip(side * np.sqrt(aspect) * jitter[0], MIN_BOX_SIDE, width - 1))
-    h = float(np.clip(side / np.sqrt(aspect) * jitter[1], MIN_BOX_SIDE, height - 1))
-    return w, h
+    side = float(s.box_sides[rng.integers(len(s.box_sides))])
+    aspect = float(s.box_aspects[rng.integers(len(s.box_aspects))])
+    jitter_w, jitter_h = np.exp(rng.uniform(-s.box_jitter, s.box_jitter, size=2)).tolist()
+    w = min(max(side * math.sqrt(aspect) * jitter_w, MIN_BOX_SIDE), width - 1)
+    h = min(max(side / math.sqrt(aspect) * jitter_h, MIN_BOX_SIDE), height - 1)
+    return float(w), float(h)
 
 
 def key_frames(rng: np.random.Generator, frames: int, s: RenderSettings) -> np.ndarray:
     """Sorted unique key-frame indices, always including 0 and frames-1."""
-    inner = int(rng.choice(len(s.inner_keyframe_probs), p=s.inner_keyframe_probs))
+    inner = draw_index(rng, s.inner_keyframe_probs)
     if frames <= 2:
         return np.unique([0, frames - 1])
     spacing = (frames - 1) / (inner + 1)
@@ -86,7 +114,7 @@ def segment_rates(
     """
     segment_of = np.zeros(frames, np.int64)
     rates = np.zeros(frames, np.float64)
-    modes = rng.choice(3, size=len(keys) - 1, p=s.interpolation_probs)
+    modes = draw_indices(rng, s.interpolation_probs, len(keys) - 1)
     for segment, (start, end) in enumerate(zip(keys[:-1], keys[1:])):
         length = int(end - start)
         j = np.arange(1, length + 1, dtype=np.float64)
@@ -121,9 +149,14 @@ def gaussian_centres(
     unit = (smooth - low) / np.maximum(high - low, _NORMALISE_EPS)
     extent = np.minimum(rng.uniform(s.gaussian_extent_min, s.gaussian_extent_max, size=2), room)
     offset = low_edge + rng.uniform(0, 1, size=2) * (room - extent)
-    path = np.clip(unit * extent + offset, 0, frame_size)
-    picks = np.rint(np.linspace(0, s.gaussian_points - 1, frames)).astype(np.int64)
-    return path[picks]
+    path = np.minimum(np.maximum(unit * extent + offset, 0), frame_size)  # clipped to the frame
+    return path[_evenly_spaced(s.gaussian_points, frames)]
+
+
+@functools.lru_cache(maxsize=16)
+def _evenly_spaced(points: int, frames: int) -> np.ndarray:
+    """`frames` evenly spaced indices into `points` (rounded to the nearest)."""
+    return np.rint(np.linspace(0, points - 1, frames)).astype(np.int64)
 
 
 def linear_centres(
@@ -141,9 +174,14 @@ def linear_centres(
 
 
 def generate_trajectory(
-    rng: np.random.Generator, s: RenderSettings, frames: int, width: int, height: int
+    rng: np.random.Generator, s: RenderSettings, frames: int, width: int, height: int,
+    direction: int | None = None,
 ) -> Trajectory:
-    """Draw one object's trajectory in final-clip pixels."""
+    """Draw one object's trajectory in final-clip pixels.
+
+    With `direction` (a motion-direction class), the centre crosses the frame that way
+    (direction.py) instead of following `s.motion`.
+    """
     w0, h0 = initial_box_size(rng, s, width, height)
     keys = key_frames(rng, frames, s)
     segment_of, rates = segment_rates(rng, keys, frames, s)
@@ -157,7 +195,9 @@ def generate_trajectory(
     angle_steps = rng.uniform(-s.rotation_step, s.rotation_step, size=segments)
     angles = np.cumsum(_increments(angle_steps, segment_of, rates)) if s.rotation else np.zeros(frames)
 
-    if s.motion == "gaussian":
+    if direction is not None:
+        centres = directed_centres(rng, s, direction, sizes, keys, rates, width, height)
+    elif s.motion == "gaussian":
         centres = gaussian_centres(rng, s, frames, (w0, h0), width, height)
     else:
         centres = linear_centres(rng, s, sizes, segment_of, rates, width, height)

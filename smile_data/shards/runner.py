@@ -15,6 +15,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import itertools
 import json
 import multiprocessing
 import pickle
@@ -171,49 +172,68 @@ def _remove_own_temporaries(out_dir: Path, share: WorkShare, indices: range) -> 
         path.unlink(missing_ok=True)
 
 
-def _call_task(run_task: Callable[[int], TaskResult], index: int) -> TaskResult:
-    return run_task(index)
+# The run_task of this worker process, installed once when the process starts (_install_task).
+_WORKER_TASK: Callable[[int], TaskResult] | None = None
 
 
-def _task_failed(index: int, error: Exception) -> TaskFailed:
+def _install_task(payload: bytes) -> None:
+    """Worker initializer: unpickle the run_task the parent pickled once for all workers."""
+    global _WORKER_TASK
+    _WORKER_TASK = pickle.loads(payload)  # made by this run's own parent process
+
+
+def _run_installed_task(index: int) -> TaskResult:
+    if _WORKER_TASK is None:
+        raise RuntimeError("worker process started without a task (no initializer ran)")
+    return _WORKER_TASK(index)
+
+
+def _task_failed(index: int, error: BaseException) -> TaskFailed:
     return TaskFailed(f"task {index} raised {type(error).__name__}: {error}; the shards "
                       "finished so far are kept, rerun the same command to resume")
 
 
+def _pickled_task(run_task: Callable[[int], TaskResult], workers: int) -> bytes:
+    try:
+        return pickle.dumps(run_task, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        raise ValueError(f"run_task must be picklable to run in {workers} worker processes "
+                         f"(a module-level function or object): {error}") from None
+
+
 def _task_results(run_task: Callable[[int], TaskResult], indices: range,
                   workers: int) -> Iterator[tuple[int, TaskResult]]:
-    """(index, result) in task order; at most a few finished results wait in memory."""
+    """(index, result) in task order; at most a few finished results wait in memory.
+
+    With several workers, run_task travels to each worker process once, when it starts (the
+    pool's initializer stores it); afterwards only task indices and results cross processes.
+    """
     if workers == 1 or len(indices) <= 1:
         for index in indices:
             try:
-                result = _call_task(run_task, index)
+                result = run_task(index)
             except Exception as error:
                 raise _task_failed(index, error) from error
             yield index, result
         return
-    try:
-        pickle.dumps(run_task)
-    except Exception as error:
-        raise ValueError(f"run_task must be picklable to run in {workers} worker processes "
-                         f"(a module-level function or object): {error}") from None
-    context = multiprocessing.get_context(WORKER_START_METHOD)
-    pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(indices)), mp_context=context)
+    payload = _pickled_task(run_task, workers)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        min(workers, len(indices)), mp_context=multiprocessing.get_context(WORKER_START_METHOD),
+        initializer=_install_task, initargs=(payload,))
     pending: collections.deque = collections.deque()
     upcoming = iter(indices)
     try:
-        for index in upcoming:
-            pending.append((index, pool.submit(_call_task, run_task, index)))
-            if len(pending) >= workers * TASKS_IN_FLIGHT_PER_WORKER:
-                break
+        for index in itertools.islice(upcoming, workers * TASKS_IN_FLIGHT_PER_WORKER):
+            pending.append((index, pool.submit(_run_installed_task, index)))
         while pending:
             index, future = pending.popleft()
             try:
                 result = future.result()
-            except Exception as error:
+            except Exception as error:  # the worker's traceback is chained (error.__cause__)
                 raise _task_failed(index, error) from error
             next_index = next(upcoming, None)
             if next_index is not None:
-                pending.append((next_index, pool.submit(_call_task, run_task, next_index)))
+                pending.append((next_index, pool.submit(_run_installed_task, next_index)))
             yield index, result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -325,8 +345,11 @@ def write_dataset(
 ) -> dict[str, Any]:
     """Run tasks `task_block(task_count, work_share)` and write their samples as shards.
 
-    `run_task(i)` must be picklable and deterministic; it reports bad sources as `skipped`,
-    and an exception from it stops the run (TaskFailed) keeping every finished shard.
+    `run_task(i)` must be deterministic and, for workers > 1, picklable: it is pickled once
+    and installed in each worker process when that process starts, so state it builds lazily
+    (open files, caches) lives on in the worker for all the tasks it runs. It reports bad
+    sources as `skipped`; an exception from it stops the run (TaskFailed, with the worker's
+    traceback chained) keeping every finished shard.
     Returns the dataset card, or this rank's summary while other ranks are still running.
     """
     out = Path(out_dir)

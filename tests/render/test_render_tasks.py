@@ -1,4 +1,4 @@
-"""RenderTask: pure functions of (seed, task), light pickling, per-process state, source order."""
+"""RenderTask: pure functions of (seed, task), pickling with its inputs, source order."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import pickle
 from collections import Counter
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from smile_data.render import worker_state
 from smile_data.render.run import build_render_task
 from smile_data.render.settings import RenderSettings
 
@@ -42,26 +40,28 @@ def test_background_kinds_follow_their_weights_and_the_seed(tmp_path):
     assert [again.background_kind(t) for t in range(50)] == [task.background_kind(t) for t in range(50)]
 
 
-def test_a_task_pickles_light_and_renders_the_same_in_a_fresh_process(tmp_path, tiny_bank):
+def test_a_pickled_task_renders_the_same_and_carries_no_decoded_state(tmp_path, tiny_bank):
     images = _photos(tmp_path / "photos", 3)
     settings = RenderSettings(backgrounds=["image", "noise"], images=str(images), bank=str(tiny_bank),
                               clips=6, variants=2, size=48, frames=4)
     task, _, _ = build_render_task(settings)
-    expected = [s.members for t in range(3) for s in task(t).samples]
     payload = pickle.dumps(task)
-    assert len(payload) < 4096  # settings and hashes only
-    worker_state.clear_process_states()  # as in a newly spawned worker
+    expected = [s.members for t in range(3) for s in task(t).samples]
+    assert len(task._sprites) > 0 and task._orders  # decoded objects and source orders ...
+    assert pickle.dumps(task) == payload  # ... stay in this process: a worker starts empty
     copy = pickle.loads(payload)
+    assert len(copy._sprites) == 0 and not copy._orders
     assert [s.members for t in range(3) for s in copy(t).samples] == expected
 
 
-def test_a_worker_refuses_a_source_list_that_changed(tmp_path):
+def test_workers_use_the_sources_listed_when_the_run_started(tmp_path):
     images = _photos(tmp_path / "photos", 3)
-    task, _, _ = build_render_task(RenderSettings(backgrounds=["image"], images=str(images), **SMALL))
+    task, _, card = build_render_task(RenderSettings(backgrounds=["image"], images=str(images),
+                                                     clips=9, **SMALL))
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "new.png")
-    worker_state.clear_process_states()
-    with pytest.raises(ValueError, match="changed after the run started"):
-        pickle.loads(pickle.dumps(task))(0)
+    copy = pickle.loads(pickle.dumps(task))
+    used = {copy(t).samples[0].row["source"] for t in range(9)}
+    assert used == {"0.png", "1.png", "2.png"} and card["inputs"]["images"]["count"] == 3
 
 
 def test_a_clip_is_the_same_whatever_task_size_surrounds_it(tmp_path):

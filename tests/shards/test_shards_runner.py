@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import traceback
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -138,6 +140,10 @@ def test_task_error_stops_and_keeps_finished_shards(tmp_path, write_synthetic, w
         write_synthetic(out, task=SyntheticClips(samples_per_task=2, skip_every=3, fail_task=4),
                         workers=workers)
     assert "synthetic failure" in str(raised.value.__cause__)
+    # The traceback of the failing task (from the worker process when there are workers)
+    # travels with the error, down to the line that raised.
+    printed = "".join(traceback.format_exception(raised.value))
+    assert 'synthetic.py", line' in printed and "in __call__" in printed
     journal = journal_path(out, WorkShare()).read_text().splitlines()
     assert len(journal) == 2  # tasks 0-3 give 7 samples: two full shards are finished
     assert sorted(p.name for p in out.glob("clips-*")) == ["clips-000000.tar", "clips-000001.tar"]
@@ -185,6 +191,32 @@ def test_bad_task_output_is_refused(tmp_path, write_synthetic):
 
     with pytest.raises(ValueError, match="more than samples_per_task=2"):
         write_synthetic(tmp_path / "b", task=TooMany(), task_count=1)
+
+
+class RecordsUnpickling:
+    """The synthetic task; every unpickling appends the unpickling process's id to `log`."""
+
+    def __init__(self, log: Path):
+        self.log = log
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        with open(self.log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+
+    def __call__(self, index: int) -> TaskResult:
+        return SYNTHETIC(index)
+
+
+def test_the_task_travels_once_to_each_worker(tmp_path, write_synthetic, folder_bytes):
+    log = tmp_path / "unpickled.txt"
+    write_synthetic(tmp_path / "one", task=RecordsUnpickling(log), workers=1, task_count=40)
+    assert not log.exists()  # one process: the task is called in place, never copied
+    write_synthetic(tmp_path / "two", task=RecordsUnpickling(log), workers=2, task_count=40)
+    pids = log.read_text().split()
+    assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids)  # 40 tasks, one copy per worker
+    assert str(os.getpid()) not in pids
+    assert folder_bytes(tmp_path / "one") == folder_bytes(tmp_path / "two")
 
 
 def test_unpicklable_task_is_refused_before_starting_workers(tmp_path, write_synthetic):
