@@ -2,7 +2,7 @@
 
 Temporal views are the clips of one source video in the shards (`smile-data pack` writes
 `clips_per_video` clips per video, evenly spaced; the metadata's background.source names the
-video; clips without a source are videos of their own). When a video has more clips than
+video; clips without a source, and rendered clips with overlays, are videos of their own). When a video has more clips than
 `test_clips`, evenly spaced ones are used. Spatial views: the frames' short side is resized to
 the input size, then `test_crops` squares are cut along the long side (3: left / centre / right,
 or top / centre / bottom), as VideoMAE's test-time 3-crop.
@@ -94,7 +94,10 @@ class ViewClips(IterableDataset):
                 continue
             background = clip.metadata.get("background") or {}
             indices = background.get("frame_indices") or [0]
-            yield {"key": clip.key, "source": background.get("source") or f"clip:{clip.key}",
+            # Rendered clips with overlays are each a test item of their own, even when several
+            # share a background video: their labels come from the overlay, not the video.
+            source = None if clip.metadata.get("objects") else background.get("source")
+            yield {"key": clip.key, "source": source or f"clip:{clip.key}",
                    "label": clip.label, "start": int(indices[0]),
                    "views": torch.from_numpy(spatial_views(clip.frames, self.size, self.crops))}
 
