@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from smile_data.objects.build import BATCH_RECORD, journal_path
 from smile_data.objects.journal import read_records
@@ -40,7 +41,9 @@ def test_kill_then_rerun_equals_uninterrupted_run(tiny_sd, tiny_clipseg, invoke,
 
     out = tmp_path / "killed"
     command = [str(Path(sys.executable).with_name("smile-data")), *kill_args(tiny_sd, tiny_clipseg, out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # CPU kernels may sum in a different order with another thread count: match this process's.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while batches_done(out) < 1 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
