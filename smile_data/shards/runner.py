@@ -176,10 +176,10 @@ def _remove_own_temporaries(out_dir: Path, share: WorkShare, indices: range) -> 
 _WORKER_TASK: Callable[[int], TaskResult] | None = None
 
 
-def _install_task(payload: bytes) -> None:
-    """Worker initializer: unpickle the run_task the parent pickled once for all workers."""
+def _install_task(run_task: Callable[[int], TaskResult]) -> None:
+    """Worker initializer: keep the run_task the pool sent once, when this process started."""
     global _WORKER_TASK
-    _WORKER_TASK = pickle.loads(payload)  # made by this run's own parent process
+    _WORKER_TASK = run_task
 
 
 def _run_installed_task(index: int) -> TaskResult:
@@ -193,9 +193,10 @@ def _task_failed(index: int, error: BaseException) -> TaskFailed:
                       "finished so far are kept, rerun the same command to resume")
 
 
-def _pickled_task(run_task: Callable[[int], TaskResult], workers: int) -> bytes:
+def _check_picklable(run_task: Callable[[int], TaskResult], workers: int) -> None:
+    """Fail before any process starts, with a message that says what to change."""
     try:
-        return pickle.dumps(run_task, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dumps(run_task, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as error:
         raise ValueError(f"run_task must be picklable to run in {workers} worker processes "
                          f"(a module-level function or object): {error}") from None
@@ -216,10 +217,10 @@ def _task_results(run_task: Callable[[int], TaskResult], indices: range,
                 raise _task_failed(index, error) from error
             yield index, result
         return
-    payload = _pickled_task(run_task, workers)
+    _check_picklable(run_task, workers)
     pool = concurrent.futures.ProcessPoolExecutor(
         min(workers, len(indices)), mp_context=multiprocessing.get_context(WORKER_START_METHOD),
-        initializer=_install_task, initargs=(payload,))
+        initializer=_install_task, initargs=(run_task,))
     pending: collections.deque = collections.deque()
     upcoming = iter(indices)
     try:
