@@ -133,10 +133,14 @@ def crop_resize(
 
 
 def hflip(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror (T, H, W, 3) frames left-right; boxes (T, K, 4) follow."""
     width = frames.shape[2]
     flipped = boxes.copy()
     flipped[..., 0], flipped[..., 2] = width - boxes[..., 2], width - boxes[..., 0]
-    return np.ascontiguousarray(frames[:, :, ::-1]), flipped
+    out = np.empty_like(frames)
+    for t, frame in enumerate(frames):  # OpenCV's flip is ~10x faster than a strided numpy copy
+        cv2.flip(frame, 1, dst=out[t])
+    return out, flipped
 
 
 # --- the dataset -----------------------------------------------------------------------------

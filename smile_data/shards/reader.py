@@ -9,7 +9,6 @@ PNG after their size was read from the image header and checked against the meta
 from __future__ import annotations
 
 import glob
-import io
 import json
 import logging
 import tarfile
@@ -20,15 +19,15 @@ from typing import IO, Any, Callable, Iterator, Sequence
 import braceexpand
 import cv2
 import numpy as np
-from PIL import Image
 
 from smile_data.shards import layout
+from smile_data.shards.image_header import image_size
 
 log = logging.getLogger(__name__)
 
 MAX_MEMBER_BYTES = 64 << 20      # no frame, metadata or label is anywhere near this
 MAX_FRAME_PIXELS = 4096 * 4096   # declared frame size bound: refuse giant allocations
-IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG"}  # frame extension -> PIL format name
+IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG"}  # frame extension -> format name in messages
 KEY_FIELD = "__key__"
 GLOB_CHARACTERS = "*?["
 
@@ -113,17 +112,17 @@ def _iter_stream(handle: IO[bytes], label: str,
 def _frame_size(data: bytes, codec: str, where: str) -> tuple[int, int]:
     """(width, height) from the image header, checking the format matches the extension."""
     try:
-        with Image.open(io.BytesIO(data), formats=[IMAGE_FORMATS[codec]]) as image:
-            return image.size
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        return image_size(data, codec)
+    except ValueError as error:
         raise ValueError(f"{where}: not a readable {IMAGE_FORMATS[codec]} image ({error})") from None
 
 
-def _decode_frame(data: bytes, where: str) -> np.ndarray:
+def _decode_frame(data: bytes, where: str, out: np.ndarray) -> None:
+    """Decode into `out` (H, W, 3) RGB; the size was checked against the header before."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{where}: the image data does not decode")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3)
+    if image is None or image.shape != out.shape:
+        raise ValueError(f"{where}: the image data does not decode to its header's size")
+    cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=out)
 
 
 def _decode_metadata(raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -182,7 +181,7 @@ def decode_sample(raw: dict[str, Any]) -> ClipSample:
         size = _frame_size(data, codec, where)
         if size != (width, height):
             raise ValueError(f"{where} is {size[0]}x{size[1]}, the metadata says {width}x{height}")
-        frames[t] = _decode_frame(data, where)
+        _decode_frame(data, where, frames[t])
     return ClipSample(key, frames, metadata, _decode_label(raw, key, metadata))
 
 
