@@ -21,15 +21,6 @@ from tests.conftest import write_test_shards
 STATISTICS_OPS = {"AutoContrast", "Equalize", "Contrast"}  # computed over the whole clip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning thread pools cost more than they
-    give for models this small."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def photo_like_clip(frames: int, seed: int, height: int = 24, width: int = 32) -> np.ndarray:
     """(T, H, W, 3) uint8 with smooth structure and a range inside [30, 200]."""

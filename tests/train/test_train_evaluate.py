@@ -16,15 +16,6 @@ from smile_train.model import ClassifierModel, PretrainModel
 from tests.conftest import write_test_shards
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning thread pools cost more than they
-    give for models this small."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def coordinate_frames(height: int, width: int, frames: int = 2) -> np.ndarray:
     """(T, H, W, 3): channel 0 = column, channel 1 = row, so a crop shows where it came from."""

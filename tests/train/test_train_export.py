@@ -22,15 +22,6 @@ SIZE, FRAMES = 32, 4
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning thread pools cost more than they
-    give for models this small."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def randomized(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Every parameter random (norm weights around 1), so no mapping mistake can hide."""

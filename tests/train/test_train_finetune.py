@@ -27,15 +27,6 @@ SIZE, WIDTH, HEIGHT, FRAMES = 32, 40, 32, 8  # packed frames are wider than tall
 TINTS = ((200, 40, 40), (40, 200, 40))  # class 0 reddish, class 1 greenish
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning thread pools cost more than they
-    give for models this small."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def labelled_clip(rng: np.random.Generator, label: int) -> np.ndarray:
     """(T, H, W, 3) RGB: noise tinted by the class colour with a bright square moving across."""
