@@ -67,3 +67,33 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RunCheckpoints:
+    """A run's checkpoint folder: step-N.pt every few steps (the last `keep` kept) and final.pt.
+
+    Only the main process writes; every process may read.
+    """
+
+    def __init__(self, folder: Path, keep: int, is_main: bool):
+        self.folder, self.keep, self.is_main = folder, keep, is_main
+        self.final = folder / FINAL_NAME
+
+    def resumable(self, resume: bool) -> list[Path]:
+        """Step checkpoints to resume from; refuse to start over them without --resume."""
+        existing = list_step_checkpoints(self.folder)
+        if existing and not resume:
+            raise ValueError(f"{self.folder}: holds checkpoints of an earlier run; pass --resume to continue it")
+        return existing
+
+    def save_step(self, step: int, state: dict[str, Any]) -> None:
+        if self.is_main:
+            save_checkpoint(step_path(self.folder, step), state)
+            prune_checkpoints(self.folder, self.keep)
+
+    def save_final(self, step: int, state: dict[str, Any]) -> None:
+        """The last step's checkpoint, and the same state as final.pt (the run's done marker)."""
+        if self.is_main:
+            save_checkpoint(step_path(self.folder, step), state)
+            save_checkpoint(self.final, state)
+            prune_checkpoints(self.folder, self.keep)

@@ -128,15 +128,12 @@ def train_step(model, raw_model, batches, optimizer, scaler, s: FinetuneSettings
 def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
     """Run finetuning to its end and return the final checkpoint's path."""
     out_dir = Path(s.out_dir)
-    checkpoints = out_dir / "checkpoints"
-    final_path = checkpoints / ckpt.FINAL_NAME
-    if final_path.is_file():
+    checkpoints = ckpt.RunCheckpoints(out_dir / "checkpoints", s.keep_checkpoints, runtime.is_main)
+    if checkpoints.final.is_file():
         if runtime.is_main:
-            print(f"[{STAGE}] already finished: {final_path}")
-        return final_path
-    existing = ckpt.list_step_checkpoints(checkpoints)
-    if existing and not resume:
-        raise ValueError(f"{checkpoints}: holds checkpoints of an earlier run; pass --resume to continue it")
+            print(f"[{STAGE}] already finished: {checkpoints.final}")
+        return checkpoints.final
+    existing = checkpoints.resumable(resume)
     if not s.shards:
         raise ValueError("finetune needs shards (--shards or `shards:` in the config)")
     class_names = read_class_names(s.class_names, s.num_classes)
@@ -164,14 +161,13 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
                mininterval=PROGRESS_SECONDS)
     corrupt, window = 0, rt.LogWindow()
 
-    def save(path: Path) -> None:
-        if runtime.is_main:
-            ckpt.save_checkpoint(path, {
-                "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "step": step, "stage": STAGE, "class_names": class_names,
-                "settings": settings_to_dict(s), "rng": ckpt.capture_rng_state(),
-                "init": json.dumps(init_report) if init_report else "",
-            })
+    def state() -> dict:
+        return {
+            "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "step": step, "stage": STAGE, "class_names": class_names,
+            "settings": settings_to_dict(s), "rng": ckpt.capture_rng_state(),
+            "init": json.dumps(init_report) if init_report else "",
+        }
 
     model.train()
     while step < total_steps:
@@ -188,19 +184,15 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
                              "corrupt_samples": corrupt})
             window.reset()
         if step % s.save_every_steps == 0 and step < total_steps:
-            save(ckpt.step_path(checkpoints, step))
-            if runtime.is_main:
-                ckpt.prune_checkpoints(checkpoints, s.keep_checkpoints)
+            checkpoints.save_step(step, state())
     bar.close()
     verify_ranks_agree(raw_model, runtime)
-    save(ckpt.step_path(checkpoints, step))
-    save(final_path)
+    checkpoints.save_final(step, state())
     if runtime.is_main:
-        ckpt.prune_checkpoints(checkpoints, s.keep_checkpoints)
         log.plot_loss(f"{STAGE}: {s.model}, {s.num_classes} classes")
     log.close()
     rt.wait_for_all(runtime)  # every rank reads the final checkpoint next (final_test)
-    return final_path
+    return checkpoints.final
 
 
 def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> dict[str, Any] | None:

@@ -62,15 +62,12 @@ def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> tor
 
 def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir: Path, resume: bool) -> Path:
     """Run one stage to its end and return the path of its final checkpoint."""
-    checkpoints = out_dir / "checkpoints"
-    final_path = checkpoints / ckpt.FINAL_NAME
-    if final_path.is_file():
+    checkpoints = ckpt.RunCheckpoints(out_dir / "checkpoints", s.keep_checkpoints, runtime.is_main)
+    if checkpoints.final.is_file():
         if runtime.is_main:
-            print(f"[{name}] already finished: {final_path}")
-        return final_path
-    existing = ckpt.list_step_checkpoints(checkpoints)
-    if existing and not resume:
-        raise ValueError(f"{checkpoints}: holds checkpoints of an earlier run; pass --resume to continue it")
+            print(f"[{name}] already finished: {checkpoints.final}")
+        return checkpoints.final
+    existing = checkpoints.resumable(resume)
     if runtime.is_main:
         write_json_atomic(out_dir / "settings.json", {"stage": name, **settings_to_dict(s)})
 
@@ -115,13 +112,12 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
                mininterval=PROGRESS_SECONDS)
     corrupt, window = 0, rt.LogWindow()
 
-    def save(path: Path) -> None:
-        if runtime.is_main:
-            ckpt.save_checkpoint(path, {
-                "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "step": step, "stage": name,
-                "settings": settings_to_dict(s), "rng": ckpt.capture_rng_state(),
-            })
+    def state() -> dict:
+        return {
+            "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "step": step, "stage": name,
+            "settings": settings_to_dict(s), "rng": ckpt.capture_rng_state(),
+        }
 
     while step < total_steps:
         lr = rt.cosine_lr(step, total_steps, warmup_steps, peak_lr, s.min_lr)
@@ -144,7 +140,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
         if not math.isfinite(loss_value):
             raise FloatingPointError(
                 f"[{name}] loss is {loss_value} at step {step}; lower base_lr, enable clip_grad, "
-                f"or resume from the last checkpoint in {checkpoints}"
+                f"or resume from the last checkpoint in {checkpoints.folder}"
             )
         window.add(loss_value, waited)
         bar.update(1)
@@ -154,19 +150,15 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
                              "corrupt_samples": corrupt})
             window.reset()
         if step % s.save_every_steps == 0 and step < total_steps:
-            save(ckpt.step_path(checkpoints, step))
-            if runtime.is_main:
-                ckpt.prune_checkpoints(checkpoints, s.keep_checkpoints)
+            checkpoints.save_step(step, state())
     bar.close()
     verify_ranks_agree(raw_model, runtime)
-    save(ckpt.step_path(checkpoints, step))
-    save(final_path)
+    checkpoints.save_final(step, state())
     rt.wait_for_all(runtime)  # every rank reads final.pt next (stage 2 starts from it)
     if runtime.is_main:
-        ckpt.prune_checkpoints(checkpoints, s.keep_checkpoints)
         log.plot_loss(f"{name}: {s.model} / {s.target} target")
     log.close()
-    return final_path
+    return checkpoints.final
 
 
 def verify_ranks_agree(model: torch.nn.Module, runtime: rt.Runtime) -> None:
