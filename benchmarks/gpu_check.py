@@ -26,8 +26,8 @@ from smile_train.model import build_pretrain_model, set_attention_impl
 from smile_train.pretrain import masked_loss
 from smile_train.teacher import ClipTeacher
 
-# Dense bf16/fp16 tensor-core peaks (FLOP/s) of the cards this runs on, for MFU.
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+# Dense bf16/fp16 tensor-core peaks (FLOP/s), for MFU; the most specific name that matches wins.
+PEAK_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def make_teacher(device: torch.device, dtype: torch.dtype, image_size: int, tiny: bool) -> ClipTeacher:
@@ -75,7 +75,7 @@ def run_variant(name: str, args, device: torch.device) -> dict:
     rng = np.random.default_rng(0)
     grid = model.grid
     masks = torch.from_numpy(np.stack([[masking.tube_mask(rng, grid) for _ in range(2)]
-                                       for _ in range(args.batch)]))
+                                       for _ in range(args.batch)])).to(device)
     videos = torch.randint(0, 256, (args.batch, args.frames, args.size, args.size, 3),
                            dtype=torch.uint8, device=device)
 
@@ -101,7 +101,7 @@ def run_variant(name: str, args, device: torch.device) -> dict:
     visible = tokens - int(masks[0, 0].sum())
     flops = step_flops(model, teacher, args.batch, 2, tokens, visible, args.frames)
     card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    peak = next((v for k, v in PEAK_FLOPS.items() if k in card), float("nan"))
+    peak = next((v for k, v in sorted(PEAK_FLOPS.items(), key=lambda kv: -len(kv[0])) if k in card), float("nan"))
     memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     del model, teacher, optimizer
     return {"variant": name, "clips/s": args.batch / seconds, "step ms": seconds * 1e3,

@@ -7,6 +7,7 @@ the authors' code reads it as `checkpoint["model"]`.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -56,19 +57,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable checkpoint (weights only): {error}") from None
 
 
-def capture_rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class RunCheckpoints:
     """A run's checkpoint folder: step-N.pt every few steps (the last `keep` kept) and final.pt.
 
@@ -92,8 +80,10 @@ class RunCheckpoints:
             prune_checkpoints(self.folder, self.keep)
 
     def save_final(self, step: int, state: dict[str, Any]) -> None:
-        """The last step's checkpoint, and the same state as final.pt (the run's done marker)."""
+        """The last step's checkpoint, and the same file as final.pt (the run's done marker)."""
         if self.is_main:
-            save_checkpoint(step_path(self.folder, step), state)
-            save_checkpoint(self.final, state)
+            last = step_path(self.folder, step)
+            save_checkpoint(last, state)
+            with atomic_path(self.final) as tmp:  # a hard link: written once, survives pruning
+                os.link(last, tmp)
             prune_checkpoints(self.folder, self.keep)

@@ -13,16 +13,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tarfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
 import torch
-import webdataset as wds
+from webdataset.gopen import gopen
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from smile_data.shards.layout import boxes_array
+from smile_data.shards.layout import footprint_boxes
 from smile_data.shards import reader
 from smile_train import masking
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 REMOTE_PREFIXES = ("pipe:", "http://", "https://", "gs://", "s3://")
 TOKEN_PATCH = 16  # spatial patch side of the student (SPEC §6)
 TOKEN_TUBELET = 2  # frames per token
+FLIP_PROBABILITY = 0.5
+PREFETCH_BATCHES_PER_WORKER = 4
 
 
 # --- shard lists ---------------------------------------------------------------------------
@@ -75,8 +78,28 @@ def shard_stream(urls: list[str], rng: np.random.Generator) -> Iterator[dict[str
         yield {"url": urls[int(rng.integers(len(urls)))]}
 
 
+def open_shard(url: str):
+    """A binary stream of one shard: local files directly, URLs (pipe:, http) through webdataset."""
+    return gopen(url, "rb") if url.startswith(REMOTE_PREFIXES) else open(url, "rb")
+
+
+def tar_samples(shards: Iterator[dict[str, str]], on_error: Callable[[Exception], Any]) -> Iterator[dict]:
+    """Raw samples of each shard, read by the project's reader: plain tar only, every member's
+    name, type and size checked before its bytes are read. An unreadable shard is reported to
+    `on_error` and the stream goes on with the next one."""
+    for shard in shards:
+        try:
+            with open_shard(shard["url"]) as stream:
+                yield from reader.iter_tar_samples(stream)
+        except (OSError, ValueError, tarfile.TarError) as error:
+            on_error(ValueError(f"shard {shard['url']}: {error}"))
+
+
 def shuffle(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator) -> Iterator[dict]:
     """Reservoir-style shuffle with a seeded generator (webdataset's uses global state)."""
+    if buffer_size <= 0:
+        yield from samples
+        return
     buffer: list[dict] = []
     for sample in samples:
         if len(buffer) < buffer_size:
@@ -87,12 +110,6 @@ def shuffle(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator)
         yield sample
     rng.shuffle(buffer)
     yield from buffer
-
-
-def skip(samples: Iterator[dict], count: int) -> Iterator[dict]:
-    for index, sample in enumerate(samples):
-        if index >= count:
-            yield sample
 
 
 # --- spatial augmentation (SPEC §4) ---------------------------------------------------------
@@ -182,16 +199,12 @@ class PretrainClips(IterableDataset):
 
     def _make_mask(self, rng: np.random.Generator, boxes: np.ndarray) -> np.ndarray:
         s = self.settings
-        if s.mask == "tube":
-            return masking.tube_mask(rng, self._grid(), s.mask_ratio)
-        return masking.trajectory_mask(
-            rng, boxes, self._grid(), ratio=s.mask_ratio, traj_unmask_ratio=s.traj_unmask_ratio,
-            patch=TOKEN_PATCH, tubelet=TOKEN_TUBELET,
-        )
+        settings = masking.MaskSettings(s.mask, s.mask_ratio, s.traj_unmask_ratio)
+        return masking.sample_mask(rng, settings, self._grid(), boxes, TOKEN_PATCH, TOKEN_TUBELET)
 
     def _prepare(self, clip, rng: np.random.Generator) -> dict[str, Any]:
         s = self.settings
-        frames, boxes = clip.frames, boxes_array(clip.metadata)
+        frames, boxes = clip.frames, footprint_boxes(clip.metadata)  # rotated objects' extents
         if frames.shape[0] != s.frames:
             raise ValueError(f"sample {clip.key}: {frames.shape[0]} frames, settings say {s.frames}")
         height, width = frames.shape[1:3]
@@ -200,7 +213,7 @@ class PretrainClips(IterableDataset):
         else:
             box = center_square_box(height, width)
         frames, boxes = crop_resize(frames, boxes, box, s.input_size)
-        if s.flip and rng.random() < 0.5:
+        if s.flip and rng.random() < FLIP_PROBABILITY:
             frames, boxes = hflip(frames, boxes)
         masks = np.stack([self._make_mask(rng, boxes) for _ in range(s.mask_repeats)])
         return {"video": torch.from_numpy(frames), "masks": torch.from_numpy(masks)}
@@ -211,7 +224,7 @@ class PretrainClips(IterableDataset):
         seed = [self.settings.seed, self.rank, worker]
         stream_rng = np.random.default_rng(seed)
         counter = CorruptSampleCounter(self.settings.max_corrupt_samples)
-        raw = wds.tarfile_to_samples(handler=counter)(shard_stream(self.urls, stream_rng))
+        raw = tar_samples(shard_stream(self.urls, stream_rng), counter)
         raw = shuffle(raw, self.settings.shuffle_buffer, stream_rng)
         to_skip = self.skip_samples(worker, workers)
         for number, sample in enumerate(raw):
@@ -219,7 +232,7 @@ class PretrainClips(IterableDataset):
                 continue
             rng = np.random.default_rng([*seed, number])
             try:
-                prepared = self._prepare(reader.decode_webdataset_sample(sample), rng)
+                prepared = self._prepare(reader.decode_sample(sample), rng)
             except ValueError as error:
                 counter(error)
                 continue
@@ -237,16 +250,17 @@ def batches_skipped_per_worker(batches: int, workers: int) -> Callable[[int, int
     return count
 
 
-def build_loader(settings: Any, urls: list[str], micro_batch: int, rank: int, resume_batches: int = 0) -> DataLoader:
-    """A DataLoader over `PretrainClips`; `resume_batches` fast-forwards a resumed run."""
+def build_loader(settings: Any, urls: list[str], micro_batch: int, rank: int, resume_batches: int = 0,
+                 dataset_class: type[PretrainClips] = PretrainClips, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over `dataset_class`; `resume_batches` fast-forwards a resumed run."""
     per_worker = batches_skipped_per_worker(resume_batches, settings.num_workers)
-    dataset = PretrainClips(urls, settings, rank, lambda w, n: per_worker(w, n) * micro_batch)
+    dataset = dataset_class(urls, settings, rank, lambda w, n: per_worker(w, n) * micro_batch)
+    workers = settings.num_workers
     return DataLoader(
         dataset,
         batch_size=micro_batch,
-        num_workers=settings.num_workers,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=settings.num_workers > 0,
-        prefetch_factor=4 if settings.num_workers > 0 else None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers > 0 else None,
     )
-

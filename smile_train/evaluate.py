@@ -22,14 +22,13 @@ import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from smile_data.config import settings_to_dict
 from smile_data.io import write_json_atomic
-from smile_data.shards.reader import decode_webdataset_sample
+from smile_data.shards.reader import decode_sample
 from smile_train import runtime as rt
-from smile_train.data import CorruptSampleCounter, expand_urls
+from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
 from smile_train.export import build_classifier, read_checkpoint
 from smile_train.finetune_settings import EvalSettings, read_class_names
 from smile_train.targets import normalize
@@ -82,9 +81,9 @@ class ViewClips(IterableDataset):
         part, parts = self.rank * workers + worker, self.world_size * workers
         counter = CorruptSampleCounter(self.max_corrupt)
         urls = [{"url": url} for url in self.urls[part::parts]]
-        for raw in wds.tarfile_to_samples(handler=counter)(iter(urls)):
+        for raw in tar_samples(iter(urls), counter):
             try:
-                clip = decode_webdataset_sample(raw)
+                clip = decode_sample(raw)
                 if clip.label is None:
                     raise ValueError(f"sample {clip.key}: no label (.cls); evaluation needs labelled shards")
                 if clip.frames.shape[0] != self.frames:
@@ -106,7 +105,7 @@ def view_loader(urls: list[str], size: int, crops: int, frames: int, batch_size:
                 num_workers: int, runtime: rt.Runtime, max_corrupt: int) -> DataLoader:
     dataset = ViewClips(urls, size, crops, frames, runtime.rank, runtime.world_size, max_corrupt)
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                      pin_memory=torch.cuda.is_available())
+                      pin_memory=runtime.device.type == "cuda")
 
 
 @dataclass
@@ -229,12 +228,10 @@ def run_evaluate(s: EvalSettings) -> dict[str, Any]:
     names = read_class_names(s.class_names, info.num_classes) or info.class_names
     urls = expand_urls(s.shards)
     runtime = rt.setup(s.device, s.precision)
-    try:
+    with rt.process_group(runtime):
         model = build_classifier(info).to(runtime.device)
         report = evaluate_model(model, urls, s, runtime, info.num_classes, names)
         report = {**report, "checkpoint": s.checkpoint, "shards": urls, "settings": settings_to_dict(s)}
         if runtime.is_main:
             write_json_atomic(Path(s.out), report)
-    finally:
-        rt.teardown(runtime)
     return report

@@ -129,11 +129,12 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
     """Run finetuning to its end and return the final checkpoint's path."""
     out_dir = Path(s.out_dir)
     checkpoints = ckpt.RunCheckpoints(out_dir / "checkpoints", s.keep_checkpoints, runtime.is_main)
-    if checkpoints.final.is_file():
+    # Rank 0 decides (the checkpoint folder must be on a file system every rank sees).
+    finished, existing = rt.broadcast_object((checkpoints.final.is_file(), checkpoints.resumable(resume)), runtime)
+    if finished:
         if runtime.is_main:
             print(f"[{STAGE}] already finished: {checkpoints.final}")
         return checkpoints.final
-    existing = checkpoints.resumable(resume)
     if not s.shards:
         raise ValueError("finetune needs shards (--shards or `shards:` in the config)")
     class_names = read_class_names(s.class_names, s.num_classes)
@@ -155,7 +156,8 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
     if runtime.distributed:
         model = DistributedDataParallel(model, device_ids=[runtime.local_rank] if runtime.device.type == "cuda" else None)
 
-    batches = iter(build_finetune_loader(s, urls, micro, runtime.rank, resume_batches=step * accumulation))
+    batches = iter(build_finetune_loader(s, urls, micro, runtime.rank, resume_batches=step * accumulation,
+                                         pin_memory=runtime.device.type == "cuda"))
     log = rt.MetricsLog(out_dir, runtime.is_main)
     bar = tqdm(total=total_steps, initial=step, desc=STAGE, unit="step", disable=not runtime.is_main,
                mininterval=PROGRESS_SECONDS)
@@ -165,12 +167,13 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
         return {
             "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "step": step, "stage": STAGE, "class_names": class_names,
-            "settings": settings_to_dict(s), "rng": ckpt.capture_rng_state(),
+            "settings": settings_to_dict(s),
             "init": json.dumps(init_report) if init_report else "",
         }
 
     model.train()
     while step < total_steps:
+        rt.seed_step(s.seed, runtime.rank, step)
         lr = rt.cosine_lr(step, total_steps, warmup_steps, peak_lr, s.min_lr)
         rt.apply_lr(optimizer, lr)
         loss, grad_norm, bad, waited = train_step(model, raw_model, batches, optimizer, scaler, s, runtime,
@@ -218,9 +221,7 @@ def run_finetune(config: str | None, overrides: dict[str, Any], resume: bool,
     if init_from:
         s.init_from = init_from
     runtime = rt.setup(s.device, s.precision)
-    try:
+    with rt.process_group(runtime):
         final_path = finetune(s, runtime, resume)
         final_test(s, final_path, runtime)
-    finally:
-        rt.teardown(runtime)
     return final_path

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from smile_train.data import PretrainClips, batches_skipped_per_worker, crop_resize, hflip
+from smile_train.data import PretrainClips, build_loader, crop_resize, hflip
 
 FLIP_PROBABILITY = 0.5
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes, then falls back to centre
@@ -275,15 +275,9 @@ class FinetuneClips(PretrainClips):
 
 
 def build_finetune_loader(settings: Any, urls: list[str], micro_batch: int, rank: int,
-                          resume_batches: int = 0) -> DataLoader:
+                          resume_batches: int = 0, pin_memory: bool = False) -> DataLoader:
     """A DataLoader over `FinetuneClips`; `resume_batches` fast-forwards a resumed run."""
-    per_worker = batches_skipped_per_worker(resume_batches, settings.num_workers)
-    dataset = FinetuneClips(urls, settings, rank, lambda w, n: per_worker(w, n) * micro_batch)
-    return DataLoader(
-        dataset, batch_size=micro_batch, num_workers=settings.num_workers,
-        pin_memory=torch.cuda.is_available(), persistent_workers=settings.num_workers > 0,
-        prefetch_factor=4 if settings.num_workers > 0 else None,
-    )
+    return build_loader(settings, urls, micro_batch, rank, resume_batches, FinetuneClips, pin_memory)
 
 
 # --- mixup / cutmix (per batch, on the device) ---------------------------------------------------

@@ -90,14 +90,17 @@ def trajectory_tokens(boxes: np.ndarray, grid: tuple[int, int, int] = DEFAULT_GR
     the cells from floor(min corner / patch) to ceil(max corner / patch) + 1 (exclusive), clipped
     to the grid; the slice's trajectory tokens are the union over frames and objects. (The released
     code takes the bounding box of the object's boxes in the two frames instead; the two differ only
-    where an object moves diagonally by more than a cell within one tubelet.) Boxes wholly outside
-    the frame cover nothing.
+    where an object moves diagonally by more than a cell within one tubelet.) Boxes of zero area
+    (an object cropped away) and boxes wholly outside the frame cover nothing.
     """
     boxes = check_boxes(boxes, grid, tubelet)
     slices, rows, cols = grid
     cells = np.zeros(grid, dtype=bool)
+    width, height = cols * patch, rows * patch
     for frame, frame_boxes in enumerate(boxes):
         for x0, y0, x1, y1 in frame_boxes:
+            if x1 <= max(x0, 0) or y1 <= max(y0, 0) or x0 >= width or y0 >= height:
+                continue
             col0, col1 = _cell_range(x0, x1, patch, cols)
             row0, row1 = _cell_range(y0, y1, patch, rows)
             cells[frame // tubelet, row0:row1, col0:col1] = True

@@ -22,6 +22,7 @@ from smile_data.config import settings_to_dict
 from smile_data.io import write_json_atomic
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
+from smile_train.checkpoint_keys import unwrap_state
 from smile_train.data import build_loader, count_samples, expand_urls
 from smile_train.model import build_pretrain_model
 from smile_train.settings import IMAGENET_BATCH_REFERENCE, PretrainSettings, load_pretrain_stages
@@ -31,14 +32,19 @@ from smile_train.teacher import ClipTeacher
 PROGRESS_SECONDS = 2.0  # progress-bar refresh interval: readable logs when output is a file
 
 
-def micro_batch_plan(batch_size: int, micro_batch_size: int, world_size: int) -> tuple[int, int]:
-    """(clips per process per micro-step, micro-steps per optimiser step) reaching batch_size."""
+def micro_batch_plan(batch_size: int, micro_batch_size: int, world_size: int, repeats: int = 1) -> tuple[int, int]:
+    """(clips per process per micro-step, micro-steps per optimiser step) reaching batch_size.
+
+    Batch sizes count masked samples, clips x `repeats` masks, as in the reference recipes:
+    batch 256 with 2 masks per clip loads 128 clips per step.
+    """
     micro = micro_batch_size or batch_size // world_size
-    if micro < 1 or batch_size % (micro * world_size):
+    if micro < repeats or micro % repeats or batch_size % (micro * world_size):
         raise ValueError(
-            f"batch_size {batch_size} is not a multiple of micro_batch_size {micro} x {world_size} processes"
+            f"batch_size {batch_size} must be a multiple of micro_batch_size {micro} x {world_size} "
+            f"processes, and micro_batch_size a multiple of mask_repeats {repeats}"
         )
-    return micro, batch_size // (micro * world_size)
+    return micro // repeats, batch_size // (micro * world_size)
 
 
 def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> torch.Tensor:
@@ -53,7 +59,7 @@ def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> tor
         targets = teacher(videos) if teacher is not None else pixel_targets(videos)  # (B, N, D)
     videos = videos.repeat_interleave(repeats, dim=0)  # (B*R, 3, T, H, W)
     targets = targets.repeat_interleave(repeats, dim=0)
-    mask = masks.to(runtime.device).reshape(clips * repeats, tokens)  # (B*R, N)
+    mask = masks.to(runtime.device, non_blocking=True).reshape(clips * repeats, tokens)  # (B*R, N)
     with rt.autocast(runtime):
         predictions = model(videos, mask)  # (B*R, M, D)
     expected = targets[mask].reshape(predictions.shape)
@@ -63,23 +69,25 @@ def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> tor
 def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir: Path, resume: bool) -> Path:
     """Run one stage to its end and return the path of its final checkpoint."""
     checkpoints = ckpt.RunCheckpoints(out_dir / "checkpoints", s.keep_checkpoints, runtime.is_main)
-    if checkpoints.final.is_file():
+    # Rank 0 decides (the checkpoint folder must be on a file system every rank sees).
+    finished, existing = rt.broadcast_object((checkpoints.final.is_file(), checkpoints.resumable(resume)), runtime)
+    if finished:
         if runtime.is_main:
             print(f"[{name}] already finished: {checkpoints.final}")
         return checkpoints.final
-    existing = checkpoints.resumable(resume)
     if runtime.is_main:
         write_json_atomic(out_dir / "settings.json", {"stage": name, **settings_to_dict(s)})
 
     # A teacher that cannot be loaded is an error before any data is read.
-    teacher = ClipTeacher.from_pretrained(s.teacher, runtime.device) if s.target == "clip" else None
+    teacher = ClipTeacher.from_pretrained(s.teacher, runtime.device, runtime.dtype) if s.target == "clip" else None
     urls = expand_urls(s.shards)
     clips_per_epoch = s.clips_per_epoch or count_samples(urls)
     if clips_per_epoch < 1:
         raise ValueError(f"shards {s.shards!r}: no dataset.json gives their size; set clips_per_epoch")
-    micro, accumulation = micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size)
-    # Epochs are effective epochs (SPEC §5): a clip seen with R masks counts R times.
-    steps_per_epoch = max(1, clips_per_epoch // (s.batch_size * s.mask_repeats))
+    micro, accumulation = micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size, s.mask_repeats)
+    # Effective epochs (SPEC §5): a clip seen with R masks counts R times, so an epoch of
+    # clips_per_epoch masked samples takes clips_per_epoch / batch_size steps.
+    steps_per_epoch = max(1, clips_per_epoch // s.batch_size)
     total_steps = s.max_steps or s.epochs * steps_per_epoch
     warmup_steps = round(total_steps * s.warmup_epochs / s.epochs)
     peak_lr = s.base_lr * s.batch_size / IMAGENET_BATCH_REFERENCE
@@ -105,7 +113,8 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     if runtime.distributed:
         model = DistributedDataParallel(model, device_ids=[runtime.local_rank] if runtime.device.type == "cuda" else None)
 
-    loader = build_loader(s, urls, micro, runtime.rank, resume_batches=step * accumulation)
+    loader = build_loader(s, urls, micro, runtime.rank, resume_batches=step * accumulation,
+                          pin_memory=runtime.device.type == "cuda")
     batches = iter(loader)
     log = rt.MetricsLog(out_dir, runtime.is_main)
     bar = tqdm(total=total_steps, initial=step, desc=name, unit="step", disable=not runtime.is_main,
@@ -116,10 +125,11 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
         return {
             "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "step": step, "stage": name,
-            "settings": settings_to_dict(s), "rng": ckpt.capture_rng_state(),
+            "settings": settings_to_dict(s),
         }
 
     while step < total_steps:
+        rt.seed_step(s.seed, runtime.rank, step)
         lr = rt.cosine_lr(step, total_steps, warmup_steps, peak_lr, s.min_lr)
         rt.apply_lr(optimizer, lr)
         step_loss, waited = torch.zeros((), device=runtime.device), 0.0
@@ -146,7 +156,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
         if step % s.log_every_steps == 0 or step == total_steps:
-            log.write(step, {**window.metrics(s.batch_size), "lr": lr, "grad_norm": grad_norm,
+            log.write(step, {**window.metrics(s.batch_size // s.mask_repeats), "lr": lr, "grad_norm": grad_norm,
                              "corrupt_samples": corrupt})
             window.reset()
         if step % s.save_every_steps == 0 and step < total_steps:
@@ -175,17 +185,21 @@ def verify_ranks_agree(model: torch.nn.Module, runtime: rt.Runtime) -> None:
 
 
 def load_initial_weights(model: torch.nn.Module, path: str, runtime: rt.Runtime) -> None:
-    """Start from another run's weights (stage 1 -> stage 2); the optimiser starts fresh."""
-    state = ckpt.load_checkpoint(path)
-    weights = state.get("model", state)
+    """Start from another run's weights (stage 1 -> stage 2); the optimiser starts fresh.
+
+    Every encoder tensor must load; decoder tensors of another shape (another target) start fresh.
+    """
+    weights = unwrap_state(ckpt.load_checkpoint(path))
     own = model.state_dict()
     usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ValueError(f"{path}: no parameter matches this model (is it a pretraining checkpoint?)")
+    missing = sorted(k for k in own if k.startswith("encoder.") and k not in usable)
+    if missing:
+        raise ValueError(f"{path}: does not hold this model's encoder ({len(missing)} tensors missing "
+                         f"or of another shape, e.g. {missing[:3]}); is it a pretraining checkpoint of the same size?")
     model.load_state_dict(usable, strict=False)
     if runtime.is_main:
-        skipped = sorted(set(own) - set(usable))
-        print(f"initialised {len(usable)} tensors from {path}" + (f"; kept fresh: {skipped}" if skipped else ""))
+        fresh = sorted(set(own) - set(usable))
+        print(f"initialised {len(usable)} tensors from {path}" + (f"; kept fresh: {fresh}" if fresh else ""))
 
 
 def run_pretrain(config: str | None, overrides: dict, resume: bool, init_from: str | None = None) -> list[Path]:
@@ -198,7 +212,7 @@ def run_pretrain(config: str | None, overrides: dict, resume: bool, init_from: s
         stages[0][1].init_from = init_from
     runtime = rt.setup(stages[0][1].device, stages[0][1].precision)
     finals: list[Path] = []
-    try:
+    with rt.process_group(runtime):
         for name, settings in stages:
             out_dir = Path(settings.out_dir) / name if len(stages) > 1 else Path(settings.out_dir)
             if finals and not settings.init_from:
@@ -208,6 +222,4 @@ def run_pretrain(config: str | None, overrides: dict, resume: bool, init_from: s
                 print(json.dumps({"stage": name, "checkpoint": str(finals[-1]),
                                   "metrics": str(out_dir / "metrics.jsonl"),
                                   "loss_curve": str(out_dir / "loss_curve.png")}))
-    finally:
-        rt.teardown(runtime)
     return finals

@@ -154,7 +154,7 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
     digest = sha256_file(s.checkpoint)
     cache_dir = Path(s.cache_dir) if s.cache_dir else out_dir / "features"
     runtime = rt.setup(s.device, s.precision)
-    try:
+    with rt.process_group(runtime):
         train = extract_features(info, digest, s.shards, s.train_crops, s, runtime, cache_dir)
         test = extract_features(info, digest, s.val_shards, s.test_crops, s, runtime, cache_dir) if s.val_shards else []
         if not runtime.is_main:
@@ -179,5 +179,3 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
                                                    "class_names": names, "checkpoint_sha256": digest})
         write_json_atomic(out_dir / "probe.json", report)
         return report
-    finally:
-        rt.teardown(runtime)

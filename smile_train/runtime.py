@@ -7,6 +7,7 @@ gradient sync on the last micro-step, and `teardown`. `is_main` gates all output
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -19,6 +20,8 @@ import torch
 import torch.distributed as dist
 
 from smile_data.io import write_bytes_atomic
+
+SEED_MASK = (1 << 63) - 1  # torch seeds are 64-bit
 
 
 @dataclass
@@ -45,13 +48,14 @@ def setup(device: str = "auto", precision: str = "auto") -> Runtime:
         raise RuntimeError("device cuda was asked for, but torch sees no CUDA device")
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    if use_cuda:
+    torch_device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:  # before the process group, so NCCL binds each rank to its own GPU
         torch.cuda.set_device(local_rank)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    torch_device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo",
+                                device_id=torch_device if use_cuda else None)
     return Runtime(rank, world, local_rank, torch_device, resolve_precision(precision, use_cuda))
 
 
@@ -76,10 +80,34 @@ def grad_scaler(runtime: Runtime) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(runtime.device.type, enabled=runtime.dtype == torch.float16)
 
 
-def teardown(runtime: Runtime) -> None:
+def teardown(runtime: Runtime, failed: bool = False) -> None:
+    """Leave the process group; after a failure without a barrier, since the other ranks may
+    be waiting in a different collective (torchrun then stops them)."""
     if runtime.distributed and dist.is_initialized():
-        dist.barrier()
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(runtime: Runtime):
+    """`with process_group(runtime):` around a command's work: teardown on success or failure."""
+    try:
+        yield runtime
+    except BaseException:
+        teardown(runtime, failed=True)
+        raise
+    teardown(runtime)
+
+
+def seed_step(seed: int, rank: int, step: int) -> None:
+    """Seed torch (CPU and CUDA) for one optimiser step from (seed, rank, step).
+
+    Drop path and other in-model randomness then differ between ranks and are a pure function
+    of the step, so a resumed run continues exactly without carrying RNG state.
+    """
+    digest = hashlib.blake2b(f"{seed}/{rank}/{step}".encode(), digest_size=8).digest()
+    torch.manual_seed(int.from_bytes(digest, "little") & SEED_MASK)
 
 
 def wait_for_all(runtime: Runtime) -> None:
@@ -288,11 +316,8 @@ def restore_training_state(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
 ) -> int:
-    """Load model, optimiser, scaler and RNG state of a step checkpoint; return its step."""
-    from smile_train.checkpoint import restore_rng_state
-
+    """Load model, optimiser and scaler state of a step checkpoint; return its step."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
-    restore_rng_state(state["rng"])
     return int(state["step"])

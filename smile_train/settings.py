@@ -12,7 +12,7 @@ from typing import Any
 
 from smile_data.config import SettingsError, apply_overrides, read_yaml
 
-IMAGENET_BATCH_REFERENCE = 256  # learning rates are given per 256 clips (lr = base_lr x batch / 256)
+IMAGENET_BATCH_REFERENCE = 256  # learning rates are given per 256 samples (lr = base_lr x batch / 256)
 
 
 @dataclass
@@ -45,9 +45,11 @@ class PretrainSettings:
     # --- optimisation (SPEC §6) ---
     epochs: int = 300  # effective epochs (clips x mask_repeats): K400 300 + 300, SSv2 400 + 400
     warmup_epochs: int = 40
-    batch_size: int = 256  # loaded clips per optimiser step, all processes together
-    micro_batch_size: int = 0  # clips per process per micro-step; 0: batch_size / world size
-    base_lr: float = 1.5e-4  # per 256 clips
+    # Batch sizes count masked samples (clips x mask_repeats), as the reference recipes do:
+    # 256 = 128 loaded clips x 2 masks per optimiser step, all processes together.
+    batch_size: int = 256
+    micro_batch_size: int = 0  # samples per process per micro-step; 0: batch_size / world size
+    base_lr: float = 1.5e-4  # per 256 samples
     min_lr: float = 1e-5
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)

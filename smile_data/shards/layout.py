@@ -103,6 +103,21 @@ def boxes_array(metadata: dict[str, Any]) -> np.ndarray:
     return np.asarray([o["boxes"] for o in objects], np.float32).transpose(1, 0, 2)
 
 
+def footprint_boxes(metadata: dict[str, Any]) -> np.ndarray:
+    """What each object covers on screen: its box turned by its angle, as the axis-aligned
+    bounding box, float32 (T, N, 4). Trajectory masks are built from these."""
+    boxes = boxes_array(metadata)  # (T, N, 4) unrotated
+    objects = metadata.get("objects", [])
+    if not objects:
+        return boxes
+    angles = np.radians(np.asarray([o["angles"] for o in objects], np.float32).T)  # (T, N)
+    centre_x, centre_y = (boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2
+    width, height = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    cos, sin = np.abs(np.cos(angles)), np.abs(np.sin(angles))
+    half_w, half_h = (width * cos + height * sin) / 2, (width * sin + height * cos) / 2
+    return np.stack([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], -1)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -122,6 +137,8 @@ def metadata_problems(metadata: Any) -> list[str]:
     frames = metadata["frames"]
     if not 1 <= frames <= MAX_FRAMES:
         problems.append(f"frames {frames} outside 1..{MAX_FRAMES}")
+    if metadata["height"] < 1 or metadata["width"] < 1:
+        problems.append(f"frame size {metadata['width']}x{metadata['height']} is not positive")
     if metadata.get("codec") not in FRAME_CODECS:
         problems.append(f"codec {metadata.get('codec')!r} not in {FRAME_CODECS}")
     background = metadata.get("background")

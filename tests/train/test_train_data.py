@@ -108,3 +108,44 @@ def test_corrupt_samples_are_skipped_counted_and_bounded(tiny_shards, tmp_path):
     with pytest.raises(RuntimeError, match="corrupt samples"):
         next(iter(PretrainClips([str(bad)], strict)))
 
+
+
+def test_masks_follow_the_rotated_footprint():
+    from smile_data.shards.layout import footprint_boxes
+
+    metadata = {"frames": 2, "objects": [{"boxes": [[0, 0, 40, 10]] * 2, "angles": [0.0, 90.0]}]}
+    boxes = footprint_boxes(metadata)  # (T, N, 4)
+    np.testing.assert_allclose(boxes[0, 0], [0, 0, 40, 10], atol=1e-4)
+    np.testing.assert_allclose(boxes[1, 0], [15, -15, 25, 25], atol=1e-4)
+
+
+class _Marker:
+    """Unpickling this would create a file: proof that nothing in the loader unpickles."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_loader_never_unpickles_shard_members(tiny_shards, tmp_path):
+    import pickle
+
+    marker = tmp_path / "unpickled"
+    evil = tmp_path / "clips-000000.tar"
+    with tarfile.open(tiny_shards / "clips-000000.tar") as src, tarfile.open(evil, "w", format=tarfile.USTAR_FORMAT) as dst:
+        for member in src.getmembers():
+            payload = src.extractfile(member).read()
+            if member.name.endswith(".json"):  # every sample also carries a pickle
+                extra = pickle.dumps(_Marker(str(marker)))
+                info = tarfile.TarInfo(member.name.replace(".json", ".pickle"))
+                info.size = len(extra)
+                dst.addfile(info, io.BytesIO(extra))
+            info = tarfile.TarInfo(member.name)
+            info.size = len(payload)
+            dst.addfile(info, io.BytesIO(payload))
+    settings = small_settings(shards=str(evil), shuffle_buffer=1, max_corrupt_samples=50)
+    for _ in zip(range(4), PretrainClips([str(evil)], settings)):
+        pass
+    assert not marker.exists()

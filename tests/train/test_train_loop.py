@@ -115,11 +115,14 @@ def test_missing_teacher_and_missing_shards_fail_at_start(tiny_shards, tmp_path)
         run_pretrain(None, overrides, resume=False)
 
 
-def test_micro_batch_plan():
-    assert micro_batch_plan(256, 0, 8) == (32, 1)
-    assert micro_batch_plan(256, 16, 4) == (16, 4)
+def test_micro_batch_plan_counts_masked_samples():
+    assert micro_batch_plan(256, 0, 8, repeats=2) == (16, 1)  # 32 samples = 16 clips x 2 masks
+    assert micro_batch_plan(256, 16, 4, repeats=2) == (8, 4)
+    assert micro_batch_plan(256, 0, 1, repeats=1) == (256, 1)
     with pytest.raises(ValueError, match="multiple"):
-        micro_batch_plan(256, 48, 2)
+        micro_batch_plan(256, 48, 2, repeats=2)
+    with pytest.raises(ValueError, match="mask_repeats"):
+        micro_batch_plan(6, 3, 2, repeats=2)
 
 
 def test_two_processes_under_torchrun_end_identical(tiny_shards, tmp_path):

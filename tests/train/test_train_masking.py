@@ -148,3 +148,13 @@ def test_sample_mask_dispatches_and_validates():
         trajectory_tokens(np.zeros((8, 1, 4)))
     with pytest.raises(ValueError, match="non-finite"):
         trajectory_tokens(np.full((16, 1, 4), np.nan))
+
+
+def test_boxes_cropped_away_cover_no_token():
+    from smile_train.masking import trajectory_tokens
+
+    grid = (8, 14, 14)
+    zero_width_at_edge = np.zeros((16, 1, 4))  # a box clipped to x0 = x1 = 0
+    assert not trajectory_tokens(zero_width_at_edge, grid).any()
+    outside = np.tile(np.array([[[224.0, 10, 260, 40]]]), (16, 1, 1))
+    assert not trajectory_tokens(outside, grid).any()
