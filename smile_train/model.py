@@ -204,6 +204,32 @@ def gather_tokens(tokens: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return tokens[keep].reshape(tokens.shape[0], -1, tokens.shape[2])
 
 
+def mask_order(mask: torch.Tensor, num_masked: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index tensors (B, N - M) of visible and (B, M) of masked tokens, each in token order.
+
+    `mask` (B, N) bool must hide exactly `num_masked` tokens in every clip. Shapes depend on
+    the Python int only, so there is no host sync and torch.compile sees a static graph.
+    """
+    order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)  # visible first, order kept
+    split = mask.shape[1] - num_masked
+    return order[:, :split], order[:, split:]
+
+
+def take_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, N, C) tokens at (B, n) indices -> (B, n, C)."""
+    return torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+def masked_count(mask: torch.Tensor) -> int:
+    """The number of masked tokens per clip; every clip must mask the same number."""
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
+    counts = mask.sum(dim=1)
+    if bool((counts != counts[0]).any()):
+        raise ValueError(f"every clip must keep the same number of tokens, got {counts.tolist()}")
+    return int(counts[0])
+
+
 def no_decay_names(module: nn.Module) -> set[str]:
     """Norm weights, biases, q/v biases and other 1-D parameters: excluded from weight decay."""
     return {name for name, param in module.named_parameters() if param.ndim <= 1}
@@ -259,12 +285,15 @@ class VideoViTEncoder(nn.Module):
 
     def forward_tokens(self, videos: torch.Tensor,
                        visible: torch.Tensor | None = None) -> torch.Tensor:
-        """videos (B, 3, T, H, W), visible (B, N) bool or None -> (B, N_visible, width)."""
+        """videos (B, 3, T, H, W), visible (B, N) bool, (B, n) token indices, or None
+        -> (B, N_visible, width)."""
         self.check_videos(videos)
         tokens = self.patch_embed(videos)
         tokens = tokens + self.pos_embed.type_as(tokens)  # (B, N, width)
-        if visible is not None:
+        if visible is not None and visible.dtype == torch.bool:
             tokens = gather_tokens(tokens, visible)
+        elif visible is not None:
+            tokens = take_tokens(tokens, visible)
         tokens = run_blocks(self.blocks, tokens, self.grad_checkpointing and self.training)
         return self.norm(tokens)
 
@@ -332,21 +361,21 @@ class PretrainModel(nn.Module):
     def grid(self) -> tuple[int, int, int]:
         return self.encoder.grid
 
-    def forward(self, videos: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, videos: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None) -> torch.Tensor:
         """videos (B, 3, T, H, W), mask (B, N) bool, True = masked -> (B, N_masked, target_dim).
 
         Predictions come in token order, so they line up with `targets[mask].reshape(B, -1, D)`.
+        Pass `num_masked` (known on the host from the loader's masks) to avoid a device sync.
         """
-        if mask.dtype != torch.bool:
-            raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
-        visible = ~mask
-        latent = self.encoder_to_decoder(self.encoder(videos, visible))  # (B, N_vis, D)
-        batch, _, dim = latent.shape
+        if num_masked is None or mask.dtype != torch.bool:
+            num_masked = masked_count(mask)
+        visible_index, masked_index = mask_order(mask, num_masked)
+        latent = self.encoder_to_decoder(self.encoder(videos, visible_index))  # (B, N_vis, D)
+        batch = latent.shape[0]
         pos = self.decoder_pos_embed.type_as(latent).expand(batch, -1, -1)  # (B, N, D)
-        pos_visible = pos[visible].reshape(batch, -1, dim)  # counts already checked by the encoder
-        pos_masked = pos[mask].reshape(batch, -1, dim)
+        pos_visible, pos_masked = take_tokens(pos, visible_index), take_tokens(pos, masked_index)
         tokens = torch.cat([latent + pos_visible, self.mask_token.type_as(latent) + pos_masked], 1)
-        return self.decoder(tokens, pos_masked.shape[1])
+        return self.decoder(tokens, num_masked)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.encoder.grad_checkpointing = self.decoder.grad_checkpointing = enable

@@ -24,7 +24,7 @@ from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
 from smile_train.checkpoint_keys import unwrap_state
 from smile_train.data import build_loader, count_samples, expand_urls
-from smile_train.model import build_pretrain_model
+from smile_train.model import build_pretrain_model, mask_order, masked_count, take_tokens
 from smile_train.settings import IMAGENET_BATCH_REFERENCE, PretrainSettings, load_pretrain_stages
 from smile_train.targets import normalize, pixel_targets
 from smile_train.teacher import ClipTeacher
@@ -54,6 +54,7 @@ def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> tor
     Targets are computed once per clip and shared by its R masked copies.
     """
     clips, repeats, tokens = masks.shape
+    num_masked = masked_count(masks.reshape(clips * repeats, tokens))  # checked on the host
     videos = normalize(videos_uint8.to(runtime.device, non_blocking=True))  # (B, 3, T, H, W)
     with torch.no_grad():
         targets = teacher(videos) if teacher is not None else pixel_targets(videos)  # (B, N, D)
@@ -61,8 +62,8 @@ def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> tor
     targets = targets.repeat_interleave(repeats, dim=0)
     mask = masks.to(runtime.device, non_blocking=True).reshape(clips * repeats, tokens)  # (B*R, N)
     with rt.autocast(runtime):
-        predictions = model(videos, mask)  # (B*R, M, D)
-    expected = targets[mask].reshape(predictions.shape)
+        predictions = model(videos, mask, num_masked)  # (B*R, M, D)
+    expected = take_tokens(targets, mask_order(mask, num_masked)[1])  # (B*R, M, D)
     return F.mse_loss(predictions.float(), expected.float())
 
 
