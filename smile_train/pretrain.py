@@ -47,6 +47,18 @@ def micro_batch_plan(batch_size: int, micro_batch_size: int, world_size: int, re
     return micro // repeats, batch_size // (micro * world_size)
 
 
+def schedule(s: PretrainSettings, clips_per_epoch: int) -> tuple[int, int, float]:
+    """(total steps, warm-up steps, peak learning rate) of a stage.
+
+    Epochs are effective epochs (SPEC §5): a clip seen with R masks counts R times, so an epoch
+    of clips_per_epoch masked samples takes clips_per_epoch / batch_size steps.
+    """
+    steps_per_epoch = max(1, clips_per_epoch // s.batch_size)
+    total_steps = s.max_steps or s.epochs * steps_per_epoch
+    warmup_steps = round(total_steps * s.warmup_epochs / max(s.epochs, 1))
+    return total_steps, warmup_steps, s.base_lr * s.batch_size / IMAGENET_BATCH_REFERENCE
+
+
 def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> torch.Tensor:
     """MSE between predictions and targets of the masked tokens (SPEC §6).
 
@@ -86,17 +98,13 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     if clips_per_epoch < 1:
         raise ValueError(f"shards {s.shards!r}: no dataset.json gives their size; set clips_per_epoch")
     micro, accumulation = micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size, s.mask_repeats)
-    # Effective epochs (SPEC §5): a clip seen with R masks counts R times, so an epoch of
-    # clips_per_epoch masked samples takes clips_per_epoch / batch_size steps.
-    steps_per_epoch = max(1, clips_per_epoch // s.batch_size)
-    total_steps = s.max_steps or s.epochs * steps_per_epoch
-    warmup_steps = round(total_steps * s.warmup_epochs / s.epochs)
-    peak_lr = s.base_lr * s.batch_size / IMAGENET_BATCH_REFERENCE
+    total_steps, warmup_steps, peak_lr = schedule(s, clips_per_epoch)
 
-    torch.manual_seed(s.seed)
+    torch.manual_seed(s.seed)  # the same initial weights on every rank
     model = build_pretrain_model(
-        s.model, s.target, target_dim=teacher.out_dim if teacher else None, img_size=s.input_size, frames=s.frames, drop_path=s.drop_path,
-        attention_impl=s.attention, grad_checkpointing=s.grad_checkpointing,
+        s.model, s.target, target_dim=teacher.out_dim if teacher else None, img_size=s.input_size,
+        frames=s.frames, drop_path=s.drop_path, attention_impl=s.attention,
+        grad_checkpointing=s.grad_checkpointing,
     ).to(runtime.device)
     if s.init_from:
         load_initial_weights(model, s.init_from, runtime)
