@@ -7,6 +7,7 @@ only assembles them and holds the vocabulary look-up.
 from __future__ import annotations
 
 import sys
+import tarfile
 
 import typer
 
@@ -71,9 +72,10 @@ register_shard_commands(app)
 
 
 def main() -> None:
+    """Run the CLI; bad input (settings, files, data) ends with `error: ...` and status 2."""
     try:
         app()
-    except (SettingsError, FileNotFoundError, ValueError) as error:
+    except (SettingsError, ValueError, OSError, tarfile.TarError) as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
 

@@ -1,7 +1,8 @@
 """Atomic file output: write to a temporary name in the same folder, then rename.
 
 A reader never sees a half-written file under its final name, and a kill -9 leaves at most a
-`*.tmp-*` file that the next run ignores and overwrites.
+`<name>.tmp-<pid>` file that the next run of the same command removes (each command removes
+only the temporaries of the files it writes, never other files that happen to look alike).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 TMP_MARK = ".tmp-"
+TEMPORARY_PATTERN = re.compile(rf"(?P<final>.+){re.escape(TMP_MARK)}\d+")  # <name>.tmp-<pid>
 
 
 def temporary_name(path: Path) -> Path:
@@ -46,11 +49,23 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def remove_stale_temporaries(folder: str | Path) -> int:
-    """Delete leftovers of interrupted atomic writes below `folder`; return how many."""
+def temporary_target(name: str) -> str | None:
+    """The final file name of a temporary `<name>.tmp-<pid>` (see temporary_name), else None."""
+    match = TEMPORARY_PATTERN.fullmatch(name)
+    return match["final"] if match else None
+
+
+def remove_stale_temporaries(folder: str | Path,
+                             is_own: Callable[[str], bool] | None = None) -> int:
+    """Delete leftovers of interrupted atomic writes directly in `folder` (not in its
+    subfolders); with `is_own`, only those whose final name it accepts. Returns how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
     removed = 0
-    for tmp in Path(folder).rglob(f"*{TMP_MARK}*"):
-        if tmp.is_file():
+    for tmp in folder.glob(f"*{TMP_MARK}*"):
+        target = temporary_target(tmp.name)
+        if target is not None and tmp.is_file() and (is_own is None or is_own(target)):
             tmp.unlink()
             removed += 1
     return removed

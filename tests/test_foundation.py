@@ -88,8 +88,21 @@ def test_atomic_writes_leave_nothing_half_written(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert target.read_text().startswith("{")  # the old file survives a failed write
-    (tmp_path / "out" / f"x{TMP_MARK}123").write_text("stale")
-    assert remove_stale_temporaries(tmp_path) == 1
+
+
+
+def test_stale_temporaries_are_removed_only_where_and_as_asked(tmp_path):
+    out = tmp_path / "out"
+    (out / "nested").mkdir(parents=True)
+    for name in (f"card.json{TMP_MARK}123", f"shard.tar{TMP_MARK}7", f"notes{TMP_MARK}draft.txt"):
+        (out / name).write_text("x")
+    (out / "nested" / f"card.json{TMP_MARK}9").write_text("someone else's")
+    assert remove_stale_temporaries(out, lambda name: name == "card.json") == 1
+    assert not (out / f"card.json{TMP_MARK}123").exists()
+    assert remove_stale_temporaries(out) == 1  # <name>.tmp-<pid> only, never below the folder
+    assert sorted(p.name for p in out.iterdir()) == ["nested", f"notes{TMP_MARK}draft.txt"]
+    assert (out / "nested" / f"card.json{TMP_MARK}9").exists()
+    assert remove_stale_temporaries(tmp_path / "missing") == 0
 
 
 def test_work_share_from_flags_and_launchers(monkeypatch):

@@ -1,35 +1,51 @@
 """`ObjectBank`: random access to the RGBA cut-outs of a bank, decoded lazily.
 
 A bank is either a folder made by build-objects / import-objects (`objects/<lvis_name>/<i>.png`,
-`objects.parquet`, `bank.json`) or a plain folder of RGBA PNGs laid out as `<lvis_name>/<i>.png`.
+`objects.parquet`, `bank.json`) or a plain folder of RGBA PNGs laid out as `<lvis_name>/<i>.png`
+(or `objects/<lvis_name>/<i>.png`). Banks are shared between labs, so the manifest is checked:
+every accepted row's path must be `objects/<its name>/<digits>.png` and resolve inside the bank.
+In a plain folder, class folders that are not LVIS class names are skipped with a warning, as
+import-objects skips them: every object of a bank has an LVIS class.
 Only the list of paths is held in memory; each PNG is decoded when asked for, with OpenCV
 (faster than PIL), after its header's size was checked; the few PNG kinds OpenCV reads
-differently from PIL (16-bit, grey with a transparent colour) and other formats go through PIL.
+differently from PIL (16-bit, grey with a transparent colour) go through PIL, which is allowed
+to open PNG only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
+import logging
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from smile_data.shards.image_header import png_size
 from smile_data.vocabulary import load_vocabulary
+
+log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "objects.parquet"
 CARD_FILE = "bank.json"
 OBJECTS_DIR = "objects"
 UNKNOWN_CLASS_ID = -1
+MANIFEST_READ_COLUMNS = ("path", "lvis_id", "name", "accepted")
+# Accepted rows point at objects/<class name>/<index>.png; the class name is one path part.
+OBJECT_PATH_PATTERN = re.compile(rf"{OBJECTS_DIR}/(?P<name>[^/\\]+)/(?P<index>[0-9]+)\.png")
+# Sorts files without a number after every numbered one (no bank holds 2**62 objects a class).
+UNNUMBERED_LAST = 1 << 62
 # Cut-outs are small; anything larger than this is not an object crop and may be a bomb.
 MAX_OBJECT_PIXELS = 4096 * 4096
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_SIZE_FIELDS = struct.Struct(">4sII")  # after the signature and chunk length: IHDR, width, height
-PNG_SIZE_OFFSET = len(PNG_SIGNATURE) + 4
+PIL_ERRORS = (OSError, EOFError, SyntaxError, ValueError, Image.DecompressionBombError)
+SKIPPED_NAMES_SHOWN = 5  # unknown class folders named in the warning
 
 
 @dataclass(frozen=True)
@@ -39,35 +55,77 @@ class BankObject:
     name: str
 
 
-def _natural_key(path: Path) -> tuple:
-    return (path.parent.name, int(path.stem) if path.stem.isdigit() else 1 << 62, path.name)
+def object_number(stem: str) -> int | None:
+    """The number of an object file `<number>.png` from its stem (ASCII digits), else None."""
+    return int(stem) if stem.isascii() and stem.isdigit() else None
+
+
+def natural_order(path: str | Path) -> tuple:
+    """Sort key of `<class>/<i>.png`: class folder, then the number i, then the name."""
+    path = Path(path)
+    number = object_number(path.stem)
+    return (path.parent.name, UNNUMBERED_LAST if number is None else number, path.name)
+
+
+def objects_base(root: Path) -> Path:
+    """Where a bank's class folders are: `root/objects` if it exists, else `root` itself."""
+    return root / OBJECTS_DIR if (root / OBJECTS_DIR).is_dir() else root
 
 
 def _scan_plain_folder(root: Path) -> list[BankObject]:
-    base = root / OBJECTS_DIR if (root / OBJECTS_DIR).is_dir() else root
     vocabulary = load_vocabulary()
-    entries = []
-    for png in sorted(base.glob("*/*.png"), key=_natural_key):
+    entries, unknown = [], {}
+    for png in sorted(objects_base(root).glob("*/*.png"), key=natural_order):
         lvis_class = vocabulary.by_name(png.parent.name)
-        lvis_id = lvis_class.id if lvis_class else UNKNOWN_CLASS_ID
-        entries.append(BankObject(str(png.relative_to(root)), lvis_id, png.parent.name))
+        if lvis_class is None:
+            unknown[png.parent.name] = unknown.get(png.parent.name, 0) + 1
+            continue
+        entries.append(BankObject(png.relative_to(root).as_posix(), lvis_class.id, lvis_class.name))
+    if unknown:
+        names = ", ".join(sorted(unknown)[:SKIPPED_NAMES_SHOWN])
+        log.warning("%s: skipped %d objects in %d folders that are not LVIS class names (%s%s)",
+                    root, sum(unknown.values()), len(unknown), names,
+                    ", ..." if len(unknown) > SKIPPED_NAMES_SHOWN else "")
     return entries
 
 
+def _manifest_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        columns = set(pq.read_schema(path).names)
+        missing = [c for c in MANIFEST_READ_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(f"{path}: column(s) {', '.join(missing)} missing")
+        return pq.read_table(path, columns=list(MANIFEST_READ_COLUMNS)).to_pylist()
+    except (OSError, pa.ArrowException) as error:
+        raise ValueError(f"{path}: not a readable parquet manifest ({error})") from None
+
+
+def _row_problem(row: dict[str, Any], root: Path, resolved_root: Path) -> str | None:
+    """Why an accepted manifest row cannot be trusted (None if it can)."""
+    if not isinstance(row["lvis_id"], int):
+        return "lvis_id is null"
+    match = OBJECT_PATH_PATTERN.fullmatch(row["path"] or "")
+    if match is None or match["name"] != row["name"] or row["name"] in (".", ".."):
+        return f"path must be {OBJECTS_DIR}/<its name>/<number>.png"
+    if not Path(os.path.realpath(root / row["path"])).is_relative_to(resolved_root):
+        return "path resolves outside the bank"
+    return None
+
+
 def _read_manifest(root: Path) -> list[BankObject]:
-    table = pq.read_table(root / MANIFEST_FILE, columns=["path", "lvis_id", "name", "accepted"])
-    rows = table.to_pylist()
-    accepted = [r for r in rows if r["accepted"] and r["path"]]
-    accepted.sort(key=lambda r: _natural_key(Path(r["path"])))
-    return [BankObject(r["path"], int(r["lvis_id"]), r["name"]) for r in accepted]
-
-
-def _png_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG's header, or None if `data` is not a PNG."""
-    if not data.startswith(PNG_SIGNATURE) or len(data) < PNG_SIZE_OFFSET + PNG_SIZE_FIELDS.size:
-        return None
-    chunk, width, height = PNG_SIZE_FIELDS.unpack_from(data, PNG_SIZE_OFFSET)
-    return (width, height) if chunk == b"IHDR" else None
+    path = root / MANIFEST_FILE
+    resolved_root = Path(os.path.realpath(root))
+    entries = []
+    for number, row in enumerate(_manifest_rows(path)):
+        if not row["accepted"]:
+            continue
+        problem = _row_problem(row, root, resolved_root)
+        if problem:
+            shown = {k: row[k] for k in ("path", "lvis_id", "name")}
+            raise ValueError(f"{path}: row {number} {shown}: {problem}")
+        entries.append(BankObject(row["path"], int(row["lvis_id"]), row["name"]))
+    entries.sort(key=lambda e: natural_order(e.path))
+    return entries
 
 
 def _opencv_to_rgba(image: np.ndarray, has_transparent_colour: bool) -> np.ndarray | None:
@@ -86,12 +144,11 @@ def _opencv_to_rgba(image: np.ndarray, has_transparent_colour: bool) -> np.ndarr
 
 
 def _decode_with_pil(path: Path) -> np.ndarray:
+    """(h, w, 4) RGBA of a PNG whose size was already checked; PIL may open PNG only."""
     try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_OBJECT_PIXELS:
-                raise ValueError(f"{path}: {image.width}x{image.height} is too large for an object")
+        with Image.open(path, formats=["PNG"]) as image:
             return np.asarray(image.convert("RGBA"))
-    except (OSError, Image.DecompressionBombError) as error:
+    except PIL_ERRORS as error:
         raise ValueError(f"{path}: cannot decode object image: {error}") from None
 
 
@@ -107,7 +164,7 @@ class ObjectBank:
         if not self.entries:
             raise ValueError(
                 f"{self.root}: no objects found (expected {MANIFEST_FILE} with accepted rows, "
-                "or RGBA PNGs laid out as <lvis_name>/<i>.png)"
+                "or RGBA PNGs laid out as <lvis_name>/<i>.png with LVIS class names)"
             )
         self.classes = sorted({e.name for e in self.entries})
         self._indices_by_class = {}
@@ -127,9 +184,10 @@ class ObjectBank:
             data = path.read_bytes()
         except OSError as error:
             raise ValueError(f"{path}: cannot read object image: {error}") from None
-        size = _png_size(data)
-        if size is None:
-            return _decode_with_pil(path)
+        try:
+            size = png_size(data)
+        except ValueError:
+            raise ValueError(f"{path}: cannot decode object image: not a PNG") from None
         if size[0] * size[1] > MAX_OBJECT_PIXELS:
             raise ValueError(f"{path}: {size[0]}x{size[1]} is too large for an object")
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -146,10 +204,12 @@ class ObjectBank:
         return members[int(rng.integers(len(members)))]
 
     @property
-    def card_sha256(self) -> str:
-        """Identifies the bank in dataset cards: hash of bank.json, else of the object list."""
+    def content_sha256(self) -> str:
+        """Identifies the bank in dataset cards wherever it lies: a hash of bank.json (if any)
+        and of the object list (path, LVIS id, name of every object, in bank order)."""
+        digest = hashlib.sha256()
         card = self.root / CARD_FILE
-        if card.is_file():
-            return hashlib.sha256(card.read_bytes()).hexdigest()
-        listing = "\n".join(e.path for e in self.entries).encode()
-        return hashlib.sha256(listing).hexdigest()
+        digest.update(card.read_bytes() if card.is_file() else b"")
+        for entry in self.entries:
+            digest.update(f"\n{entry.path}\t{entry.lvis_id}\t{entry.name}".encode())
+        return digest.hexdigest()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import struct
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from smile_data.config import settings_to_dict
-from smile_data.io import atomic_path, remove_stale_temporaries, write_bytes_atomic, write_json_atomic
-from smile_data.objects.bank import OBJECTS_DIR, UNKNOWN_CLASS_ID
+from smile_data.io import atomic_path, write_bytes_atomic, write_json_atomic
+from smile_data.objects.bank import (
+    OBJECTS_DIR, UNKNOWN_CLASS_ID, natural_order, object_number, objects_base,
+)
 from smile_data.objects.extract import ALPHA_MAX, png_bytes
 from smile_data.objects.journal import Journal
-from smile_data.objects.manifest import empty_row, write_bank_files
+from smile_data.objects.manifest import empty_row, remove_bank_temporaries, write_bank_files
 from smile_data.objects.segment import alpha_box
 from smile_data.objects.settings import ImportSettings
+from smile_data.shards.image_header import PNG_HEADER_BYTES, PngHeader, png_header
 from smile_data.vocabulary import load_released_objects, load_vocabulary
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-IHDR_FORMAT = ">I4sIIBB"  # chunk length, chunk type, width, height, bit depth, colour type
-IHDR_BYTES = len(PNG_SIGNATURE) + struct.calcsize(IHDR_FORMAT)
 RGBA_COLOUR_TYPE = 6
 EIGHT_BITS = 8
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -44,6 +43,7 @@ ALPHA_SOLID = ALPHA_MAX // 2
 POOL_CHUNK = 16  # files handed to a worker process at a time
 JOURNAL_FILE = "progress/import.jsonl"
 REPORT_FILE = "import_report.json"
+OWN_FILES = (REPORT_FILE,)  # written at the bank root besides the manifest and card
 DESCRIPTION = (
     "Objects imported from an existing folder of RGBA PNGs laid out as <lvis_name>/<i>.png; each "
     "file verified (PNG header size, decodes, alpha present and not empty, LVIS class folder) "
@@ -51,6 +51,7 @@ DESCRIPTION = (
 )
 
 UNKNOWN_CLASS = "unknown_class"
+NOT_NUMBERED = "not_numbered"
 NOT_PNG = "not_png"
 TOO_LARGE = "too_large"
 CORRUPT = "corrupt"
@@ -67,34 +68,24 @@ class BadFile(Exception):
         self.reason = reason
 
 
-def read_png_header(path: Path) -> tuple[int, int, int, int]:
-    """(width, height, bit depth, colour type) from the PNG signature and IHDR chunk."""
+def read_png_header(path: Path) -> PngHeader:
+    """Size, bit depth and colour type from the file's PNG signature and IHDR chunk."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(IHDR_BYTES)
+            head = handle.read(PNG_HEADER_BYTES)
     except OSError as error:
         raise BadFile(UNREADABLE, f"cannot read: {error}") from None
-    if len(head) < IHDR_BYTES or not head.startswith(PNG_SIGNATURE):
-        raise BadFile(NOT_PNG, "no PNG signature and header")
-    _, chunk, width, height, depth, colour = struct.unpack(IHDR_FORMAT, head[len(PNG_SIGNATURE):])
-    if chunk != b"IHDR":
-        raise BadFile(NOT_PNG, "first chunk is not IHDR")
-    return width, height, depth, colour
+    try:
+        return png_header(head)
+    except ValueError as error:
+        raise BadFile(NOT_PNG, f"no PNG signature and header ({error})") from None
 
 
 def source_files(src: Path) -> list[str]:
     """`<class>/<file>.png` paths below `src` (or its objects/ folder), in natural order."""
-    base = src / OBJECTS_DIR if (src / OBJECTS_DIR).is_dir() else src
+    base = objects_base(src)
     files = [p.relative_to(base) for p in base.glob("*/*.png") if p.is_file()]
-
-    def key(rel: Path) -> tuple:
-        return (rel.parent.name, int(rel.stem) if rel.stem.isdigit() else 1 << 62, rel.name)
-
-    return [str(rel) for rel in sorted(files, key=key)]
-
-
-def source_base(src: Path) -> Path:
-    return src / OBJECTS_DIR if (src / OBJECTS_DIR).is_dir() else src
+    return [rel.as_posix() for rel in sorted(files, key=natural_order)]
 
 
 def _decode_rgba(path: Path, settings: ImportSettings) -> tuple[np.ndarray, bool]:
@@ -103,7 +94,7 @@ def _decode_rgba(path: Path, settings: ImportSettings) -> tuple[np.ndarray, bool
     if width * height > settings.max_pixels:
         raise BadFile(TOO_LARGE, f"header says {width}x{height}, over {settings.max_pixels} pixels")
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=["PNG"]) as image:
             image.load()
             has_alpha = image.mode in ALPHA_MODES or "transparency" in image.info
             rgba = np.asarray(image.convert("RGBA"))
@@ -133,14 +124,16 @@ def import_file(task: tuple[str, str, str, dict]) -> dict[str, Any]:
     src_base, rel, out, settings_dict = task
     settings = ImportSettings(**settings_dict)
     class_name, file_name = rel.split("/")[-2:] if "/" in rel else ("", rel)
-    stem = Path(file_name).stem
+    number = object_number(Path(file_name).stem)
     row = empty_row(lvis_id=UNKNOWN_CLASS_ID, name=class_name, accepted=False, source=rel,
-                    candidate=int(stem) if stem.isdigit() else None)
+                    candidate=number)
     lvis_class = load_vocabulary().by_name(class_name)
     try:
         if lvis_class is None:
             raise BadFile(UNKNOWN_CLASS, f"folder {class_name!r} is not an LVIS class name")
         row["lvis_id"] = lvis_class.id
+        if number is None:
+            raise BadFile(NOT_NUMBERED, f"{file_name!r} is not named <number>.png")
         source = Path(src_base) / rel
         rgba, copyable = _decode_rgba(source, settings)
         box = alpha_box(rgba[..., 3])
@@ -203,9 +196,9 @@ def import_objects(src: str | Path, out: str | Path, settings: ImportSettings | 
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: source folder not found")
-    base = source_base(src)
+    base = objects_base(src)
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
+    remove_bank_temporaries(out, OWN_FILES)
     files = source_files(src)
     context = {"source": str(base.resolve()), "settings": settings_to_dict(settings)}
     for run_only in ("workers", "chunk_size"):

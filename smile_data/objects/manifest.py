@@ -17,8 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from smile_data.config import settings_to_dict
-from smile_data.io import write_bytes_atomic, write_json_atomic
-from smile_data.objects.bank import CARD_FILE, MANIFEST_FILE, OBJECTS_DIR
+from smile_data.io import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
+from smile_data.objects.bank import (
+    CARD_FILE, MANIFEST_FILE, OBJECTS_DIR, UNNUMBERED_LAST, object_number,
+)
 
 CARD_SCHEMA_VERSION = 1
 PACKAGE_NAME = "smile"
@@ -40,7 +42,7 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(MANIFEST_SCHEMA.names)
-_LAST = 1 << 62
+PROGRESS_DIR = "progress"
 
 
 def object_path(name: str, index: int) -> str:
@@ -57,7 +59,7 @@ def empty_row(**values: Any) -> dict[str, Any]:
 
 
 def _row_order(row: dict[str, Any]) -> tuple:
-    candidate = row["candidate"] if row["candidate"] is not None else _LAST
+    candidate = row["candidate"] if row["candidate"] is not None else UNNUMBERED_LAST
     return (row["lvis_id"], row["name"], candidate, row["source"] or "")
 
 
@@ -70,8 +72,23 @@ def manifest_bytes(rows: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
-def read_manifest_rows(root: str | Path) -> list[dict[str, Any]]:
-    return pq.read_table(Path(root) / MANIFEST_FILE).to_pylist()
+def remove_bank_temporaries(root: str | Path, extra_files: tuple[str, ...] = ()) -> int:
+    """Leftovers of interrupted writes of the bank tools, and nothing else: temporaries of the
+    manifest, the card and `extra_files` at the root, of `objects/<class>/<i>.png`, and in
+    progress/. Returns how many were removed."""
+    root = Path(root)
+    top = {MANIFEST_FILE, CARD_FILE, *extra_files}
+    removed = remove_stale_temporaries(root, top.__contains__)
+    removed += remove_stale_temporaries(root / PROGRESS_DIR)
+    objects = root / OBJECTS_DIR
+    for folder in sorted(objects.iterdir()) if objects.is_dir() else []:
+        removed += remove_stale_temporaries(folder, _is_object_file)
+    return removed
+
+
+def _is_object_file(name: str) -> bool:
+    """`<number>.png`, the name of an object in its class folder."""
+    return name.endswith(".png") and object_number(name.removesuffix(".png")) is not None
 
 
 def tool_version() -> str:

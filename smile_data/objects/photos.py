@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from smile_data.io import remove_stale_temporaries, write_bytes_atomic
+from smile_data.io import write_bytes_atomic
 from smile_data.objects.extract import Extractor, png_bytes
 from smile_data.objects.generate import resolve_device
-from smile_data.objects.manifest import empty_row, object_path, write_bank_files
+from smile_data.objects.manifest import (
+    empty_row, object_path, remove_bank_temporaries, write_bank_files,
+)
 from smile_data.objects.segment import box_hint
 from smile_data.objects.settings import PhotoSettings, validate_segmentation
 from smile_data.vocabulary import load_vocabulary
@@ -106,7 +108,7 @@ def build_photo_bank(out: str | Path, settings: PhotoSettings | None = None) -> 
     validate_segmentation(settings)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
+    remove_bank_temporaries(out)
     vocabulary = load_vocabulary()
     extractor = Extractor(settings, resolve_device(settings.device))
     rows, next_index, candidates = [], {}, {}

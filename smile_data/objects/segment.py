@@ -25,6 +25,8 @@ GRABCUT_MODEL_SIZE = 65  # OpenCV's GMM state: 5 components x (1 weight + 3 mean
 MIN_BORDER_PX = 2
 ROBUST_FIT_ROUNDS = 2
 MAD_TO_SIGMA = 1.4826
+ROBUST_TRIM_SIGMAS = 3.0  # background samples further than this from the fit are dropped
+SIGMA_FLOOR = 1e-6  # a perfectly flat background still gets a positive spread
 ALPHA_SOLID = 0.5  # soft alpha at or above this counts as object
 
 
@@ -134,8 +136,8 @@ def background_residual(lab: np.ndarray, region: np.ndarray) -> tuple[np.ndarray
         coefficients, *_ = np.linalg.lstsq(terms[keep], values[keep], rcond=None)  # (6, 3)
         sample_residual = np.linalg.norm(values - terms @ coefficients, axis=1)
         median = np.median(sample_residual[keep])
-        sigma = MAD_TO_SIGMA * np.median(np.abs(sample_residual[keep] - median)) + 1e-6
-        keep = sample_residual <= median + 3.0 * sigma
+        sigma = MAD_TO_SIGMA * np.median(np.abs(sample_residual[keep] - median)) + SIGMA_FLOOR
+        keep = sample_residual <= median + ROBUST_TRIM_SIGMAS * sigma
     grid_y, grid_x = np.mgrid[0 : lab.shape[0], 0 : lab.shape[1]].astype(np.float32)
     all_terms = _surface_terms(grid_y.ravel(), grid_x.ravel(), lab.shape[:2])
     surface = (all_terms @ coefficients).reshape(lab.shape)

@@ -15,7 +15,7 @@ import numpy as np
 
 from smile_data.render.overlay import ALPHA_MAX
 from smile_data.render.settings import RenderSettings
-from smile_data.render.trajectory import Trajectory, key_frames
+from smile_data.render.trajectory import Trajectory, draw_index, key_frames
 
 PATCH_SHAPES = ("rectangle", "ellipse", "rhombus")
 
@@ -67,7 +67,7 @@ def make_patch(
     source_frame = int(rng.integers(frames))
     x = int(rng.integers(width - patch_w + 1))
     y = int(rng.integers(height - patch_h + 1))
-    shape = PATCH_SHAPES[int(rng.choice(len(PATCH_SHAPES), p=s.patch_shape_probs))]
+    shape = PATCH_SHAPES[draw_index(rng, s.patch_shape_probs)]
     soft_edges = bool(rng.random() < s.patch_soft_edge_prob)
     alpha = shape_mask(shape, patch_w, patch_h)
     if soft_edges:

@@ -2,8 +2,9 @@
 
 Everything that can be checked before work starts is: the settings, that each source list and
 the object bank yield something. The fingerprint (what makes two runs the same run) holds the
-settings, the bank's card hash and a hash of the source lists; the dataset card holds the
-resolved settings and a description of the inputs.
+settings except the input paths, the bank's content hash and a hash of each source list, so a
+moved bank or list with the same content is the same input; the dataset card holds the resolved
+settings (paths included) and a description of the inputs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from smile_data.shards.runner import write_dataset
 
 # Settings that change how a run uses memory, never its bytes: a resume may change them.
 RUNTIME_ONLY_SETTINGS = ("sprite_cache_mb",)
+# Where the inputs lie: the fingerprint identifies them by content hashes instead.
+INPUT_PATH_SETTINGS = ("bank", "videos", "images", "video_root")
 
 
 def _required_sources(spec: str, root: str, extensions: frozenset[str], what: str, flag: str) -> list[Source]:
@@ -53,7 +56,7 @@ def build_render_task(s: RenderSettings) -> tuple[RenderTask, dict[str, Any], di
         if not s.bank:
             raise ValueError("--bank is required for --overlay objects")
         bank = ObjectBank(s.bank)
-        bank_card = {"path": str(Path(s.bank)), "card_sha256": bank.card_sha256,
+        bank_card = {"path": str(Path(s.bank)), "sha256": bank.content_sha256,
                      "objects": len(bank), "classes": len(bank.classes)}
     inputs = {
         "backgrounds": dict(zip(kinds, weights)),
@@ -62,7 +65,7 @@ def build_render_task(s: RenderSettings) -> tuple[RenderTask, dict[str, Any], di
         "object_bank": bank_card,
     }
     settings = settings_to_dict(s)
-    identifying = {k: v for k, v in settings.items() if k not in RUNTIME_ONLY_SETTINGS}
+    identifying = _identifying(settings, RUNTIME_ONLY_SETTINGS + INPUT_PATH_SETTINGS)
     fingerprint = {"command": "render", "settings": identifying, "inputs": _input_identity(inputs)}
     card = {"command": "render", "settings": settings, "inputs": inputs}
     if s.label == "motion-direction":
@@ -70,10 +73,14 @@ def build_render_task(s: RenderSettings) -> tuple[RenderTask, dict[str, Any], di
     return RenderTask(s, videos, images, bank), fingerprint, card
 
 
+def _identifying(settings: dict[str, Any], left_out: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in left_out}
+
+
 def _input_identity(inputs: dict[str, Any]) -> dict[str, Any]:
     """Hashes only: a moved bank or list with the same content is the same input."""
     bank = inputs["object_bank"]
-    return {**inputs, "object_bank": bank and bank["card_sha256"]}
+    return {**inputs, "object_bank": bank and bank["sha256"]}
 
 
 def render_dataset(
@@ -96,7 +103,8 @@ def build_pack_task(s: PackSettings) -> tuple[PackTask, dict[str, Any], dict[str
     labelled = sum(v.label is not None for v in videos)
     inputs = {"videos": {"count": len(videos), "labelled": labelled, "sha256": sources_sha256(videos)}}
     settings = settings_to_dict(s)
-    fingerprint = {"command": "pack", "settings": settings, "inputs": inputs}
+    fingerprint = {"command": "pack", "settings": _identifying(settings, INPUT_PATH_SETTINGS),
+                   "inputs": inputs}
     card = {"command": "pack", "settings": settings, "inputs": inputs}
     return PackTask(s, videos), fingerprint, card
 

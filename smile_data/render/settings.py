@@ -17,6 +17,7 @@ LABELS = ("none", "motion-direction")
 MOTIONS = ("gaussian", "linear")
 VIDEO_BACKGROUNDS = ("natural", "frame")
 IMAGE_BACKGROUNDS = ("image",)
+PROBABILITY_SUM_TOLERANCE = 1e-6  # the draws normalise, so a rounded list is fine
 
 
 @dataclass
@@ -133,8 +134,15 @@ def parse_backgrounds(specs: list[str]) -> tuple[tuple[str, ...], tuple[float, .
 
 
 def _check_probabilities(name: str, values: list[float], count: int) -> None:
-    if len(values) != count or any(v < 0 for v in values) or abs(sum(values) - 1) > 1e-6:
+    if (len(values) != count or any(v < 0 for v in values)
+            or abs(sum(values) - 1) > PROBABILITY_SUM_TOLERANCE):
         raise ValueError(f"setting {name}: expected {count} non-negative values summing to 1")
+
+
+def _check_non_negative(s: RenderSettings, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not getattr(s, name) >= 0:
+            raise ValueError(f"setting {name}: must be >= 0, got {getattr(s, name)}")
 
 
 def check_render_settings(s: RenderSettings) -> None:
@@ -157,8 +165,13 @@ def check_render_settings(s: RenderSettings) -> None:
         raise ValueError("box_sides and box_aspects must be positive and non-empty")
     if s.gaussian_points < 2 or not 0 < s.gaussian_extent_min <= s.gaussian_extent_max:
         raise ValueError("gaussian_points >= 2 and 0 < gaussian_extent_min <= gaussian_extent_max")
+    _check_non_negative(s, ("box_jitter", "scale_step", "rotation_step", "linear_max_shift",
+                            "keyframe_jitter", "source_retries"))
     if not 0 <= s.patch_opacity_min <= s.patch_opacity_max <= 1:
         raise ValueError("patch opacity must satisfy 0 <= min <= max <= 1")
+    if not 0 <= s.patch_soft_edge_prob <= 1:
+        raise ValueError(f"setting patch_soft_edge_prob: must be within [0, 1], got "
+                         f"{s.patch_soft_edge_prob}")
     _check_probabilities("inner_keyframe_probs", s.inner_keyframe_probs, 3)
     _check_probabilities("interpolation_probs", s.interpolation_probs, 3)
     _check_probabilities("patch_shape_probs", s.patch_shape_probs, 3)

@@ -67,8 +67,12 @@ def _parse_label(token: str) -> int | None:
 
 def parse_list(list_path: Path, root: Path) -> list[Source]:
     """Sources of a VideoMAE-style annotation or file list."""
+    try:
+        text = list_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{list_path}: not UTF-8 text ({error})") from None
     sources = []
-    for number, raw in enumerate(list_path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

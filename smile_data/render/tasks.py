@@ -30,6 +30,7 @@ from smile_data.render.clip import (
 )
 from smile_data.render.overlay import SpriteCache, premultiply_rgba, shrink_to
 from smile_data.render.settings import RenderSettings, parse_backgrounds
+from smile_data.render.trajectory import draw_index
 from smile_data.render.sources import (
     Source, SourceError, failure_reason, prepare_process, read_image, read_video_frames,
     resize_short_side,
@@ -83,7 +84,7 @@ class RenderTask:
 
     def background_kind(self, task_index: int) -> str:
         rng = np.random.default_rng([self.settings.seed, task_index, KIND_STREAM])
-        return self._kinds[int(rng.choice(len(self._kinds), p=self._weights))]
+        return self._kinds[draw_index(rng, self._weights)]
 
     def candidate_sources(self, kind: str, task_index: int) -> list[Source]:
         """The task's source, then the fallbacks tried when it cannot be read."""

@@ -8,13 +8,15 @@ segment's interpolation mode shapes how that step is spent frame by frame:
     accelerate   a rate ramping up to the step (j/n of it on the j-th of n frames),
     decelerate   a rate ramping down from the step.
 So no frame ever moves by more than the SPEC bound (12 px per axis, exp(+-0.025) in size,
-+-6 degrees), and the eased modes cover about half the distance of the linear one.
++-6 degrees), and the eased modes cover about half the distance of the linear one (a deliberate
+choice, docs/data.md). A one-frame clip has no segment: its single frame is the initial state.
 
-Gaussian motion ignores key frames for the centre: 48 points uniform over the centres that keep
-the initial box inside the frame are smoothed (sigma 8, reflect), normalised to [0, 1], scaled by
-an extent in [40, 180) px and offset so the path stays within those same centres (the extent is
-capped at their range), clipped to the frame, and sampled at T evenly spaced indices. A box that
-grows may still reach past the edge; compositing clips what lies outside.
+Gaussian motion (SPEC §3, literally) ignores key frames for the centre: 48 points uniform over
+the centres that keep the initial box inside the frame, each axis smoothed (sigma 8, reflect)
+and normalised to [0, 1], scaled by an extent drawn in [40, 180) px (at most the frame side),
+shifted by an offset drawn uniformly in [0, side - extent] so the path lies inside the frame,
+clipped to the frame, and sampled at T evenly spaced indices. The centre thus stays in the
+frame, but the box may reach past the edge; compositing clips what lies outside.
 
 With label motion-direction the centre instead crosses the frame in the clip's class direction
 (direction.py); key frames, size and rotation are drawn as above.
@@ -130,7 +132,10 @@ def segment_rates(
 
 
 def _increments(steps: np.ndarray, segment_of: np.ndarray, rates: np.ndarray) -> np.ndarray:
-    """Per-frame increments (T, ...) from per-segment steps (S, ...)."""
+    """Per-frame increments (T, ...) from per-segment steps (S, ...); all zero when S == 0
+    (a one-frame clip)."""
+    if len(steps) == 0:
+        return np.zeros(rates.shape + steps.shape[1:])
     rate = rates.reshape((-1,) + (1,) * (steps.ndim - 1))
     return steps[segment_of] * rate
 
@@ -139,17 +144,17 @@ def gaussian_centres(
     rng: np.random.Generator, s: RenderSettings, frames: int, box: tuple[float, float],
     width: int, height: int,
 ) -> np.ndarray:
-    """(T, 2) centres along a smoothed random path inside the frame."""
+    """(T, 2) centres along a smoothed random path inside the frame (module docstring)."""
     frame_size = np.array([width, height], np.float64)
-    low_edge = np.minimum(np.array(box) / 2, frame_size / 2)  # centres keeping the box inside
-    room = frame_size - 2 * low_edge
-    points = rng.uniform(low_edge, low_edge + room, size=(s.gaussian_points, 2))
+    half_box = np.minimum(np.array(box) / 2, frame_size / 2)  # centres keeping the box inside
+    points = rng.uniform(half_box, frame_size - half_box, size=(s.gaussian_points, 2))
     smooth = gaussian_filter1d(points, s.gaussian_sigma, axis=0, mode="reflect")
     low, high = smooth.min(axis=0), smooth.max(axis=0)
-    unit = (smooth - low) / np.maximum(high - low, _NORMALISE_EPS)
-    extent = np.minimum(rng.uniform(s.gaussian_extent_min, s.gaussian_extent_max, size=2), room)
-    offset = low_edge + rng.uniform(0, 1, size=2) * (room - extent)
-    path = np.minimum(np.maximum(unit * extent + offset, 0), frame_size)  # clipped to the frame
+    unit = (smooth - low) / np.maximum(high - low, _NORMALISE_EPS)  # (P, 2), each axis in [0, 1]
+    extent = np.minimum(rng.uniform(s.gaussian_extent_min, s.gaussian_extent_max, size=2),
+                        frame_size)
+    offset = rng.uniform(0.0, frame_size - extent)  # the extent stays inside the frame
+    path = np.clip(unit * extent + offset, 0.0, frame_size)
     return path[_evenly_spaced(s.gaussian_points, frames)]
 
 

@@ -8,6 +8,7 @@ timestamps, so a rerun of the same command gives the same bytes.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ MANIFEST_FIRST_COLUMNS = ("shard", "key")
 # Fields the writer sets in dataset.json; a command's `card` may not use these names.
 RESERVED_CARD_FIELDS = ("format", "schema_version", "fingerprint", "writer", "counts",
                         "skipped", "shards")
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+SHARD_ENTRY_FIELDS = ("name", "sha256", "bytes", "samples")
 
 
 def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -68,18 +71,54 @@ def read_manifest_rows(path: str | Path) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def shard_entry_problem(entry: Any) -> str | None:
+    """What is wrong with one `shards` entry of a card (None if nothing).
+
+    Cards travel with shards between labs: a name is used as a file name inside the dataset
+    folder, so it must be a plain shard name (layout.SHARD_NAME_PATTERN), never a path or URL.
+    """
+    if not isinstance(entry, dict) or not set(SHARD_ENTRY_FIELDS) <= set(entry):
+        return f"must be an object with the fields {', '.join(SHARD_ENTRY_FIELDS)}"
+    name = entry["name"]
+    if not isinstance(name, str) or not layout.SHARD_NAME_PATTERN.fullmatch(name):
+        return f"name {str(name)[:80]!r} is not a shard file name (<prefix>-NNNNNN.tar)"
+    if not _is_count(entry["bytes"]) or not _is_count(entry["samples"]):
+        return "bytes and samples must be non-negative integers"
+    if not isinstance(entry["sha256"], str) or not SHA256_PATTERN.fullmatch(entry["sha256"]):
+        return "sha256 must be 64 lower-case hex digits"
+    return None
+
+
+def check_shard_entries(shards: Any, where: str | Path) -> None:
+    """Raise ValueError naming `where` and the entry when a `shards` list is malformed."""
+    if not isinstance(shards, list):
+        raise ValueError(f"{where}: shards must be a list")
+    for index, entry in enumerate(shards):
+        problem = shard_entry_problem(entry)
+        if problem:
+            raise ValueError(f"{where}: shards[{index}]: {problem}")
+
+
 def load_card(out_dir: str | Path) -> dict[str, Any]:
-    """The dataset card of a finished dataset folder."""
+    """The dataset card of a finished dataset folder, its structure checked (shard entries,
+    counts, skipped) so that nothing in it can name a file outside the folder."""
     path = Path(out_dir) / CARD_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not a finished dataset folder "
                                 "(unfinished ranks? run `smile-data merge-shards` when all are done)")
     try:
-        card = json.loads(path.read_text())
-    except ValueError as error:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(card, dict) or card.get("format") != FORMAT_NAME:
         raise ValueError(f"{path}: not a {FORMAT_NAME} card")
+    check_shard_entries(card.get("shards"), path)
+    if not isinstance(card.get("counts", {}), dict) or not isinstance(card.get("skipped", []), list):
+        raise ValueError(f"{path}: counts must be an object and skipped a list")
     return card
 
 
@@ -113,6 +152,7 @@ def _load_parts(out_dir: Path, identity: dict[str, Any]) -> list[dict[str, Any]]
         if parts and part["card"] != parts[0]["card"]:
             raise ValueError(f"{path}: its card differs from rank 0's: "
                              f"{first_difference(parts[0]['card'], part['card'])}")
+        check_shard_entries(part.get("shards"), path)
         parts.append(part)
     return parts
 

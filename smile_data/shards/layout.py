@@ -41,7 +41,7 @@ MAX_FRAMES = 100  # two-digit frame numbers
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 FRAME_EXTENSION_PATTERN = re.compile(r"^(\d{2})\.(jpg|png)$")
-SHARD_NAME_PATTERN = re.compile(r"^(?P<prefix>[A-Za-z0-9_-]+)-(?P<index>\d{6})\.tar$")
+SHARD_NAME_PATTERN = re.compile(r"^(?P<prefix>[A-Za-z0-9_-]+)-(?P<index>\d{6,})\.tar$")
 
 
 def shard_name(prefix: str, index: int) -> str:

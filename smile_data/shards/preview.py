@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from smile_data.io import write_bytes_atomic
 from smile_data.shards import layout
 from smile_data.shards.dataset import CARD_FILE, load_card
-from smile_data.shards.reader import ClipSample, read_samples
+from smile_data.shards.reader import ClipSample, read_shard_files
 
 KEY_COLUMN_WIDTH = 96     # px at the row start for the sample key
 SHEET_BACKGROUND = (32, 32, 32)
@@ -51,16 +51,17 @@ def frame_indices(frame_count: int, wanted: int) -> list[int]:
     return [int(i) for i in np.linspace(0, frame_count - 1, count).round()]
 
 
-def shard_paths(source: str | Path) -> list[str]:
-    """The shards of a dataset folder in card order (or sorted, without a card), or one tar."""
+def shard_paths(source: str | Path) -> list[Path]:
+    """The shard files of a dataset folder in card order (or sorted, without a card), or one
+    tar. Card names are checked plain file names (load_card): only files in the folder."""
     source = Path(source)
     if source.is_file():
-        return [str(source)]
+        return [source]
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no such dataset folder or shard")
     if (source / CARD_FILE).is_file():
-        return [str(source / shard["name"]) for shard in load_card(source)["shards"]]
-    found = sorted(str(p) for p in source.iterdir() if layout.SHARD_NAME_PATTERN.match(p.name))
+        return [source / shard["name"] for shard in load_card(source)["shards"]]
+    found = sorted(p for p in source.iterdir() if layout.SHARD_NAME_PATTERN.fullmatch(p.name))
     if not found:
         raise FileNotFoundError(f"{source}: holds no shards")
     return found
@@ -124,7 +125,7 @@ def make_preview(source: str | Path, out: str | Path,
         raise ValueError("preview clips, frames and cell_size must all be >= 1")
     out = Path(out)
     samples: list[ClipSample] = []
-    for sample in read_samples(shard_paths(source)):
+    for sample in read_shard_files(shard_paths(source)):
         samples.append(sample)
         if len(samples) == settings.clips:
             break

@@ -1,9 +1,13 @@
 """Safe reading of clip shards: own decoders only, never unpickling, never extracting to disk.
 
-Shards are exchanged between labs and are untrusted input. The tar is read as a stream;
-only regular files whose names are `<key>.<allowed extension>` (layout.is_allowed_extension)
-are read into memory, and only up to MAX_MEMBER_BYTES each. Frames are decoded as JPEG or
-PNG after their size was read from the image header and checked against the metadata.
+Shards are exchanged between labs and are untrusted input. The tar is read as a plain
+(uncompressed) stream; each member's type, name and size are checked from its header before a
+byte of it is read, and only regular files named `<key>.<allowed extension>`
+(layout.is_allowed_extension) of at most MAX_MEMBER_BYTES are read into memory, at most
+MAX_SAMPLE_BYTES per sample. Tar header extensions (long names, pax records) over
+MAX_HEADER_EXTENSION_BYTES are refused before tarfile reads them. Frames are decoded as JPEG or
+PNG after their size was read from the image header and checked against the metadata, and a
+clip is decoded only if it holds at most MAX_CLIP_PIXELS pixels.
 """
 
 from __future__ import annotations
@@ -26,10 +30,18 @@ from smile_data.shards.image_header import image_size
 log = logging.getLogger(__name__)
 
 MAX_MEMBER_BYTES = 64 << 20      # no frame, metadata or label is anywhere near this
+MAX_SAMPLE_BYTES = 256 << 20     # all members of one sample together
+MAX_HEADER_EXTENSION_BYTES = 1 << 20  # a GNU long name or pax record block: names, not data
 MAX_FRAME_PIXELS = 4096 * 4096   # declared frame size bound: refuse giant allocations
+MAX_CLIP_PIXELS = 100 * 1024 * 1024  # frames x height x width of one decoded clip
+# Frames are stored upright: an EXIF orientation tag must not turn them on decoding.
+FRAME_DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG"}  # frame extension -> format name in messages
 KEY_FIELD = "__key__"
 GLOB_CHARACTERS = "*?["
+PLAIN_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
+HEADER_EXTENSION_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+                          tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 
 RefusedMember = Callable[[tarfile.TarInfo, str], None]  # called with the member and the reason
 
@@ -42,12 +54,35 @@ class ClipSample:
     label: int | None
 
 
+class UnreadableShard(ValueError):
+    """A shard that is not a readable uncompressed tar (corrupt, truncated, compressed, not a
+    tar at all); `shard` names it and `reason` says what tarfile found."""
+
+    def __init__(self, shard: str, reason: str):
+        super().__init__(shard, reason)
+        self.shard, self.reason = shard, reason
+
+    def __str__(self) -> str:
+        return f"{self.shard}: not a readable uncompressed tar ({self.reason})"
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """TarInfo that refuses an oversized long-name or pax header before tarfile reads it
+    (tarfile reads those blocks whole into memory, whatever size their header claims)."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in HEADER_EXTENSION_TYPES and self.size > MAX_HEADER_EXTENSION_BYTES:
+            raise tarfile.ReadError(f"a tar header extension of {self.size} bytes is over the "
+                                    f"{MAX_HEADER_EXTENSION_BYTES} allowed")
+        return super()._proc_member(archive)
+
+
 def member_problem(info: tarfile.TarInfo) -> str | None:
     """Why a tar member must not be read (None if it is a regular, allowed sample member)."""
     name = info.name
-    if not info.isreg():
+    if info.type not in PLAIN_FILE_TYPES:
         kind = ("symlink" if info.issym() else "hard link" if info.islnk() else
-                "directory" if info.isdir() else "device or special file")
+                "directory" if info.isdir() else "device, sparse or special file")
         return f"{kind} members are not allowed"
     if name.startswith("/") or ".." in name.split("/"):
         return "absolute or '..' member path"
@@ -65,46 +100,75 @@ def member_problem(info: tarfile.TarInfo) -> str | None:
     return None
 
 
-def iter_tar_samples(source: str | Path | IO[bytes],
+def iter_tar_samples(path_or_fileobj: str | Path | IO[bytes],
                      on_refused: RefusedMember | None = None) -> Iterator[dict[str, Any]]:
     """Group a tar's allowed members by key: {"__key__": key, extension: bytes, ...}.
 
+    `path_or_fileobj` is a local path or a readable binary stream (an open file, or what
+    webdataset's gopen returns for a URL); it is read front to back once, never decompressed.
     Links, devices, folders, absolute or '..' names, disallowed extensions and oversized
     members are skipped and never read; each is reported to `on_refused(member, reason)`
-    (default: a logged warning). Raises ValueError when a key's members are not contiguous
-    or an extension repeats within a sample.
+    (default: a logged warning). Raises UnreadableShard (a ValueError) when the stream is not
+    a readable uncompressed tar, and ValueError when a key's members are not contiguous, an
+    extension repeats within a sample or a sample holds more than MAX_SAMPLE_BYTES.
     """
-    if isinstance(source, (str, Path)):
-        with open(source, "rb") as handle:
-            yield from _iter_stream(handle, str(source), on_refused)
+    if isinstance(path_or_fileobj, (str, Path)):
+        with open(path_or_fileobj, "rb") as handle:
+            yield from _iter_stream(handle, str(path_or_fileobj), on_refused)
     else:
-        yield from _iter_stream(source, str(getattr(source, "name", "<stream>")), on_refused)
+        label = str(getattr(path_or_fileobj, "name", "<stream>"))
+        yield from _iter_stream(path_or_fileobj, label, on_refused)
+
+
+def _tar_headers(handle: IO[bytes], label: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """The archive and each member header in order; tar errors become UnreadableShard."""
+    try:
+        with tarfile.open(fileobj=handle, mode="r|", tarinfo=_BoundedTarInfo) as archive:
+            while True:
+                info = archive.next()
+                archive.members.clear()  # tarfile would keep every header of the stream
+                if info is None:
+                    return
+                yield archive, info
+    except (tarfile.TarError, EOFError, RecursionError) as error:
+        raise UnreadableShard(label, f"{type(error).__name__}: {error}") from None
+
+
+def _read_member(archive: tarfile.TarFile, info: tarfile.TarInfo, label: str) -> bytes:
+    try:
+        return archive.extractfile(info).read()
+    except (tarfile.TarError, EOFError) as error:
+        raise UnreadableShard(label, f"member {info.name!r}: {type(error).__name__}: {error}") from None
 
 
 def _iter_stream(handle: IO[bytes], label: str,
                  on_refused: RefusedMember | None) -> Iterator[dict[str, Any]]:
     sample: dict[str, Any] | None = None
+    sample_bytes = 0
     finished_keys: set[str] = set()
-    with tarfile.open(fileobj=handle, mode="r|") as archive:
-        for info in archive:
-            problem = member_problem(info)
-            if problem:
-                if on_refused is None:
-                    log.warning("%s: skipping member %r: %s", label, info.name, problem)
-                else:
-                    on_refused(info, problem)
-                continue
-            key, extension = layout.split_member_name(info.name)
-            if sample is None or sample[KEY_FIELD] != key:
-                if sample is not None:
-                    finished_keys.add(sample[KEY_FIELD])
-                    yield sample
-                if key in finished_keys:
-                    raise ValueError(f"{label}: members of sample {key!r} are not contiguous")
-                sample = {KEY_FIELD: key}
-            if extension in sample:
-                raise ValueError(f"{label}: sample {key!r} holds {extension!r} twice")
-            sample[extension] = archive.extractfile(info).read()
+    for archive, info in _tar_headers(handle, label):
+        problem = member_problem(info)
+        if problem:
+            if on_refused is None:
+                log.warning("%s: skipping member %r: %s", label, info.name, problem)
+            else:
+                on_refused(info, problem)
+            continue
+        key, extension = layout.split_member_name(info.name)
+        if sample is None or sample[KEY_FIELD] != key:
+            if sample is not None:
+                finished_keys.add(sample[KEY_FIELD])
+                yield sample
+            if key in finished_keys:
+                raise ValueError(f"{label}: members of sample {key!r} are not contiguous")
+            sample, sample_bytes = {KEY_FIELD: key}, 0
+        if extension in sample:
+            raise ValueError(f"{label}: sample {key!r} holds {extension!r} twice")
+        sample_bytes += info.size
+        if sample_bytes > MAX_SAMPLE_BYTES:
+            raise ValueError(f"{label}: sample {key!r}: member {info.name!r} brings the sample to "
+                             f"{sample_bytes} bytes, over the {MAX_SAMPLE_BYTES} allowed")
+        sample[extension] = _read_member(archive, info, label)
     if sample is not None:
         yield sample
 
@@ -119,7 +183,7 @@ def _frame_size(data: bytes, codec: str, where: str) -> tuple[int, int]:
 
 def _decode_frame(data: bytes, where: str, out: np.ndarray) -> None:
     """Decode into `out` (H, W, 3) RGB; the size was checked against the header before."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), FRAME_DECODE_FLAGS)
     if image is None or image.shape != out.shape:
         raise ValueError(f"{where}: the image data does not decode to its header's size")
     cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=out)
@@ -135,11 +199,21 @@ def _decode_metadata(raw: dict[str, Any], key: str) -> dict[str, Any]:
     problems = layout.metadata_problems(metadata)
     if not problems and metadata.get("key") != key:
         problems = [f"key {metadata.get('key')!r} != the member key"]
-    if not problems and metadata["height"] * metadata["width"] > MAX_FRAME_PIXELS:
-        problems = [f"frame size {metadata['width']}x{metadata['height']} is over the limit"]
+    if not problems:
+        problems = _size_problems(metadata["frames"], metadata["height"], metadata["width"])
     if problems:
         raise ValueError(f"sample {key}: member {key}.json: {'; '.join(problems)}")
     return metadata
+
+
+def _size_problems(frames: int, height: int, width: int) -> list[str]:
+    """Refuse sizes whose decoding would allocate more than the limits allow."""
+    if height * width > MAX_FRAME_PIXELS:
+        return [f"frame size {width}x{height} is over the limit of {MAX_FRAME_PIXELS} pixels"]
+    if frames * height * width > MAX_CLIP_PIXELS:
+        return [f"a clip of {frames} frames of {width}x{height} is over the limit of "
+                f"{MAX_CLIP_PIXELS} pixels"]
+    return []
 
 
 def _decode_label(raw: dict[str, Any], key: str, metadata: dict[str, Any]) -> int | None:
@@ -226,8 +300,19 @@ def _open_url(url: str) -> IO[bytes]:
 
 
 def read_samples(urls: str | Sequence[str]) -> Iterator[ClipSample]:
-    """Decoded clips of the shards `urls` (paths, globs, brace patterns, pipe:, http(s)://)."""
+    """Decoded clips of the shards `urls` (paths, globs, brace patterns, pipe:, http(s)://).
+
+    The urls are the caller's own: a `pipe:` url runs its command. Shard names read from a
+    dataset folder's card go through `read_shard_files`, which opens files only.
+    """
     for url in expand_urls(urls):
         with _open_url(url) as stream:
             for raw in iter_tar_samples(stream):
                 yield decode_sample(raw)
+
+
+def read_shard_files(paths: Sequence[str | Path]) -> Iterator[ClipSample]:
+    """Decoded clips of local shard files, each opened as a plain file (no patterns, no URLs)."""
+    for path in paths:
+        for raw in iter_tar_samples(Path(path)):
+            yield decode_sample(raw)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 from tqdm import tqdm
 
 from smile_data.distributed import WorkShare
-from smile_data.io import TMP_MARK, remove_stale_temporaries
+from smile_data.io import remove_stale_temporaries, temporary_target
 from smile_data.shards import layout
 from smile_data.shards.dataset import (
     CARD_FILE,
@@ -102,10 +102,14 @@ def _check_arguments(prefix: str, task_count: int, samples_per_task: int, worker
         raise ValueError(f"card field(s) {', '.join(reserved)} are set by the writer")
 
 
+def _is_dataset_name(name: str) -> bool:
+    """A file name this writer puts at the top of a dataset folder: a shard, card or manifest."""
+    return name in (CARD_FILE, MANIFEST_FILE) or layout.SHARD_NAME_PATTERN.fullmatch(name) is not None
+
+
 def _is_dataset_file(path: Path) -> bool:
-    name = path.name.split(TMP_MARK)[0]
-    return (name in (CARD_FILE, MANIFEST_FILE)
-            or layout.SHARD_NAME_PATTERN.match(name) is not None)
+    """A dataset file, or the temporary of one."""
+    return _is_dataset_name(temporary_target(path.name) or path.name)
 
 
 def _clear_dataset(out_dir: Path) -> None:
@@ -162,14 +166,17 @@ def _finished_card(out_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | 
 def _remove_own_temporaries(out_dir: Path, share: WorkShare, indices: range) -> None:
     """Leftovers of a killed run of this rank; other ranks may be writing theirs right now."""
     if share.world_size == 1:
-        remove_stale_temporaries(out_dir)
+        remove_stale_temporaries(out_dir, _is_dataset_name)
+        remove_stale_temporaries(progress_dir(out_dir))
         return
-    for path in out_dir.glob(f"*{TMP_MARK}*"):
-        match = layout.SHARD_NAME_PATTERN.match(path.name.split(TMP_MARK)[0])
-        if match and int(match["index"]) in indices:
-            path.unlink(missing_ok=True)
-    for path in progress_dir(out_dir).glob(f"{rank_stem(share.rank, share.world_size)}.*{TMP_MARK}*"):
-        path.unlink(missing_ok=True)
+
+    def is_own_shard(name: str) -> bool:
+        match = layout.SHARD_NAME_PATTERN.fullmatch(name)
+        return match is not None and int(match["index"]) in indices
+
+    remove_stale_temporaries(out_dir, is_own_shard)
+    stem = rank_stem(share.rank, share.world_size)
+    remove_stale_temporaries(progress_dir(out_dir), lambda name: name.startswith(f"{stem}."))
 
 
 # The run_task of this worker process, installed once when the process starts (_install_task).

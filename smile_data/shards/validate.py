@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from smile_data.io import sha256_file
 from smile_data.shards import layout
 from smile_data.shards.dataset import CARD_FILE, MANIFEST_FILE, load_card, read_manifest_rows
-from smile_data.shards.reader import decode_sample, iter_tar_samples
+from smile_data.shards.reader import UnreadableShard, decode_sample, iter_tar_samples
 from smile_data.shards.writer import END_OF_ARCHIVE
 
 WORKER_START_METHOD = "spawn"
@@ -97,6 +98,8 @@ def inspect_shard(path: str | Path) -> ShardContents:
         ending = end_of_archive_problem(path)
         if ending:
             found.problems.append(f"{path.name}: unreadable tar ({ending})")
+    except UnreadableShard as error:
+        found.problems.append(f"{path.name}: unreadable tar ({error.reason})")
     except (tarfile.TarError, EOFError, OSError, ValueError) as error:
         found.problems.append(f"{path.name}: unreadable tar ({type(error).__name__}: {error})")
     return found
@@ -107,7 +110,7 @@ def _file_problems(folder: Path, card: dict[str, Any]) -> tuple[list[str], list[
     problems = []
     listed = {shard["name"] for shard in card["shards"]}
     on_disk = {p.name for p in folder.iterdir()
-               if p.is_file() and layout.SHARD_NAME_PATTERN.match(p.name)}
+               if p.is_file() and layout.SHARD_NAME_PATTERN.fullmatch(p.name)}
     problems += [f"{name}: on disk but not in {CARD_FILE}" for name in sorted(on_disk - listed)]
     present = []
     for shard in card["shards"]:
@@ -189,7 +192,10 @@ def validate_dataset(folder: str | Path, quick: bool = False, workers: int = 1) 
                                f"not {layout.SCHEMA_VERSION}")
     rows: list[dict[str, Any]] = []
     if (folder / MANIFEST_FILE).is_file():
-        rows = read_manifest_rows(folder / MANIFEST_FILE)
+        try:
+            rows = read_manifest_rows(folder / MANIFEST_FILE)
+        except (OSError, pa.ArrowException) as error:
+            report.problems.append(f"{MANIFEST_FILE}: unreadable ({error})")
     else:
         report.problems.append(f"{MANIFEST_FILE}: missing")
     file_problems, present = _file_problems(folder, card)

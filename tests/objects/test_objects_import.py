@@ -45,6 +45,7 @@ def source(tmp_path) -> Path:
     Image.fromarray(np.zeros((12, 12, 4), np.uint8)).save(src / "cat" / "4.png")  # transparent
     (src / "cat" / "5.png").write_bytes(png_claiming(100_000, 100_000))  # a bomb by its header
     (src / "cat" / "6.png").write_bytes(b"this is not an image at all")
+    Image.fromarray(object_rgba(20, 30)).save(src / "cat" / "extra.png")  # good, but not numbered
     Image.fromarray(object_rgba(16, 16, pad=2)).save(src / MONITOR / "0.png")
     Image.fromarray(object_rgba(16, 16)).save(src / "not_a_lvis_class" / "0.png")
     return src
@@ -52,7 +53,8 @@ def source(tmp_path) -> Path:
 
 EXPECTED_REASONS = {
     "cat/2.png": "corrupt", "cat/3.png": "no_alpha", "cat/4.png": "empty_alpha",
-    "cat/5.png": "too_large", "cat/6.png": "not_png", "not_a_lvis_class/0.png": "unknown_class",
+    "cat/5.png": "too_large", "cat/6.png": "not_png", "cat/extra.png": "not_numbered",
+    "not_a_lvis_class/0.png": "unknown_class",
 }
 
 
@@ -62,7 +64,7 @@ def test_import_keeps_good_files_and_reports_each_bad_one(source, invoke, tmp_pa
     assert result.exit_code == 0, result.output
     report = json.loads((out / "import_report.json").read_text())
     assert {b["file"]: b["reason"] for b in report["bad"]} == EXPECTED_REASONS
-    assert report["imported"] == 3 and report["files"] == 9
+    assert report["imported"] == 3 and report["files"] == 10
     assert report["unknown_classes"] == ["not_a_lvis_class"]
     comparison = report["released_comparison"]
     assert comparison["matched"] == 3 and comparison["released"] == 60687
@@ -76,7 +78,7 @@ def test_import_keeps_good_files_and_reports_each_bad_one(source, invoke, tmp_pa
                       f"objects/{MONITOR}/0.png": (16, 16, 4)}
     assert bank.entry(2).lvis_id == 698
     rows = pq.read_table(out / "objects.parquet").to_pylist()
-    assert len(rows) == 9 and sum(r["accepted"] for r in rows) == 3
+    assert len(rows) == 10 and sum(r["accepted"] for r in rows) == 3
     card = json.loads((out / "bank.json").read_text())
     assert card["source"] == "import" and card["counts"]["accepted"] == 3
 
@@ -114,9 +116,21 @@ def test_rerun_resumes_from_the_journal_and_redoes_changed_files(source, invoke,
     assert len(read_records(journal)) == 1  # nothing was redone
     Image.fromarray(object_rgba(20, 30)).save(source / "cat" / "3.png")  # repaired: now RGBA
     assert invoke("import-objects", source, "--out", out, "--no-progress").exit_code == 0
-    assert [len(r["rows"]) for r in read_records(journal)] == [9, 1]
+    assert [len(r["rows"]) for r in read_records(journal)] == [10, 1]
     report = json.loads((out / "import_report.json").read_text())
     assert report["imported"] == 4 and "cat/3.png" not in {b["file"] for b in report["bad"]}
+
+
+def test_a_rerun_removes_its_own_stale_temporaries_only(source, invoke, tmp_path):
+    out = tmp_path / "bank"
+    own = [out / "objects" / "cat" / "0.png.tmp-41", out / "objects.parquet.tmp-42",
+           out / "import_report.json.tmp-43"]
+    foreign = [out / "notes" / "draft.md.tmp-44", out / "objects" / "cat" / "sketch.psd.tmp-45"]
+    for path in own + foreign:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"left behind")
+    assert invoke("import-objects", source, "--out", out, "--no-progress").exit_code == 0
+    assert not any(p.exists() for p in own) and all(p.exists() for p in foreign)
 
 
 def test_header_is_read_without_decoding(tmp_path):

@@ -15,6 +15,13 @@ from smile_data.objects import bank as bank_module
 from smile_data.objects.bank import ObjectBank
 
 HEIGHT, WIDTH = 13, 17
+# Each PNG kind is stored in its own LVIS class folder (a plain bank keeps LVIS classes only).
+KIND_CLASSES = {
+    "rgba": "apple", "rgb": "banana", "grey": "bowl", "grey_alpha": "carrot", "one_bit": "cup",
+    "palette": "fork", "palette_transparent": "giraffe", "rgb_transparent": "horse",
+    "grey_transparent": "kite", "grey_16": "lemon", "rgba_16": "pear",
+    "cut": "plate", "junk": "spoon", "jpeg": "tomato",
+}
 
 
 def _pil_png(image: Image.Image, **options) -> bytes:
@@ -46,8 +53,8 @@ def _png_kinds() -> dict[str, bytes]:
 
 
 def _bank_of(root: Path, files: dict[str, bytes]) -> ObjectBank:
-    for name, data in files.items():
-        folder = root / name
+    for kind, data in files.items():
+        folder = root / KIND_CLASSES[kind]
         folder.mkdir(parents=True)
         (folder / "0.png").write_bytes(data)
     return ObjectBank(root)
@@ -63,7 +70,7 @@ def test_every_png_kind_decodes_as_pil_does(tmp_path):
         rgba = bank.load_rgba(index)
         assert rgba.dtype == np.uint8 and rgba.shape == (HEIGHT, WIDTH, 4), path
         assert np.array_equal(rgba, expected), f"{bank.entry(index).name} differs from PIL"
-    transparent = bank.load_rgba(bank.classes.index("grey_transparent"))
+    transparent = bank.load_rgba(bank.classes.index(KIND_CLASSES["grey_transparent"]))
     assert (transparent[..., 3] == 0).any() and (transparent[..., 3] == 255).any()
 
 
@@ -79,10 +86,13 @@ def test_oversized_images_are_refused_from_the_header(tmp_path, monkeypatch):
 
 def test_unreadable_objects_name_their_file(tmp_path):
     png = _png_kinds()["rgba"]
-    bank = _bank_of(tmp_path / "bank", {"cut": png[:60], "junk": b"not an image at all"})
+    jpeg = io.BytesIO()
+    Image.fromarray(np.zeros((HEIGHT, WIDTH, 3), np.uint8)).save(jpeg, "JPEG")
+    bank = _bank_of(tmp_path / "bank", {"cut": png[:60], "junk": b"not an image at all",
+                                        "jpeg": jpeg.getvalue()})  # PIL would open a JPEG
     for index in range(len(bank)):
         with pytest.raises(ValueError, match=rf"{bank.entry(index).path}: cannot decode object image"):
             bank.load_rgba(index)
-    (tmp_path / "bank" / "junk" / "0.png").unlink()
+    (tmp_path / "bank" / KIND_CLASSES["junk"] / "0.png").unlink()
     with pytest.raises(ValueError, match="cannot read object image"):
-        bank.load_rgba(bank.classes.index("junk"))
+        bank.load_rgba(bank.classes.index(KIND_CLASSES["junk"]))

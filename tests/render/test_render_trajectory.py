@@ -9,7 +9,7 @@ import pytest
 
 from smile_data.render.settings import RenderSettings
 from smile_data.render.trajectory import (
-    generate_trajectory, initial_box_size, key_frames, segment_rates,
+    gaussian_centres, generate_trajectory, initial_box_size, key_frames, segment_rates,
 )
 
 SIZE = 224
@@ -118,9 +118,43 @@ def test_gaussian_path_stays_inside_the_frame_within_the_extent():
     for trajectory in _trajectories(s):
         centres = trajectory.centres
         assert centres.min() >= 0 and centres.max() <= SIZE
-        half = trajectory.sizes[0] / 2
-        assert np.all(centres >= half - 1e-9) and np.all(centres <= SIZE - half + 1e-9)
         assert np.all(np.ptp(centres, axis=0) < s.gaussian_extent_max)
+
+
+def test_gaussian_path_spans_its_extent_anywhere_in_the_frame():
+    """SPEC §3: the path is normalised, scaled by an extent in [40, 180) and offset anywhere
+    the extent fits in the frame; with T = 48 every point is sampled, so the span is the extent."""
+    s = RenderSettings()
+    box = (64.0, 48.0)
+    spans, lows, highs = [], [], []
+    for i in range(DRAWS):
+        path = gaussian_centres(np.random.default_rng([5, i]), s, s.gaussian_points, box, SIZE, SIZE)
+        spans.append(np.ptp(path, axis=0))
+        lows.append(path.min(axis=0))
+        highs.append(path.max(axis=0))
+    spans, lows, highs = np.array(spans), np.array(lows), np.array(highs)  # (DRAWS, 2)
+    assert spans.min() >= s.gaussian_extent_min - 1e-9 and spans.max() < s.gaussian_extent_max
+    assert lows.min() >= 0 and highs.max() <= SIZE
+    # The offset ranges over the whole frame, not only over centres keeping the box inside.
+    assert (lows < np.array(box) / 2).any(axis=0).all()
+    assert (highs > SIZE - np.array(box) / 2).any(axis=0).all()
+
+
+def test_gaussian_extent_is_capped_at_the_frame_side():
+    s = RenderSettings()
+    side = 32  # smaller than the smallest extent (40): the path spans the whole frame
+    for i in range(20):
+        path = gaussian_centres(np.random.default_rng([6, i]), s, s.gaussian_points, (8.0, 8.0),
+                                side, side)
+        assert np.allclose(path.min(axis=0), 0) and np.allclose(path.max(axis=0), side)
+
+
+@pytest.mark.parametrize("motion", ["gaussian", "linear"])
+def test_a_one_frame_clip_has_one_still_box(motion):
+    s = dataclasses.replace(RenderSettings(), motion=motion)
+    trajectory = generate_trajectory(np.random.default_rng(0), s, 1, SIZE, SIZE)
+    assert trajectory.boxes.shape == (1, 4) and trajectory.angles.tolist() == [0.0]
+    assert np.isfinite(trajectory.boxes).all()
 
 
 def test_gaussian_paths_are_smooth():

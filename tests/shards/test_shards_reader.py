@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import pickle
@@ -11,8 +12,9 @@ import tarfile
 import numpy as np
 import pytest
 import webdataset
+from PIL import Image
 
-from smile_data.shards import layout
+from smile_data.shards import layout, reader
 from smile_data.shards.reader import (
     decode_sample,
     decode_webdataset_sample,
@@ -24,6 +26,7 @@ from smile_data.shards.synthetic import SyntheticClips
 
 PNG_CLIPS = SyntheticClips(samples_per_task=2, codec="png")
 JPEG_TOLERANCE = 12  # mean absolute error of quality-90 JPEG on the synthetic frames
+EXIF_ORIENTATION, EXIF_ROTATE_90 = 0x0112, 6  # the tag, and "turn 90 degrees clockwise to view"
 
 
 def test_png_round_trip_is_exact(tmp_path, write_synthetic):
@@ -135,3 +138,74 @@ def test_decode_errors_name_key_and_member():
         with pytest.raises(ValueError, match=message):
             decode_sample(raw)
     assert decode_sample(sample_raw(cls=None)).label == 0  # the JSON label suffices
+
+
+def test_a_sample_over_the_byte_budget_is_refused_before_its_member_is_read(dataset, monkeypatch):
+    shard = dataset / "clips-000000.tar"
+    sizes = [info.size for info in tarfile.open(shard).getmembers()[:6]]  # sample 0000000000
+    monkeypatch.setattr(reader, "MAX_SAMPLE_BYTES", sum(sizes[:2]))
+    read = []
+    original = reader._read_member
+    monkeypatch.setattr(reader, "_read_member", lambda *args: read.append(args[1].name) or original(*args))
+    with pytest.raises(ValueError, match=r"clips-000000\.tar: sample '0000000000': member "
+                                         r"'0000000000\.02\.jpg' brings the sample to"):
+        list(iter_tar_samples(shard))
+    assert read == ["0000000000.00.jpg", "0000000000.01.jpg"]
+
+
+def test_a_clip_over_the_pixel_budget_is_refused_before_decoding():
+    metadata = json.loads(sample_raw()["json"])
+    huge = {**metadata, "frames": 100, "height": 2048, "width": 2048,
+            "objects": [{**metadata["objects"][0], "boxes": [[0, 0, 1, 1]] * 100,
+                         "angles": [0.0] * 100}]}
+    raw = sample_raw(json=layout.encode_metadata(huge))
+    with pytest.raises(ValueError, match=r"0000000000\.json: a clip of 100 frames of 2048x2048 "
+                                         r"is over the limit"):
+        decode_sample(raw)
+
+
+def test_exif_orientation_does_not_turn_frames(tmp_path):
+    frames, _ = SyntheticClips(samples_per_task=1).clip(0)
+    frame = np.ascontiguousarray(frames[0])
+    frame[:4] = 255  # a white band along the top: turned, it would be a side
+    plain, rotated = io.BytesIO(), io.BytesIO()
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = EXIF_ROTATE_90
+    Image.fromarray(frame).save(plain, "JPEG", quality=95)
+    Image.fromarray(frame).save(rotated, "JPEG", quality=95, exif=exif)
+    expected = decode_sample(sample_raw(**{"00.jpg": plain.getvalue()})).frames[0]
+    decoded = decode_sample(sample_raw(**{"00.jpg": rotated.getvalue()})).frames[0]
+    np.testing.assert_array_equal(decoded, expected)
+    assert decoded[:4].mean() > 200 and decoded[:, :4].mean() < decoded[:4].mean()
+
+
+def test_compressed_and_foreign_streams_are_refused_by_name(tmp_path, dataset):
+    shard = dataset / "clips-000000.tar"
+    packed = tmp_path / "clips-000000.tar.gz"
+    packed.write_bytes(gzip.compress(shard.read_bytes()))
+    with pytest.raises(reader.UnreadableShard, match=r"clips-000000\.tar\.gz: not a readable "
+                                                     r"uncompressed tar"):
+        list(iter_tar_samples(packed))
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(shard.read_bytes()[:3000])  # ends inside a member's data
+    with pytest.raises(reader.UnreadableShard, match=r"cut\.tar: .*member '0000000000\.0"):
+        list(iter_tar_samples(cut))
+
+
+def test_an_oversized_header_extension_is_refused_before_tarfile_reads_it(tmp_path):
+    long_name = tarfile.TarInfo("././@LongLink")
+    long_name.type = tarfile.GNUTYPE_LONGNAME
+    long_name.size = 1 << 40  # tarfile would try to read a TiB into one bytes object
+    path = tmp_path / "evil-000000.tar"
+    path.write_bytes(long_name.tobuf(tarfile.GNU_FORMAT) + bytes(4 * tarfile.BLOCKSIZE))
+    with pytest.raises(reader.UnreadableShard, match="a tar header extension of 1099511627776"):
+        list(iter_tar_samples(path))
+
+
+def test_streams_from_webdataset_gopen_read_as_files_do(dataset):
+    from webdataset.gopen import gopen
+
+    shard = dataset / "clips-000001.tar"
+    with gopen(f"pipe:cat {shard}", "rb") as stream:
+        piped = list(iter_tar_samples(stream))
+    assert piped == list(iter_tar_samples(shard)) and len(piped) == 3

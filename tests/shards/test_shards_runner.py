@@ -17,6 +17,7 @@ from smile_data.shards.progress import journal_path
 from smile_data.shards.reader import iter_tar_samples
 from smile_data.shards.runner import ShardSample, TaskFailed, TaskResult, task_block
 from smile_data.shards.synthetic import SyntheticClips
+from smile_data.shards.validate import validate_dataset
 from smile_data.shards.writer import archive_size, encode_sample
 
 SYNTHETIC = SyntheticClips(samples_per_task=2, skip_every=3)
@@ -235,3 +236,50 @@ def test_manifest_parts_with_null_and_mixed_number_columns_merge():
                                     "score": 1.0}
     with pytest.raises(ValueError, match="label"):
         rows_table([{"shard": "a", "key": "1", "label": 1}, {"shard": "a", "key": "2", "label": "x"}])
+
+
+MILLION = 1_000_000
+
+
+class SparseClips:
+    """Two synthetic clips per task, numbered as if each task held a million."""
+
+    def __call__(self, index: int) -> TaskResult:
+        return TaskResult([SYNTHETIC.sample(index * MILLION + k) for k in range(2)])
+
+
+def test_shard_numbers_past_six_digits(tmp_path, write_synthetic):
+    out = tmp_path / "d"
+    options = {"task": SparseClips(), "task_count": 2, "samples_per_task": MILLION}
+    assert write_synthetic(out, work_share=WorkShare(0, 2), **options)["complete"] is False
+    (out / "clips-1000000.tar.tmp-4242").write_bytes(b"half a shard of a killed rank 1")
+    card = write_synthetic(out, work_share=WorkShare(1, 2), **options)
+    assert not (out / "clips-1000000.tar.tmp-4242").exists()  # rank 1's own leftover
+    assert [s["name"] for s in card["shards"]] == ["clips-000000.tar", "clips-1000000.tar"]
+    report = validate_dataset(out)
+    assert report.ok, report.problems
+    assert report.samples == 4
+    (out / "clips-1000007.tar").write_bytes(b"")
+    assert "clips-1000007.tar: on disk but not in dataset.json" in validate_dataset(out).problems
+    write_synthetic(out, overwrite=True)  # other settings: the previous dataset's files go
+    assert not (out / "clips-1000000.tar").exists() and not (out / "clips-1000007.tar").exists()
+
+
+def test_stale_cleanup_touches_only_the_writers_own_files(tmp_path, write_synthetic, folder_bytes):
+    reference = tmp_path / "reference"
+    write_synthetic(reference)
+    out = tmp_path / "d"
+    foreign = [out / "notes.txt.tmp-1", out / "clips-000000.tar.tmp-draft",
+               out / "previews" / "clips-000000.tar.tmp-12"]
+    own = [out / "clips-000003.tar.tmp-77", out / "dataset.json.tmp-78",
+           out / "progress" / "identity.json.tmp-79"]
+    with pytest.raises(TaskFailed):  # a run that stopped half-way, as after a kill
+        write_synthetic(out, task=SyntheticClips(samples_per_task=2, skip_every=3, fail_task=5))
+    for path in foreign + own:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"left behind")
+    write_synthetic(out)
+    assert all(path.exists() for path in foreign) and not any(path.exists() for path in own)
+    for path in foreign:
+        path.unlink()
+    assert folder_bytes(out) == folder_bytes(reference)
