@@ -260,7 +260,7 @@ def decode_sample(raw: dict[str, Any]) -> ClipSample:
 
 
 def decode_webdataset_sample(sample: dict[str, Any]) -> ClipSample:
-    """Decode a raw sample of `webdataset.WebDataset(urls)` (built WITHOUT `.decode()`).
+    """Decode a raw sample of `webdataset.WebDataset(urls)` (built without a webdataset decode stage).
 
     Fields named `__...__` (key, url, ...) are ignored; any member extension that a shard may
     not hold is refused with ValueError before anything is decoded.
