@@ -40,6 +40,7 @@ from smile_data.render.run import build_render_task
 from smile_data.render.settings import RenderSettings
 from smile_data.render.sources import prepare_process
 from smile_data.render.trajectory import generate_trajectory
+from smile_data.vocabulary import load_vocabulary
 
 KINDS = ("noise", "black", "image", "frame", "natural")
 VIDEO_VARIANTS = 4  # video kinds are also measured decoding once for this many clips
@@ -54,9 +55,13 @@ def package_folder(distribution: str, folder: str, suffix: str) -> Path:
     return sorted(files)[0].parent
 
 
+BANK_CLASSES = 50
+
+
 def make_bank(root: Path, count: int) -> Path:
-    """Smooth RGBA objects with an elliptical soft alpha, in LVIS-like class folders."""
+    """Smooth RGBA objects with an elliptical soft alpha, in the folders of 50 LVIS classes."""
     rng = np.random.default_rng(0)
+    class_names = [c.name for c in load_vocabulary()][:BANK_CLASSES]
     for i in range(count):
         w, h = rng.integers(*OBJECT_SIDES, size=2)
         yy, xx = np.mgrid[0:h, 0:w]
@@ -64,9 +69,9 @@ def make_bank(root: Path, count: int) -> Path:
                         for _ in range(3)], axis=-1).astype(np.uint8)
         inside = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
         alpha = np.clip((1 - inside) * 1024, 0, 255).astype(np.uint8)
-        folder = root / f"class_{i % 50:02d}"
+        folder = root / class_names[i % BANK_CLASSES]
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(folder / f"{i // 50}.png")
+        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(folder / f"{i // BANK_CLASSES}.png")
     return root
 
 
