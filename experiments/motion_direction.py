@@ -155,7 +155,7 @@ def save_initial_weights(config: str, overrides: dict[str, Any], path: Path) -> 
     as a pretraining checkpoint that `linear-probe` and `finetune --init` read."""
     if path.is_file():
         return path
-    [(name, s)] = load_pretrain_stages(config, overrides)
+    [(_, s)] = load_pretrain_stages(config, overrides)
     torch.manual_seed(s.seed)  # as pretrain_stage does before building the model
     model = build_pretrain_model(s.model, s.target, img_size=s.input_size, frames=s.frames,
                                  drop_path=s.drop_path, attention_impl=s.attention)
