@@ -9,9 +9,8 @@ crop can leave the object outside the view for most of the clip.
 
 This script measures both with the project's own code: trajectories from the renderer
 (`generate_trajectory` with a direction class, render settings from a YAML file) drawn as a small
-white disk on black, augmented by finetuning's `random_resized_crop_box`, `crop_resize`,
-`draw_rand_augment` and `apply_rand_augment` (colour operations left out, so the disk stays the
-brightest thing in the frame). The disk's centroid in the first and last frame where it is
+white disk on black, augmented by finetuning's `augment_clip` (colour operations left out, so the disk stays
+the brightest thing in the frame). The disk's centroid in the first and last frame where it is
 visible gives the motion the model sees; its class is compared with the label.
 
     .venv/bin/python experiments/augmentation_labels.py --render-config configs/toy/render_112.yaml \
@@ -32,10 +31,7 @@ from smile_data.config import load_settings, parse_set_options
 from smile_data.render.direction import direction_label
 from smile_data.render.settings import RenderSettings, check_render_settings
 from smile_data.render.trajectory import generate_trajectory
-from smile_train.data import crop_resize, hflip
-from smile_train.finetune_data import (
-    FLIP_PROBABILITY, apply_rand_augment, draw_rand_augment, random_resized_crop_box,
-)
+from smile_train.finetune_data import augment_clip
 from smile_train.finetune_settings import FinetuneSettings
 
 GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
@@ -54,17 +50,7 @@ def marker_clip(centres: np.ndarray, size: int) -> np.ndarray:
 
 def augment_geometry(clip: np.ndarray, rng: np.random.Generator, s: FinetuneSettings) -> np.ndarray:
     """Finetuning's crop, flip and RandAugment in its order, keeping only the geometric operations."""
-    height, width = clip.shape[1:3]
-    box = random_resized_crop_box(rng, height, width, tuple(s.crop_scale), tuple(s.crop_ratio))
-    no_boxes = np.zeros((len(clip), 0, 4), np.float32)
-    clip, _ = crop_resize(clip, no_boxes, box, s.input_size)
-    if s.flip and rng.random() < FLIP_PROBABILITY:
-        clip, _ = hflip(clip, no_boxes)
-    if s.rand_augment:
-        plan = draw_rand_augment(rng, s.rand_augment_ops, s.rand_augment_magnitude,
-                                 s.rand_augment_magnitude_std, s.rand_augment_prob)
-        clip = apply_rand_augment(clip, [op for op in plan if op[0] in GEOMETRIC_OPS])
-    return clip
+    return augment_clip(clip, rng, s, keep_ops=GEOMETRIC_OPS)
 
 
 def seen_motion(clip: np.ndarray) -> np.ndarray | None:

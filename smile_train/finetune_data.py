@@ -18,7 +18,7 @@ per-sample generators seeded from (seed, rank, worker, sample number), resume by
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 import torch
@@ -239,8 +239,12 @@ def apply_rand_augment(clip: np.ndarray, plan: list[tuple[str, float]]) -> np.nd
 # --- per-clip pipeline -----------------------------------------------------------------------
 
 
-def augment_clip(frames: np.ndarray, rng: np.random.Generator, s: Any) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T, S, S, 3) uint8: crop, flip, RandAugment (in that order)."""
+def augment_clip(frames: np.ndarray, rng: np.random.Generator, s: Any,
+                 keep_ops: Collection[str] | None = None) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, S, S, 3) uint8: crop, flip, RandAugment (in that order).
+
+    `keep_ops` applies only those RandAugment operations (the plan is drawn the same way).
+    """
     height, width = frames.shape[1:3]
     box = random_resized_crop_box(rng, height, width, tuple(s.crop_scale), tuple(s.crop_ratio))
     no_boxes = np.zeros((frames.shape[0], 0, 4), np.float32)
@@ -250,7 +254,7 @@ def augment_clip(frames: np.ndarray, rng: np.random.Generator, s: Any) -> np.nda
     if s.rand_augment:
         plan = draw_rand_augment(rng, s.rand_augment_ops, s.rand_augment_magnitude,
                                  s.rand_augment_magnitude_std, s.rand_augment_prob)
-        frames = apply_rand_augment(frames, plan)
+        frames = apply_rand_augment(frames, [op for op in plan if keep_ops is None or op[0] in keep_ops])
     return frames
 
 
