@@ -27,7 +27,7 @@ class MaskSettings:
 
     kind: str = "tube"  # "tube" (stage 2, natural clips) or "trajectory" (stage 1, overlays)
     ratio: float = 0.8  # masked share of the spatial positions of every temporal slice
-    traj_unmask_ratio: float = 0.2  # share of trajectory tokens left visible (released: 0.1)
+    traj_unmask_ratio: float = 0.1  # share of trajectory tokens left visible (SPEC §9)
 
     def __post_init__(self) -> None:
         if self.kind not in MASK_KINDS:
@@ -140,7 +140,7 @@ def balance_mask(rng: np.random.Generator, mask: np.ndarray, object_tokens: np.n
 
 def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
                     grid: tuple[int, int, int] = DEFAULT_GRID, ratio: float = 0.8,
-                    traj_unmask_ratio: float = 0.2, patch: int = PATCH,
+                    traj_unmask_ratio: float = 0.1, patch: int = PATCH,
                     tubelet: int = TUBELET) -> np.ndarray:
     """Stage-1 "tube + trajectory" mask (SPEC §5): bool (N,) with exactly masked_count() True.
 

@@ -32,7 +32,7 @@ class PretrainSettings:
     # --- masking (SPEC §5) ---
     mask: str = "trajectory"  # "trajectory" (stage 1) or "tube" (stage 2)
     mask_ratio: float = 0.8
-    traj_unmask_ratio: float = 0.2
+    traj_unmask_ratio: float = 0.1  # released code: the generator's 0.1 (scripts pass 0.2, unused)
     mask_repeats: int = 2  # multiple sampling: masks per loaded clip
     # --- model and target (SPEC §6) ---
     model: str = "base"  # tiny | small | base
