@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from smile_data.shards.layout import footprint_boxes
 from smile_data.shards import reader
 from smile_train import masking
+from smile_train.sampling import multiscale_crop_box
 
 log = logging.getLogger(__name__)
 
@@ -115,20 +116,6 @@ def shuffle(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator)
 # --- spatial augmentation (SPEC §4) ---------------------------------------------------------
 
 
-def multiscale_crop_box(
-    rng: np.random.Generator, height: int, width: int, scales: tuple[float, ...], max_distort: int
-) -> tuple[int, int, int, int]:
-    """(x0, y0, crop_w, crop_h): sides drawn from scales x short side, independently for w and
-    h within `max_distort` scale steps of each other; position uniform inside the frame."""
-    base = min(height, width)
-    sides = [int(base * s) for s in scales]
-    pairs = [(w, h) for i, w in enumerate(sides) for j, h in enumerate(sides) if abs(i - j) <= max_distort]
-    crop_w, crop_h = pairs[int(rng.integers(len(pairs)))]
-    x0 = int(rng.integers(width - crop_w + 1))
-    y0 = int(rng.integers(height - crop_h + 1))
-    return x0, y0, crop_w, crop_h
-
-
 def center_square_box(height: int, width: int) -> tuple[int, int, int, int]:
     side = min(height, width)
     return (width - side) // 2, (height - side) // 2, side, side
@@ -209,7 +196,8 @@ class PretrainClips(IterableDataset):
             raise ValueError(f"sample {clip.key}: {frames.shape[0]} frames, settings say {s.frames}")
         height, width = frames.shape[1:3]
         if s.crop == "multiscale":
-            box = multiscale_crop_box(rng, height, width, tuple(s.crop_scales), s.crop_max_distort)
+            box = multiscale_crop_box(rng, height, width, s.input_size, tuple(s.crop_scales),
+                                      s.crop_max_distort, s.crop_offsets)
         else:
             box = center_square_box(height, width)
         frames, boxes = crop_resize(frames, boxes, box, s.input_size)

@@ -25,6 +25,7 @@ class PretrainSettings:
     crop: str = "none"  # "multiscale" (SPEC §4 scales) or "none" (clips already at input_size)
     crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
     crop_max_distort: int = 1  # |i - j| between the scale indices of crop height and width
+    crop_offsets: str = "grid"  # grid: the released 13 fixed offsets | corners: 5 | uniform
     flip: bool = True  # Kinetics yes, SSv2 no
     shuffle_buffer: int = 1000
     num_workers: int = 4
