@@ -31,7 +31,7 @@ from smile_data.config import load_settings, parse_set_options
 from smile_data.render.direction import direction_label
 from smile_data.render.settings import RenderSettings, check_render_settings
 from smile_data.render.trajectory import generate_trajectory
-from smile_train.finetune_data import augment_clip
+from smile_train.augment import augment_clip
 from smile_train.finetune_settings import FinetuneSettings
 
 GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")

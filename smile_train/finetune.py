@@ -8,10 +8,13 @@ stream, seeding, resume skipping, corrupt-sample limit) and pretrain.micro_batch
 Iteration: resampled shards like pretraining (each process and worker draws shards with
 replacement); an epoch is `clips_per_epoch` clips (default: the shards' dataset.json count), so
 the schedule is counted in steps = epochs x clips_per_epoch / batch_size, and resuming is exact.
+`batch_size` counts loaded clips, as the released scripts do (the lr scales with it); with
+repeated augmentation each step trains on batch_size x repeated_augment augmented copies.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -27,17 +30,19 @@ from smile_data.io import write_json_atomic
 from smile_train import checkpoint as ckpt
 from smile_train import export
 from smile_train import runtime as rt
+from smile_train.augment import erase_boxes
 from smile_train.checkpoint_keys import pretrain_state_to_classifier
 from smile_train.data import count_samples, expand_urls
 from smile_train.evaluate import evaluate_model
 from smile_train.finetune_data import build_finetune_loader, mix_batch, soft_cross_entropy
-from smile_train.finetune_settings import EvalSettings, FinetuneSettings, read_class_names
+from smile_train.finetune_settings import EvalSettings, FinetuneSettings, check_finetune_settings, read_class_names
 from smile_train.model import ClassifierModel, build_classifier
 from smile_train.pretrain import PROGRESS_SECONDS, micro_batch_plan, verify_ranks_agree
 from smile_train.settings import IMAGENET_BATCH_REFERENCE
 from smile_train.targets import normalize
 
 STAGE = "finetune"
+SEED_BITS = 62  # the erasing noise generator's seed is drawn from the step's generator
 
 
 def build_model(s: FinetuneSettings) -> ClassifierModel:
@@ -68,9 +73,12 @@ def load_init_weights(model: ClassifierModel, path: str, runtime: rt.Runtime) ->
 
 def classification_loss(model, batch: dict[str, torch.Tensor], s: FinetuneSettings,
                         rng: np.random.Generator, runtime: rt.Runtime) -> torch.Tensor:
-    """Soft-target cross entropy of one micro-batch after mixup / cutmix and label smoothing."""
-    videos = normalize(batch["video"].to(runtime.device, non_blocking=True))  # (B, 3, T, S, S)
-    labels = batch["label"].to(runtime.device)
+    """Soft-target cross entropy of one micro-batch after random erasing, mixup / cutmix and
+    label smoothing; the R augmented copies of each clip are samples of their own."""
+    videos = normalize(batch["video"].flatten(0, 1).to(runtime.device, non_blocking=True))  # (B*R, 3, T, S, S)
+    labels = batch["label"].flatten().to(runtime.device)
+    noise = torch.Generator(device=runtime.device).manual_seed(int(rng.integers(2**SEED_BITS)))
+    videos = erase_boxes(videos, batch["erase"].flatten(0, 1), s.erase_mode, noise)
     videos, targets, _ = mix_batch(videos, labels, s, rng)
     with rt.autocast(runtime):
         logits = model(videos)  # (B, classes)
@@ -88,6 +96,11 @@ def schedule(s: FinetuneSettings, urls: list[str]) -> tuple[int, int, float]:
     return total, min(warmup, total), s.base_lr * s.batch_size / IMAGENET_BATCH_REFERENCE
 
 
+def lr_floor(s: FinetuneSettings) -> float:
+    """The cosine's floor: min_lr is per 256 clips, like base_lr (the released scripts scale both)."""
+    return s.min_lr * s.batch_size / IMAGENET_BATCH_REFERENCE
+
+
 def build_optimisation(s: FinetuneSettings, runtime: rt.Runtime, peak_lr: float):
     """Model (with --init weights), layer-decay AdamW and scaler; plus the init key report."""
     torch.manual_seed(s.seed)
@@ -97,6 +110,17 @@ def build_optimisation(s: FinetuneSettings, runtime: rt.Runtime, peak_lr: float)
                                    model.layer_id, model.depth + 2, s.layer_decay)
     optimizer = rt.adamw(groups, peak_lr, s.betas, runtime.device, s.fused_adamw)
     return model, optimizer, rt.grad_scaler(runtime), init_report
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """timm's ModelEma: every floating state entry becomes decay x ema + (1 - decay) x model."""
+    current = model.state_dict()
+    for key, value in ema.state_dict().items():
+        if value.is_floating_point():
+            value.mul_(decay).add_(current[key].detach().to(value.dtype), alpha=1.0 - decay)
+        else:
+            value.copy_(current[key])
 
 
 def train_step(model, raw_model, batches, optimizer, scaler, s: FinetuneSettings,
@@ -137,6 +161,7 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
         return checkpoints.final
     if not s.shards:
         raise ValueError("finetune needs shards (--shards or `shards:` in the config)")
+    check_finetune_settings(s)
     class_names = read_class_names(s.class_names, s.num_classes)
     urls = expand_urls(s.shards)
     total_steps, warmup_steps, peak_lr = schedule(s, urls)
@@ -145,9 +170,12 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
         write_json_atomic(out_dir / "settings.json", {"stage": STAGE, **settings_to_dict(s)})
 
     model, optimizer, scaler, init_report = build_optimisation(s, runtime, peak_lr)
-    step = 0
+    step, ema = 0, copy.deepcopy(model).requires_grad_(False) if s.model_ema else None
     if existing:
-        step = rt.restore_training_state(ckpt.load_checkpoint(existing[-1]), model, optimizer, scaler)
+        saved = ckpt.load_checkpoint(existing[-1])
+        step = rt.restore_training_state(saved, model, optimizer, scaler)
+        if ema is not None:
+            ema.load_state_dict(saved["model_ema"] if "model_ema" in saved else model.state_dict())
         if runtime.is_main:
             print(f"[{STAGE}] resuming from {existing[-1]} at step {step}")
     raw_model = model  # checkpoints hold the plain module's keys
@@ -169,15 +197,18 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
             "scaler": scaler.state_dict(), "step": step, "stage": STAGE, "class_names": class_names,
             "settings": settings_to_dict(s),
             "init": json.dumps(init_report) if init_report else "",
+            **({"model_ema": ema.state_dict()} if ema is not None else {}),
         }
 
     model.train()
     while step < total_steps:
         rt.seed_step(s.seed, runtime.rank, step)
-        lr = rt.cosine_lr(step, total_steps, warmup_steps, peak_lr, s.min_lr)
+        lr = rt.cosine_lr(step, total_steps, warmup_steps, peak_lr, lr_floor(s))
         rt.apply_lr(optimizer, lr)
         loss, grad_norm, bad, waited = train_step(model, raw_model, batches, optimizer, scaler, s, runtime,
                                                   step, accumulation)
+        if ema is not None:
+            update_ema(ema, raw_model, s.model_ema_decay)
         step, corrupt = step + 1, corrupt + bad
         window.add(loss, waited)
         bar.update(1)
@@ -199,7 +230,8 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
 
 
 def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> dict[str, Any] | None:
-    """Multi-view test of the final weights on val_shards, written to <out_dir>/eval.json."""
+    """Multi-view test of the final weights on val_shards, written to <out_dir>/eval.json; with
+    model_ema, the averaged weights are tested too (<out_dir>/eval_ema.json)."""
     if not s.val_shards:
         return None
     info = export.read_checkpoint(final_path)
@@ -207,11 +239,21 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
     settings = EvalSettings(checkpoint=str(final_path), shards=s.val_shards, test_clips=s.test_clips,
                             test_crops=s.test_crops, num_workers=s.num_workers, device=s.device,
                             precision=s.precision)
-    report = evaluate_model(model, expand_urls(s.val_shards), settings, runtime, s.num_classes, info.class_names)
-    if runtime.is_main:
-        write_json_atomic(Path(s.out_dir) / "eval.json", {**report, "checkpoint": str(final_path)})
-        print(json.dumps({"top1": report["top1"], "top5": report["top5"], "videos": report["videos"]}))
-    return report
+    weights = {"eval.json": None}
+    if s.model_ema:
+        weights["eval_ema.json"] = ckpt.load_checkpoint(final_path)["model_ema"]
+    reports = {}
+    for name, state in weights.items():
+        if state is not None:
+            model.load_state_dict(state, strict=True)
+        report = evaluate_model(model, expand_urls(s.val_shards), settings, runtime, s.num_classes, info.class_names)
+        if runtime.is_main:
+            write_json_atomic(Path(s.out_dir) / name, {**report, "checkpoint": str(final_path),
+                                                       "weights": "model_ema" if state is not None else "model"})
+            print(json.dumps({"weights": name, "top1": report["top1"], "top5": report["top5"],
+                              "videos": report["videos"]}))
+        reports[name] = report
+    return reports["eval.json"]
 
 
 def run_finetune(config: str | None, overrides: dict[str, Any], resume: bool,

@@ -1,9 +1,11 @@
-"""Settings of finetuning, evaluation and linear probing: flat dataclasses, SPEC §7 defaults.
+"""Settings of finetuning, evaluation and linear probing: flat dataclasses.
 
-The finetuning defaults are the Kinetics-400 recipe (100 epochs, batch 16, flip, 5 x 3 test
-views); configs/finetune/ssv2_*.yaml holds the Something-Something v2 differences (40 epochs,
-batch 32, no flip, 2 x 3 views). YAML files hold only differences; `--set key=value` works on
-every field.
+The finetuning defaults are the released SMILE Kinetics-400 recipe (SPEC §7 and §9: the authors'
+`scripts/finetune/finetune_k400_vitb.sh` and the defaults of their `run_class_finetuning.py`):
+100 epochs, batch 16, flip, RandAugment rand-m7-n4-mstd0.5-inc1 before the crop, crop area
+(0.25, 1), random erasing 0.25 (pixel), one sample per video, no EMA, 7 x 3 test views.
+configs/finetune/ holds the other datasets' differences. YAML files hold only differences;
+`--set key=value` works on every field.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-KINETICS_TEST_CLIPS = 5
+KINETICS_TEST_CLIPS = 7  # the released SMILE K400 script: --test_num_segment 7
 TEST_CROPS = 3
+MAX_REPEATED_AUGMENT = 16
+MAX_RAND_AUGMENT_OPS = 16
+RAND_AUGMENT_LEVEL_MAX = 10.0
+ERASE_MODES = ("pixel", "rand", "const")
 
 
 @dataclass
@@ -25,14 +31,19 @@ class FinetuneSettings:
     class_names: str = ""  # text file, one class name per line in label order ("" = numbers)
     input_size: int = 224
     frames: int = 16
-    crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop: area fraction
+    crop_scale: tuple[float, float] = (0.25, 1.0)  # random resized crop: area fraction (SMILE's; VideoMAE 0.08)
     crop_ratio: tuple[float, float] = (0.75, 1.3333)  # random resized crop: aspect w / h
     flip: bool = True  # Kinetics yes, SSv2 no (left/right carries the label there)
+    # RandAugment before the crop, timm's rand-m7-n4-mstd0.5-inc1 (smile_train/augment.py)
     rand_augment: bool = True
-    rand_augment_ops: int = 2  # operations per clip
-    rand_augment_magnitude: float = 9.0  # of 10
-    rand_augment_magnitude_std: float = 0.5
+    rand_augment_ops: int = 4  # operations drawn per clip (n4)
+    rand_augment_magnitude: float = 7.0  # of 10 (m7)
+    rand_augment_magnitude_std: float = 0.5  # (mstd0.5)
     rand_augment_prob: float = 0.5  # each drawn operation is applied with this probability
+    rand_augment_increasing: bool = True  # timm's "increasing" operation set (inc1)
+    erase_prob: float = 0.25  # random erasing (--reprob); 0 switches it off
+    erase_mode: str = "pixel"  # pixel | rand | const (--remode)
+    repeated_augment: int = 1  # augmented copies of each loaded clip per step (--num_sample)
     mixup: float = 0.8  # Beta(alpha, alpha) of mixup; 0 switches it off
     cutmix: float = 1.0  # Beta(alpha, alpha) of cutmix; 0 switches it off
     mixup_prob: float = 1.0  # probability that a batch is mixed at all
@@ -55,11 +66,13 @@ class FinetuneSettings:
     batch_size: int = 16  # clips per optimiser step, all processes together
     micro_batch_size: int = 0  # clips per process per micro-step; 0: batch_size / world size
     base_lr: float = 1e-3  # per 256 clips: lr = base_lr x batch_size / 256
-    min_lr: float = 1e-6
+    min_lr: float = 1e-6  # per 256 clips, like base_lr
     weight_decay: float = 0.05
     layer_decay: float = 0.75
     betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float = 0.0  # 0: no clipping
+    model_ema: bool = False  # keep an exponential moving average of the weights
+    model_ema_decay: float = 0.9999  # ema = decay x ema + (1 - decay) x weights, after every step
     max_steps: int = 0  # 0: epochs x steps per epoch; a smaller value stops early
     # --- testing after training (SPEC §7 views) ---
     test_clips: int = KINETICS_TEST_CLIPS
@@ -120,6 +133,24 @@ class ProbeSettings:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
+
+
+def check_finetune_settings(s: FinetuneSettings) -> None:
+    """Refuse values that would size a loop wrongly or mean nothing (ValueError naming the key)."""
+    checks = [
+        ("repeated_augment", 1 <= s.repeated_augment <= MAX_REPEATED_AUGMENT, f"1..{MAX_REPEATED_AUGMENT}"),
+        ("rand_augment_ops", 0 <= s.rand_augment_ops <= MAX_RAND_AUGMENT_OPS, f"0..{MAX_RAND_AUGMENT_OPS}"),
+        ("rand_augment_magnitude", 0 <= s.rand_augment_magnitude <= RAND_AUGMENT_LEVEL_MAX, "0..10"),
+        ("rand_augment_magnitude_std", s.rand_augment_magnitude_std >= 0, ">= 0"),
+        ("rand_augment_prob", 0 <= s.rand_augment_prob <= 1, "0..1"),
+        ("erase_prob", 0 <= s.erase_prob <= 1, "0..1"),
+        ("erase_mode", s.erase_mode in ERASE_MODES, " | ".join(ERASE_MODES)),
+        ("model_ema_decay", 0 <= s.model_ema_decay < 1, "0 <= decay < 1"),
+        ("crop_scale", 0 < s.crop_scale[0] <= s.crop_scale[1] <= 1, "0 < low <= high <= 1"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"setting {key}={getattr(s, key)!r}: expected {expected}")
 
 
 def read_class_names(path: str, count: int | None = None) -> list[str]:

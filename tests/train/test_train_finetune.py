@@ -19,12 +19,14 @@ from smile_data.shards import layout
 from smile_train import runtime as rt
 from smile_train.checkpoint import load_checkpoint, save_checkpoint
 from smile_train.cli import app
-from smile_train.finetune import build_model, load_init_weights, run_finetune
+from smile_data.config import load_settings
+from smile_train.finetune import build_model, load_init_weights, lr_floor, run_finetune, update_ema
 from smile_train.finetune_settings import FinetuneSettings
 from smile_train.model import SIZES, PretrainModel
 
 SIZE, WIDTH, HEIGHT, FRAMES = 32, 40, 32, 8  # packed frames are wider than tall, like videos
 TINTS = ((200, 40, 40), (40, 200, 40))  # class 0 reddish, class 1 greenish
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "finetune"
 
 
 
@@ -134,9 +136,12 @@ def test_resume_continues_exactly(labelled, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_layer_decay_groups_have_the_expected_learning_rates():
+@pytest.mark.parametrize("config", ["smile_vitb_k400", "smile_vitb_ssv2"])
+def test_layer_decay_groups_have_the_expected_learning_rates(config):
+    decay = load_settings(FinetuneSettings, str(CONFIGS / f"{config}.yaml"), {}).layer_decay
+    assert decay == {"smile_vitb_k400": 0.75, "smile_vitb_ssv2": 0.7}[config]  # the released scripts
     model = build_model(FinetuneSettings(model="tiny", num_classes=2, input_size=SIZE, frames=FRAMES))
-    depth, decay, lr = model.depth, 0.75, 1e-3
+    depth, lr = model.depth, 1e-3
     groups = rt.layer_decay_groups(model.named_parameters(), 0.05, model.no_weight_decay(),
                                    model.layer_id, depth + 2, decay)
     optimizer = torch.optim.AdamW(groups, lr=lr)
@@ -153,6 +158,45 @@ def test_layer_decay_groups_have_the_expected_learning_rates():
         got_lr, got_decay = rate[id(named[name])]
         assert got_lr == pytest.approx(want_lr) and got_decay == want_decay, name
     assert sum(len(g["params"]) for g in groups) == len(named)
+
+
+def test_released_recipes_and_their_test_views():
+    """Values of the authors' scripts: SMILE K400 7 x 3 and SSv2 2 x 3 views, one sample per
+    video; VideoMAE's UCF101 script (also used for HMDB51): 2 samples per video, 5 x 3 views."""
+    expected = {
+        "smile_vitb_k400": dict(num_classes=400, test_clips=7, test_crops=3, repeated_augment=1, batch_size=16),
+        "smile_vitb_ssv2": dict(num_classes=174, test_clips=2, test_crops=3, repeated_augment=1, batch_size=32),
+        "smile_vitb_ucf101": dict(num_classes=101, test_clips=5, test_crops=3, repeated_augment=2, batch_size=128,
+                                  layer_decay=0.7, drop_path=0.2, head_drop=0.5, base_lr=5e-4),
+        "smile_vitb_hmdb51": dict(num_classes=51, test_clips=5, test_crops=3, repeated_augment=2, batch_size=128,
+                                  layer_decay=0.7, drop_path=0.2, head_drop=0.5, base_lr=5e-4),
+    }
+    for config, values in expected.items():
+        s = load_settings(FinetuneSettings, str(CONFIGS / f"{config}.yaml"), {})
+        assert {key: getattr(s, key) for key in values} == values, config
+        assert (s.rand_augment_ops, s.rand_augment_magnitude, s.crop_scale, s.erase_prob) == (4, 7.0, (0.25, 1.0), 0.25)
+    # min_lr scales with the batch like base_lr: 1e-5 x 128 / 256
+    assert lr_floor(load_settings(FinetuneSettings, str(CONFIGS / "smile_vitb_ucf101.yaml"), {})) == pytest.approx(5e-6)
+
+
+def test_ema_update_is_timms_formula():
+    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    update_ema(ema, model, 0.9)
+    for key, value in ema.state_dict().items():
+        assert torch.allclose(value, 0.9 * before[key] + 0.1 * model.state_dict()[key])
+
+
+def test_ema_and_repeated_augmentation_in_a_run(labelled, tmp_path):
+    """Decay 0 makes the average the last weights; two augmented copies per clip train fine."""
+    overrides = tiny_finetune(labelled["train"], tmp_path, max_steps=3, model_ema=True, model_ema_decay=0.0,
+                              repeated_augment=2, batch_size=4, val_shards=str(labelled["val"] / "*.tar"),
+                              test_clips=1, test_crops=1)
+    state = load_checkpoint(run_finetune(None, overrides, resume=False))
+    assert set(state["model_ema"]) == set(state["model"])
+    assert all(torch.equal(state["model_ema"][k], state["model"][k]) for k in state["model"])
+    plain, averaged = (json.loads((tmp_path / name).read_text()) for name in ("eval.json", "eval_ema.json"))
+    assert averaged["weights"] == "model_ema" and averaged["top1"] == plain["top1"]
 
 
 def authors_state(width: int, depth: int, finetuned_classes: int = 0) -> dict[str, torch.Tensor]:
