@@ -173,7 +173,8 @@ class CorruptSampleCounter:
 
 
 class PretrainClips(IterableDataset):
-    """Endless stream of {"video": (T, S, S, 3) uint8, "masks": (R, N) bool, "corrupt": int}."""
+    """Endless stream of {"video": (T, S, S, 3) uint8, "masks": (R, N) bool, "corrupt": int};
+    R = mask_repeats, or 1 when second_mask is "shuffled"."""
 
     def __init__(self, urls: list[str], settings: Any, rank: int = 0, skip_samples: Callable[[int, int], int] | None = None):
         super().__init__()
@@ -203,7 +204,9 @@ class PretrainClips(IterableDataset):
         frames, boxes = crop_resize(frames, boxes, box, s.input_size)
         if s.flip and rng.random() < FLIP_PROBABILITY:
             frames, boxes = hflip(frames, boxes)
-        masks = np.stack([self._make_mask(rng, boxes) for _ in range(s.mask_repeats)])
+        # With second_mask "shuffled" the loop gives the further copies other clips' masks.
+        repeats = 1 if s.second_mask == "shuffled" else s.mask_repeats
+        masks = np.stack([self._make_mask(rng, boxes) for _ in range(repeats)])
         return {"video": torch.from_numpy(frames), "masks": torch.from_numpy(masks)}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

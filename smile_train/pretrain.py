@@ -24,6 +24,7 @@ from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
 from smile_train.checkpoint_keys import unwrap_state
 from smile_train.data import build_loader, count_samples, expand_urls
+from smile_train.lr_schedule import LrSchedule
 from smile_train.model import build_pretrain_model, mask_order, masked_count, take_tokens
 from smile_train.settings import IMAGENET_BATCH_REFERENCE, PretrainSettings, load_pretrain_stages
 from smile_train.targets import normalize, pixel_targets
@@ -47,16 +48,42 @@ def micro_batch_plan(batch_size: int, micro_batch_size: int, world_size: int, re
     return micro // repeats, batch_size // (micro * world_size)
 
 
-def schedule(s: PretrainSettings, clips_per_epoch: int) -> tuple[int, int, float]:
-    """(total steps, warm-up steps, peak learning rate) of a stage.
+def schedule(s: PretrainSettings, clips_per_epoch: int) -> tuple[int, LrSchedule]:
+    """(total steps, learning-rate schedule) of a stage.
 
     Epochs are effective epochs (SPEC §5): a clip seen with R masks counts R times, so an epoch
-    of clips_per_epoch masked samples takes clips_per_epoch / batch_size steps.
+    of clips_per_epoch masked samples takes clips_per_epoch / batch_size steps. Training stops
+    after `epochs` (or `max_steps`); the cosine spans `schedule_epochs` (lr_schedule.py), or,
+    when that is 0, ends where training stops with warm-up taking its share of the steps.
+    Learning rates are given per 256 samples (lr = base_lr x batch / 256, min_lr likewise).
     """
     steps_per_epoch = max(1, clips_per_epoch // s.batch_size)
     total_steps = s.max_steps or s.epochs * steps_per_epoch
-    warmup_steps = round(total_steps * s.warmup_epochs / max(s.epochs, 1))
-    return total_steps, warmup_steps, s.base_lr * s.batch_size / IMAGENET_BATCH_REFERENCE
+    if s.schedule_epochs:
+        warmup_steps, horizon_steps = s.warmup_epochs * steps_per_epoch, s.schedule_epochs * steps_per_epoch
+    else:
+        warmup_steps, horizon_steps = round(total_steps * s.warmup_epochs / max(s.epochs, 1)), total_steps
+    scale = s.batch_size / IMAGENET_BATCH_REFERENCE
+    return total_steps, LrSchedule(
+        peak=s.base_lr * scale, floor=s.min_lr * scale, warmup_steps=warmup_steps,
+        horizon_steps=horizon_steps, steps_per_epoch=steps_per_epoch,
+        steps_per_pass=steps_per_epoch * s.mask_repeats, pace=s.schedule_pace,
+    )
+
+
+def second_masks(masks: torch.Tensor, repeats: int, mode: str) -> torch.Tensor:
+    """(B, R, N) masks of the R copies of each clip (multiple sampling) from the loader's.
+
+    "own": the loader drew R masks per clip; they are used as they are. "shuffled" (the released
+    engine): copy 1 keeps the clip's own mask, every further copy takes the first mask of another
+    clip of the micro-batch, by a random permutation drawn from torch's generator (seeded per
+    step by rt.seed_step, so a resumed run draws the same permutations).
+    """
+    if mode == "own":
+        return masks
+    first = masks[:, 0]  # (B, N)
+    copies = [first] + [first[torch.randperm(first.shape[0])] for _ in range(repeats - 1)]
+    return torch.stack(copies, dim=1)  # (B, R, N)
 
 
 def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> torch.Tensor:
@@ -98,7 +125,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     if clips_per_epoch < 1:
         raise ValueError(f"shards {s.shards!r}: no dataset.json gives their size; set clips_per_epoch")
     micro, accumulation = micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size, s.mask_repeats)
-    total_steps, warmup_steps, peak_lr = schedule(s, clips_per_epoch)
+    total_steps, lr_schedule = schedule(s, clips_per_epoch)
 
     torch.manual_seed(s.seed)  # the same initial weights on every rank
     model = build_pretrain_model(
@@ -109,7 +136,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     if s.init_from:
         load_initial_weights(model, s.init_from, runtime)
     groups = rt.weight_decay_groups(model.named_parameters(), s.weight_decay, set(model.no_weight_decay()))
-    optimizer = rt.adamw(groups, peak_lr, s.betas, runtime.device, s.fused_adamw)
+    optimizer = rt.adamw(groups, lr_schedule.peak, s.betas, runtime.device, s.fused_adamw)
     scaler = rt.grad_scaler(runtime)
     step = 0
     if existing:
@@ -139,7 +166,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
 
     while step < total_steps:
         rt.seed_step(s.seed, runtime.rank, step)
-        lr = rt.cosine_lr(step, total_steps, warmup_steps, peak_lr, s.min_lr)
+        lr = lr_schedule.lr(step)
         rt.apply_lr(optimizer, lr)
         step_loss, waited = torch.zeros((), device=runtime.device), 0.0
         for micro_step in range(accumulation):
@@ -149,7 +176,8 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
             corrupt += int(batch["corrupt"].sum())
             if runtime.distributed:  # sync gradients on the last micro-step only
                 model.require_backward_grad_sync = micro_step == accumulation - 1
-            loss = masked_loss(model, teacher, batch["video"], batch["masks"], runtime) / accumulation
+            masks = second_masks(batch["masks"], s.mask_repeats, s.second_mask)
+            loss = masked_loss(model, teacher, batch["video"], masks, runtime) / accumulation
             scaler.scale(loss).backward()
             step_loss += loss.detach()
         grad_norm = rt.optimizer_step(raw_model.parameters(), optimizer, scaler, s.clip_grad)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from smile_data.config import SettingsError, apply_overrides, read_yaml
+from smile_train.lr_schedule import SCHEDULE_PACES
 
+SECOND_MASKS = ("own", "shuffled")
 IMAGENET_BATCH_REFERENCE = 256  # learning rates are given per 256 samples (lr = base_lr x batch / 256)
 
 
@@ -35,6 +37,9 @@ class PretrainSettings:
     mask_ratio: float = 0.8
     traj_unmask_ratio: float = 0.1  # released code: the generator's 0.1 (scripts pass 0.2, unused)
     mask_repeats: int = 2  # multiple sampling: masks per loaded clip
+    # "shuffled" (released engine): copies after the first take another clip's mask, a random
+    # permutation of the micro-batch's masks; "own": every copy draws its own mask
+    second_mask: str = "shuffled"
     # --- model and target (SPEC §6) ---
     model: str = "base"  # tiny | small | base
     target: str = "clip"  # "clip" (SMILE) or "pixel" (VideoMAE)
@@ -45,13 +50,17 @@ class PretrainSettings:
     compile: bool = False
     # --- optimisation (SPEC §6) ---
     epochs: int = 300  # effective epochs (clips x mask_repeats): K400 300 + 300, SSv2 400 + 400
-    warmup_epochs: int = 40
+    # The cosine's horizon in epochs of steps_per_epoch steps; 0: it ends where training stops.
+    # Released scripts: 801, read at the "pass" pace, stopped at epochs 300 (lr_schedule.py).
+    schedule_epochs: int = 0
+    schedule_pace: str = "step"  # "step" or "pass" (released engine with multiple sampling)
+    warmup_epochs: int = 40  # epochs of the schedule (of `epochs` when schedule_epochs is 0)
     # Batch sizes count masked samples (clips x mask_repeats), as the reference recipes do:
     # 256 = 128 loaded clips x 2 masks per optimiser step, all processes together.
     batch_size: int = 256
     micro_batch_size: int = 0  # samples per process per micro-step; 0: batch_size / world size
     base_lr: float = 1.5e-4  # per 256 samples
-    min_lr: float = 1e-5
+    min_lr: float = 1e-5  # per 256 samples, as base_lr
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     clip_grad: float = 0.0  # 0: no clipping
@@ -66,6 +75,20 @@ class PretrainSettings:
     save_every_steps: int = 500
     keep_checkpoints: int = 3
     log_every_steps: int = 10
+
+
+def check_pretrain_settings(s: PretrainSettings, source: str) -> None:
+    """Refuse choices the loop cannot run, naming the setting (before any data is read)."""
+    if s.second_mask not in SECOND_MASKS:
+        raise SettingsError(f"{source}: second_mask {s.second_mask!r} must be one of {', '.join(SECOND_MASKS)}")
+    if s.schedule_pace not in SCHEDULE_PACES:
+        raise SettingsError(f"{source}: schedule_pace {s.schedule_pace!r} must be one of {', '.join(SCHEDULE_PACES)}")
+    if s.mask_repeats < 1 or s.epochs < 1 or s.schedule_epochs < 0 or s.warmup_epochs < 0:
+        raise SettingsError(f"{source}: mask_repeats and epochs must be >= 1, schedule_epochs and warmup_epochs >= 0")
+    if s.schedule_pace == "pass" and not s.schedule_epochs:
+        raise SettingsError(f"{source}: schedule_pace pass reads a schedule of its own length; set schedule_epochs")
+    if s.schedule_epochs and s.warmup_epochs > s.schedule_epochs:
+        raise SettingsError(f"{source}: warmup_epochs {s.warmup_epochs} exceeds schedule_epochs {s.schedule_epochs}")
 
 
 def split_stage_overrides(overrides: dict[str, Any], stage_names: list[str]) -> tuple[dict, dict]:
@@ -100,5 +123,6 @@ def load_pretrain_stages(
         stage = {k: v for k, v in stage.items() if k != "name"}
         settings = apply_overrides(base, stage, source=f"{config} stage {name}")
         settings = apply_overrides(settings, {**shared_cli, **stage_cli[name]}, source="--set")
+        check_pretrain_settings(settings, f"{config or 'settings'} stage {name}")
         resolved.append((name, settings))
     return resolved

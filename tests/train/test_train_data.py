@@ -50,7 +50,7 @@ def test_crop_resize_and_flip_move_boxes_with_pixels():
 
 
 def test_pipeline_yields_clips_with_exact_mask_counts(tiny_shards):
-    settings = small_settings(shards=str(tiny_shards / "*.tar"))
+    settings = small_settings(shards=str(tiny_shards / "*.tar"), second_mask="own")
     dataset = PretrainClips(expand_urls(settings.shards), settings)
     first = [s for _, s in zip(range(5), dataset)]
     assert first[0]["video"].shape == (16, 64, 64, 3) and first[0]["video"].dtype == torch.uint8

@@ -26,7 +26,7 @@ def test_pretrain_config_resolves(config):
 def test_videomae_baseline_is_videomae_recipe():
     (_, s), = load_pretrain_stages(str(PRETRAIN_CONFIGS / "videomae_vitb_k400.yaml"), {})
     assert (s.target, s.mask, s.mask_ratio, s.mask_repeats, s.epochs) == ("pixel", "tube", 0.9, 1, 800)
-    assert (s.batch_size, s.warmup_epochs, s.flip) == (2048, 40, False)
+    assert (s.batch_size, s.schedule_epochs, s.warmup_epochs, s.flip) == (2048, 801, 40, False)
 
 
 def test_trajectory_tokens_stay_visible_at_the_released_share():
