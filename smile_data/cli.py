@@ -15,6 +15,7 @@ from smile_data.config import SettingsError
 from smile_data.objects.cli import register as register_object_commands
 from smile_data.render.cli import register as register_render_commands
 from smile_data.shards.cli import register as register_shard_commands
+from smile_data.shards.integrity import IntegrityError
 from smile_data.vocabulary import FREQUENCIES, load_vocabulary
 
 app = typer.Typer(
@@ -75,7 +76,7 @@ def main() -> None:
     """Run the CLI; bad input (settings, files, data) ends with `error: ...` and status 2."""
     try:
         app()
-    except (SettingsError, ValueError, OSError, tarfile.TarError) as error:
+    except (SettingsError, ValueError, OSError, tarfile.TarError, IntegrityError) as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
 

@@ -12,6 +12,7 @@ import sys
 import typer
 
 from smile_data.config import SettingsError, parse_set_options
+from smile_data.shards.integrity import IntegrityError
 
 app = typer.Typer(
     help="SMILE trainer: pretrain, finetune, evaluate, linear-probe, export.",
@@ -152,7 +153,7 @@ def import_checkpoint(
 def main() -> None:
     try:
         app()
-    except (SettingsError, FileNotFoundError, ValueError, FloatingPointError) as error:
+    except (SettingsError, FileNotFoundError, ValueError, FloatingPointError, IntegrityError) as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
 

@@ -10,11 +10,9 @@ resumed run can skip already-seen samples without decoding them and then continu
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tarfile
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import cv2
@@ -24,13 +22,14 @@ from webdataset.gopen import gopen
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from smile_data.shards.layout import footprint_boxes
-from smile_data.shards import reader
+from smile_data.shards import integrity, reader, remote
+from smile_data.shards.dataset import CARD_FILE, load_card
 from smile_train import masking
 from smile_train.sampling import multiscale_crop_box
 
 log = logging.getLogger(__name__)
 
-REMOTE_PREFIXES = ("pipe:", "http://", "https://", "gs://", "s3://")
+REMOTE_PREFIXES = ("pipe:", *(f"{scheme}://" for scheme in remote.SCHEME_EXTRAS))
 TOKEN_PATCH = 16  # spatial patch side of the student (SPEC §6)
 TOKEN_TUBELET = 2  # frames per token
 FLIP_PROBABILITY = 0.5
@@ -40,13 +39,24 @@ PREFETCH_BATCHES_PER_WORKER = 4
 # --- shard lists ---------------------------------------------------------------------------
 
 
-def expand_urls(spec: str) -> list[str]:
-    """Comma-separated paths, globs, brace patterns and URLs -> the list of shard URLs.
+def expand_urls(spec: str, card_sha256: str = "") -> list[str]:
+    """Comma-separated paths, globs, brace patterns, URLs and datasets -> the list of shard URLs.
 
-    Local shards that do not exist are an error at start, before any loader worker runs.
+    A dataset (a local folder or a URL, https:// s3:// gs:// hf://, holding dataset.json)
+    stands for the shards its card lists, named under it only; `card_sha256` pins its card.
+    Unsupported URL schemes and missing local shards are errors at start, before any loader
+    worker runs.
     """
     parts = [p.strip() for p in spec.split(",") if p.strip()]
-    urls = reader.expand_urls(parts) if parts else []
+    urls = []
+    for part in parts:
+        if remote.is_url(part) and not part.startswith("pipe:"):
+            remote.check_url(part)
+        if _is_dataset(part):
+            card = load_card(part, card_sha256 or None)
+            urls += [str(remote.join(part, shard["name"])) for shard in card["shards"]]
+        else:
+            urls += reader.expand_urls([part])
     if not urls:
         raise ValueError(f"shards: {spec!r} names no shard")
     for url in urls:
@@ -55,21 +65,29 @@ def expand_urls(spec: str) -> list[str]:
     return urls
 
 
+def _is_dataset(part: str) -> bool:
+    """A dataset folder or URL, rather than shards (a .tar name, a pattern, pipe:)."""
+    if part.startswith("pipe:") or any(c in part for c in "{*?["):
+        return False
+    if remote.is_url(part):
+        return not part.rstrip("/").endswith(".tar")
+    return os.path.isdir(part)
+
+
 def count_samples(urls: list[str]) -> int:
-    """Samples in the given local shards, read from the dataset.json beside them (0 if unknown)."""
-    cards: dict[Path, dict[str, int]] = {}
+    """Samples in the given shards, read from the dataset.json beside them (0 if unknown)."""
+    cards: dict[str, dict[str, int]] = {}
     total = 0
     for url in urls:
-        if url.startswith(REMOTE_PREFIXES):
+        if url.startswith("pipe:"):
             return 0
-        folder = Path(url).parent
-        if folder not in cards:
-            card_path = folder / "dataset.json"
-            card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-            cards[folder] = {s["name"]: int(s["samples"]) for s in card.get("shards", [])}
-        if Path(url).name not in cards[folder]:
+        folder, name = integrity.split_shard_location(url)
+        if str(folder) not in cards:
+            card = load_card(folder) if remote.exists(remote.join(folder, CARD_FILE)) else {}
+            cards[str(folder)] = {s["name"]: int(s["samples"]) for s in card.get("shards", [])}
+        if name not in cards[str(folder)]:
             return 0
-        total += cards[folder][Path(url).name]
+        total += cards[str(folder)][name]
     return total
 
 
@@ -80,20 +98,40 @@ def shard_stream(urls: list[str], rng: np.random.Generator) -> Iterator[dict[str
 
 
 def open_shard(url: str):
-    """A binary stream of one shard: local files directly, URLs (pipe:, http) through webdataset."""
-    return gopen(url, "rb") if url.startswith(REMOTE_PREFIXES) else open(url, "rb")
+    """A binary stream of one shard: local files directly, the user's `pipe:` commands through
+    webdataset, URLs through fsspec (remote.open_binary)."""
+    if url.startswith("pipe:"):
+        return gopen(url, "rb")
+    return remote.open_binary(url)
 
 
-def tar_samples(shards: Iterator[dict[str, str]], on_error: Callable[[Exception], Any]) -> Iterator[dict]:
+def integrity_settings(settings: Any) -> integrity.IntegritySettings:
+    """The loader's integrity checks from a settings object (defaults where it has none)."""
+    defaults = integrity.IntegritySettings()
+    return integrity.IntegritySettings(
+        mode=getattr(settings, "integrity", defaults.mode),
+        on_mismatch=getattr(settings, "on_integrity_mismatch", defaults.on_mismatch),
+        card_sha256=getattr(settings, "card_sha256", defaults.card_sha256))
+
+
+def tar_samples(shards: Iterator[dict[str, str]], on_error: Callable[[Exception], Any],
+                checks: integrity.IntegritySettings = integrity.IntegritySettings()) -> Iterator[dict]:
     """Raw samples of each shard, read by the project's reader: plain tar only, every member's
-    name, type and size checked before its bytes are read. An unreadable shard is reported to
-    `on_error` and the stream goes on with the next one."""
+    name, type and size checked before its bytes are read, and each sample verified against
+    its dataset's card as `checks` says (integrity.checked_samples). An unreadable shard is
+    reported to `on_error` and the stream goes on with the next one; an integrity mismatch
+    stops the stream (IntegrityError) or is reported to `on_error`, as `checks` says."""
     for shard in shards:
+        url = shard["url"]
         try:
-            with open_shard(shard["url"]) as stream:
-                yield from reader.iter_tar_samples(stream)
+            with open_shard(url) as stream:
+                if url.startswith("pipe:"):
+                    yield from reader.iter_tar_samples(stream)
+                else:
+                    yield from integrity.checked_samples(url, stream, checks, on_error,
+                                                         reader.iter_tar_samples)
         except (OSError, ValueError, tarfile.TarError) as error:
-            on_error(ValueError(f"shard {shard['url']}: {error}"))
+            on_error(ValueError(f"shard {url}: {error}"))
 
 
 def shuffle(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator) -> Iterator[dict]:
@@ -215,7 +253,7 @@ class PretrainClips(IterableDataset):
         seed = [self.settings.seed, self.rank, worker]
         stream_rng = np.random.default_rng(seed)
         counter = CorruptSampleCounter(self.settings.max_corrupt_samples)
-        raw = tar_samples(shard_stream(self.urls, stream_rng), counter)
+        raw = tar_samples(shard_stream(self.urls, stream_rng), counter, integrity_settings(self.settings))
         raw = shuffle(raw, self.settings.shuffle_buffer, stream_rng)
         to_skip = self.skip_samples(worker, workers)
         for number, sample in enumerate(raw):
@@ -244,6 +282,12 @@ def batches_skipped_per_worker(batches: int, workers: int) -> Callable[[int, int
 def build_loader(settings: Any, urls: list[str], micro_batch: int, rank: int, resume_batches: int = 0,
                  dataset_class: type[PretrainClips] = PretrainClips, pin_memory: bool = False) -> DataLoader:
     """A DataLoader over `dataset_class`; `resume_batches` fast-forwards a resumed run."""
+    checks = integrity_settings(settings)
+    checks.check()
+    if checks.mode != "off":  # card errors now, not in a worker; forked workers inherit these
+        for url in urls:
+            if not url.startswith("pipe:"):
+                integrity.index_for_shard(url, checks.pins)
     per_worker = batches_skipped_per_worker(resume_batches, settings.num_workers)
     dataset = dataset_class(urls, settings, rank, lambda w, n: per_worker(w, n) * micro_batch)
     workers = settings.num_workers

@@ -32,6 +32,11 @@ class PretrainSettings:
     shuffle_buffer: int = 1000
     num_workers: int = 4
     max_corrupt_samples: int = 100  # per loader worker; past it the run stops
+    # Checks against each dataset's card (smile_data/shards/integrity.py): "sample" verifies
+    # every sample before use, "shard" each shard's sha256 at its end, "off" nothing.
+    integrity: str = "sample"
+    on_integrity_mismatch: str = "stop"  # "stop" the run, or "skip" and count as corrupt
+    card_sha256: str = ""  # pinned dataset.json sha256(s), comma-separated; "" trusts the card
     # --- masking (SPEC §5) ---
     mask: str = "trajectory"  # "trajectory" (stage 1) or "tube" (stage 2)
     mask_ratio: float = 0.8

@@ -37,7 +37,7 @@ def write_test_shards(folder: Path, clips: int, frames: int = 16, size: int = 64
     """Shards in the project's layout with a dataset.json listing per-shard sample counts."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    shards, records = [], []
+    shards = []
     for first in range(0, clips, per_shard):
         path = folder / layout.shard_name("clips", first // per_shard)
         with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
@@ -64,9 +64,33 @@ def write_test_shards(folder: Path, clips: int, frames: int = 16, size: int = 64
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))
         shards.append(path)
-        records.append({"name": path.name, "samples": count})
-    (folder / "dataset.json").write_text(json.dumps({"shards": records}))
+    write_test_card(folder, shards)
     return shards
+
+
+def write_test_card(folder: Path, shards: list[Path]) -> dict:
+    """A real dataset card and manifest (sizes, sha256s, per-sample digests) for `shards`."""
+    from smile_data.io import sha256_file
+    from smile_data.shards import dataset
+    from smile_data.shards.integrity import raw_sample_digest
+    from smile_data.shards.reader import iter_tar_samples
+
+    entries, rows = [], []
+    for path in shards:
+        raws = list(iter_tar_samples(path))
+        rows += [{"shard": path.name, "key": raw["__key__"],
+                  dataset.SAMPLE_DIGEST_COLUMN: raw_sample_digest(raw)} for raw in raws]
+        entries.append({"name": path.name, "sha256": sha256_file(path),
+                        "bytes": path.stat().st_size, "samples": len(raws)})
+    dataset.write_parquet_atomic(folder / dataset.MANIFEST_FILE, dataset.rows_table(rows))
+    manifest = folder / dataset.MANIFEST_FILE
+    card = {"format": dataset.FORMAT_NAME, "schema_version": dataset.CARD_SCHEMA_VERSION,
+            "counts": {"samples": len(rows), "shards": len(entries), "skipped": 0},
+            "skipped": [], "shards": entries,
+            "manifest": {"name": manifest.name, "bytes": manifest.stat().st_size,
+                         "sha256": sha256_file(manifest)}}
+    (folder / dataset.CARD_FILE).write_text(json.dumps(card))
+    return card
 
 
 @pytest.fixture(scope="session")

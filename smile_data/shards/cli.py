@@ -8,16 +8,20 @@ import typer
 
 from smile_data.config import load_settings, parse_set_options
 
+CARD_SHA256_HELP = "Refuse the dataset unless dataset.json has this sha256 (your root of trust)."
+
 
 def validate_command(
-    folder: Path = typer.Argument(..., help="Dataset folder (shards + dataset.json + manifest.parquet)."),
+    folder: str = typer.Argument(..., help="Dataset folder or URL (https://, s3://, gs://, hf://) "
+                                 "holding shards + dataset.json + manifest.parquet."),
     quick: bool = typer.Option(False, "--quick", help="Only hashes, sizes and counts; no decoding."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes reading shards."),
+    card_sha256: str = typer.Option(None, "--card-sha256", help=CARD_SHA256_HELP),
 ) -> None:
     """Check every shard against dataset.json and the manifest, and every sample against the layout."""
     from smile_data.shards.validate import validate_dataset
 
-    report = validate_dataset(folder, quick=quick, workers=workers)
+    report = validate_dataset(folder, quick=quick, workers=workers, card_sha256=card_sha256)
     for problem in report.problems:
         typer.echo(problem)
     typer.echo(report.summary(), err=True)
@@ -26,7 +30,7 @@ def validate_command(
 
 
 def preview_command(
-    folder: Path = typer.Argument(..., help="Dataset folder or a single shard."),
+    folder: str = typer.Argument(..., help="Dataset folder or URL, or a single shard."),
     out: Path = typer.Option(Path("preview.png"), "--out", "-o", help="Contact sheet PNG to write."),
     clips: int = typer.Option(None, "--clips", help="Rows: the first N clips [8]."),
     frames: int = typer.Option(None, "--frames", help="Evenly spaced frames per clip [8]."),
@@ -34,6 +38,7 @@ def preview_command(
     gif: bool = typer.Option(None, "--gif/--no-gif", help="Also write <out>-<key>.gif per clip."),
     config: Path = typer.Option(None, "--config", help="YAML file of PreviewSettings."),
     set_options: list[str] = typer.Option(None, "--set", help="key=value override (repeatable)."),
+    card_sha256: str = typer.Option(None, "--card-sha256", help=CARD_SHA256_HELP),
 ) -> None:
     """Contact sheet (and GIFs) of the first clips, with every object's box and class name."""
     from smile_data.shards.preview import PreviewSettings, make_preview
@@ -42,7 +47,7 @@ def preview_command(
     flags = {"clips": clips, "frames": frames, "cell_size": cell_size, "gif": gif}
     overrides.update({name: value for name, value in flags.items() if value is not None})
     settings = load_settings(PreviewSettings, config, overrides)
-    for path in make_preview(folder, out, settings):
+    for path in make_preview(folder, out, settings, card_sha256):
         typer.echo(str(path))
 
 

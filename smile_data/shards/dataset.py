@@ -7,6 +7,7 @@ timestamps, so a rerun of the same command gives the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -16,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from smile_data.io import atomic_path, write_json_atomic
-from smile_data.shards import layout
+from smile_data.io import atomic_path, sha256_file, write_json_atomic
+from smile_data.shards import layout, remote
 from smile_data.shards.progress import (
     card_part_path,
     first_difference,
@@ -31,7 +32,14 @@ MANIFEST_FILE = "manifest.parquet"
 MANIFEST_FIRST_COLUMNS = ("shard", "key")
 # Fields the writer sets in dataset.json; a command's `card` may not use these names.
 RESERVED_CARD_FIELDS = ("format", "schema_version", "fingerprint", "writer", "counts",
-                        "skipped", "shards")
+                        "skipped", "shards", "manifest")
+# The dataset folder's schema (card + manifest), apart from the sample metadata's. 1: the
+# first release; 2: the card records the manifest's sha256 and the manifest one sha256 per
+# sample (column SAMPLE_DIGEST_COLUMN). A reader accepts every version up to its own.
+CARD_SCHEMA_VERSION = 2
+OLDEST_CARD_SCHEMA_VERSION = 1
+SAMPLE_DIGEST_COLUMN = "sample_sha256"
+MAX_CARD_BYTES = 64 << 20  # a card lists every shard: a few hundred bytes each
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 SHARD_ENTRY_FIELDS = ("name", "sha256", "bytes", "samples")
 
@@ -103,23 +111,72 @@ def check_shard_entries(shards: Any, where: str | Path) -> None:
             raise ValueError(f"{where}: shards[{index}]: {problem}")
 
 
-def load_card(out_dir: str | Path) -> dict[str, Any]:
-    """The dataset card of a finished dataset folder, its structure checked (shard entries,
-    counts, skipped) so that nothing in it can name a file outside the folder."""
-    path = Path(out_dir) / CARD_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not a finished dataset folder "
+def card_location(folder: str | Path) -> str | Path:
+    return remote.join(folder, CARD_FILE)
+
+
+def schema_problem(version: Any) -> str | None:
+    """Why a card of this schema_version cannot be read by this reader (None if it can)."""
+    if not _is_count(version) or version < OLDEST_CARD_SCHEMA_VERSION:
+        return f"schema_version {str(version)[:40]!r} is not a dataset schema version"
+    if version > CARD_SCHEMA_VERSION:
+        return (f"schema_version {version} is newer than this smile reads (up to "
+                f"{CARD_SCHEMA_VERSION}): upgrade smile (pip install -U smile) to read it")
+    return None
+
+
+def check_card_sha256(data: bytes, pinned: str | None, where: str | Path) -> None:
+    """Refuse a card whose bytes are not the pinned ones (the user's root of trust)."""
+    if not pinned:
+        return
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != pinned.strip().lower():
+        raise ValueError(f"{where}: sha256 {actual} is not the pinned {pinned} "
+                         "(--card-sha256): the card changed or is not the one you trust")
+
+
+def parse_card(data: bytes, where: str | Path) -> dict[str, Any]:
+    """A card's JSON, its structure checked (schema version, shard entries, counts, skipped)
+    so that nothing in it can name a file outside its folder."""
+    try:
+        card = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise ValueError(f"{where}: not valid JSON ({error})") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT_NAME:
+        raise ValueError(f"{where}: not a {FORMAT_NAME} card")
+    problem = schema_problem(card.get("schema_version"))
+    if problem:
+        raise ValueError(f"{where}: {problem}")
+    check_shard_entries(card.get("shards"), where)
+    if not isinstance(card.get("counts", {}), dict) or not isinstance(card.get("skipped", []), list):
+        raise ValueError(f"{where}: counts must be an object and skipped a list")
+    manifest = card.get("manifest")
+    if manifest is not None and not (
+            isinstance(manifest, dict) and manifest.get("name") == MANIFEST_FILE
+            and _is_count(manifest.get("bytes"))
+            and SHA256_PATTERN.fullmatch(str(manifest.get("sha256")))):
+        raise ValueError(f"{where}: manifest must be {{name: {MANIFEST_FILE}, sha256, bytes}}")
+    return card
+
+
+def read_card_bytes(folder: str | Path) -> bytes:
+    """The raw bytes of a dataset folder's (or dataset URL's) card."""
+    location = card_location(folder)
+    if not remote.is_url(folder) and not Path(location).is_file():
+        raise FileNotFoundError(f"{location} not found: not a finished dataset folder "
                                 "(unfinished ranks? run `smile-data merge-shards` when all are done)")
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(card, dict) or card.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path}: not a {FORMAT_NAME} card")
-    check_shard_entries(card.get("shards"), path)
-    if not isinstance(card.get("counts", {}), dict) or not isinstance(card.get("skipped", []), list):
-        raise ValueError(f"{path}: counts must be an object and skipped a list")
-    return card
+        return remote.read_bytes(location, MAX_CARD_BYTES)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{location} not found: not a dataset URL") from None
+
+
+def load_card(folder: str | Path, card_sha256: str | None = None) -> dict[str, Any]:
+    """The checked card of a finished dataset folder or dataset URL (see parse_card); with
+    `card_sha256`, only if the card's bytes have that sha256."""
+    data = read_card_bytes(folder)
+    check_card_sha256(data, card_sha256, card_location(folder))
+    return parse_card(data, card_location(folder))
 
 
 def write_rank_part(out_dir: Path, part: dict[str, Any], rows: pa.Table) -> None:
@@ -198,7 +255,7 @@ def finalize_dataset(out_dir: str | Path) -> dict[str, Any]:
     rows = _merged_rows(out_dir, len(parts))
     card = {
         "format": FORMAT_NAME,
-        "schema_version": layout.SCHEMA_VERSION,
+        "schema_version": CARD_SCHEMA_VERSION,
         **parts[0]["card"],
         "fingerprint": identity["fingerprint"],
         "writer": identity["writer"],
@@ -207,5 +264,7 @@ def finalize_dataset(out_dir: str | Path) -> dict[str, Any]:
         "shards": shards,
     }
     write_parquet_atomic(out_dir / MANIFEST_FILE, rows)
+    card["manifest"] = {"name": MANIFEST_FILE, "bytes": (out_dir / MANIFEST_FILE).stat().st_size,
+                        "sha256": sha256_file(out_dir / MANIFEST_FILE)}
     write_json_atomic(out_dir / CARD_FILE, card)
     return card

@@ -16,8 +16,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from smile_data.io import write_bytes_atomic
-from smile_data.shards import layout
+from smile_data.shards import layout, remote
 from smile_data.shards.dataset import CARD_FILE, load_card
+from smile_data.shards.integrity import IntegritySettings
 from smile_data.shards.reader import ClipSample, read_shard_files
 
 KEY_COLUMN_WIDTH = 96     # px at the row start for the sample key
@@ -51,16 +52,22 @@ def frame_indices(frame_count: int, wanted: int) -> list[int]:
     return [int(i) for i in np.linspace(0, frame_count - 1, count).round()]
 
 
-def shard_paths(source: str | Path) -> list[Path]:
-    """The shard files of a dataset folder in card order (or sorted, without a card), or one
-    tar. Card names are checked plain file names (load_card): only files in the folder."""
+def shard_paths(source: str | Path, card_sha256: str | None = None) -> list[str | Path]:
+    """The shards of a dataset folder or dataset URL in card order (a local folder without a
+    card: sorted), or one tar (path or URL). Card names are checked plain file names
+    (load_card), joined under the folder or URL only."""
+    if remote.is_url(source):
+        remote.check_url(str(source))
+        if layout.SHARD_NAME_PATTERN.fullmatch(str(source).rsplit("/", 1)[-1]):
+            return [str(source)]
+        return [remote.join(source, s["name"]) for s in load_card(source, card_sha256)["shards"]]
     source = Path(source)
     if source.is_file():
         return [source]
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no such dataset folder or shard")
     if (source / CARD_FILE).is_file():
-        return [source / shard["name"] for shard in load_card(source)["shards"]]
+        return [source / shard["name"] for shard in load_card(source, card_sha256)["shards"]]
     found = sorted(p for p in source.iterdir() if layout.SHARD_NAME_PATTERN.fullmatch(p.name))
     if not found:
         raise FileNotFoundError(f"{source}: holds no shards")
@@ -118,14 +125,17 @@ def clip_gif(sample: ClipSample, frame_ms: int) -> bytes:
 
 
 def make_preview(source: str | Path, out: str | Path,
-                 settings: PreviewSettings = PreviewSettings()) -> list[Path]:
+                 settings: PreviewSettings = PreviewSettings(),
+                 card_sha256: str | None = None) -> list[Path]:
     """Write the contact sheet `out` (PNG) and, with settings.gif, `<out stem>-<key>.gif`
-    next to it for every clip; return the written paths."""
+    next to it for every clip; return the written paths. `source` is a dataset folder or URL
+    or one shard; samples are checked against the card beside their shard (if any) first."""
     if settings.clips < 1 or settings.frames < 1 or settings.cell_size < 1:
         raise ValueError("preview clips, frames and cell_size must all be >= 1")
     out = Path(out)
     samples: list[ClipSample] = []
-    for sample in read_shard_files(shard_paths(source)):
+    integrity = IntegritySettings(card_sha256=card_sha256 or "")
+    for sample in read_shard_files(shard_paths(source, card_sha256), integrity):
         samples.append(sample)
         if len(samples) == settings.clips:
             break

@@ -311,8 +311,22 @@ def read_samples(urls: str | Sequence[str]) -> Iterator[ClipSample]:
                 yield decode_sample(raw)
 
 
-def read_shard_files(paths: Sequence[str | Path]) -> Iterator[ClipSample]:
-    """Decoded clips of local shard files, each opened as a plain file (no patterns, no URLs)."""
-    for path in paths:
-        for raw in iter_tar_samples(Path(path)):
-            yield decode_sample(raw)
+def read_shard_files(locations: Sequence[str | Path], integrity: Any = None) -> Iterator[ClipSample]:
+    """Decoded clips of local shard files or shard URLs named by a card (remote.join), each
+    opened as a plain file or through fsspec: never a pattern, `pipe:` or webdataset's opener.
+    With `integrity` (integrity.IntegritySettings), samples are first checked against the card
+    beside their shard (integrity.checked_samples)."""
+    from smile_data.shards import integrity as checks, remote
+
+    for location in locations:
+        with remote.open_binary(location) as stream:
+            if integrity is None:
+                raws = iter_tar_samples(stream)
+            else:
+                raws = checks.checked_samples(location, stream, integrity, _raise, iter_tar_samples)
+            for raw in raws:
+                yield decode_sample(raw)
+
+
+def _raise(error: Exception) -> None:
+    raise error

@@ -34,6 +34,7 @@ from smile_data.shards.dataset import (
     CARD_FILE,
     MANIFEST_FILE,
     RESERVED_CARD_FIELDS,
+    SAMPLE_DIGEST_COLUMN,
     concat_row_tables,
     finalize_dataset,
     load_card,
@@ -41,6 +42,7 @@ from smile_data.shards.dataset import (
     rows_table,
     write_rank_part,
 )
+from smile_data.shards.integrity import sample_digest
 from smile_data.shards.progress import (
     Journal,
     JournalEntry,
@@ -255,7 +257,7 @@ def _checked_samples(result: Any, index: int, samples_per_task: int) -> TaskResu
                          f"samples_per_task={samples_per_task}")
     for sample in result.samples:
         bad = [name for name, value in sample.row.items()
-               if name in ("shard", "key") or not isinstance(value, ROW_VALUE_TYPES)]
+               if name in ("shard", "key", SAMPLE_DIGEST_COLUMN) or not isinstance(value, ROW_VALUE_TYPES)]
         if bad:
             raise ValueError(f"task {index}, sample {sample.key}: manifest column(s) {bad} are "
                              "reserved or not JSON scalars")
@@ -294,7 +296,8 @@ class _RankWriter:
             sample = result.samples[offset]
             encoded = encode_sample(sample.key, sample.members)
             self._record(self.writer.add(sample.key, encoded), Position(index, offset))
-            self.open_rows.append({"key": sample.key, **sample.row})
+            self.open_rows.append({"key": sample.key, **sample.row,
+                                   SAMPLE_DIGEST_COLUMN: sample_digest(sample.key, sample.members)})
             self.bar.update(1)
         self.unrecorded_skipped += [{"source": str(s["source"]), "reason": str(s["reason"])}
                                     for s in result.skipped]

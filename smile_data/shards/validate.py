@@ -1,17 +1,21 @@
-"""`validate_dataset`: check a dataset folder against its card, manifest and the sample layout.
+"""`validate_dataset`: check a dataset folder or URL against its card, manifest and layout.
 
-Quick mode checks what needs no decoding: every card shard on disk with its recorded size and
-sha256, no shard on disk that the card does not list, counts of the card and the manifest.
-The full check also opens every tar safely and decodes every sample (reader.decode_sample),
-flags members that must never be in a shard, and checks that keys are unique across the
-dataset and that each shard holds exactly the keys the manifest says it does.
-Every problem names the shard (and member) it was found in.
+Quick mode checks what needs no decoding: the manifest's sha256 against the card, every card
+shard present with its recorded size and sha256, no shard in the folder that the card does not
+list (where the store can list folders: not on plain web servers), counts of the card and the
+manifest. The full check also opens every tar safely and decodes every sample
+(reader.decode_sample), checks each sample's sha256 against the manifest, flags members that
+must never be in a shard, and checks that keys are unique across the dataset and that each
+shard holds exactly the keys the manifest says it does.
+Every problem names the shard (and member) it was found in. Remote shards are read twice in
+a full check (once for their sha256, once to decode them).
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import hashlib
 import multiprocessing
 import tarfile
 from dataclasses import dataclass, field
@@ -21,13 +25,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from smile_data.io import sha256_file
-from smile_data.shards import layout
-from smile_data.shards.dataset import CARD_FILE, MANIFEST_FILE, load_card, read_manifest_rows
+import pyarrow.parquet as pq
+
+from smile_data.shards import layout, remote
+from smile_data.shards.dataset import (
+    CARD_FILE, MANIFEST_FILE, SAMPLE_DIGEST_COLUMN, load_card,
+)
+from smile_data.shards.integrity import raw_sample_digest
 from smile_data.shards.reader import UnreadableShard, decode_sample, iter_tar_samples
 from smile_data.shards.writer import END_OF_ARCHIVE
 
 WORKER_START_METHOD = "spawn"
+MAX_MANIFEST_BYTES = 4 << 30  # a schema-1 card does not record its manifest's size
 
 
 @dataclass
@@ -51,6 +60,7 @@ class ShardContents:
     """What a full read of one shard found."""
 
     keys: list[str] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)  # key -> sample sha256
     problems: list[str] = field(default_factory=list)
 
 
@@ -68,14 +78,14 @@ def _sample_problems(raw: dict[str, Any]) -> list[str]:
     return []
 
 
-def end_of_archive_problem(path: Path) -> str | None:
+def end_of_archive_problem(location: str | Path) -> str | None:
     """Why the tar does not end properly, or None: a shard cut at a member boundary still
     parses, but lacks the zero blocks that close every tar."""
-    with tarfile.open(path, mode="r:") as archive:
-        for _ in archive:  # headers only: member data is skipped by seeking
-            pass
-        end = archive.offset
-    with open(path, "rb") as handle:
+    with remote.open_binary(location) as handle:
+        with tarfile.open(fileobj=handle, mode="r:") as archive:
+            for _ in archive:  # headers only: member data is skipped by seeking
+                pass
+            end = archive.offset
         handle.seek(end)
         closing = handle.read(END_OF_ARCHIVE)
     if len(closing) < END_OF_ARCHIVE or closing.count(0) != END_OF_ARCHIVE:
@@ -83,48 +93,81 @@ def end_of_archive_problem(path: Path) -> str | None:
     return None
 
 
-def inspect_shard(path: str | Path) -> ShardContents:
-    """Read one shard safely, decoding every sample; never extracts or unpickles anything."""
-    path = Path(path)
+def inspect_shard(location: str | Path) -> ShardContents:
+    """Read one shard (a path or URL) safely, decoding every sample; never extracts or
+    unpickles anything."""
+    name = str(location).replace("\\", "/").rsplit("/", 1)[-1]
     found = ShardContents()
 
     def refuse(info: tarfile.TarInfo, reason: str) -> None:
-        found.problems.append(f"{path.name}: member {info.name!r}: {reason}")
+        found.problems.append(f"{name}: member {info.name!r}: {reason}")
 
     try:
-        for raw in iter_tar_samples(path, on_refused=refuse):
-            found.keys.append(raw["__key__"])
-            found.problems += [f"{path.name}: {p}" for p in _sample_problems(raw)]
-        ending = end_of_archive_problem(path)
+        with remote.open_binary(location) as stream:
+            for raw in iter_tar_samples(stream, on_refused=refuse):
+                found.keys.append(raw["__key__"])
+                found.digests[raw["__key__"]] = raw_sample_digest(raw)
+                found.problems += [f"{name}: {p}" for p in _sample_problems(raw)]
+        ending = end_of_archive_problem(location)
         if ending:
-            found.problems.append(f"{path.name}: unreadable tar ({ending})")
+            found.problems.append(f"{name}: unreadable tar ({ending})")
     except UnreadableShard as error:
-        found.problems.append(f"{path.name}: unreadable tar ({error.reason})")
+        found.problems.append(f"{name}: unreadable tar ({error.reason})")
     except (tarfile.TarError, EOFError, OSError, ValueError) as error:
-        found.problems.append(f"{path.name}: unreadable tar ({type(error).__name__}: {error})")
+        found.problems.append(f"{name}: unreadable tar ({type(error).__name__}: {error})")
     return found
 
 
-def _file_problems(folder: Path, card: dict[str, Any]) -> tuple[list[str], list[dict]]:
-    """Card shards missing, of the wrong size or hash, and shards on disk the card lacks."""
+def _sha256_and_size(location: str | Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with remote.open_binary(location) as handle:
+        for chunk in iter(lambda: handle.read(remote.CHUNK_BYTES), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _file_problems(folder: str | Path, card: dict[str, Any]) -> tuple[list[str], list[dict]]:
+    """Card shards missing, of the wrong size or hash, and shards in the folder the card lacks."""
     problems = []
     listed = {shard["name"] for shard in card["shards"]}
-    on_disk = {p.name for p in folder.iterdir()
-               if p.is_file() and layout.SHARD_NAME_PATTERN.fullmatch(p.name)}
+    names = remote.list_names(folder)
+    on_disk = {name for name in names or [] if layout.SHARD_NAME_PATTERN.fullmatch(name)}
     problems += [f"{name}: on disk but not in {CARD_FILE}" for name in sorted(on_disk - listed)]
     present = []
     for shard in card["shards"]:
-        path = folder / shard["name"]
-        if not path.is_file():
+        location = remote.join(folder, shard["name"])
+        if not remote.exists(location):
             problems.append(f"{shard['name']}: listed in {CARD_FILE} but missing on disk")
             continue
         present.append(shard)
-        size = path.stat().st_size
+        size = remote.size(location)
         if size != shard["bytes"]:
             problems.append(f"{shard['name']}: {size} bytes, {CARD_FILE} says {shard['bytes']}")
-        elif sha256_file(path) != shard["sha256"]:
+        elif _sha256_and_size(location)[0] != shard["sha256"]:
             problems.append(f"{shard['name']}: sha256 differs from {CARD_FILE}")
     return problems, present
+
+
+def _manifest_rows(folder: str | Path, card: dict[str, Any]) -> tuple[list[dict], list[str]]:
+    """The manifest's rows (none if it is unusable) and what is wrong with it."""
+    entry = card.get("manifest")
+    location = remote.join(folder, MANIFEST_FILE)
+    if not remote.exists(location):
+        return [], [f"{MANIFEST_FILE}: missing"]
+    try:
+        data = remote.read_bytes(location, entry["bytes"] if entry else MAX_MANIFEST_BYTES)
+    except ValueError:
+        return [], [f"{MANIFEST_FILE}: larger than the {entry['bytes']} bytes in {CARD_FILE}"]
+    if entry and hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        return [], [f"{MANIFEST_FILE}: sha256 differs from {CARD_FILE}"]
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (OSError, pa.ArrowException) as error:
+        return [], [f"{MANIFEST_FILE}: unreadable ({error})"]
+    if entry and SAMPLE_DIGEST_COLUMN not in table.column_names:
+        return [], [f"{MANIFEST_FILE}: no {SAMPLE_DIGEST_COLUMN} column"]
+    return table.to_pylist(), []
 
 
 def _count_problems(card: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
@@ -151,7 +194,7 @@ def _count_problems(card: dict[str, Any], rows: list[dict[str, Any]]) -> list[st
     return problems
 
 
-def _inspect_all(paths: list[Path], workers: int) -> list[ShardContents]:
+def _inspect_all(paths: list[str | Path], workers: int) -> list[ShardContents]:
     if workers <= 1 or len(paths) <= 1:
         return [inspect_shard(path) for path in paths]
     context = multiprocessing.get_context(WORKER_START_METHOD)
@@ -165,8 +208,10 @@ def _content_problems(present: list[dict], contents: list[ShardContents],
     """Each shard's keys against the manifest's, and keys unique across shards."""
     problems = []
     manifest_keys = collections.defaultdict(list)
+    manifest_digests = {}
     for row in rows:
         manifest_keys[row.get("shard")].append(row.get("key"))
+        manifest_digests[(row.get("shard"), row.get("key"))] = row.get(SAMPLE_DIGEST_COLUMN)
     seen: dict[str, str] = {}
     for shard, found in zip(present, contents):
         name = shard["name"]
@@ -176,32 +221,32 @@ def _content_problems(present: list[dict], contents: list[ShardContents],
                             f"({len(found.keys)} samples read, {len(manifest_keys.get(name, []))} "
                             "listed)")
         for key in found.keys:
+            expected = manifest_digests.get((name, key))
+            if expected is not None and found.digests.get(key) != expected:
+                problems.append(f"{name}: sample {key}: sha256 differs from {MANIFEST_FILE}")
             if key in seen:
                 problems.append(f"{name}: sample key {key!r} is also in {seen[key]}")
             seen.setdefault(key, name)
     return problems
 
 
-def validate_dataset(folder: str | Path, quick: bool = False, workers: int = 1) -> ValidationReport:
-    """Check the dataset in `folder`; see the module docstring. Never raises for bad shards."""
-    folder = Path(folder)
-    card = load_card(folder)
-    report = ValidationReport(shards=len(card.get("shards", [])))
-    if card.get("schema_version") != layout.SCHEMA_VERSION:
-        report.problems.append(f"{CARD_FILE}: schema_version {card.get('schema_version')!r} is "
-                               f"not {layout.SCHEMA_VERSION}")
-    rows: list[dict[str, Any]] = []
-    if (folder / MANIFEST_FILE).is_file():
-        try:
-            rows = read_manifest_rows(folder / MANIFEST_FILE)
-        except (OSError, pa.ArrowException) as error:
-            report.problems.append(f"{MANIFEST_FILE}: unreadable ({error})")
+def validate_dataset(folder: str | Path, quick: bool = False, workers: int = 1,
+                     card_sha256: str | None = None) -> ValidationReport:
+    """Check the dataset in `folder` (a path or dataset URL); see the module docstring.
+    Never raises for bad shards; raises for a missing, unreadable, too new or (with
+    `card_sha256`) unpinned card."""
+    if remote.is_url(folder):
+        remote.check_url(str(folder))
     else:
-        report.problems.append(f"{MANIFEST_FILE}: missing")
+        folder = Path(folder)
+    card = load_card(folder, card_sha256)
+    report = ValidationReport(shards=len(card.get("shards", [])))
+    rows, report.problems = _manifest_rows(folder, card)
     file_problems, present = _file_problems(folder, card)
     report.problems += file_problems + _count_problems(card, rows)
     report.samples = sum(shard["samples"] for shard in card["shards"])
     if not quick:
-        contents = _inspect_all([folder / shard["name"] for shard in present], workers)
+        locations = [remote.join(folder, shard["name"]) for shard in present]
+        contents = _inspect_all(locations, workers)
         report.problems += _content_problems(present, contents, rows)
     return report

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from smile_data.distributed import WorkShare
-from smile_data.shards import layout
+from smile_data.shards import dataset as dataset_module, layout
+from smile_data.shards.integrity import raw_sample_digest
 from smile_data.shards.progress import journal_path
 from smile_data.shards.reader import iter_tar_samples
 from smile_data.shards.runner import ShardSample, TaskFailed, TaskResult, task_block
@@ -42,12 +43,15 @@ def test_workers_do_not_change_bytes(tmp_path, write_synthetic, folder_bytes):
     assert card["counts"] == {"samples": 12, "shards": 4, "skipped": 2}
     assert [s["name"] for s in card["shards"]] == [layout.shard_name("clips", i) for i in range(4)]
     assert [s["source"] for s in card["skipped"]] == ["synthetic:5", "synthetic:11"]
-    assert card["schema_version"] == layout.SCHEMA_VERSION
+    assert card["schema_version"] == dataset_module.CARD_SCHEMA_VERSION
     assert card["settings"] == {"seed": 0}
     manifest = pq.read_table(one / "manifest.parquet").to_pylist()
     assert [row["key"] for row in manifest] == sorted(raw_samples(one))
+    digest = manifest[0].pop("sample_sha256")
     assert manifest[0] == {"shard": "clips-000000.tar", "key": "0000000000", "background": "noise",
                            "label": 0, "seed": 0, "source": "synthetic:0"}
+    first = next(iter_tar_samples(one / "clips-000000.tar"))
+    assert digest == raw_sample_digest(first)
 
 
 def test_rerun_of_a_finished_dataset_changes_nothing(dataset, write_synthetic, folder_bytes):

@@ -23,6 +23,7 @@ from smile_data.config import load_settings
 from smile_train.finetune import build_model, load_init_weights, lr_floor, run_finetune, update_ema
 from smile_train.finetune_settings import FinetuneSettings
 from smile_train.model import SIZES, PretrainModel
+from tests.conftest import write_test_card
 
 SIZE, WIDTH, HEIGHT, FRAMES = 32, 40, 32, 8  # packed frames are wider than tall, like videos
 TINTS = ((200, 40, 40), (40, 200, 40))  # class 0 reddish, class 1 greenish
@@ -66,7 +67,7 @@ def write_labelled_shards(folder: Path, videos: int, clips_per_video: int, seed:
             members["json"] = layout.encode_metadata(metadata)
             members["cls"] = layout.encode_label(label)
             samples.append((key, members))
-    records = []
+    shards = []
     for first in range(0, len(samples), per_shard):
         path = folder / layout.shard_name("clips", first // per_shard)
         with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
@@ -75,8 +76,8 @@ def write_labelled_shards(folder: Path, videos: int, clips_per_video: int, seed:
                     info = tarfile.TarInfo(f"{key}.{extension}")
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))
-        records.append({"name": path.name, "samples": len(samples[first : first + per_shard])})
-    (folder / "dataset.json").write_text(json.dumps({"shards": records}))
+        shards.append(path)
+    write_test_card(folder, shards)
     return folder
 
 

@@ -1,0 +1,239 @@
+"""Verifying streamed shards against their dataset's card: per sample, per shard, or not at all.
+
+The chain of trust: the card (`dataset.json`, optionally pinned by its sha256) records the
+manifest's sha256; the manifest records one sha256 per sample (`sample_digest`); so a reader
+can check every sample before it uses it, although the shard's own sha256 can only be checked
+at its end. Modes (IntegritySettings.mode):
+    sample  each sample against the manifest before it is yielded (cards of schema 1, which
+            have no sample digests, fall back to `shard`)
+    shard   each shard's sha256 and size against the card once it was read to its end (its
+            samples were already used by then)
+    off     no checks
+On a mismatch (`on_mismatch`), `stop` raises IntegrityError; `skip` drops the sample, reports
+it to the caller's error counter and goes on. Messages name the dataset, shard and sample.
+Shards with no card beside them (plain shard lists) are not verified; a warning says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from smile_data.shards import remote
+from smile_data.shards.dataset import (
+    CARD_FILE, MANIFEST_FILE, MAX_CARD_BYTES, SAMPLE_DIGEST_COLUMN, check_card_sha256,
+    parse_card,
+)
+from smile_data.shards.layout import SHARD_NAME_PATTERN
+
+log = logging.getLogger(__name__)
+
+INTEGRITY_MODES = ("sample", "shard", "off")
+MISMATCH_POLICIES = ("stop", "skip")
+KEY_FIELD = "__key__"
+LENGTH_BYTES = 8  # a member's length in the sample digest, big-endian
+
+OnMismatch = Callable[[Exception], Any]
+
+
+class IntegrityError(RuntimeError):
+    """Data that differs from what its card and manifest say (not a decoding problem)."""
+
+
+@dataclass(frozen=True)
+class IntegritySettings:
+    mode: str = "sample"        # sample | shard | off
+    on_mismatch: str = "stop"   # stop | skip (skipped samples count as corrupt ones)
+    card_sha256: str = ""       # comma-separated: every card read must have one of these
+
+    def check(self) -> None:
+        if self.mode not in INTEGRITY_MODES:
+            raise ValueError(f"integrity must be one of {', '.join(INTEGRITY_MODES)}, "
+                             f"not {self.mode!r}")
+        if self.on_mismatch not in MISMATCH_POLICIES:
+            raise ValueError(f"on_integrity_mismatch must be one of "
+                             f"{', '.join(MISMATCH_POLICIES)}, not {self.on_mismatch!r}")
+
+    @property
+    def pins(self) -> tuple[str, ...]:
+        return tuple(p.strip().lower() for p in self.card_sha256.split(",") if p.strip())
+
+
+def sample_digest(key: str, members: Mapping[str, bytes]) -> str:
+    """sha256 of a sample's members in sorted extension order, each as its member name, its
+    length and its bytes: the same whether computed from the writer's members or a reader's."""
+    digest = hashlib.sha256()
+    for extension in sorted(members):
+        payload = members[extension]
+        name = f"{key}.{extension}".encode("utf-8")
+        digest.update(len(name).to_bytes(LENGTH_BYTES, "big") + name)
+        digest.update(len(payload).to_bytes(LENGTH_BYTES, "big"))
+        digest.update(payload)
+    return digest.hexdigest()
+
+
+def raw_sample_digest(raw: Mapping[str, Any]) -> str:
+    """`sample_digest` of a reader's raw sample dict (fields named `__...__` left out)."""
+    members = {name: value for name, value in raw.items()
+               if not (name.startswith("__") and name.endswith("__"))}
+    return sample_digest(raw[KEY_FIELD], members)
+
+
+class DatasetIndex:
+    """What one dataset's card (and manifest) say its shards and samples must be."""
+
+    def __init__(self, folder: str | Path, card: dict[str, Any],
+                 digests: dict[str, dict[str, str]] | None):
+        self.folder, self.card = folder, card
+        self.shards = {entry["name"]: entry for entry in card["shards"]}
+        self.digests = digests  # shard name -> key -> sample sha256; None for schema-1 cards
+
+    @classmethod
+    def load(cls, folder: str | Path, pins: tuple[str, ...] = ()) -> "DatasetIndex":
+        where = remote.join(folder, CARD_FILE)
+        data = remote.read_bytes(where, MAX_CARD_BYTES)
+        if pins:
+            try:
+                check_card_sha256(data, _matching_pin(data, pins), where)
+            except ValueError as error:
+                raise IntegrityError(str(error)) from None
+        card = parse_card(data, where)
+        return cls(folder, card, _load_digests(folder, card))
+
+    def shard_problem(self, name: str, sha256: str, size: int) -> str | None:
+        entry = self.shards.get(name)
+        if entry is None:
+            return f"{self.folder}: shard {name} is not listed in its {CARD_FILE}"
+        if size != entry["bytes"]:
+            return f"{self.folder}: shard {name}: {size} bytes, {CARD_FILE} says {entry['bytes']}"
+        if sha256 != entry["sha256"]:
+            return f"{self.folder}: shard {name}: sha256 differs from {CARD_FILE}"
+        return None
+
+    def sample_problem(self, name: str, raw: Mapping[str, Any]) -> str | None:
+        key = raw[KEY_FIELD]
+        expected = (self.digests or {}).get(name, {}).get(key)
+        if expected is None:
+            return (f"{self.folder}: shard {name}: sample {key} is not listed in its "
+                    f"{MANIFEST_FILE}")
+        if raw_sample_digest(raw) != expected:
+            return (f"{self.folder}: shard {name}: sample {key}: sha256 differs from "
+                    f"{MANIFEST_FILE}")
+        return None
+
+
+def _matching_pin(data: bytes, pins: tuple[str, ...]) -> str:
+    actual = hashlib.sha256(data).hexdigest()
+    return actual if actual in pins else ",".join(pins)
+
+
+def _load_digests(folder: str | Path, card: dict[str, Any]) -> dict[str, dict[str, str]] | None:
+    """Sample digests from the manifest, whose bytes are first checked against the card."""
+    entry = card.get("manifest")
+    if entry is None:
+        return None
+    where = remote.join(folder, MANIFEST_FILE)
+    data = remote.read_bytes(where, entry["bytes"])
+    if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise IntegrityError(f"{where}: differs from the sha256 and size in {CARD_FILE}")
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except pa.ArrowException as error:
+        raise ValueError(f"{where}: unreadable ({error})") from None
+    if SAMPLE_DIGEST_COLUMN not in table.column_names:
+        raise ValueError(f"{where}: no {SAMPLE_DIGEST_COLUMN} column, which schema "
+                         f"{card['schema_version']} cards require")
+    digests: dict[str, dict[str, str]] = {}
+    columns = [table.column(c).to_pylist() for c in ("shard", "key", SAMPLE_DIGEST_COLUMN)]
+    for shard, key, digest in zip(*columns):
+        digests.setdefault(shard, {})[key] = digest
+    return digests
+
+
+# --- one index per dataset folder and process (DataLoader workers build their own) ---------
+
+_INDEXES: dict[tuple[str, tuple[str, ...]], DatasetIndex | None] = {}
+
+
+def split_shard_location(location: str | Path) -> tuple[str | Path, str]:
+    """(dataset folder, shard name) of a shard path or URL."""
+    if remote.is_url(location):
+        folder, _, name = str(location).rpartition("/")
+        return folder, name
+    return Path(location).parent, Path(location).name
+
+
+def index_for_shard(location: str | Path, pins: tuple[str, ...] = ()) -> DatasetIndex | None:
+    """The index of the dataset a shard belongs to (its folder's card), or None without one."""
+    folder, _ = split_shard_location(location)
+    cache_key = (str(folder), pins)
+    if cache_key not in _INDEXES:
+        if remote.exists(remote.join(folder, CARD_FILE)):
+            _INDEXES[cache_key] = DatasetIndex.load(folder, pins)
+        elif pins:
+            raise IntegrityError(f"{folder}: no {CARD_FILE} beside shard {location}, but a "
+                                 "card sha256 is pinned")
+        else:
+            log.warning("%s: no %s beside the shards: their samples are not verified",
+                        folder, CARD_FILE)
+            _INDEXES[cache_key] = None
+    return _INDEXES[cache_key]
+
+
+class _HashingReader:
+    """A read-only stream that hashes and counts every byte read through it."""
+
+    def __init__(self, stream: IO[bytes]):
+        self.stream, self.digest, self.size = stream, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(remote.CHUNK_BYTES):
+            pass
+
+
+def _report(problem: str, settings: IntegritySettings, on_mismatch: OnMismatch) -> None:
+    if settings.on_mismatch == "stop":
+        raise IntegrityError(f"{problem} (integrity: stop; run `smile-data validate`)")
+    on_mismatch(IntegrityError(problem))
+
+
+def checked_samples(location: str | Path, stream: IO[bytes], settings: IntegritySettings,
+                    on_mismatch: OnMismatch, read: Callable[[IO[bytes]], Iterator[dict]]
+                    ) -> Iterator[dict[str, Any]]:
+    """Raw samples of one shard read from `stream` by `read`, verified as settings say."""
+    index = None if settings.mode == "off" else index_for_shard(location, settings.pins)
+    if index is None:
+        yield from read(stream)
+        return
+    _, name = split_shard_location(location)
+    if name not in index.shards or not SHARD_NAME_PATTERN.fullmatch(name):
+        _report(f"{index.folder}: shard {name} is not listed in its {CARD_FILE}", settings,
+                on_mismatch)
+        return
+    per_sample = settings.mode == "sample" and index.digests is not None
+    if per_sample:
+        for raw in read(stream):
+            problem = index.sample_problem(name, raw)
+            if problem:
+                _report(problem, settings, on_mismatch)
+                continue
+            yield raw
+        return
+    hashing = _HashingReader(stream)
+    yield from read(hashing)
+    hashing.drain()
+    problem = index.shard_problem(name, hashing.digest.hexdigest(), hashing.size)
+    if problem:
+        _report(problem, settings, on_mismatch)

@@ -1,0 +1,122 @@
+"""Dataset locations: a local folder or a URL (https, s3, gs, hf) opened through fsspec.
+
+A dataset URL points at the folder that holds `dataset.json`; shard names come from the card
+(checked plain names, layout.SHARD_NAME_PATTERN) and are joined under that URL only, so a card
+can never make the reader open another host, a local file or a `pipe:` command. Which schemes
+work depends on the installed extras (SCHEME_EXTRAS); an unsupported or uninstalled scheme is
+a ValueError before anything is read.
+
+S3-compatible servers other than AWS are reached through the standard AWS settings
+(`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...), which s3fs reads.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+# scheme -> (the module fsspec needs, the extra that installs it)
+SCHEME_EXTRAS = {
+    "http": ("aiohttp", "aiohttp"),  # a dependency of smile itself
+    "https": ("aiohttp", "aiohttp"),
+    "s3": ("s3fs", "smile[s3]"),
+    "gs": ("gcsfs", "smile[gcs]"),
+    "gcs": ("gcsfs", "smile[gcs]"),
+    "hf": ("huggingface_hub", "smile[hf]"),
+}
+STREAM_BLOCK_BYTES = 8 << 20   # read-ahead of one remote stream: few requests per shard
+CHUNK_BYTES = 1 << 20          # copy and hash in pieces of this size
+
+
+def is_url(location: str | Path) -> bool:
+    """Whether `location` names a remote resource (`scheme://...`) rather than a local path."""
+    return isinstance(location, str) and "://" in location
+
+
+def scheme_of(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError when `url`'s scheme is not supported or its fsspec backend is missing."""
+    scheme = scheme_of(url)
+    if scheme not in SCHEME_EXTRAS:
+        raise ValueError(f"{url}: unsupported URL scheme {scheme + '://'!r}; dataset URLs may "
+                         f"use {', '.join(s + '://' for s in SCHEME_EXTRAS)} or a local path")
+    module, extra = SCHEME_EXTRAS[scheme]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"{url}: reading {scheme}:// URLs needs the {module} package: "
+                         f"pip install '{extra}'") from None
+
+
+def join(base: str | Path, name: str) -> str | Path:
+    """`name` (a checked plain file name) inside the dataset folder `base`."""
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"{name!r} is not a plain file name")
+    if is_url(base):
+        return f"{str(base).rstrip('/')}/{name}"
+    return Path(base) / name
+
+
+def _filesystem(url: str):
+    import fsspec
+
+    check_url(url)
+    return fsspec.core.url_to_fs(url)
+
+
+def open_binary(location: str | Path, offset: int = 0) -> IO[bytes]:
+    """A readable binary stream of a local file or URL, positioned at `offset` (remote reads
+    from an offset use range requests)."""
+    if not is_url(location):
+        handle = open(location, "rb")
+    else:
+        fs, path = _filesystem(str(location))
+        handle = fs.open(path, "rb", block_size=STREAM_BLOCK_BYTES)
+    if offset:
+        handle.seek(offset)
+    return handle
+
+
+def read_bytes(location: str | Path, limit: int) -> bytes:
+    """The whole content of a file or URL, refused (ValueError) if it is over `limit` bytes."""
+    with open_binary(location) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{location}: more than {limit} bytes")
+    return data
+
+
+def exists(location: str | Path) -> bool:
+    if not is_url(location):
+        return Path(location).is_file()
+    fs, path = _filesystem(str(location))
+    try:
+        return bool(fs.isfile(path))
+    except (OSError, ValueError):
+        return False
+
+
+def size(location: str | Path) -> int:
+    if not is_url(location):
+        return Path(location).stat().st_size
+    fs, path = _filesystem(str(location))
+    return int(fs.size(path))
+
+
+def list_names(folder: str | Path) -> list[str] | None:
+    """The file names directly in a folder, or None where the store cannot list (a web server)."""
+    if not is_url(folder):
+        return [p.name for p in Path(folder).iterdir() if p.is_file()]
+    if scheme_of(str(folder)) in ("http", "https"):
+        return None
+    fs, path = _filesystem(str(folder))
+    try:
+        return [entry.rstrip("/").rsplit("/", 1)[-1]
+                for entry in fs.ls(path, detail=False)]
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,171 @@
+"""Real servers on 127.0.0.1 for tests: a static file server with range requests, and moto's
+S3-compatible server. Both serve a bounded number of seconds and stop by themselves.
+
+Python's http.server answers GET without ranges; RangeFileHandler answers `Range: bytes=a-b`
+(and `a-`) with 206 and Content-Range, as web servers and CDNs that host datasets do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+LOOPBACK = "127.0.0.1"
+MAX_SERVE_SECONDS = 300     # a server left running by a failed test stops by itself
+POLL_SECONDS = 0.2          # how often the serving loop looks at its stop flag
+RANGE_PATTERN = re.compile(r"bytes=(\d+)-(\d*)$")
+COPY_BYTES = 64 << 10
+
+
+class RangeFileHandler(BaseHTTPRequestHandler):
+    """GET/HEAD of files under server.root, with single byte ranges; logs each request."""
+
+    server: "LoopbackServer"
+
+    def log_message(self, format: str, *args) -> None:  # quiet test output
+        pass
+
+    def _file(self) -> Path | None:
+        relative = self.path.split("?", 1)[0].lstrip("/")
+        path = (self.server.root / relative).resolve()
+        if self.server.root not in path.parents or not path.is_file():
+            return None
+        return path
+
+    def _span(self, size: int) -> tuple[int, int] | None:
+        """(start, end exclusive) of the requested range, or None for the whole file."""
+        header = self.headers.get("Range")
+        match = RANGE_PATTERN.match(header or "")
+        if not match:
+            return None
+        start = int(match[1])
+        end = int(match[2]) + 1 if match[2] else size
+        return start, min(end, size)
+
+    def _respond(self, send_body: bool) -> None:
+        path = self._file()
+        self.server.requests.append((self.command, self.path, self.headers.get("Range")))
+        if path is None:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        size = path.stat().st_size
+        span = self._span(size)
+        start, end = span or (0, size)
+        if span and start >= size:
+            self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.end_headers()
+            return
+        self.send_response(HTTPStatus.PARTIAL_CONTENT if span else HTTPStatus.OK)
+        if span:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        if send_body:
+            self._copy(path, start, end)
+
+    def _copy(self, path: Path, start: int, end: int) -> None:
+        rate = self.server.bytes_per_second
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            while start < end:
+                chunk = handle.read(min(COPY_BYTES, end - start))
+                try:
+                    self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                start += len(chunk)
+                if rate:
+                    time.sleep(len(chunk) / rate)
+
+    def do_GET(self) -> None:
+        self._respond(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._respond(send_body=False)
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: Path, bytes_per_second: int = 0):
+        super().__init__((LOOPBACK, 0), RangeFileHandler)
+        self.root = Path(root).resolve()
+        self.bytes_per_second = bytes_per_second  # 0: as fast as possible
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.timeout = POLL_SECONDS
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def _serve_until(server: LoopbackServer, stop: threading.Event, deadline: float) -> None:
+    while not stop.is_set() and time.monotonic() < deadline:
+        server.handle_request()  # returns after at most server.timeout
+    server.server_close()
+
+
+@contextlib.contextmanager
+def http_server(root: Path, bytes_per_second: int = 0) -> Iterator[LoopbackServer]:
+    """Serve `root` on 127.0.0.1 (a free port) until the block ends or MAX_SERVE_SECONDS."""
+    server = LoopbackServer(root, bytes_per_second)
+    stop = threading.Event()
+    thread = threading.Thread(target=_serve_until,
+                              args=(server, stop, time.monotonic() + MAX_SERVE_SECONDS),
+                              daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+S3_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "loopback", "AWS_SECRET_ACCESS_KEY": "loopback",
+                  "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3-compatible server on 127.0.0.1; yields its endpoint URL. The AWS settings
+    that s3fs reads (endpoint, keys) point at it for the block, and are restored after."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+    server.start()
+    watchdog = threading.Timer(MAX_SERVE_SECONDS, server.stop)
+    watchdog.daemon = True
+    watchdog.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {name: os.environ.get(name) for name in (*S3_ENVIRONMENT, "AWS_ENDPOINT_URL")}
+    os.environ.update(S3_ENVIRONMENT, AWS_ENDPOINT_URL=endpoint)
+    try:
+        yield endpoint
+    finally:
+        watchdog.cancel()
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _forget_s3_clients()
+
+
+def _forget_s3_clients() -> None:
+    """s3fs caches clients by their settings: one bound to a stopped server must not be reused."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
