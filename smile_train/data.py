@@ -21,7 +21,7 @@ import torch
 from webdataset.gopen import gopen
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from smile_data.shards.layout import footprint_boxes
+from smile_data.shards.layout import boxes_array, footprint_boxes
 from smile_data.shards import integrity, reader, remote
 from smile_data.shards.dataset import CARD_FILE, load_card
 from smile_train import masking
@@ -188,6 +188,12 @@ def hflip(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray
 # --- the dataset -----------------------------------------------------------------------------
 
 
+def object_boxes(metadata: dict[str, Any], object_cells: str) -> np.ndarray:
+    """(T, K, 4) boxes the trajectory mask is built from: the shards store each object's
+    unrotated box and its angle per frame; "rotated" turns the box into its rotated bounds."""
+    return footprint_boxes(metadata) if object_cells == "rotated" else boxes_array(metadata)
+
+
 class CorruptSampleCounter:
     """Counts samples (and shards) a worker could not read; raises past the configured limit."""
 
@@ -225,12 +231,12 @@ class PretrainClips(IterableDataset):
 
     def _make_mask(self, rng: np.random.Generator, boxes: np.ndarray) -> np.ndarray:
         s = self.settings
-        settings = masking.MaskSettings(s.mask, s.mask_ratio, s.traj_unmask_ratio)
+        settings = masking.MaskSettings(s.mask, s.mask_ratio, s.traj_unmask_ratio, s.object_cells)
         return masking.sample_mask(rng, settings, self._grid(), boxes, TOKEN_PATCH, TOKEN_TUBELET)
 
     def _prepare(self, clip, rng: np.random.Generator) -> dict[str, Any]:
         s = self.settings
-        frames, boxes = clip.frames, footprint_boxes(clip.metadata)  # rotated objects' extents
+        frames, boxes = clip.frames, object_boxes(clip.metadata, s.object_cells)
         if frames.shape[0] != s.frames:
             raise ValueError(f"sample {clip.key}: {frames.shape[0]} frames, settings say {s.frames}")
         height, width = frames.shape[1:3]

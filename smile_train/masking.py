@@ -17,6 +17,11 @@ DEFAULT_GRID = (8, 14, 14)  # 16 frames / 2, 224 px / 16, 224 px / 16
 PATCH = 16
 TUBELET = 2
 MASK_KINDS = ("tube", "trajectory")
+# Which token cells belong to an object (SPEC §9): "released" = per tube slice, the enclosing
+# box of the unrotated boxes of the slice's frames; "per_frame" = the union of each frame's
+# unrotated box; "rotated" = per_frame on the rotated object's axis-aligned bounds. The cells of
+# a box run from floor(min / patch) to ceil(max / patch) + 1 (exclusive), clipped to the grid.
+OBJECT_CELLS = ("released", "per_frame", "rotated")
 FLOOR_TOLERANCE = 1e-9  # floor(0.57 * 100) must be 57, not 56 from 56.99999999999999
 BOX_FIELDS = 4  # x0, y0, x1, y1 in clip pixels
 
@@ -28,10 +33,13 @@ class MaskSettings:
     kind: str = "tube"  # "tube" (stage 2, natural clips) or "trajectory" (stage 1, overlays)
     ratio: float = 0.8  # masked share of the spatial positions of every temporal slice
     traj_unmask_ratio: float = 0.1  # share of trajectory tokens left visible (SPEC §9)
+    object_cells: str = "released"  # one of OBJECT_CELLS (rotated: the caller passes rotated bounds)
 
     def __post_init__(self) -> None:
         if self.kind not in MASK_KINDS:
             raise ValueError(f"mask kind {self.kind!r} not in {MASK_KINDS}")
+        if self.object_cells not in OBJECT_CELLS:
+            raise ValueError(f"object_cells {self.object_cells!r} not in {OBJECT_CELLS}")
         check_ratio("ratio", self.ratio)
         check_ratio("traj_unmask_ratio", self.traj_unmask_ratio)
 
@@ -82,28 +90,38 @@ def check_boxes(boxes: np.ndarray, grid: tuple[int, int, int], tubelet: int) -> 
     return boxes
 
 
+def _covers_frame(box: np.ndarray, width: int, height: int) -> bool:
+    """False for a box of zero area (an object cropped away) or wholly outside the frame."""
+    x0, y0, x1, y1 = box
+    return x1 > max(x0, 0) and y1 > max(y0, 0) and x0 < width and y0 < height
+
+
 def trajectory_tokens(boxes: np.ndarray, grid: tuple[int, int, int] = DEFAULT_GRID,
-                      patch: int = PATCH, tubelet: int = TUBELET) -> np.ndarray:
+                      patch: int = PATCH, tubelet: int = TUBELET, enclosing: bool = True) -> np.ndarray:
     """Tokens covered by an object: bool (N,) from boxes (T, K, 4) [x0, y0, x1, y1] in clip pixels.
 
-    For slice s and every object, each of the frames tubelet*s ... tubelet*s + tubelet - 1 marks
-    the cells from floor(min corner / patch) to ceil(max corner / patch) + 1 (exclusive), clipped
-    to the grid; the slice's trajectory tokens are the union over frames and objects. (The released
-    code takes the bounding box of the object's boxes in the two frames instead; the two differ only
-    where an object moves diagonally by more than a cell within one tubelet.) Boxes of zero area
-    (an object cropped away) and boxes wholly outside the frame cover nothing.
+    For slice s (frames tubelet*s ... tubelet*s + tubelet - 1) and every object, a box marks the
+    cells from floor(min corner / patch) to ceil(max corner / patch) + 1 (exclusive), clipped to
+    the grid; the slice's trajectory tokens are the union over objects. With `enclosing` (the
+    released generator) the box is the enclosing box of the object's boxes in the slice's
+    frames; without it each frame's box marks its own cells (the two differ where an object
+    moves diagonally by more than a cell within one tubelet). Boxes of zero area (an object
+    cropped away) and boxes wholly outside the frame cover nothing.
     """
     boxes = check_boxes(boxes, grid, tubelet)
     slices, rows, cols = grid
     cells = np.zeros(grid, dtype=bool)
     width, height = cols * patch, rows * patch
-    for frame, frame_boxes in enumerate(boxes):
-        for x0, y0, x1, y1 in frame_boxes:
-            if x1 <= max(x0, 0) or y1 <= max(y0, 0) or x0 >= width or y0 >= height:
-                continue
-            col0, col1 = _cell_range(x0, x1, patch, cols)
-            row0, row1 = _cell_range(y0, y1, patch, rows)
-            cells[frame // tubelet, row0:row1, col0:col1] = True
+    for s in range(slices):
+        for obj in range(boxes.shape[1]):
+            frame_boxes = [b for b in boxes[s * tubelet:(s + 1) * tubelet, obj] if _covers_frame(b, width, height)]
+            if enclosing and frame_boxes:
+                stacked = np.stack(frame_boxes)
+                frame_boxes = [np.concatenate([stacked[:, :2].min(axis=0), stacked[:, 2:].max(axis=0)])]
+            for x0, y0, x1, y1 in frame_boxes:
+                col0, col1 = _cell_range(x0, x1, patch, cols)
+                row0, row1 = _cell_range(y0, y1, patch, rows)
+                cells[s, row0:row1, col0:col1] = True
     return cells.reshape(-1)
 
 
@@ -141,7 +159,7 @@ def balance_mask(rng: np.random.Generator, mask: np.ndarray, object_tokens: np.n
 def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
                     grid: tuple[int, int, int] = DEFAULT_GRID, ratio: float = 0.8,
                     traj_unmask_ratio: float = 0.1, patch: int = PATCH,
-                    tubelet: int = TUBELET) -> np.ndarray:
+                    tubelet: int = TUBELET, enclosing: bool = True) -> np.ndarray:
     """Stage-1 "tube + trajectory" mask (SPEC §5): bool (N,) with exactly masked_count() True.
 
     In order, each step drawing from `rng`:
@@ -153,7 +171,7 @@ def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
        filled first from visible non-object tokens, then from visible trajectory tokens.
     """
     check_ratio("traj_unmask_ratio", traj_unmask_ratio)
-    objects = trajectory_tokens(boxes, grid, patch, tubelet)
+    objects = trajectory_tokens(boxes, grid, patch, tubelet, enclosing)
     mask = tube_mask(rng, grid, ratio)
     object_index = np.flatnonzero(objects)
     visible = rng.choice(object_index, size=floor_share(traj_unmask_ratio, object_index.size),
@@ -166,10 +184,11 @@ def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
 def sample_mask(rng: np.random.Generator, settings: MaskSettings,
                 grid: tuple[int, int, int] = DEFAULT_GRID, boxes: np.ndarray | None = None,
                 patch: int = PATCH, tubelet: int = TUBELET) -> np.ndarray:
-    """The mask `settings` asks for; a trajectory mask needs the clip's boxes (T, K, 4)."""
+    """The mask `settings` asks for; a trajectory mask needs the clip's boxes (T, K, 4): the
+    unrotated boxes, or the rotated bounds (layout.footprint_boxes) for object_cells "rotated"."""
     if settings.kind == "tube":
         return tube_mask(rng, grid, settings.ratio)
     if boxes is None:
         raise ValueError("a trajectory mask needs the clip's object boxes")
     return trajectory_mask(rng, boxes, grid, settings.ratio, settings.traj_unmask_ratio,
-                           patch, tubelet)
+                           patch, tubelet, enclosing=settings.object_cells == "released")

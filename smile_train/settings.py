@@ -12,6 +12,7 @@ from typing import Any
 
 from smile_data.config import SettingsError, apply_overrides, read_yaml
 from smile_train.lr_schedule import SCHEDULE_PACES
+from smile_train.masking import OBJECT_CELLS
 
 SECOND_MASKS = ("own", "shuffled")
 IMAGENET_BATCH_REFERENCE = 256  # learning rates are given per 256 samples (lr = base_lr x batch / 256)
@@ -40,6 +41,10 @@ class PretrainSettings:
     # --- masking (SPEC §5) ---
     mask: str = "trajectory"  # "trajectory" (stage 1) or "tube" (stage 2)
     mask_ratio: float = 0.8
+    # Object token cells (masking.OBJECT_CELLS): "released" = per tube slice the enclosing box
+    # of the two frames' unrotated boxes; "per_frame" = each frame's box; "rotated" = each
+    # frame's rotated bounds (the shards store unrotated boxes and angles).
+    object_cells: str = "released"
     traj_unmask_ratio: float = 0.1  # released code: the generator's 0.1 (scripts pass 0.2, unused)
     mask_repeats: int = 2  # multiple sampling: masks per loaded clip
     # "shuffled" (released engine): copies after the first take another clip's mask, a random
@@ -86,6 +91,8 @@ def check_pretrain_settings(s: PretrainSettings, source: str) -> None:
     """Refuse choices the loop cannot run, naming the setting (before any data is read)."""
     if s.second_mask not in SECOND_MASKS:
         raise SettingsError(f"{source}: second_mask {s.second_mask!r} must be one of {', '.join(SECOND_MASKS)}")
+    if s.object_cells not in OBJECT_CELLS:
+        raise SettingsError(f"{source}: object_cells {s.object_cells!r} must be one of {', '.join(OBJECT_CELLS)}")
     if s.schedule_pace not in SCHEDULE_PACES:
         raise SettingsError(f"{source}: schedule_pace {s.schedule_pace!r} must be one of {', '.join(SCHEDULE_PACES)}")
     if s.mask_repeats < 1 or s.epochs < 1 or s.schedule_epochs < 0 or s.warmup_epochs < 0:

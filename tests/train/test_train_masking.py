@@ -69,9 +69,14 @@ def test_trajectory_cells_follow_floor_and_ceil_plus_one():
     assert (cells[1] == expected).all()
     assert cells.sum() == expected.sum()
     boxes[3, 0] = [200.0, 0.0, 224.0, 16.0]  # frame 3: cols 12..14 (clipped), rows 0..2
-    cells = trajectory_tokens(boxes).reshape(GRID)
+    cells = trajectory_tokens(boxes, enclosing=False).reshape(GRID)  # each frame its own cells
     expected[0:2, 12:14] = True
     assert (cells[1] == expected).all()
+    # released rule: the enclosing box [20, 0, 224, 47] of the slice's two frames
+    cells = trajectory_tokens(boxes).reshape(GRID)
+    expected[:] = False
+    expected[0:4, 1:14] = True  # rows 0 .. ceil(47/16)+1 = 4, cols floor(20/16) = 1 .. 15 -> 14
+    assert (cells[1] == expected).all() and cells.sum() == expected.sum()
 
 
 def test_objects_outside_the_frame_cover_nothing_and_huge_ones_everything():
@@ -158,3 +163,40 @@ def test_boxes_cropped_away_cover_no_token():
     assert not trajectory_tokens(zero_width_at_edge, grid).any()
     outside = np.tile(np.array([[[224.0, 10, 260, 40]]]), (16, 1, 1))
     assert not trajectory_tokens(outside, grid).any()
+
+
+def test_released_object_cells_take_the_enclosing_box_of_each_slice():
+    # Values where floor, round and ceil disagree: 40/16 = 2.5, 71/16 = 4.4375, 17.4/16 = 1.0875,
+    # 47.7/16 = 2.98. Slice 0: frame 0 at x [40, 55], frame 1 at x [60, 71]; y [17.4, 30] then
+    # [33, 47.7]. Enclosing box [40, 17.4, 71, 47.7]: cols floor(2.5) = 2 .. ceil(4.4375)+1 = 6,
+    # rows floor(1.0875) = 1 .. ceil(2.98)+1 = 4.
+    boxes = np.full((16, 1, 4), 300.0)
+    boxes[0, 0] = [40.0, 17.4, 55.0, 30.0]
+    boxes[1, 0] = [60.0, 33.0, 71.0, 47.7]
+    expected = np.zeros((14, 14), bool)
+    expected[1:4, 2:6] = True
+    released = trajectory_tokens(boxes).reshape(GRID)
+    assert (released[0] == expected).all() and released.sum() == 12
+    # per frame: frame 0 cols 2 .. ceil(3.4375)+1 = 5, rows 1 .. ceil(1.875)+1 = 3;
+    # frame 1 cols floor(3.75) = 3 .. 6, rows floor(2.0625) = 2 .. 4: 6 + 6 cells, 2 shared
+    per_frame = trajectory_tokens(boxes, enclosing=False).reshape(GRID)
+    expected[:] = False
+    expected[1:3, 2:5] = True
+    expected[2:4, 3:6] = True
+    assert (per_frame[0] == expected).all() and per_frame.sum() == 10
+
+
+def test_object_cells_setting_picks_the_boxes_and_the_rule():
+    from smile_train.data import object_boxes
+
+    # one object, a 32-px square centred on (32, 32), turned by 45 degrees in every frame
+    metadata = {"frames": 16, "objects": [{"boxes": [[16, 16, 48, 48]] * 16, "angles": [45.0] * 16}]}
+    unrotated = object_boxes(metadata, "released")
+    np.testing.assert_allclose(unrotated[0, 0], [16, 16, 48, 48])
+    rotated = object_boxes(metadata, "rotated")  # half side 16 x (cos 45 + sin 45) = 22.63
+    np.testing.assert_allclose(rotated[0, 0], [32 - 22.627, 32 - 22.627, 32 + 22.627, 32 + 22.627], atol=1e-3)
+    # unrotated: cells 1 .. ceil(3)+1 = 4 (3 x 3); rotated: 0 .. ceil(3.41)+1 = 5 (5 x 5), per slice
+    assert trajectory_tokens(unrotated).sum() == 8 * 9 and trajectory_tokens(rotated).sum() == 8 * 25
+    assert MaskSettings().object_cells == "released"
+    with pytest.raises(ValueError, match="object_cells"):
+        MaskSettings(object_cells="rounded")

@@ -70,6 +70,8 @@ def test_schedule_settings_are_checked():
         load_pretrain_stages(None, {"schedule_pace": "pass"})
     with pytest.raises(SettingsError, match="second_mask"):
         load_pretrain_stages(None, {"second_mask": "random"})
+    with pytest.raises(SettingsError, match="object_cells"):
+        load_pretrain_stages(None, {"object_cells": "rounded"})
 
 
 def test_shuffled_second_mask_is_another_clips_mask():
