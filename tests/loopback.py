@@ -22,6 +22,7 @@ MAX_SERVE_SECONDS = 300     # a server left running by a failed test stops by it
 POLL_SECONDS = 0.2          # how often the serving loop looks at its stop flag
 RANGE_PATTERN = re.compile(r"bytes=(\d+)-(\d*)$")
 COPY_BYTES = 64 << 10
+THROTTLED_CHUNKS_PER_SECOND = 20  # a throttled server sends small chunks, evenly spaced
 
 
 class RangeFileHandler(BaseHTTPRequestHandler):
@@ -74,11 +75,12 @@ class RangeFileHandler(BaseHTTPRequestHandler):
             self._copy(path, start, end)
 
     def _copy(self, path: Path, start: int, end: int) -> None:
-        rate = self.server.bytes_per_second
         with open(path, "rb") as handle:
             handle.seek(start)
             while start < end:
-                chunk = handle.read(min(COPY_BYTES, end - start))
+                rate = self.server.bytes_per_second  # read each time: a test may lift it
+                size = max(1, rate // THROTTLED_CHUNKS_PER_SECOND) if rate else COPY_BYTES
+                chunk = handle.read(min(size, end - start))
                 try:
                     self.wfile.write(chunk)
                 except (BrokenPipeError, ConnectionResetError):

@@ -63,7 +63,23 @@ def merge_shards_command(
                f"{counts['skipped']} skipped sources")
 
 
+def fetch_command(
+    url: str = typer.Argument(..., help="Dataset URL (https://, s3://, gs://, hf://) or folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Local folder to mirror the dataset into."),
+    shards: str = typer.Option(None, "--shards", help="Card positions to fetch, e.g. 0-9,12 [all]."),
+    workers: int = typer.Option(4, "--workers", "-w", min=1, help="Parallel downloads."),
+    card_sha256: str = typer.Option(None, "--card-sha256", help=CARD_SHA256_HELP),
+) -> None:
+    """Mirror a dataset to local disk: parallel, resumable, every shard verified before it is kept."""
+    from smile_data.shards.fetch import fetch_dataset
+
+    report = fetch_dataset(url, out, shards=shards, workers=workers, card_sha256=card_sha256)
+    typer.echo(f"{out}: {len(report.downloaded)} shards fetched ({len(report.resumed)} resumed), "
+               f"{len(report.already_present)} already present, {report.bytes_read} bytes read")
+
+
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate_command)
     app.command("preview")(preview_command)
     app.command("merge-shards")(merge_shards_command)
+    app.command("fetch")(fetch_command)

@@ -69,14 +69,15 @@ def _filesystem(url: str):
     return fsspec.core.url_to_fs(url)
 
 
-def open_binary(location: str | Path, offset: int = 0) -> IO[bytes]:
-    """A readable binary stream of a local file or URL, positioned at `offset` (remote reads
-    from an offset use range requests)."""
+def open_binary(location: str | Path, offset: int = 0,
+                block_size: int = STREAM_BLOCK_BYTES) -> IO[bytes]:
+    """A readable binary stream of a local file or URL, positioned at `offset`; remote files
+    are read by range requests of `block_size` bytes."""
     if not is_url(location):
         handle = open(location, "rb")
     else:
         fs, path = _filesystem(str(location))
-        handle = fs.open(path, "rb", block_size=STREAM_BLOCK_BYTES)
+        handle = fs.open(path, "rb", block_size=block_size)
     if offset:
         handle.seek(offset)
     return handle

@@ -1,0 +1,184 @@
+"""`smile-data fetch URL --out DIR`: mirror a dataset (or some of its shards) to local disk.
+
+The card is read first (pinned with `card_sha256` if given) and decides everything: which
+shards exist, their sizes and sha256s, and the manifest's. Shards are downloaded in parallel
+into `<name>.partial`; a rerun continues each partial file where it stopped (a range request
+from its current size) and re-hashes what it already holds. A shard gets its final name only
+once its size and sha256 match the card; a mismatch removes the partial file and is an error
+naming the shard. The manifest (checked against the card), the dataset README and, last, the
+card itself are then written atomically, so a folder with `dataset.json` is a finished mirror.
+With a subset of shards (`--shards 0-9`), the card and manifest are the source's, unchanged
+(so a pinned sha256 still holds); train on the subset by listing its shards.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from smile_data.io import sha256_file, write_bytes_atomic
+from smile_data.shards import remote
+from smile_data.shards.dataset import (
+    CARD_FILE, MANIFEST_FILE, check_card_sha256, parse_card, read_card_bytes,
+)
+
+PARTIAL_SUFFIX = ".partial"
+README_FILE = "README.md"
+MAX_README_BYTES = 1 << 20
+MAX_SCHEMA1_MANIFEST_BYTES = 4 << 30  # a schema-1 card does not record its manifest's size
+DEFAULT_FETCH_WORKERS = 4
+FETCH_BLOCK_BYTES = 1 << 20  # one range request each: what a killed run keeps at most loses
+
+
+@dataclass
+class FetchReport:
+    downloaded: list[str]     # shard names fetched (fully or the rest of a partial file)
+    already_present: list[str]  # shard names already verified under their final name
+    resumed: list[str]        # shard names whose partial file was continued
+    bytes_read: int           # bytes transferred in this run
+
+
+def select_shards(spec: str | None, count: int) -> list[int]:
+    """Card positions from `0-9,12` (inclusive ranges); all of them when `spec` is empty."""
+    if not spec:
+        return list(range(count))
+    chosen: set[int] = set()
+    for part in spec.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise ValueError(f"--shards {spec!r}: {part!r} is not N or N-M") from None
+        if not 0 <= low <= high < count:
+            raise ValueError(f"--shards {spec!r}: {part!r} is outside 0-{count - 1} "
+                             f"(the card lists {count} shards)")
+        chosen.update(range(low, high + 1))
+    return sorted(chosen)
+
+
+def _hash_prefix(path: Path) -> tuple[Any, int]:
+    digest, size = hashlib.sha256(), 0
+    if path.is_file():
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(remote.CHUNK_BYTES), b""):
+                digest.update(chunk)
+                size += len(chunk)
+    return digest, size
+
+
+def _download_shard(source: str | Path, out: Path, entry: dict[str, Any],
+                    progress: Callable[[int, bool], None]) -> tuple[str, bool]:
+    """Fetch one shard into its partial file, verify it, rename it; return (name, resumed)."""
+    name, expected = entry["name"], entry["bytes"]
+    partial = out / f"{name}{PARTIAL_SUFFIX}"
+    digest, have = _hash_prefix(partial)
+    if have > expected:  # not a prefix of this shard: start again
+        partial.unlink()
+        digest, have = hashlib.sha256(), 0
+    progress(have, False)
+    resumed = have > 0
+    if have < expected:
+        with remote.open_binary(remote.join(source, name), offset=have,
+                                block_size=FETCH_BLOCK_BYTES) as stream, \
+                open(partial, "ab") as target:
+            while have < expected:
+                chunk = stream.read(min(FETCH_BLOCK_BYTES, expected - have))
+                if not chunk:
+                    break
+                target.write(chunk)
+                target.flush()  # a killed run keeps what it received
+                digest.update(chunk)
+                have += len(chunk)
+                progress(len(chunk), True)
+    if have != expected or digest.hexdigest() != entry["sha256"]:
+        partial.unlink(missing_ok=True)
+        raise ValueError(f"{remote.join(source, name)}: {have} bytes with a sha256 that is not "
+                         f"the {CARD_FILE}'s ({expected} bytes); the partial file was removed, "
+                         "rerun to fetch it again")
+    write_complete(partial, out / name)
+    return name, resumed
+
+
+def write_complete(partial: Path, final: Path) -> None:
+    """fsync and rename a verified partial file to its final name."""
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(partial, final)
+
+
+def _is_verified(path: Path, entry: dict[str, Any]) -> bool:
+    return (path.is_file() and path.stat().st_size == entry["bytes"]
+            and sha256_file(path) == entry["sha256"])
+
+
+def _fetch_manifest(source: str | Path, card: dict[str, Any]) -> bytes:
+    entry = card.get("manifest")
+    location = remote.join(source, MANIFEST_FILE)
+    data = remote.read_bytes(location, entry["bytes"] if entry else MAX_SCHEMA1_MANIFEST_BYTES)
+    if entry and (len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]):
+        raise ValueError(f"{location}: differs from the sha256 and size in {CARD_FILE}")
+    return data
+
+
+def _check_destination(out: Path, card_bytes: bytes) -> None:
+    existing = out / CARD_FILE
+    if existing.is_file() and existing.read_bytes() != card_bytes:
+        raise ValueError(f"{out}: holds another dataset ({CARD_FILE} differs from the one "
+                         "fetched); choose an empty folder")
+
+
+def fetch_dataset(source: str | Path, out: str | Path, shards: str | None = None,
+                  workers: int = DEFAULT_FETCH_WORKERS, card_sha256: str | None = None,
+                  show_progress: bool = True) -> FetchReport:
+    """Mirror the dataset at `source` (URL or folder) into `out`; see the module docstring."""
+    if remote.is_url(source):
+        remote.check_url(str(source))
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, not {workers}")
+    out = Path(out)
+    card_bytes = read_card_bytes(source)
+    check_card_sha256(card_bytes, card_sha256, remote.join(source, CARD_FILE))
+    card = parse_card(card_bytes, remote.join(source, CARD_FILE))
+    out.mkdir(parents=True, exist_ok=True)
+    _check_destination(out, card_bytes)
+    manifest = _fetch_manifest(source, card)
+    entries = [card["shards"][i] for i in select_shards(shards, len(card["shards"]))]
+    present = [e["name"] for e in entries if _is_verified(out / e["name"], e)]
+    wanted = [e for e in entries if e["name"] not in present]
+    report = FetchReport([], present, [], 0)
+    total = sum(e["bytes"] for e in wanted)
+    lock = threading.Lock()
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {out.name}",
+              disable=not show_progress) as bar:
+        def progress(count: int, transferred: bool) -> None:
+            with lock:
+                bar.update(count)
+                report.bytes_read += count if transferred else 0
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, min(workers, len(wanted) or 1))) as pool:
+            jobs = [pool.submit(_download_shard, source, out, entry, progress) for entry in wanted]
+            for job in concurrent.futures.as_completed(jobs):
+                name, resumed = job.result()
+                report.downloaded.append(name)
+                if resumed:
+                    report.resumed.append(name)
+    report.downloaded.sort()
+    report.resumed.sort()
+    _write_card_files(source, out, manifest, card_bytes)
+    return report
+
+
+def _write_card_files(source: str | Path, out: Path, manifest: bytes, card_bytes: bytes) -> None:
+    """The manifest, the README if the source has one, then the card (the 'finished' mark)."""
+    write_bytes_atomic(out / MANIFEST_FILE, manifest)
+    readme = remote.join(source, README_FILE)
+    if remote.exists(readme):
+        write_bytes_atomic(out / README_FILE, remote.read_bytes(readme, MAX_README_BYTES))
+    write_bytes_atomic(out / CARD_FILE, card_bytes)
