@@ -223,7 +223,8 @@ def import_objects(src: str | Path, out: str | Path, settings: ImportSettings | 
     report = _report(src, rows)
     manifest_rows = [{k: v for k, v in row.items() if k != "detail"} for row in rows]
     write_bank_files(out, manifest_rows, source="import", command="import-objects",
-                     settings=settings, description=DESCRIPTION, imported_from=str(src))
+                     settings=settings, description=DESCRIPTION, imported_from=str(src),
+                     **({"license": settings.license} if settings.license else {}))
     write_json_atomic(out / REPORT_FILE, report)
     return report
 

@@ -82,6 +82,9 @@ class ImportSettings:
     strict: bool = False  # fail on any bad file (default: fail only when nothing imported)
     workers: int = 1  # decoding processes
     chunk_size: int = 256  # files per journal record (the unit of resume)
+    # The objects' licence as the importer declares it; recorded in bank.json and listed in
+    # the README of every dataset rendered with the bank.
+    license: str = ""
 
 
 # Settings that change how fast a build runs but not what it writes; a resumed build may differ.

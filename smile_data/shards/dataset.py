@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from smile_data.io import atomic_path, sha256_file, write_json_atomic
+from smile_data.io import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic
 from smile_data.shards import layout, remote
 from smile_data.shards.progress import (
     card_part_path,
@@ -25,6 +26,8 @@ from smile_data.shards.progress import (
     manifest_part_path,
     read_identity,
 )
+
+log = logging.getLogger(__name__)
 
 FORMAT_NAME = "smile-clip-shards"
 CARD_FILE = "dataset.json"
@@ -40,6 +43,7 @@ CARD_SCHEMA_VERSION = 2
 OLDEST_CARD_SCHEMA_VERSION = 1
 SAMPLE_DIGEST_COLUMN = "sample_sha256"
 MAX_CARD_BYTES = 64 << 20  # a card lists every shard: a few hundred bytes each
+README_PREVIEW_CLIPS, README_PREVIEW_FRAMES = 4, 8  # the README's contact sheet
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 SHARD_ENTRY_FIELDS = ("name", "sha256", "bytes", "samples")
 
@@ -267,4 +271,21 @@ def finalize_dataset(out_dir: str | Path) -> dict[str, Any]:
     card["manifest"] = {"name": MANIFEST_FILE, "bytes": (out_dir / MANIFEST_FILE).stat().st_size,
                         "sha256": sha256_file(out_dir / MANIFEST_FILE)}
     write_json_atomic(out_dir / CARD_FILE, card)
+    write_readme(out_dir, card)
     return card
+
+
+def write_readme(out_dir: Path, card: dict[str, Any]) -> None:
+    """The human-readable card (card_readme.py) and its preview image, beside dataset.json."""
+    from smile_data.shards import card_readme
+    from smile_data.shards.preview import PreviewSettings, make_preview
+
+    preview = None
+    settings = PreviewSettings(clips=README_PREVIEW_CLIPS, frames=README_PREVIEW_FRAMES)
+    try:
+        make_preview(out_dir, out_dir / card_readme.PREVIEW_FILE, settings)
+        preview = card_readme.PREVIEW_FILE
+    except (ValueError, OSError) as error:  # the card is written; `validate` tells what is wrong
+        log.warning("%s: no preview image for README.md: %s", out_dir, error)
+    text = card_readme.render_readme(card, card_readme.read_bank_card(card), preview)
+    write_bytes_atomic(out_dir / card_readme.README_FILE, text.encode("utf-8"))

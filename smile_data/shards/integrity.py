@@ -158,7 +158,8 @@ def _load_digests(folder: str | Path, card: dict[str, Any]) -> dict[str, dict[st
 
 # --- one index per dataset folder and process (DataLoader workers build their own) ---------
 
-_INDEXES: dict[tuple[str, tuple[str, ...]], DatasetIndex | None] = {}
+IndexCache = dict[tuple, "DatasetIndex | None"]
+_INDEXES: IndexCache = {}
 
 
 def split_shard_location(location: str | Path) -> tuple[str | Path, str]:
@@ -169,21 +170,36 @@ def split_shard_location(location: str | Path) -> tuple[str | Path, str]:
     return Path(location).parent, Path(location).name
 
 
-def index_for_shard(location: str | Path, pins: tuple[str, ...] = ()) -> DatasetIndex | None:
-    """The index of the dataset a shard belongs to (its folder's card), or None without one."""
+def _cache_key(folder: str | Path, pins: tuple[str, ...]) -> tuple:
+    """A local card is known by its size and modification time too: a folder rewritten by
+    `--overwrite` in the same process gets a new index."""
+    if remote.is_url(folder):
+        return str(folder), pins
+    try:
+        stat = (Path(folder) / CARD_FILE).stat()
+    except OSError:
+        return str(folder), pins
+    return str(folder), pins, stat.st_size, stat.st_mtime_ns
+
+
+def index_for_shard(location: str | Path, pins: tuple[str, ...] = (),
+                    cache: IndexCache | None = None) -> DatasetIndex | None:
+    """The index of the dataset a shard belongs to (its folder's card), or None without one;
+    kept in `cache` (default: one per process)."""
+    cache = _INDEXES if cache is None else cache
     folder, _ = split_shard_location(location)
-    cache_key = (str(folder), pins)
-    if cache_key not in _INDEXES:
+    key = _cache_key(folder, pins)
+    if key not in cache:
         if remote.exists(remote.join(folder, CARD_FILE)):
-            _INDEXES[cache_key] = DatasetIndex.load(folder, pins)
+            cache[key] = DatasetIndex.load(folder, pins)
         elif pins:
             raise IntegrityError(f"{folder}: no {CARD_FILE} beside shard {location}, but a "
                                  "card sha256 is pinned")
         else:
             log.warning("%s: no %s beside the shards: their samples are not verified",
                         folder, CARD_FILE)
-            _INDEXES[cache_key] = None
-    return _INDEXES[cache_key]
+            cache[key] = None
+    return cache[key]
 
 
 class _HashingReader:
@@ -210,10 +226,10 @@ def _report(problem: str, settings: IntegritySettings, on_mismatch: OnMismatch) 
 
 
 def checked_samples(location: str | Path, stream: IO[bytes], settings: IntegritySettings,
-                    on_mismatch: OnMismatch, read: Callable[[IO[bytes]], Iterator[dict]]
-                    ) -> Iterator[dict[str, Any]]:
+                    on_mismatch: OnMismatch, read: Callable[[IO[bytes]], Iterator[dict]],
+                    cache: IndexCache | None = None) -> Iterator[dict[str, Any]]:
     """Raw samples of one shard read from `stream` by `read`, verified as settings say."""
-    index = None if settings.mode == "off" else index_for_shard(location, settings.pins)
+    index = None if settings.mode == "off" else index_for_shard(location, settings.pins, cache)
     if index is None:
         yield from read(stream)
         return

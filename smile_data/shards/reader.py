@@ -318,12 +318,14 @@ def read_shard_files(locations: Sequence[str | Path], integrity: Any = None) -> 
     beside their shard (integrity.checked_samples)."""
     from smile_data.shards import integrity as checks, remote
 
+    indexes: checks.IndexCache = {}  # this call's own: the folders may be rewritten later
     for location in locations:
         with remote.open_binary(location) as stream:
             if integrity is None:
                 raws = iter_tar_samples(stream)
             else:
-                raws = checks.checked_samples(location, stream, integrity, _raise, iter_tar_samples)
+                raws = checks.checked_samples(location, stream, integrity, _raise,
+                                              iter_tar_samples, indexes)
             for raw in raws:
                 yield decode_sample(raw)
 

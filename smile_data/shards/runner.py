@@ -42,6 +42,7 @@ from smile_data.shards.dataset import (
     rows_table,
     write_rank_part,
 )
+from smile_data.shards.card_readme import PREVIEW_FILE, README_FILE
 from smile_data.shards.integrity import sample_digest
 from smile_data.shards.progress import (
     Journal,
@@ -105,8 +106,9 @@ def _check_arguments(prefix: str, task_count: int, samples_per_task: int, worker
 
 
 def _is_dataset_name(name: str) -> bool:
-    """A file name this writer puts at the top of a dataset folder: a shard, card or manifest."""
-    return name in (CARD_FILE, MANIFEST_FILE) or layout.SHARD_NAME_PATTERN.fullmatch(name) is not None
+    """A file name this writer puts at the top of a dataset folder: a shard, card, manifest,
+    README or its preview."""
+    return name in (CARD_FILE, MANIFEST_FILE, README_FILE, PREVIEW_FILE) or layout.SHARD_NAME_PATTERN.fullmatch(name) is not None
 
 
 def _is_dataset_file(path: Path) -> bool:
