@@ -18,7 +18,7 @@ from smile_data.objects.bank import BankObject
 from smile_data.render.overlay import make_layers, paste_layers
 from smile_data.render.patches import make_patch
 from smile_data.render.settings import RenderSettings
-from smile_data.render.trajectory import Trajectory, generate_trajectory
+from smile_data.render.trajectory import Trajectory, generate_trajectory, size_scale
 from smile_data.shards import layout
 
 COORDINATE_DECIMALS = 2  # boxes and angles in the metadata: 1/100 px and 1/100 degree
@@ -42,7 +42,8 @@ def clip_rng(seed: int, clip_index: int) -> np.random.Generator:
 
 def largest_box_side(s: RenderSettings) -> float:
     """The longest box side any trajectory can reach: objects never need more pixels."""
-    longest = max(s.box_sides) * math.sqrt(max(max(s.box_aspects), 1 / min(s.box_aspects)))
+    longest = max(s.box_sides) * size_scale(s, s.size, s.size) * math.sqrt(
+        max(max(s.box_aspects), 1 / min(s.box_aspects)))
     grown = longest * math.exp(s.box_jitter) * math.exp(s.scale_step * (s.frames - 1))
     return min(grown, float(s.size - 1))
 

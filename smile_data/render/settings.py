@@ -15,6 +15,7 @@ from smile_data.shards.layout import BACKGROUND_KINDS, FRAME_CODECS
 OVERLAY_MODES = ("objects", "patches", "none")
 LABELS = ("none", "motion-direction")
 MOTIONS = ("gaussian", "linear")
+TRAJECTORY_SAMPLERS = ("released", "bounded")
 VIDEO_BACKGROUNDS = ("natural", "frame")
 IMAGE_BACKGROUNDS = ("image",)
 PROBABILITY_SUM_TOLERANCE = 1e-6  # the draws normalise, so a rounded list is fine
@@ -62,6 +63,12 @@ class RenderSettings:
     scale_step: float = 0.025  # log size change per frame
     rotation_step: float = 6.0  # degrees per frame
     rotation: bool = True
+    # "released" (the authors' sampler, SPEC §9) or "bounded" (every frame within the per-frame
+    # bounds above); see render/trajectory.py
+    trajectory_sampler: str = "released"
+    # Box sides, Gaussian extents and linear shifts are pixels of a clip this size (SPEC §3 gives
+    # them for 224 px); a clip of another size scales them by min(W, H) / reference_size.
+    reference_size: int = 224
 
     # Patch mode (SPEC §3, the tubelet baseline).
     patch_shape_probs: list[float] = field(default_factory=lambda: [0.5, 0.35, 0.15])
@@ -157,6 +164,11 @@ def check_render_settings(s: RenderSettings) -> None:
         raise ValueError(f"overlay {s.overlay!r} must be one of {', '.join(OVERLAY_MODES)}")
     if s.motion not in MOTIONS:
         raise ValueError(f"motion {s.motion!r} must be one of {', '.join(MOTIONS)}")
+    if s.trajectory_sampler not in TRAJECTORY_SAMPLERS:
+        raise ValueError(f"trajectory_sampler {s.trajectory_sampler!r} must be one of "
+                         f"{', '.join(TRAJECTORY_SAMPLERS)}")
+    if s.reference_size < 1:
+        raise ValueError(f"setting reference_size: must be >= 1, got {s.reference_size}")
     if s.objects < 0:
         raise ValueError("objects must be >= 0")
     if not s.crop_scales or any(not 0 < c <= 1 for c in s.crop_scales):

@@ -1,25 +1,35 @@
 """Object trajectories of SPEC §3: a box (centre, size) and an angle in every frame of a clip.
 
-Key frames: frame 0 and T-1 always, plus 0/1/2 inner key frames (p .5/.3/.2) evenly spaced and
-jittered by up to a third of the spacing. Between two key frames every changing quantity (the
-centre in linear motion, the log size, the angle) moves with one step drawn per segment; the
-segment's interpolation mode shapes how that step is spent frame by frame:
-    linear       the full step every frame,
-    accelerate   a rate ramping up to the step (j/n of it on the j-th of n frames),
-    decelerate   a rate ramping down from the step.
-So no frame ever moves by more than the SPEC bound (12 px per axis, exp(+-0.025) in size,
-+-6 degrees), and the eased modes cover about half the distance of the linear one (a deliberate
-choice, docs/data.md). A one-frame clip has no segment: its single frame is the initial state.
+Sizes relative to the clip: box sides, Gaussian extents and linear speeds are pixels of a
+`reference_size` clip (224, SPEC §3); a clip of another size scales them by
+min(W, H) / reference_size (`size_scale`), so every caller of `generate_trajectory` (the
+renderer, on-the-fly overlays) draws objects covering the same share of the frame.
 
-Gaussian motion (SPEC §3, literally) ignores key frames for the centre: 48 points uniform over
-the centres that keep the initial box inside the frame, each axis smoothed (sigma 8, reflect)
-and normalised to [0, 1], scaled by an extent drawn in [40, 180) px (at most the frame side),
-shifted by an offset drawn uniformly in [0, side - extent] so the path lies inside the frame,
-clipped to the frame, and sampled at T evenly spaced indices. The centre thus stays in the
-frame, but the box may reach past the edge; compositing clips what lies outside.
+Two samplers (`trajectory_sampler`):
+
+"released" (default; the authors' released code, SPEC §9). Location (linear motion), size and
+rotation each draw their own key frames: frame 0 and T-1, plus 0/1/2 inner ticks
+int(T / (k+1) x i), each moved by an integer jitter in [-r, r) with r = int(T / (k+1) / 3).
+Key values accumulate one draw per segment of d frames: the angle by U(-6d, 6d) degrees, the
+width and the height each by its own factor exp(U(-0.025d, 0.025d)), a linear centre by
+U(-12d, 12d) px per axis (clipped to keep the initial box inside). Between key frames the value
+is interpolated linearly (p .7), accelerating (start + (end - start) (k/d)^2) or decelerating
+(end - (end - start) ((d - k)/d)^2), reaching the key value: per-frame bounds hold on average.
+Gaussian motion: 48 points uniform over [1 + b/2, W - 1 - b/2] per axis, smoothed (sigma 8,
+reflect), normalised to [0, 1], scaled by ONE integer extent randint(40, 180) shared by x and y,
+shifted by an integer offset randint(0, side - extent) per axis, clipped to [0, side - 1],
+sampled at T evenly spaced indices and truncated to integer pixels. Boxes end on integer pixels
+(rounded corners), angles on whole degrees (truncated), as the released paste uses them.
+
+"bounded" (this project's earlier sampler): one key-frame set for everything, jittered by up to
+a third of the spacing; every quantity moves by one step drawn per segment, spent frame by
+frame at the full rate (linear) or at a rate ramping up or down (eased), so no frame ever moves
+by more than the SPEC bound (12 px per axis, exp(+-0.025) in size, +-6 degrees), and eased
+segments cover about half the distance. The size keeps its aspect ratio. Gaussian motion draws
+a float extent per axis and a float offset. A one-frame clip is its initial state (both).
 
 With label motion-direction the centre instead crosses the frame in the clip's class direction
-(direction.py); key frames, size and rotation are drawn as above.
+(direction.py, on the bounded key frames); size and rotation follow the sampler.
 
 Coordinates are continuous pixels of the final clip: the frame spans [0, W] x [0, H] and pixel
 (i, j) covers [i, i+1) x [j, j+1).
@@ -41,6 +51,7 @@ from smile_data.render.settings import RenderSettings
 
 LINEAR, ACCELERATE, DECELERATE = 0, 1, 2
 MIN_BOX_SIDE = 1.0
+GAUSSIAN_MARGIN = 1.0  # released sampler: path points keep the box this many px off the edge
 _NORMALISE_EPS = 1e-9
 
 
@@ -83,11 +94,17 @@ def draw_indices(rng: np.random.Generator, probabilities: list[float], count: in
     return [bisect.bisect_right(cdf, u) for u in rng.random(count).tolist()]
 
 
+def size_scale(s: RenderSettings, width: int, height: int) -> float:
+    """Factor from the reference clip's pixels (SPEC §3 numbers) to this clip's pixels."""
+    return min(width, height) / s.reference_size
+
+
 def initial_box_size(
     rng: np.random.Generator, s: RenderSettings, width: int, height: int
 ) -> tuple[float, float]:
-    """w = side*sqrt(aspect), h = side/sqrt(aspect), each jittered by exp(U[-j, j]), clipped."""
-    side = float(s.box_sides[rng.integers(len(s.box_sides))])
+    """w = side*sqrt(aspect), h = side/sqrt(aspect), each jittered by exp(U[-j, j]), clipped;
+    sides scaled to the clip (size_scale)."""
+    side = float(s.box_sides[rng.integers(len(s.box_sides))]) * size_scale(s, width, height)
     aspect = float(s.box_aspects[rng.integers(len(s.box_aspects))])
     jitter_w, jitter_h = np.exp(rng.uniform(-s.box_jitter, s.box_jitter, size=2)).tolist()
     w = min(max(side * math.sqrt(aspect) * jitter_w, MIN_BOX_SIDE), width - 1)
@@ -151,7 +168,8 @@ def gaussian_centres(
     smooth = gaussian_filter1d(points, s.gaussian_sigma, axis=0, mode="reflect")
     low, high = smooth.min(axis=0), smooth.max(axis=0)
     unit = (smooth - low) / np.maximum(high - low, _NORMALISE_EPS)  # (P, 2), each axis in [0, 1]
-    extent = np.minimum(rng.uniform(s.gaussian_extent_min, s.gaussian_extent_max, size=2),
+    scale = size_scale(s, width, height)
+    extent = np.minimum(rng.uniform(s.gaussian_extent_min * scale, s.gaussian_extent_max * scale, size=2),
                         frame_size)
     offset = rng.uniform(0.0, frame_size - extent)  # the extent stays inside the frame
     path = np.clip(unit * extent + offset, 0.0, frame_size)
@@ -172,21 +190,141 @@ def linear_centres(
     frame_size = np.array([width, height], np.float64)
     half0 = sizes[0] / 2
     start = rng.uniform(half0, frame_size - half0)
-    steps = rng.uniform(-s.linear_max_shift, s.linear_max_shift, size=(segment_of.max() + 1, 2))
+    shift = s.linear_max_shift * size_scale(s, width, height)
+    steps = rng.uniform(-shift, shift, size=(segment_of.max() + 1, 2))
     centres = start + np.cumsum(_increments(steps, segment_of, rates), axis=0)
     half = sizes / 2  # (T, 2): keep the whole box inside the frame
     return np.clip(centres, half, frame_size - half)
 
 
-def generate_trajectory(
+# --- the released sampler (module docstring) ------------------------------------------------
+
+
+def released_key_frames(rng: np.random.Generator, frames: int, s: RenderSettings) -> np.ndarray:
+    """Key frames as the released sampler draws them: 0, T-1 and `inner` ticks int(T/(inner+1) x i)
+    moved by an integer jitter in [-reach, reach), reach = int(T/(inner+1) x keyframe_jitter)."""
+    inner = draw_index(rng, s.inner_keyframe_probs)
+    if frames <= 2 or inner == 0:
+        return np.unique([0, frames - 1])
+    spacing = frames / (inner + 1)
+    ticks = (spacing * np.arange(1, inner + 1)).astype(np.int64)
+    reach = int(spacing * s.keyframe_jitter)
+    if reach > 0:
+        ticks = ticks + rng.integers(-reach, reach, size=inner)
+    return np.unique(np.concatenate([ticks, [0, frames - 1]]))
+
+
+def interpolate_keys(rng: np.random.Generator, values: np.ndarray, keys: np.ndarray,
+                     s: RenderSettings) -> np.ndarray:
+    """(T, ...) values from key values (K, ...) at key frames `keys`, each segment linear,
+    accelerating or decelerating (drawn with interpolation_probs); every key value is reached."""
+    out = np.empty((int(keys[-1]) + 1,) + values.shape[1:], np.float64)
+    out[0] = values[0]
+    modes = draw_indices(rng, s.interpolation_probs, len(keys) - 1)
+    for segment, (start, end) in enumerate(zip(keys[:-1].tolist(), keys[1:].tolist())):
+        progress = np.arange(end - start + 1) / (end - start)  # 0 .. 1 over the segment
+        if modes[segment] == ACCELERATE:
+            progress = progress**2
+        elif modes[segment] == DECELERATE:
+            progress = 1 - (1 - progress) ** 2
+        weight = progress.reshape((-1,) + (1,) * (values.ndim - 1))
+        out[start : end + 1] = values[segment] + weight * (values[segment + 1] - values[segment])
+    return out
+
+
+def _key_steps(rng: np.random.Generator, keys: np.ndarray, per_frame: float, axes: tuple = ()) -> np.ndarray:
+    """One uniform step per segment within +-per_frame x its length, as (K-1, *axes)."""
+    lengths = np.diff(keys).astype(np.float64).reshape((-1,) + (1,) * len(axes))
+    return rng.uniform(-1.0, 1.0, size=(len(keys) - 1,) + axes) * per_frame * lengths
+
+
+def released_sizes(rng: np.random.Generator, s: RenderSettings, frames: int,
+                   box: tuple[float, float], width: int, height: int) -> np.ndarray:
+    """(T, 2) sizes: width and height each scaled by its own factor per segment of size key frames."""
+    keys = released_key_frames(rng, frames, s)
+    log_factors = np.cumsum(_key_steps(rng, keys, s.scale_step, (2,)), axis=0)
+    key_sizes = np.array(box) * np.exp(np.concatenate([np.zeros((1, 2)), log_factors]))
+    sizes = interpolate_keys(rng, key_sizes, keys, s)
+    return np.clip(sizes, MIN_BOX_SIDE, np.array([width - 1, height - 1], np.float64))
+
+
+def released_angles(rng: np.random.Generator, s: RenderSettings, frames: int) -> np.ndarray:
+    """(T,) angles on their own key frames, truncated to whole degrees as the released paste."""
+    keys = released_key_frames(rng, frames, s)
+    key_angles = np.concatenate([[0.0], np.cumsum(_key_steps(rng, keys, s.rotation_step))])
+    angles = np.trunc(interpolate_keys(rng, key_angles, keys, s))
+    return angles if s.rotation else np.zeros(frames)
+
+
+def released_gaussian_centres(rng: np.random.Generator, s: RenderSettings, frames: int,
+                              box: tuple[float, float], width: int, height: int) -> np.ndarray:
+    """(T, 2) integer centres on a smoothed path with one integer extent for both axes."""
+    frame_size = np.array([width, height], np.float64)
+    low = np.minimum(GAUSSIAN_MARGIN + np.array(box) / 2, frame_size / 2)
+    points = rng.uniform(low, np.maximum(frame_size - low, low), size=(s.gaussian_points, 2))
+    smooth = gaussian_filter1d(points, s.gaussian_sigma, axis=0, mode="reflect")
+    low_point, high_point = smooth.min(axis=0), smooth.max(axis=0)
+    unit = (smooth - low_point) / np.maximum(high_point - low_point, _NORMALISE_EPS)
+    scale = size_scale(s, width, height)
+    longest = min(width, height) - 1  # the offset needs at least one position
+    extent_low = max(1, min(round(s.gaussian_extent_min * scale), longest))
+    extent_high = max(extent_low + 1, min(round(s.gaussian_extent_max * scale), longest + 1))
+    extent = int(rng.integers(extent_low, extent_high))  # shared by x and y
+    offset = rng.integers(0, np.array([width, height]) - extent)  # per axis, [0, side - extent)
+    path = np.clip(unit * extent + offset, 0.0, frame_size - 1)
+    return np.floor(path[_evenly_spaced(s.gaussian_points, frames)])
+
+
+def released_linear_centres(rng: np.random.Generator, s: RenderSettings, frames: int,
+                            box: tuple[float, float], width: int, height: int) -> np.ndarray:
+    """(T, 2) centres: location key frames, U(-12d, 12d) px per axis and segment, the key
+    centres clipped to keep the initial box inside the frame."""
+    frame_size = np.array([width, height], np.float64)
+    half = np.minimum(np.array(box) / 2, frame_size / 2)
+    keys = released_key_frames(rng, frames, s)
+    centre = rng.uniform(half, frame_size - half)
+    steps = _key_steps(rng, keys, s.linear_max_shift * size_scale(s, width, height), (2,))
+    key_centres = [centre]
+    for step in steps:
+        key_centres.append(np.clip(key_centres[-1] + step, half, frame_size - half))
+    return interpolate_keys(rng, np.array(key_centres), keys, s)
+
+
+def integer_boxes(centres: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and sizes of the boxes with rounded corners (at least one pixel wide)."""
+    low = np.round(centres - sizes / 2)
+    high = np.maximum(np.round(centres + sizes / 2), low + MIN_BOX_SIDE)
+    return (low + high) / 2, high - low
+
+
+def released_trajectory(
     rng: np.random.Generator, s: RenderSettings, frames: int, width: int, height: int,
     direction: int | None = None,
 ) -> Trajectory:
-    """Draw one object's trajectory in final-clip pixels.
+    """The "released" sampler (module docstring)."""
+    w0, h0 = initial_box_size(rng, s, width, height)
+    sizes = released_sizes(rng, s, frames, (w0, h0), width, height)
+    angles = released_angles(rng, s, frames)
+    if direction is not None:
+        keys = key_frames(rng, frames, s)
+        _, rates = segment_rates(rng, keys, frames, s)
+        centres = directed_centres(rng, s, direction, sizes, keys, rates, width, height)
+    elif s.motion == "gaussian":
+        centres = released_gaussian_centres(rng, s, frames, (w0, h0), width, height)
+    else:
+        centres = released_linear_centres(rng, s, frames, (w0, h0), width, height)
+    centres, sizes = integer_boxes(centres, sizes)
+    return Trajectory(centres=centres, sizes=sizes, angles=angles)
 
-    With `direction` (a motion-direction class), the centre crosses the frame that way
-    (direction.py) instead of following `s.motion`.
-    """
+
+# --- the bounded sampler and the entry point ---------------------------------------------------
+
+
+def bounded_trajectory(
+    rng: np.random.Generator, s: RenderSettings, frames: int, width: int, height: int,
+    direction: int | None = None,
+) -> Trajectory:
+    """The "bounded" sampler (module docstring)."""
     w0, h0 = initial_box_size(rng, s, width, height)
     keys = key_frames(rng, frames, s)
     segment_of, rates = segment_rates(rng, keys, frames, s)
@@ -207,3 +345,17 @@ def generate_trajectory(
     else:
         centres = linear_centres(rng, s, sizes, segment_of, rates, width, height)
     return Trajectory(centres=centres, sizes=sizes, angles=angles)
+
+
+def generate_trajectory(
+    rng: np.random.Generator, s: RenderSettings, frames: int, width: int, height: int,
+    direction: int | None = None,
+) -> Trajectory:
+    """Draw one object's trajectory in final-clip pixels with the configured sampler.
+
+    With `direction` (a motion-direction class), the centre crosses the frame that way
+    (direction.py) instead of following `s.motion`.
+    """
+    if s.trajectory_sampler == "bounded":
+        return bounded_trajectory(rng, s, frames, width, height, direction)
+    return released_trajectory(rng, s, frames, width, height, direction)

@@ -79,7 +79,7 @@ def test_eased_segments_ramp_their_rate():
 
 
 def test_linear_motion_steps_are_bounded_and_the_box_stays_inside():
-    s = dataclasses.replace(RenderSettings(), motion="linear")
+    s = dataclasses.replace(RenderSettings(), motion="linear", trajectory_sampler="bounded")
     for trajectory in _trajectories(s):
         steps = np.abs(np.diff(trajectory.centres, axis=0))  # (T-1, 2)
         # Clipping to the box-inside range can move a centre by half the box's size change.
@@ -96,8 +96,8 @@ def test_linear_motion_actually_moves():
     assert np.median(travel) > 10
 
 
-def test_rotation_and_size_steps_per_frame_are_within_the_spec():
-    s = RenderSettings()
+def test_bounded_rotation_and_size_steps_per_frame_are_within_the_spec():
+    s = RenderSettings(trajectory_sampler="bounded")
     for trajectory in _trajectories(s):
         assert trajectory.angles[0] == 0
         assert np.all(np.abs(np.diff(trajectory.angles)) <= s.rotation_step + 1e-9)
@@ -141,8 +141,8 @@ def test_gaussian_path_spans_its_extent_anywhere_in_the_frame():
 
 
 def test_gaussian_extent_is_capped_at_the_frame_side():
-    s = RenderSettings()
-    side = 32  # smaller than the smallest extent (40): the path spans the whole frame
+    side = 32  # smaller than the smallest extent (40 px of a 32-px reference clip): the path
+    s = RenderSettings(reference_size=side)  # spans the whole frame
     for i in range(20):
         path = gaussian_centres(np.random.default_rng([6, i]), s, s.gaussian_points, (8.0, 8.0),
                                 side, side)
