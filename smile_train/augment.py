@@ -8,7 +8,9 @@ Per clip, from the clip's own seeded generator, in the released order:
    draws (whether it runs, its magnitude, its sign) are made once per clip and the operation is
    applied to every frame, as the authors' video RandAugment does; image statistics (the
    auto-contrast range, the equalisation histogram, the contrast mean) are those of each frame.
-   Geometric operations resample bicubically and fill with grey (128, 128, 128).
+   Geometric operations resample bicubically and fill with grey (128, 128, 128); they run in
+   OpenCV with PIL's sampling geometry (about ten times faster than PIL's affine warp; OpenCV's
+   cubic kernel is a = -0.75, PIL's -0.5, a difference of a level or two at edges).
 2. Random resized crop: area fraction in (0.25, 1), aspect w/h log-uniform in (3/4, 4/3), ten
    tries then the largest centred box; resized to the input size.
 3. Horizontal flip with probability 0.5 (Kinetics; off for SSv2).
@@ -17,7 +19,7 @@ Per clip, from the clip's own seeded generator, in the released order:
    in every frame. The box is drawn here; its pixels are replaced after ImageNet normalisation
    (`erase_boxes`, on the device) by per-pixel standard-normal values, new for every frame.
 
-Operations work on PIL images, one frame at a time, with the draws shared by the clip.
+Colour operations work on PIL images, one frame at a time, with the draws shared by the clip.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Collection
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
@@ -36,7 +39,7 @@ FLIP_PROBABILITY = 0.5
 CROP_ATTEMPTS = 10  # random resized crop: tries before the centred fall-back
 LEVEL_MAX = 10.0  # RandAugment magnitudes are out of 10
 FILL = (128, 128, 128)  # what geometric operations move in (timm's default fill)
-RESAMPLE = Image.BICUBIC  # the released finetuning's train_interpolation
+RESAMPLE = cv2.INTER_CUBIC  # the released finetuning's train_interpolation: bicubic
 ROTATE_MAX_DEGREES = 30.0
 SHEAR_MAX = 0.3
 TRANSLATE_MAX_FRACTION = 0.45  # of the frame's width (x) or height (y)
@@ -83,8 +86,23 @@ def random_resized_crop_box(rng: np.random.Generator, height: int, width: int,
 
 
 def _affine(frame: Image.Image, coefficients: tuple[float, ...]) -> Image.Image:
-    """PIL affine warp; `coefficients` map output (x, y) to input (a x + b y + c, d x + e y + f)."""
-    return frame.transform(frame.size, Image.AFFINE, coefficients, resample=RESAMPLE, fillcolor=FILL)
+    """PIL's AFFINE transform: output pixel (x, y) samples the input at (a x + b y + c,
+    d x + e y + f), both measured from pixel corners (PIL's convention). OpenCV measures from
+    pixel centres, so the offsets move by half a pixel through the linear part."""
+    a, b, c, d, e, f = coefficients
+    matrix = np.array([[a, b, c + 0.5 * (a + b - 1)], [d, e, f + 0.5 * (d + e - 1)]], np.float64)
+    warped = cv2.warpAffine(np.asarray(frame), matrix, frame.size, flags=RESAMPLE | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=FILL)
+    return Image.fromarray(warped)
+
+
+def _rotate(frame: Image.Image, degrees: float) -> Image.Image:
+    """PIL's Image.rotate(degrees): counter-clockwise about the frame's centre, same size."""
+    width, height = frame.size
+    angle = -math.radians(degrees)
+    a, b, d, e = math.cos(angle), math.sin(angle), -math.sin(angle), math.cos(angle)
+    cx, cy = width / 2, height / 2
+    return _affine(frame, (a, b, cx - a * cx - b * cy, d, e, cy - d * cx - e * cy))
 
 
 def _solarize_add(frame: Image.Image, add: float) -> Image.Image:
@@ -101,7 +119,7 @@ OPERATIONS: dict[str, Callable[[Image.Image, float], Image.Image]] = {
     "AutoContrast": lambda frame, _: ImageOps.autocontrast(frame),
     "Equalize": lambda frame, _: ImageOps.equalize(frame),
     "Invert": lambda frame, _: ImageOps.invert(frame),
-    "Rotate": lambda frame, degrees: frame.rotate(degrees, resample=RESAMPLE, fillcolor=FILL),
+    "Rotate": _rotate,
     "Posterize": _posterize,
     "Solarize": lambda frame, threshold: ImageOps.solarize(frame, threshold),
     "SolarizeAdd": _solarize_add,
