@@ -3,12 +3,19 @@
 Every command of the project keeps its settings in one dataclass. `load_settings` starts from
 the dataclass defaults, applies a YAML file (which holds only differences), then CLI overrides,
 refusing unknown keys and values that do not parse as the field's type.
+
+A config file is data from elsewhere (a shared recipe): it is read with a bounded YAML loader
+(size, nesting depth and alias expansion limited), a value of the wrong type is an error rather
+than being stringified, and a `pipe:` value (a shard URL that runs a command) is refused unless
+the command line opts in (`--allow-commands`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -18,9 +25,96 @@ import yaml
 
 T = TypeVar("T")
 
+MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few hundred bytes; anything near 1 MiB is not one
+MAX_CONFIG_DEPTH = 16  # nesting of mappings and lists (a staged config needs 4)
+MAX_CONFIG_NODES = 20_000  # values after alias expansion (a config holds well under a hundred)
+COMMAND_PREFIX = "pipe:"  # a webdataset URL that runs a shell command
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # one path component, no `..`, no `/`
+
 
 class SettingsError(ValueError):
     """A settings file or override that does not match the settings dataclass."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with limits on nesting depth and on alias expansion.
+
+    Aliases are kept (a recipe may reuse a block), but a document whose values, counted with
+    every alias expanded, exceed MAX_CONFIG_NODES is refused before anything is constructed:
+    a few hundred bytes of nested aliases otherwise expand to gigabytes.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {MAX_CONFIG_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        _check_expanded_size(node)
+        return node
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Count the nodes of `root` with aliases expanded, stopping at the limit (handles cycles)."""
+    count, pending = 0, [root]
+    while pending:
+        node = pending.pop()
+        count += 1
+        if count > MAX_CONFIG_NODES:
+            raise yaml.YAMLError(f"more than {MAX_CONFIG_NODES} values once aliases are expanded")
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                pending.extend((key, value))
+
+
+def parse_yaml(text: str) -> Any:
+    """A YAML document read with the bounded safe loader (plain data only: no tags, no objects)."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise yaml.YAMLError(f"{len(text)} characters, more than {MAX_CONFIG_BYTES}")
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def plain_name(value: str, what: str) -> str:
+    """`value` if it is one plain path component (letters, digits, `.`, `_`, `-`), else an error.
+
+    Names from a config that become file or folder names inside the output folder go through
+    this, so a name like `../../x` cannot place output elsewhere.
+    """
+    if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value) or value.strip(".") == "":
+        raise SettingsError(f"{what} {value!r}: expected a plain name (letters, digits, '.', '_', '-'; "
+                            f"no '/' or '..')")
+    return value
+
+
+def refuse_commands(data: Any, source: str, where: str = "") -> None:
+    """Refuse any `pipe:` string in a config: a shared recipe must not run commands."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            refuse_commands(value, source, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            refuse_commands(value, source, f"{where}[{index}]")
+    elif isinstance(data, str) and COMMAND_PREFIX in data:
+        raise SettingsError(
+            f"{source}: setting {where!r} holds a {COMMAND_PREFIX} URL, which runs a command "
+            f"({data[:80]!r}); a config file cannot run commands: give the URL on the command "
+            f"line or pass --allow-commands"
+        )
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -41,7 +135,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return _coerce(value, inner[0], key)
     if origin in (list, tuple):
         if isinstance(value, str):
-            value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
+            value = _parse_text(value, key) if value.strip().startswith("[") else value.split(",")
+        if isinstance(value, dict):
+            raise SettingsError(f"setting {key!r}: expected a list, got a mapping")
         if not isinstance(value, (list, tuple)):
             value = [value]
         item_type = args[0] if args else Any
@@ -49,7 +145,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            value = _parse_text(value, key)
         if not isinstance(value, dict):
             raise SettingsError(f"setting {key!r}: expected a mapping, got {value!r}")
         return dict(value)
@@ -65,27 +161,56 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             return False
         raise SettingsError(f"setting {key!r}: expected true/false, got {value!r}")
     if annotation in (int, float, str):
-        try:
-            if annotation is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return annotation(value)
-        except (TypeError, ValueError):
-            raise SettingsError(
-                f"setting {key!r}: expected {annotation.__name__}, got {value!r}"
-            ) from None
+        return _coerce_scalar(value, annotation, key)
     return value
+
+
+def _coerce_scalar(value: Any, annotation: type, key: str) -> Any:
+    """int, float or str from a YAML scalar or command-line text; anything else is an error.
+
+    A list or mapping is never stringified, a boolean is not a number, and numbers are finite.
+    """
+    expected = f"setting {key!r}: expected {annotation.__name__}, got {_shorten(value)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SettingsError(expected)
+    if annotation is str:
+        return str(value)
+    try:
+        if annotation is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        number = annotation(value)
+    except (TypeError, ValueError, OverflowError):
+        raise SettingsError(expected) from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise SettingsError(f"setting {key!r}: expected a finite number, got {value!r}")
+    return number
+
+
+def _shorten(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _parse_text(text: str, key: str) -> Any:
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as error:
+        raise SettingsError(f"setting {key!r}: not valid YAML: {error}") from None
 
 
 def apply_overrides(settings: T, overrides: dict[str, Any], source: str = "overrides") -> T:
     """Return a copy of `settings` with `overrides` applied; unknown keys are an error."""
     types_by_name = _field_types(type(settings))
-    unknown = sorted(set(overrides) - set(types_by_name))
+    unknown = sorted(str(key) for key in set(overrides) - set(types_by_name))
     if unknown:
         raise SettingsError(
             f"{source}: unknown setting(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(types_by_name))}"
         )
-    changes = {k: _coerce(v, types_by_name[k], k) for k, v in overrides.items()}
+    try:
+        changes = {k: _coerce(v, types_by_name[k], k) for k, v in overrides.items()}
+    except SettingsError as error:
+        raise SettingsError(f"{source}: {error}") from None
     return dataclasses.replace(settings, **changes)
 
 
@@ -96,22 +221,29 @@ def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
         if "=" not in pair:
             raise SettingsError(f"--set {pair!r}: expected key=value")
         key, raw = pair.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        overrides[key.strip()] = _parse_text(raw, f"--set {key.strip()}") if raw.strip() else ""
     return overrides
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, allow_commands: bool = False) -> dict[str, Any]:
+    """The mapping of a settings file, read as untrusted data (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise SettingsError(f"{path}: settings file not found")
+        raise SettingsError(f"{path}: settings file not found (or not a regular file)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise SettingsError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a settings file")
+        data = parse_yaml(raw.decode("utf-8")) or {}
     except UnicodeDecodeError as error:
         raise SettingsError(f"{path}: not UTF-8 text ({error})") from None
     except yaml.YAMLError as error:
         raise SettingsError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: expected a mapping of setting: value at the top level")
+    if not allow_commands:
+        refuse_commands(data, str(path))
     return data
 
 
@@ -119,11 +251,13 @@ def load_settings(
     cls: type[T],
     config: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
+    allow_commands: bool = False,
 ) -> T:
-    """Defaults of `cls`, then the YAML file `config`, then `overrides`."""
+    """Defaults of `cls`, then the YAML file `config`, then `overrides` (the command line's own,
+    so a `pipe:` URL there is the user's choice; one in the file needs `allow_commands`)."""
     settings = cls()
     if config is not None:
-        settings = apply_overrides(settings, read_yaml(config), source=str(config))
+        settings = apply_overrides(settings, read_yaml(config, allow_commands), source=str(config))
     if overrides:
         settings = apply_overrides(settings, overrides, source="--set")
     return settings

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from smile_data.io import atomic_path
+from smile_data.io import atomic_path, remove_stale_temporaries
 
 FORMAT = "smile-train-checkpoint"
 FORMAT_VERSION = 1
@@ -68,7 +68,13 @@ class RunCheckpoints:
         self.final = folder / FINAL_NAME
 
     def resumable(self, resume: bool) -> list[Path]:
-        """Step checkpoints to resume from; refuse to start over them without --resume."""
+        """Step checkpoints to resume from; refuse to start over them without --resume.
+
+        A checkpoint being written when the run was killed left a temporary file: removed here.
+        """
+        if self.is_main:
+            remove_stale_temporaries(self.folder, is_own=lambda name: bool(STEP_PATTERN.match(name))
+                                     or name == FINAL_NAME)
         existing = list_step_checkpoints(self.folder)
         if existing and not resume:
             raise ValueError(f"{self.folder}: holds checkpoints of an earlier run; pass --resume to continue it")

@@ -23,6 +23,9 @@ app = typer.Typer(
 
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML file of settings (differences only).")
 SET_OPTION = typer.Option(None, "--set", help="Override a setting: key=value (repeatable).")
+COMMANDS_OPTION = typer.Option(
+    False, "--allow-commands",
+    help="Let the config file's shard URLs run `pipe:` commands (refused without this flag).")
 
 
 @app.callback()
@@ -36,11 +39,16 @@ def pretrain(
     set_: list[str] = SET_OPTION,
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of each stage."),
     init_from: str = typer.Option(None, "--init-from", help="Start (the first stage) from this checkpoint's weights."),
+    allow_commands: bool = COMMANDS_OPTION,
 ) -> None:
     """Masked video pretraining (SMILE: CLIP targets + trajectory masks; or VideoMAE pixels)."""
+    from smile_train.settings import load_pretrain_stages
+
+    overrides = parse_set_options(set_)
+    load_pretrain_stages(config, overrides, allow_commands)  # refused before the slow imports
     from smile_train.pretrain import run_pretrain
 
-    run_pretrain(config, parse_set_options(set_), resume, init_from)
+    run_pretrain(config, overrides, resume, init_from, allow_commands)
 
 
 def _flags(**values) -> dict:
@@ -59,13 +67,19 @@ def finetune(
     out_dir: str = typer.Option(None, "--out", help="Run folder (checkpoints, metrics, eval.json)."),
     init: str = typer.Option(None, "--init", help="Start from a pretraining / finetuning checkpoint or an authors' file."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+    allow_commands: bool = COMMANDS_OPTION,
 ) -> None:
     """Finetune a classifier (mean pool, fc_norm, linear head) on labelled clips (SPEC §7)."""
-    from smile_train.finetune import run_finetune
+    from smile_data.config import load_settings
+    from smile_train.finetune_settings import FinetuneSettings
+    from smile_train.settings_check import check_settings
 
     overrides = _flags(shards=shards, val_shards=val_shards, num_classes=num_classes, model=model,
                        out_dir=out_dir, init_from=init) | parse_set_options(set_)
-    typer.echo(str(run_finetune(config, overrides, resume)))
+    check_settings(load_settings(FinetuneSettings, config, overrides, allow_commands))  # before slow imports
+    from smile_train.finetune import run_finetune
+
+    typer.echo(str(run_finetune(config, overrides, resume, allow_commands=allow_commands)))
 
 
 @app.command()
@@ -78,17 +92,21 @@ def evaluate(
     clips: int = typer.Option(None, "--clips", help="Temporal views per video (K400 5, SSv2 2)."),
     crops: int = typer.Option(None, "--crops", help="Spatial views per clip (3)."),
     class_names: str = typer.Option(None, "--class-names", help="Text file: one class name per line."),
+    allow_commands: bool = COMMANDS_OPTION,
 ) -> None:
     """Multi-view test: softmax averaged over clips x crops; top-1, top-5, per-class accuracy."""
     import json
 
     from smile_data.config import load_settings
-    from smile_train.evaluate import run_evaluate
     from smile_train.finetune_settings import EvalSettings
+    from smile_train.settings_check import check_settings
 
     overrides = _flags(checkpoint=checkpoint, shards=shards, out=out, test_clips=clips,
                        test_crops=crops, class_names=class_names) | parse_set_options(set_)
-    report = run_evaluate(load_settings(EvalSettings, config, overrides))
+    settings = check_settings(load_settings(EvalSettings, config, overrides, allow_commands))
+    from smile_train.evaluate import run_evaluate
+
+    report = run_evaluate(settings)
     typer.echo(json.dumps({k: report[k] for k in ("top1", "top5", "mean_class_accuracy", "videos", "views")}))
 
 
@@ -102,17 +120,21 @@ def linear_probe(
     num_classes: int = typer.Option(None, "--num-classes"),
     epochs: int = typer.Option(None, "--epochs"),
     out_dir: str = typer.Option(None, "--out", help="Folder for probe.pt, probe.json and the feature cache."),
+    allow_commands: bool = COMMANDS_OPTION,
 ) -> None:
     """Linear probing: frozen encoder, cached mean-pooled features, a linear head."""
     import json
 
     from smile_data.config import load_settings
     from smile_train.finetune_settings import ProbeSettings
-    from smile_train.probe import run_probe
+    from smile_train.settings_check import check_settings
 
     overrides = _flags(checkpoint=checkpoint, shards=shards, val_shards=val_shards, num_classes=num_classes,
                        epochs=epochs, out_dir=out_dir) | parse_set_options(set_)
-    report = run_probe(load_settings(ProbeSettings, config, overrides))
+    settings = check_settings(load_settings(ProbeSettings, config, overrides, allow_commands))
+    from smile_train.probe import run_probe
+
+    report = run_probe(settings)
     typer.echo(json.dumps({k: v for k, v in report.items() if k in ("train_top1", "top1", "top5", "videos")}))
 
 

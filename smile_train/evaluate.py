@@ -31,6 +31,7 @@ from smile_train import runtime as rt
 from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
 from smile_train.export import build_classifier, read_checkpoint
 from smile_train.finetune_settings import EvalSettings, read_class_names
+from smile_train.settings_check import check_settings
 from smile_train.targets import normalize
 
 TOP_K = 5
@@ -224,6 +225,7 @@ def run_evaluate(s: EvalSettings) -> dict[str, Any]:
     """`smile-train evaluate`: load a finetuned checkpoint, test it, write the JSON report."""
     if not s.checkpoint or not s.shards:
         raise ValueError("evaluate needs --checkpoint and --shards")
+    check_settings(s)
     info = read_checkpoint(s.checkpoint, s.input_size, s.frames)
     names = read_class_names(s.class_names, info.num_classes) or info.class_names
     urls = expand_urls(s.shards)

@@ -39,6 +39,7 @@ from smile_train.finetune_settings import EvalSettings, FinetuneSettings, check_
 from smile_train.model import ClassifierModel, build_classifier
 from smile_train.pretrain import PROGRESS_SECONDS, micro_batch_plan, verify_ranks_agree
 from smile_train.settings import IMAGENET_BATCH_REFERENCE
+from smile_train.settings_check import check_settings
 from smile_train.targets import normalize
 
 STAGE = "finetune"
@@ -173,7 +174,7 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
     step, ema = 0, copy.deepcopy(model).requires_grad_(False) if s.model_ema else None
     if existing:
         saved = ckpt.load_checkpoint(existing[-1])
-        step = rt.restore_training_state(saved, model, optimizer, scaler)
+        step = rt.restore_training_state(saved, model, optimizer, scaler, str(existing[-1]))
         if ema is not None:
             ema.load_state_dict(saved["model_ema"] if "model_ema" in saved else model.state_dict())
         if runtime.is_main:
@@ -257,9 +258,9 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
 
 
 def run_finetune(config: str | None, overrides: dict[str, Any], resume: bool,
-                 init_from: str | None = None) -> Path:
+                 init_from: str | None = None, allow_commands: bool = False) -> Path:
     """`smile-train finetune`: settings from config + overrides, train, then test on val_shards."""
-    s = load_settings(FinetuneSettings, config, overrides)
+    s = check_settings(load_settings(FinetuneSettings, config, overrides, allow_commands), str(config or "settings"))
     if init_from:
         s.init_from = init_from
     runtime = rt.setup(s.device, s.precision)

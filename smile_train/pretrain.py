@@ -140,7 +140,8 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     scaler = rt.grad_scaler(runtime)
     step = 0
     if existing:
-        step = rt.restore_training_state(ckpt.load_checkpoint(existing[-1]), model, optimizer, scaler)
+        step = rt.restore_training_state(ckpt.load_checkpoint(existing[-1]), model, optimizer, scaler,
+                                         str(existing[-1]))
         if runtime.is_main:
             print(f"[{name}] resuming from {existing[-1]} at step {step}")
     raw_model = model  # checkpoints hold the plain module's keys, never compiled or DDP wrappers
@@ -239,12 +240,14 @@ def load_initial_weights(model: torch.nn.Module, path: str, runtime: rt.Runtime)
         print(f"initialised {len(usable)} tensors from {path}" + (f"; kept fresh: {fresh}" if fresh else ""))
 
 
-def run_pretrain(config: str | None, overrides: dict, resume: bool, init_from: str | None = None) -> list[Path]:
+def run_pretrain(config: str | None, overrides: dict, resume: bool, init_from: str | None = None,
+                 allow_commands: bool = False) -> list[Path]:
     """Run every stage of a config in order; stage k > 1 starts from stage k-1's final weights.
 
-    `init_from` starts the first stage from another run's weights (e.g. stage 2 run alone).
+    `init_from` starts the first stage from another run's weights (e.g. stage 2 run alone);
+    `allow_commands` lets the config's shard URLs run `pipe:` commands.
     """
-    stages = load_pretrain_stages(config, overrides)
+    stages = load_pretrain_stages(config, overrides, allow_commands)
     if init_from:
         stages[0][1].init_from = init_from
     runtime = rt.setup(stages[0][1].device, stages[0][1].precision)

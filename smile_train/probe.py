@@ -28,6 +28,7 @@ from smile_train.data import REMOTE_PREFIXES, expand_urls
 from smile_train.evaluate import ClipOutput, accuracy_report, collect_outputs, video_scores, view_loader
 from smile_train.export import CheckpointInfo, build_feature_encoder, read_checkpoint
 from smile_train.finetune_settings import ProbeSettings, read_class_names
+from smile_train.settings_check import check_settings
 
 CACHE_VERSION = 1
 STD_FLOOR = 1e-6
@@ -148,6 +149,7 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
     """`smile-train linear-probe`: features -> head -> report (probe.json) and head (probe.pt)."""
     if not s.checkpoint or not s.shards:
         raise ValueError("linear-probe needs --checkpoint and --shards")
+    check_settings(s)
     out_dir = Path(s.out_dir)
     info = read_checkpoint(s.checkpoint, s.input_size, s.frames)
     names = read_class_names(s.class_names, s.num_classes)

@@ -202,6 +202,7 @@ class MetricsLog:
         self.folder, self.enabled = folder, enabled
         self.path = folder / "metrics.jsonl"
         self.tensorboard = None
+        self.trimmed = False  # rows of steps a resumed run repeats are dropped at its first write
         if enabled:
             folder.mkdir(parents=True, exist_ok=True)
             try:
@@ -214,6 +215,8 @@ class MetricsLog:
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:
             return
+        if not self.trimmed:
+            self.drop_rows_from(step)
         with open(self.path, "a") as handle:
             handle.write(json.dumps({"step": step, **metrics}) + "\n")
         if self.tensorboard:
@@ -221,9 +224,26 @@ class MetricsLog:
                 self.tensorboard.add_scalar(key, value, step)
 
     def read(self) -> list[dict[str, float]]:
+        """The rows of the file; a line cut short by a kill is skipped."""
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        rows = []
+        for line in self.path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                rows.append(row)
+        return rows
+
+    def drop_rows_from(self, step: int) -> None:
+        """Keep only rows before `step`: a run resumed from an earlier checkpoint after a kill
+        logs those steps again, and the file must hold each step once."""
+        self.trimmed = True
+        text = "".join(json.dumps(row) + "\n" for row in self.read() if row["step"] < step)
+        if self.path.is_file() and self.path.read_text() != text:
+            write_bytes_atomic(self.path, text.encode())
 
     def plot_loss(self, title: str) -> Path | None:
         """Draw loss against step into loss_curve.png."""
@@ -315,9 +335,32 @@ def restore_training_state(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
+    source: str = "checkpoint",
 ) -> int:
     """Load model, optimiser and scaler state of a step checkpoint; return its step."""
+    check_same_model(state, model, source)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     return int(state["step"])
+
+
+GEOMETRY_SETTINGS = ("model", "target", "input_size", "frames", "num_classes")
+
+
+def check_same_model(state: dict[str, Any], model: torch.nn.Module, source: str) -> None:
+    """Refuse, naming the settings that differ, a checkpoint whose tensors do not fit `model`."""
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise ValueError(f"{source}: holds no model weights")
+    own = model.state_dict()
+    misfits = sorted(k for k in own if k not in weights or tuple(weights[k].shape) != tuple(own[k].shape))
+    if not misfits:
+        return
+    stored = state.get("settings") if isinstance(state.get("settings"), dict) else {}
+    differences = [f"{name} {stored[name]!r}" for name in GEOMETRY_SETTINGS if name in stored]
+    raise ValueError(
+        f"{source}: a checkpoint of another model ({len(misfits)} tensors missing or of another "
+        f"shape, e.g. {misfits[0]}); it was written with {', '.join(differences) or 'unknown settings'}: "
+        f"set 'model', 'input_size' and 'frames' to match it, or start a fresh run in another out_dir"
+    )

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from smile_data.config import SettingsError, apply_overrides, read_yaml
+from smile_data.config import SettingsError, apply_overrides, plain_name, read_yaml
 from smile_train.lr_schedule import SCHEDULE_PACES
 from smile_train.masking import OBJECT_CELLS
+from smile_train.settings_check import check_settings
 
 SECOND_MASKS = ("own", "shuffled")
 IMAGENET_BATCH_REFERENCE = 256  # learning rates are given per 256 samples (lr = base_lr x batch / 256)
@@ -118,14 +119,17 @@ def split_stage_overrides(overrides: dict[str, Any], stage_names: list[str]) -> 
 
 
 def load_pretrain_stages(
-    config: str | None, overrides: dict[str, Any]
+    config: str | None, overrides: dict[str, Any], allow_commands: bool = False
 ) -> list[tuple[str, PretrainSettings]]:
-    """The stages of a pretraining config as (name, settings); one unnamed stage if none listed."""
-    data = read_yaml(config) if config else {}
+    """The stages of a pretraining config as (name, settings); one unnamed stage if none listed.
+
+    A stage name becomes a folder inside out_dir, so it must be a plain name.
+    """
+    data = read_yaml(config, allow_commands) if config else {}
     stages = data.pop("stages", None) or [{"name": "pretrain"}]
     if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
         raise SettingsError(f"{config}: `stages` must be a list of mappings")
-    names = [str(s.get("name", f"stage{i + 1}")) for i, s in enumerate(stages)]
+    names = [plain_name(s.get("name", f"stage{i + 1}"), f"{config}: stage name") for i, s in enumerate(stages)]
     if len(set(names)) != len(names):
         raise SettingsError(f"{config}: stage names must be unique, got {names}")
     shared_cli, stage_cli = split_stage_overrides(overrides, names)
@@ -135,6 +139,7 @@ def load_pretrain_stages(
         stage = {k: v for k, v in stage.items() if k != "name"}
         settings = apply_overrides(base, stage, source=f"{config} stage {name}")
         settings = apply_overrides(settings, {**shared_cli, **stage_cli[name]}, source="--set")
-        check_pretrain_settings(settings, f"{config or 'settings'} stage {name}")
+        check_settings(settings, f"{config or 'settings'} stage {name}")  # values, by field name
+        check_pretrain_settings(settings, f"{config or 'settings'} stage {name}")  # combinations
         resolved.append((name, settings))
     return resolved

@@ -1,0 +1,123 @@
+"""Settings that cannot work are refused at start, with the name of the setting.
+
+`load_settings` checks types; this module checks values: a `mask_repeats` of 0 or a `mask_ratio`
+of 1.5 would otherwise surface much later as a ZeroDivisionError, a traceback deep in the loader
+or a blame on "corrupt samples". One table of rules per field name serves every trainer
+settings dataclass (pretraining, finetuning, evaluation, probing): a rule applies to a dataclass
+when it has a field of that name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+from smile_data.config import SettingsError
+from smile_train.masking import MASK_KINDS
+from smile_train.model import ATTENTION_IMPLS, PATCH, SIZES, TARGETS, TUBELET
+
+MAX_INPUT_SIZE = 1024  # pixels per side; 4.6x the reference 224, far past any recipe
+MAX_FRAMES = 128  # frames per clip; 8x the reference 16
+MAX_SEED = (1 << 63) - 1  # torch seeds are 64-bit
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+CROPS = ("multiscale", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
+# field -> (test, what the value must be)
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _at_least(low: int) -> Rule:
+    return (lambda v: v >= low), f"at least {low}"
+
+
+def _between(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> Rule:
+    def test(v: float) -> bool:
+        return (low < v if open_low else low <= v) and (v < high if open_high else v <= high)
+    return test, f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+
+
+def _one_of(choices) -> Rule:
+    return (lambda v: v in choices), f"one of {', '.join(choices)}"
+
+
+def _geometry(step: int, high: int) -> Rule:
+    """0 (the checkpoint's, where allowed by the dataclass default) or a multiple of `step`."""
+    return (lambda v: 0 <= v <= high and v % step == 0), f"a multiple of {step} up to {high}"
+
+
+def _fractions(*, open_low: bool, count: int | None = None) -> Rule:
+    def test(values) -> bool:
+        in_range = all((0 < v if open_low else 0 <= v) and v <= 1 for v in values)
+        return len(values) > 0 and (count is None or len(values) == count) and in_range
+    size = f"{count} " if count else "one or more "
+    return test, f"{size}numbers in {'(' if open_low else '['}0, 1]"
+
+
+def _ordered_pair(test_item: Callable[[float], bool], what: str) -> Rule:
+    return (lambda v: len(v) == 2 and v[0] <= v[1] and all(test_item(x) for x in v)), what
+
+
+POSITIVE = ("batch_size", "epochs", "mask_repeats", "save_every_steps", "log_every_steps",
+            "keep_checkpoints", "num_classes", "test_clips", "test_crops", "train_crops",
+            "feature_batch_size")
+NON_NEGATIVE = ("max_steps", "clips_per_epoch", "micro_batch_size", "num_workers", "shuffle_buffer",
+                "max_corrupt_samples", "warmup_epochs", "crop_max_distort", "rand_augment_ops",
+                "base_lr", "lr", "min_lr", "weight_decay", "clip_grad", "mixup", "cutmix",
+                "rand_augment_magnitude", "rand_augment_magnitude_std")
+FRACTIONS = ("traj_unmask_ratio", "drop_path", "head_drop", "rand_augment_prob", "mixup_prob",
+             "mixup_switch_prob", "label_smoothing")
+
+RULES: dict[str, Rule] = {
+    **{name: _at_least(1) for name in POSITIVE},
+    **{name: _at_least(0) for name in NON_NEGATIVE},
+    **{name: _between(0, 1) for name in FRACTIONS},
+    "seed": _between(0, MAX_SEED),
+    "mask_ratio": _between(0, 1, open_low=True, open_high=True),
+    "layer_decay": _between(0, 1, open_low=True),
+    "betas": ((lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)), "two numbers in [0, 1)"),
+    "crop_scales": _fractions(open_low=True),
+    "crop_scale": _ordered_pair(lambda x: 0 < x <= 1, "two increasing numbers in (0, 1]"),
+    "crop_ratio": _ordered_pair(lambda x: 0 < x, "two increasing positive numbers"),
+    "input_size": _geometry(PATCH, MAX_INPUT_SIZE),
+    "frames": _geometry(TUBELET, MAX_FRAMES),
+    "model": _one_of(tuple(SIZES)),
+    "target": _one_of(TARGETS),
+    "mask": _one_of(MASK_KINDS),
+    "attention": _one_of(ATTENTION_IMPLS),
+    "precision": _one_of(PRECISIONS),
+    "crop": _one_of(CROPS),
+}
+# Zero means "the checkpoint's" only where the dataclass default is zero (evaluate, probe).
+ZERO_MEANS_DEFAULT = ("input_size", "frames")
+
+
+def check_settings(settings: Any, source: str = "settings") -> Any:
+    """Return `settings` if every value can work; else SettingsError naming the first bad one."""
+    defaults = {f.name: f.default for f in dataclasses.fields(settings)}
+    for name, (test, expected) in RULES.items():
+        if name not in defaults:
+            continue
+        value = getattr(settings, name)
+        if name in ZERO_MEANS_DEFAULT and value == 0 and defaults[name] != 0:
+            raise SettingsError(f"{source}: setting {name!r} must be {expected} (not 0), got {value!r}")
+        if not _holds(test, value):
+            raise SettingsError(f"{source}: setting {name!r} must be {expected}, got {value!r}")
+    _check_device(settings, source)
+    return settings
+
+
+def _holds(test: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        numbers = value if isinstance(value, (list, tuple)) else [value]
+        finite = all(math.isfinite(v) for v in numbers if isinstance(v, float))
+        return finite and bool(test(value))
+    except TypeError:
+        return False
+
+
+def _check_device(settings: Any, source: str) -> None:
+    device = getattr(settings, "device", "auto")
+    if device.split(":")[0] not in DEVICES:
+        raise SettingsError(f"{source}: setting 'device' must be auto, cpu, cuda or cuda:N, got {device!r}")

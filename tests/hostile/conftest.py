@@ -1,0 +1,86 @@
+"""Hostile-input cases run the real CLI in a child process under a time and memory limit.
+
+A payload that hangs or blows up memory then fails its test instead of taking the machine
+down. Each case builds its own input (configs, banks, dataset folders, checkpoints, CSV lists)
+in a fresh folder laid out as
+
+    case/            the working directory of the command
+    case/input/      what the hostile lab ships
+    case/out/        the only folder the command may write to
+    case/marker      the file a payload tries to create
+
+and `run_cli` reports what the command printed and every file that appeared outside `out/`.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# torch reserves ~1.8 GB of address space for a tiny CPU run (VmPeak of `smile-train pretrain`);
+# 4 GiB leaves room for that and still stops the multi-gigabyte blow-ups these cases provoke.
+ADDRESS_SPACE_LIMIT = 4 << 30
+TIME_LIMIT_SECONDS = 60
+CLI_MODULES = {"smile-data": "smile_data.cli", "smile-train": "smile_train.cli"}
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    output: str  # stdout and stderr together
+    written_outside: list[str]  # files that appeared outside out/ (besides the inputs)
+    marker_exists: bool  # a payload ran
+
+    def refused(self, *fragments: str) -> None:
+        """Exit status 2 with a message holding every fragment, and nothing written elsewhere."""
+        assert self.returncode == 2, f"exit {self.returncode}:\n{self.output[-3000:]}"
+        assert "Traceback" not in self.output, self.output[-3000:]
+        for fragment in fragments:
+            assert fragment in self.output, f"{fragment!r} not in:\n{self.output[-3000:]}"
+        assert not self.written_outside, self.written_outside
+        assert not self.marker_exists, "a payload ran: the marker file exists"
+
+
+def _limit_resources() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir()}
+
+
+class Case:
+    """One hostile case in its own folder (see the module docstring)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.input = root / "input"
+        self.out = root / "out"
+        self.marker = root / "marker"
+        self.input.mkdir(parents=True)
+
+    def run(self, program: str, *args: str, timeout: float = TIME_LIMIT_SECONDS) -> Outcome:
+        before = _files(self.root)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        command = [sys.executable, "-c", f"from {CLI_MODULES[program]} import main; main()", *args]
+        try:
+            done = subprocess.run(command, cwd=self.root, env=env, capture_output=True, text=True,
+                                  timeout=timeout, preexec_fn=_limit_resources)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{program} {' '.join(args)}: still running after {timeout} s")
+        after = _files(self.root)
+        outside = sorted(p for p in after - before if not p.startswith("out/") and p != "out")
+        return Outcome(done.returncode, done.stdout + done.stderr, outside, self.marker.exists())
+
+
+@pytest.fixture
+def case(tmp_path) -> Case:
+    return Case(tmp_path / "case")
