@@ -136,3 +136,23 @@ def test_dataset_over_s3(dataset, tmp_path):
         assert urls[0] == "s3://labdata/clips/clips-000000.tar" and count_samples(urls) == 12
         keys, counter = loader_keys(urls[0], IntegritySettings())
         assert len(keys) == 3 and counter.total == 0
+
+
+def test_a_scheme_whose_extra_is_missing_says_what_to_install():
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match=r"pip install 'smile\[gcs\]'"):
+            expand_urls("gs://bucket/dataset")
+    else:
+        pytest.skip("gcsfs is installed here")
+
+
+def test_cli_refuses_an_unsupported_scheme_with_status_2(monkeypatch, capsys):
+    from smile_data.cli import main
+
+    monkeypatch.setattr("sys.argv", ["smile-data", "validate", "ftp://127.0.0.1/data"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    assert "unsupported URL scheme 'ftp://'" in capsys.readouterr().err
