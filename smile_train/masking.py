@@ -90,10 +90,20 @@ def check_boxes(boxes: np.ndarray, grid: tuple[int, int, int], tubelet: int) -> 
     return boxes
 
 
-def _covers_frame(box: np.ndarray, width: int, height: int) -> bool:
-    """False for a box of zero area (an object cropped away) or wholly outside the frame."""
-    x0, y0, x1, y1 = box
-    return x1 > max(x0, 0) and y1 > max(y0, 0) and x0 < width and y0 < height
+def _covering(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(T, K) False for boxes of zero area (an object cropped away) or wholly outside the frame."""
+    x0, y0, x1, y1 = np.moveaxis(boxes, -1, 0)
+    return (x1 > np.maximum(x0, 0)) & (y1 > np.maximum(y0, 0)) & (x0 < width) & (y0 < height)
+
+
+def _slice_boxes(boxes: np.ndarray, covering: np.ndarray, tubelet: int) -> tuple[np.ndarray, np.ndarray]:
+    """Enclosing box (S, K, 4) of each object's covering boxes in each tube slice, and whether
+    the slice has any (S, K)."""
+    slices, objects = boxes.shape[0] // tubelet, boxes.shape[1]
+    shape = (slices, tubelet, objects, 2)
+    low = np.where(covering[..., None], boxes[..., :2], np.inf).reshape(shape).min(axis=1)
+    high = np.where(covering[..., None], boxes[..., 2:], -np.inf).reshape(shape).max(axis=1)
+    return np.concatenate([low, high], axis=-1), covering.reshape(shape[:3]).any(axis=1)
 
 
 def trajectory_tokens(boxes: np.ndarray, grid: tuple[int, int, int] = DEFAULT_GRID,
@@ -111,17 +121,14 @@ def trajectory_tokens(boxes: np.ndarray, grid: tuple[int, int, int] = DEFAULT_GR
     boxes = check_boxes(boxes, grid, tubelet)
     slices, rows, cols = grid
     cells = np.zeros(grid, dtype=bool)
-    width, height = cols * patch, rows * patch
-    for s in range(slices):
-        for obj in range(boxes.shape[1]):
-            frame_boxes = [b for b in boxes[s * tubelet:(s + 1) * tubelet, obj] if _covers_frame(b, width, height)]
-            if enclosing and frame_boxes:
-                stacked = np.stack(frame_boxes)
-                frame_boxes = [np.concatenate([stacked[:, :2].min(axis=0), stacked[:, 2:].max(axis=0)])]
-            for x0, y0, x1, y1 in frame_boxes:
-                col0, col1 = _cell_range(x0, x1, patch, cols)
-                row0, row1 = _cell_range(y0, y1, patch, rows)
-                cells[s, row0:row1, col0:col1] = True
+    covering = _covering(boxes, cols * patch, rows * patch)  # (T, K)
+    if enclosing:
+        boxes, covering = _slice_boxes(boxes, covering, tubelet)  # (S, K, 4), (S, K)
+    for index, object_index in zip(*np.nonzero(covering)):
+        x0, y0, x1, y1 = boxes[index, object_index].tolist()
+        col0, col1 = _cell_range(x0, x1, patch, cols)
+        row0, row1 = _cell_range(y0, y1, patch, rows)
+        cells[index if enclosing else index // tubelet, row0:row1, col0:col1] = True
     return cells.reshape(-1)
 
 
