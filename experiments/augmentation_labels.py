@@ -1,8 +1,8 @@
 """Do finetuning's augmentations change motion-direction labels? A measurement, not a proof.
 
 A horizontal flip turns "right" into "left", so direction finetuning runs with flip off. The
-other per-clip augmentations (random resized crop, then RandAugment with rotations, shears and
-translations) are affine maps applied identically to every frame: they move the object's whole
+other per-clip augmentations (RandAugment with rotations, shears and translations, then the
+random resized crop) are affine maps applied identically to every frame: they move the object's whole
 path, stretch it (the crop's aspect ratio) or turn it (rotate, shear). A turn larger than half a
 class sector (45 degrees with 4 classes) would move the motion into the next class, and a small
 crop can leave the object outside the view for most of the clip.
@@ -49,7 +49,7 @@ def marker_clip(centres: np.ndarray, size: int) -> np.ndarray:
 
 
 def augment_geometry(clip: np.ndarray, rng: np.random.Generator, s: FinetuneSettings) -> np.ndarray:
-    """Finetuning's crop, flip and RandAugment in its order, keeping only the geometric operations."""
+    """Finetuning's RandAugment, crop and flip in its order, keeping only the geometric operations."""
     return augment_clip(clip, rng, s, keep_ops=GEOMETRIC_OPS)
 
 

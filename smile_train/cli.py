@@ -89,7 +89,7 @@ def evaluate(
     checkpoint: str = typer.Option(None, "--checkpoint", help="A finetuned checkpoint."),
     shards: str = typer.Option(None, "--shards", help="Labelled test shards."),
     out: str = typer.Option(None, "--out", help="JSON report to write (default eval.json)."),
-    clips: int = typer.Option(None, "--clips", help="Temporal views per video (K400 5, SSv2 2)."),
+    clips: int = typer.Option(None, "--clips", help="Temporal views per video (K400 7, SSv2 2, UCF / HMDB 5)."),
     crops: int = typer.Option(None, "--crops", help="Spatial views per clip (3)."),
     class_names: str = typer.Option(None, "--class-names", help="Text file: one class name per line."),
     allow_commands: bool = COMMANDS_OPTION,
