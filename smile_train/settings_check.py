@@ -14,6 +14,8 @@ import math
 from typing import Any, Callable
 
 from smile_data.config import SettingsError
+from smile_data.shards.dataset import SHA256_PATTERN
+from smile_data.shards.integrity import INTEGRITY_MODES, MISMATCH_POLICIES
 from smile_train.masking import MASK_KINDS
 from smile_train.model import ATTENTION_IMPLS, PATCH, SIZES, TARGETS, TUBELET
 
@@ -88,6 +90,11 @@ RULES: dict[str, Rule] = {
     "attention": _one_of(ATTENTION_IMPLS),
     "precision": _one_of(PRECISIONS),
     "crop": _one_of(CROPS),
+    "integrity": _one_of(INTEGRITY_MODES),
+    "on_integrity_mismatch": _one_of(MISMATCH_POLICIES),
+    "card_sha256": ((lambda v: all(SHA256_PATTERN.fullmatch(p.strip().lower())
+                                   for p in v.split(",") if p.strip())),
+                    "empty or comma-separated sha256s (64 hex digits)"),
 }
 # Zero means "the checkpoint's" only where the dataclass default is zero (evaluate, probe).
 ZERO_MEANS_DEFAULT = ("input_size", "frames")

@@ -31,3 +31,15 @@ def test_pretraining_reads_a_dataset_url(tiny_shards, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2]
     assert sum(row.get("corrupt_samples", 0) for row in rows) == 0
+
+
+def test_integrity_settings_are_checked_at_start():
+    from smile_data.config import SettingsError
+    from smile_train.settings import PretrainSettings
+    from smile_train.settings_check import check_settings
+
+    check_settings(PretrainSettings(integrity="shard", on_integrity_mismatch="skip",
+                                    card_sha256="a" * 64))
+    for bad in ({"integrity": "all"}, {"on_integrity_mismatch": "ignore"}, {"card_sha256": "abc"}):
+        with pytest.raises(SettingsError, match=next(iter(bad))):
+            check_settings(PretrainSettings(**bad))
