@@ -127,8 +127,12 @@ def metadata_problems(metadata: Any) -> list[str]:
     if not isinstance(metadata, dict):
         return ["metadata is not a JSON object"]
     problems = []
-    if metadata.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"schema_version {metadata.get('schema_version')!r} != {SCHEMA_VERSION}")
+    version = metadata.get("schema_version")
+    if _is_int(version) and version > SCHEMA_VERSION:
+        problems.append(f"schema_version {version} is newer than this smile reads (up to "
+                        f"{SCHEMA_VERSION}): upgrade smile (pip install -U smile)")
+    elif version != SCHEMA_VERSION:
+        problems.append(f"schema_version {version!r} != {SCHEMA_VERSION}")
     for field in ("seed", "frames", "height", "width"):
         if not _is_int(metadata.get(field)):
             problems.append(f"{field} must be an integer")

@@ -117,6 +117,15 @@ def test_schema_versions_newer_refused_older_read(dataset):
     assert len(keys) == 3 and counter.total == 0
 
 
+def test_newer_sample_metadata_names_both_versions():
+    from smile_data.shards import layout
+
+    problems = layout.metadata_problems({"schema_version": layout.SCHEMA_VERSION + 1})
+    assert problems[0] == (f"schema_version {layout.SCHEMA_VERSION + 1} is newer than this smile "
+                           f"reads (up to {layout.SCHEMA_VERSION}): upgrade smile "
+                           "(pip install -U smile)")
+
+
 def test_dataset_over_s3(dataset, tmp_path):
     with s3_server():
         import fsspec
