@@ -89,10 +89,10 @@ class DatasetIndex:
     """What one dataset's card (and manifest) say its shards and samples must be."""
 
     def __init__(self, folder: str | Path, card: dict[str, Any],
-                 digests: dict[str, dict[str, str]] | None):
+                 digests: "SampleDigests | None"):
         self.folder, self.card = folder, card
         self.shards = {entry["name"]: entry for entry in card["shards"]}
-        self.digests = digests  # shard name -> key -> sample sha256; None for schema-1 cards
+        self.digests = digests  # None for schema-1 cards
 
     @classmethod
     def load(cls, folder: str | Path, pins: tuple[str, ...] = ()) -> "DatasetIndex":
@@ -118,7 +118,7 @@ class DatasetIndex:
 
     def sample_problem(self, name: str, raw: Mapping[str, Any]) -> str | None:
         key = raw[KEY_FIELD]
-        expected = (self.digests or {}).get(name, {}).get(key)
+        expected = self.digests.of_shard(name).get(key) if self.digests else None
         if expected is None:
             return (f"{self.folder}: shard {name}: sample {key} is not listed in its "
                     f"{MANIFEST_FILE}")
@@ -133,7 +133,31 @@ def _matching_pin(data: bytes, pins: tuple[str, ...]) -> str:
     return actual if actual in pins else ",".join(pins)
 
 
-def _load_digests(folder: str | Path, card: dict[str, Any]) -> dict[str, dict[str, str]] | None:
+class SampleDigests:
+    """The manifest's sample digests, kept as one Arrow table sorted by shard (no Python object
+    per sample, so forked loader workers share its pages); a shard's are looked up when it is
+    opened, and the last shard's kept."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table.sort_by([("shard", "ascending"), ("key", "ascending")])
+        shards = self.table.column("shard").to_pylist()
+        self.ranges: dict[str, tuple[int, int]] = {}
+        for position, name in enumerate(shards):
+            start, _ = self.ranges.get(name, (position, position))
+            self.ranges[name] = (start, position + 1)
+        self._last: tuple[str, dict[str, str]] = ("", {})
+
+    def of_shard(self, name: str) -> dict[str, str]:
+        """key -> sample sha256 of one shard (empty if the manifest lists none)."""
+        if self._last[0] != name:
+            start, stop = self.ranges.get(name, (0, 0))
+            rows = self.table.slice(start, stop - start)
+            keys = rows.column("key").to_pylist()
+            self._last = (name, dict(zip(keys, rows.column(SAMPLE_DIGEST_COLUMN).to_pylist())))
+        return self._last[1]
+
+
+def _load_digests(folder: str | Path, card: dict[str, Any]) -> SampleDigests | None:
     """Sample digests from the manifest, whose bytes are first checked against the card."""
     entry = card.get("manifest")
     if entry is None:
@@ -143,17 +167,12 @@ def _load_digests(folder: str | Path, card: dict[str, Any]) -> dict[str, dict[st
     if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise IntegrityError(f"{where}: differs from the sha256 and size in {CARD_FILE}")
     try:
-        table = pq.read_table(pa.BufferReader(data))
-    except pa.ArrowException as error:
-        raise ValueError(f"{where}: unreadable ({error})") from None
-    if SAMPLE_DIGEST_COLUMN not in table.column_names:
-        raise ValueError(f"{where}: no {SAMPLE_DIGEST_COLUMN} column, which schema "
-                         f"{card['schema_version']} cards require")
-    digests: dict[str, dict[str, str]] = {}
-    columns = [table.column(c).to_pylist() for c in ("shard", "key", SAMPLE_DIGEST_COLUMN)]
-    for shard, key, digest in zip(*columns):
-        digests.setdefault(shard, {})[key] = digest
-    return digests
+        table = pq.read_table(pa.BufferReader(data), columns=["shard", "key", SAMPLE_DIGEST_COLUMN])
+    except (pa.ArrowException, KeyError) as error:
+        raise ValueError(f"{where}: unreadable or without shard, key and {SAMPLE_DIGEST_COLUMN} "
+                         f"columns, which schema {card['schema_version']} cards require "
+                         f"({error})") from None
+    return SampleDigests(table)
 
 
 # --- one index per dataset folder and process (DataLoader workers build their own) ---------
