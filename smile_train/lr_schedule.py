@@ -11,8 +11,9 @@ Two things the released SMILE / VideoMAE scripts do are settings here (SPEC §9)
   pass x steps_per_epoch and runs on through the pass, so the schedule advances one epoch per
   R effective epochs (and steps back a little at each new pass). With R = 1 the two agree.
 
-Units: an epoch of the schedule is `steps_per_epoch` = clips_per_epoch x R / batch_size steps
-(batch sizes count masked samples), i.e. one effective epoch of steps.
+Units: an epoch of the schedule is `steps_per_epoch` = clips_per_epoch / batch_size steps
+(batch sizes count masked samples, R per clip), i.e. one effective epoch of steps; a pass over
+the clips takes R x steps_per_epoch steps.
 """
 
 from __future__ import annotations

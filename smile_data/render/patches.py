@@ -15,7 +15,7 @@ import numpy as np
 
 from smile_data.render.overlay import ALPHA_MAX
 from smile_data.render.settings import RenderSettings
-from smile_data.render.trajectory import Trajectory, draw_index, key_frames
+from smile_data.render.trajectory import Trajectory, draw_index, sampler_key_frames
 
 PATCH_SHAPES = ("rectangle", "ellipse", "rhombus")
 
@@ -72,7 +72,7 @@ def make_patch(
     alpha = shape_mask(shape, patch_w, patch_h)
     if soft_edges:
         alpha = soften(alpha, s.patch_soft_edge_fraction)
-    keys = key_frames(rng, frames, s)
+    keys = sampler_key_frames(rng, frames, s)
     levels = rng.uniform(s.patch_opacity_min, s.patch_opacity_max, size=len(keys))
     opacity = np.interp(np.arange(frames), keys, levels)
     colour = clip[source_frame, y : y + patch_h, x : x + patch_w]

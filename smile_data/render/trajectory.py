@@ -214,6 +214,13 @@ def released_key_frames(rng: np.random.Generator, frames: int, s: RenderSettings
     return np.unique(np.concatenate([ticks, [0, frames - 1]]))
 
 
+def sampler_key_frames(rng: np.random.Generator, frames: int, s: RenderSettings) -> np.ndarray:
+    """Key frames as the configured sampler draws them (patch opacities use these too)."""
+    if s.trajectory_sampler == "bounded":
+        return key_frames(rng, frames, s)
+    return released_key_frames(rng, frames, s)
+
+
 def interpolate_keys(rng: np.random.Generator, values: np.ndarray, keys: np.ndarray,
                      s: RenderSettings) -> np.ndarray:
     """(T, ...) values from key values (K, ...) at key frames `keys`, each segment linear,

@@ -123,3 +123,18 @@ def test_sampler_and_reference_size_are_checked():
         check_render_settings(RenderSettings(trajectory_sampler="smooth"))
     with pytest.raises(ValueError, match="reference_size"):
         check_render_settings(RenderSettings(reference_size=0))
+
+
+def test_patch_opacity_keys_follow_the_sampler():
+    from smile_data.render.patches import make_patch
+
+    clip = np.random.default_rng(0).integers(0, 255, size=(16, 64, 64, 3), dtype=np.uint8)
+    s = RenderSettings(overlay="patches", inner_keyframe_probs=[0.0, 1.0, 0.0])
+    kinks = set()
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        patch = make_patch(rng, s, clip, generate_trajectory(rng, s, 16, 64, 64))
+        bends = np.flatnonzero(np.abs(np.diff(patch.opacity, 2)) > 1e-12) + 1  # linear between keys
+        assert len(bends) <= 1
+        kinks.update(bends.tolist())
+    assert kinks <= {6, 7, 8, 9} and len(kinks) >= 3  # the released inner tick 8 + [-2, 2)
