@@ -51,6 +51,23 @@ def pretrain(
     run_pretrain(config, overrides, resume, init_from, allow_commands)
 
 
+@app.command("show-batch")
+def show_batch(
+    config: str = CONFIG_OPTION,
+    set_: list[str] = SET_OPTION,
+    stage: str = typer.Option(None, "--stage", help="Stage name (default: the first)."),
+    epoch: int = typer.Option(0, "--epoch", help="Epoch whose first clips to show (0-based)."),
+    clips: int = typer.Option(8, "--clips", help="How many clips."),
+    out: str = typer.Option(..., "--out", help="Folder for the contact sheet (.png) and arrays (.npz)."),
+) -> None:
+    """The first clips of an epoch as the trainer gets them: boxes drawn, masked tokens shaded."""
+    import json
+
+    from smile_train.show_batch import show_batch as write_sheet
+
+    typer.echo(json.dumps(write_sheet(config, parse_set_options(set_), stage, epoch, out, clips)))
+
+
 def _flags(**values) -> dict:
     """Flags given on the command line (None = not given) as settings overrides."""
     return {key: value for key, value in values.items() if value is not None}

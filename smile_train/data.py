@@ -10,30 +10,34 @@ resumed run can skip already-seen samples without decoding them and then continu
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import tarfile
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-import cv2
 import numpy as np
 import torch
 from webdataset.gopen import gopen
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from smile_data.shards.layout import boxes_array, footprint_boxes
+from smile_data.render.trajectory import draw_index
 from smile_data.shards import integrity, reader, remote
 from smile_data.shards.dataset import CARD_FILE, load_card
 from smile_train import masking
-from smile_train.sampling import multiscale_crop_box
+from smile_train.sampling import center_square_box, crop_resize, hflip  # noqa: F401 (re-exported)
+from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
+    SourceSampler, SourceSettings, base_source, check_modes, object_boxes, stage_sources,
+)
 
 log = logging.getLogger(__name__)
 
 REMOTE_PREFIXES = ("pipe:", *(f"{scheme}://" for scheme in remote.SCHEME_EXTRAS))
 TOKEN_PATCH = 16  # spatial patch side of the student (SPEC §6)
 TOKEN_TUBELET = 2  # frames per token
-FLIP_PROBABILITY = 0.5
 PREFETCH_BATCHES_PER_WORKER = 4
+SHARD_STREAM, SOURCE_CHOICE_STREAM = 1, 2  # generator streams of a worker besides its samples
 
 
 # --- shard lists ---------------------------------------------------------------------------
@@ -151,47 +155,7 @@ def shuffle(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator)
     yield from buffer
 
 
-# --- spatial augmentation (SPEC §4) ---------------------------------------------------------
-
-
-def center_square_box(height: int, width: int) -> tuple[int, int, int, int]:
-    side = min(height, width)
-    return (width - side) // 2, (height - side) // 2, side, side
-
-
-def crop_resize(
-    frames: np.ndarray, boxes: np.ndarray, box: tuple[int, int, int, int], size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Crop (T, H, W, 3) frames to `box` and resize to size x size; boxes (T, K, 4) follow."""
-    x0, y0, w, h = box
-    if (x0, y0, w, h) == (0, 0, frames.shape[2], frames.shape[1]) and w == h == size:
-        return frames, boxes
-    out = np.empty((frames.shape[0], size, size, 3), np.uint8)
-    for t, frame in enumerate(frames):
-        out[t] = cv2.resize(frame[y0 : y0 + h, x0 : x0 + w], (size, size), interpolation=cv2.INTER_LINEAR)
-    scale = np.array([size / w, size / h, size / w, size / h], np.float32)
-    moved = (boxes - np.array([x0, y0, x0, y0], np.float32)) * scale
-    return out, np.clip(moved, 0, size).astype(np.float32)
-
-
-def hflip(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror (T, H, W, 3) frames left-right; boxes (T, K, 4) follow."""
-    width = frames.shape[2]
-    flipped = boxes.copy()
-    flipped[..., 0], flipped[..., 2] = width - boxes[..., 2], width - boxes[..., 0]
-    out = np.empty_like(frames)
-    for t, frame in enumerate(frames):  # OpenCV's flip is ~10x faster than a strided numpy copy
-        cv2.flip(frame, 1, dst=out[t])
-    return out, flipped
-
-
 # --- the dataset -----------------------------------------------------------------------------
-
-
-def object_boxes(metadata: dict[str, Any], object_cells: str) -> np.ndarray:
-    """(T, K, 4) boxes the trajectory mask is built from: the shards store each object's
-    unrotated box and its angle per frame; "rotated" turns the box into its rotated bounds."""
-    return footprint_boxes(metadata) if object_cells == "rotated" else boxes_array(metadata)
 
 
 class CorruptSampleCounter:
@@ -216,14 +180,66 @@ class CorruptSampleCounter:
         return pending
 
 
-class PretrainClips(IterableDataset):
-    """Endless stream of {"video": (T, S, S, 3) uint8, "masks": (R, N) bool, "corrupt": int};
-    R = mask_repeats, or 1 when second_mask is "shuffled"."""
+@dataclass
+class StageSource:
+    """A source's settings and the shard URLs they name."""
 
-    def __init__(self, urls: list[str], settings: Any, rank: int = 0, skip_samples: Callable[[int, int], int] | None = None):
+    settings: SourceSettings
+    urls: list[str]
+
+
+def resolve_sources(settings: Any) -> list[StageSource]:
+    """The stage's sources with their shard lists; a missing local shard is an error now."""
+    return [StageSource(source, expand_urls(source.shards)) for source in stage_sources(settings)]
+
+
+def epoch_clips(settings: Any, sources: list[StageSource]) -> int:
+    """Samples in one epoch: `clips_per_epoch`, else every source's samples counted once from
+    the shards' dataset.json cards (a video shard holds one sample per video)."""
+    if settings.clips_per_epoch:
+        return settings.clips_per_epoch
+    counts = [count_samples(source.urls) for source in sources]
+    unknown = [source.settings.shards for source, count in zip(sources, counts) if count < 1]
+    if unknown:
+        raise ValueError(f"shards {unknown[0]!r}: no dataset.json gives their size; set clips_per_epoch")
+    return sum(counts)
+
+
+def epoch_summary(settings: Any, clips_per_epoch: int, total_steps: int) -> str:
+    """The line printed at the start of a stage: what an epoch is and how many steps it takes."""
+    steps = max(1, clips_per_epoch // settings.batch_size)
+    repeats = getattr(settings, "mask_repeats", 1)
+    text = (f"one epoch = {clips_per_epoch} samples = {steps} steps of {settings.batch_size} "
+            f"(masked samples); {total_steps} steps in all")
+    if repeats > 1:
+        text += f"; each clip carries {repeats} masks, so a pass over the sources takes {repeats} epochs"
+    return text
+
+
+class PretrainClips(IterableDataset):
+    """Endless stream of {"video": (T, S, S, 3) uint8, "masks": (R, N) bool, "key": str,
+    "corrupt": int}; R = mask_repeats, or 1 when second_mask is "shuffled".
+
+    `sources`: the stage's sources, or a plain list of shard URLs read with the stage's own
+    data settings. Each sample picks its source by weight, then takes that source's next raw
+    sample (sources.py turns it into a clip: temporal draw, crop, flip, overlays).
+    """
+
+    def __init__(self, sources: list[StageSource] | list[str], settings: Any, rank: int = 0,
+                 skip_samples: Callable[[int, int], int] | None = None):
         super().__init__()
-        self.urls, self.settings, self.rank = urls, settings, rank
+        if all(isinstance(url, str) for url in sources):
+            base = base_source(settings)
+            check_modes(base, "settings")
+            sources = [StageSource(base, list(sources))]
+        self.sources, self.settings, self.rank = list(sources), settings, rank
         self.skip_samples = skip_samples or (lambda worker, workers: 0)
+        # The DataLoader asks worker 0 first; a run resumed after R batches must start with the
+        # stream of worker R mod W, so worker j plays the part of worker (j + offset) mod W.
+        self.worker_offset = 0
+        # show-batch runs each loader worker's stream in-process and keeps the boxes it drew.
+        self.worker_identity: tuple[int, int] | None = None
+        self.keep_boxes = False
 
     def _grid(self) -> tuple[int, int, int]:
         s = self.settings
@@ -234,40 +250,47 @@ class PretrainClips(IterableDataset):
         settings = masking.MaskSettings(s.mask, s.mask_ratio, s.traj_unmask_ratio, s.object_cells)
         return masking.sample_mask(rng, settings, self._grid(), boxes, TOKEN_PATCH, TOKEN_TUBELET)
 
-    def _prepare(self, clip, rng: np.random.Generator) -> dict[str, Any]:
-        s = self.settings
-        frames, boxes = clip.frames, object_boxes(clip.metadata, s.object_cells)
-        if frames.shape[0] != s.frames:
-            raise ValueError(f"sample {clip.key}: {frames.shape[0]} frames, settings say {s.frames}")
-        height, width = frames.shape[1:3]
-        if s.crop == "multiscale":
-            box = multiscale_crop_box(rng, height, width, s.input_size, tuple(s.crop_scales),
-                                      s.crop_max_distort, s.crop_offsets)
-        else:
-            box = center_square_box(height, width)
-        frames, boxes = crop_resize(frames, boxes, box, s.input_size)
-        if s.flip and rng.random() < FLIP_PROBABILITY:
-            frames, boxes = hflip(frames, boxes)
+    def _prepare(self, sampler: SourceSampler, raw: dict, rng: np.random.Generator) -> dict[str, Any]:
+        clip = sampler(raw, rng)
         # With second_mask "shuffled" the loop gives the further copies other clips' masks.
+        s = self.settings
         repeats = 1 if s.second_mask == "shuffled" else s.mask_repeats
-        masks = np.stack([self._make_mask(rng, boxes) for _ in range(repeats)])
-        return {"video": torch.from_numpy(frames), "masks": torch.from_numpy(masks)}
+        masks = np.stack([self._make_mask(rng, clip.boxes) for _ in range(repeats)])
+        prepared = {"video": torch.from_numpy(clip.frames), "masks": torch.from_numpy(masks), "key": clip.key}
+        if self.keep_boxes:
+            prepared["boxes"] = clip.boxes  # (T, K, 4): K differs between clips
+        return prepared
+
+    def _raw_streams(self, seed: list[int], counter: CorruptSampleCounter) -> list[Iterator[dict]]:
+        """Per source: resampled shards, read and shuffled with the source's own generator."""
+        streams = []
+        for index, source in enumerate(self.sources):
+            stream_rng = np.random.default_rng([*seed, SHARD_STREAM, index])
+            raw = tar_samples(shard_stream(source.urls, stream_rng), counter, integrity_settings(self.settings))
+            streams.append(shuffle(raw, self.settings.shuffle_buffer, stream_rng))
+        return streams
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        seed = [self.settings.seed, self.rank, worker]
-        stream_rng = np.random.default_rng(seed)
-        counter = CorruptSampleCounter(self.settings.max_corrupt_samples)
-        raw = tar_samples(shard_stream(self.urls, stream_rng), counter, integrity_settings(self.settings))
-        raw = shuffle(raw, self.settings.shuffle_buffer, stream_rng)
+        worker, workers = self.worker_identity or ((info.id, info.num_workers) if info else (0, 1))
+        worker = (worker + self.worker_offset) % workers
+        s = self.settings
+        seed = [s.seed, self.rank, worker]
+        counter = CorruptSampleCounter(s.max_corrupt_samples)
+        streams = self._raw_streams(seed, counter)
+        samplers = [SourceSampler(source.settings, s.input_size, s.frames, getattr(s, "object_cells", "rotated"))
+                    for source in self.sources]
+        weights = [source.settings.weight for source in self.sources]
+        choice_rng = np.random.default_rng([*seed, SOURCE_CHOICE_STREAM])
         to_skip = self.skip_samples(worker, workers)
-        for number, sample in enumerate(raw):
+        for number in itertools.count():
+            index = draw_index(choice_rng, weights) if len(weights) > 1 else 0
+            sample = next(streams[index])
             if number < to_skip:
-                continue
+                continue  # a resumed run passes over what it has seen without decoding it
             rng = np.random.default_rng([*seed, number])
             try:
-                prepared = self._prepare(reader.decode_sample(sample), rng)
+                prepared = self._prepare(samplers[index], sample, rng)
             except ValueError as error:
                 counter(error)
                 continue
@@ -285,18 +308,21 @@ def batches_skipped_per_worker(batches: int, workers: int) -> Callable[[int, int
     return count
 
 
-def build_loader(settings: Any, urls: list[str], micro_batch: int, rank: int, resume_batches: int = 0,
-                 dataset_class: type[PretrainClips] = PretrainClips, pin_memory: bool = False) -> DataLoader:
+def build_loader(settings: Any, sources: list[StageSource] | list[str], micro_batch: int, rank: int,
+                 resume_batches: int = 0, dataset_class: type[PretrainClips] = PretrainClips,
+                 pin_memory: bool = False) -> DataLoader:
     """A DataLoader over `dataset_class`; `resume_batches` fast-forwards a resumed run."""
     checks = integrity_settings(settings)
     checks.check()
+    urls = [url for source in sources for url in ([source] if isinstance(source, str) else source.urls)]
     if checks.mode != "off":  # card errors now, not in a worker; forked workers inherit these
         for url in urls:
             if not url.startswith("pipe:"):
                 integrity.index_for_shard(url, checks.pins)
     per_worker = batches_skipped_per_worker(resume_batches, settings.num_workers)
-    dataset = dataset_class(urls, settings, rank, lambda w, n: per_worker(w, n) * micro_batch)
+    dataset = dataset_class(sources, settings, rank, lambda w, n: per_worker(w, n) * micro_batch)
     workers = settings.num_workers
+    dataset.worker_offset = resume_batches % max(workers, 1)
     return DataLoader(
         dataset,
         batch_size=micro_batch,

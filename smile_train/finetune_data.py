@@ -10,7 +10,9 @@ lambda per batch, each clip mixed with the batch reversed; one cutmix box for al
 label smoothing give soft targets that sum to 1.
 
 Iteration shares the pretraining stream (smile_train.data): resampled shards, seeded shuffle,
-per-sample generators seeded from (seed, rank, worker, sample number), resume by skipping.
+per-sample generators seeded from (seed, rank, worker, sample number), resume by skipping. Video
+shards (`<key>.mp4`) give a new temporal draw every time a video comes round (`temporal`:
+window at `stride` for K400, TSN segments for SSv2; smile_train/sampling.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from smile_train.augment import augmented_copies
 from smile_train.data import PretrainClips, build_loader
+from smile_train.sources import SourceSampler
 
 
 class FinetuneClips(PretrainClips):
@@ -34,17 +37,16 @@ class FinetuneClips(PretrainClips):
     resume skipping and the corrupt-sample limit are the pretraining pipeline's own.
     """
 
-    def _prepare(self, clip, rng: np.random.Generator) -> dict[str, Any]:
+    def _prepare(self, sampler: SourceSampler, raw: dict, rng: np.random.Generator) -> dict[str, Any]:
         s = self.settings
-        if clip.label is None:
-            raise ValueError(f"sample {clip.key}: no label; finetuning needs labelled shards "
+        key, frames, _, label = sampler.decode(raw, rng)  # a video's frames: a new draw per epoch
+        if label is None:
+            raise ValueError(f"sample {key}: no label; finetuning needs labelled shards "
                              "(`smile-data pack --csv LIST`)")
-        if not 0 <= clip.label < s.num_classes:
-            raise ValueError(f"sample {clip.key}: label {clip.label} outside 0..{s.num_classes - 1}")
-        if clip.frames.shape[0] != s.frames:
-            raise ValueError(f"sample {clip.key}: {clip.frames.shape[0]} frames, settings say {s.frames}")
-        videos, erase = augmented_copies(clip.frames, rng, s)
-        labels = torch.full((len(videos),), clip.label, dtype=torch.int64)
+        if not 0 <= label < s.num_classes:
+            raise ValueError(f"sample {key}: label {label} outside 0..{s.num_classes - 1}")
+        videos, erase = augmented_copies(frames, rng, s)
+        labels = torch.full((len(videos),), label, dtype=torch.int64)
         return {"video": torch.from_numpy(videos), "label": labels, "erase": torch.from_numpy(erase)}
 
 

@@ -34,6 +34,10 @@ class FinetuneSettings:
     crop_scale: tuple[float, float] = (0.25, 1.0)  # random resized crop: area fraction (SMILE's; VideoMAE 0.08)
     crop_ratio: tuple[float, float] = (0.75, 1.3333)  # random resized crop: aspect w / h
     flip: bool = True  # Kinetics yes, SSv2 no (left/right carries the label there)
+    # Video shards (`<key>.mp4`): a new draw every epoch in training; views at test time.
+    temporal: str = "window"  # window: T frames at `stride` (K400) | segments: TSN (SSv2)
+    stride: int = 4  # K400 4, SSv2 2 (window only)
+    label_field: str = ""  # videos without `.cls`: the JSON field holding the label
     # RandAugment before the crop, timm's rand-m7-n4-mstd0.5-inc1 (smile_train/augment.py)
     rand_augment: bool = True
     rand_augment_ops: int = 4  # operations drawn per clip (n4)

@@ -23,7 +23,7 @@ from smile_data.io import write_json_atomic
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
 from smile_train.checkpoint_keys import unwrap_state
-from smile_train.data import build_loader, count_samples, expand_urls
+from smile_train.data import build_loader, epoch_clips, epoch_summary, resolve_sources
 from smile_train.lr_schedule import LrSchedule
 from smile_train.model import build_pretrain_model, mask_order, masked_count, take_tokens
 from smile_train.settings import IMAGENET_BATCH_REFERENCE, PretrainSettings, load_pretrain_stages
@@ -120,12 +120,12 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
 
     # A teacher that cannot be loaded is an error before any data is read.
     teacher = ClipTeacher.from_pretrained(s.teacher, runtime.device, runtime.dtype) if s.target == "clip" else None
-    urls = expand_urls(s.shards)
-    clips_per_epoch = s.clips_per_epoch or count_samples(urls)
-    if clips_per_epoch < 1:
-        raise ValueError(f"shards {s.shards!r}: no dataset.json gives their size; set clips_per_epoch")
+    sources = resolve_sources(s)
+    clips_per_epoch = epoch_clips(s, sources)
     micro, accumulation = micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size, s.mask_repeats)
     total_steps, lr_schedule = schedule(s, clips_per_epoch)
+    if runtime.is_main:
+        print(f"[{name}] {epoch_summary(s, clips_per_epoch, total_steps)}")
 
     torch.manual_seed(s.seed)  # the same initial weights on every rank
     model = build_pretrain_model(
@@ -150,7 +150,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     if runtime.distributed:
         model = DistributedDataParallel(model, device_ids=[runtime.local_rank] if runtime.device.type == "cuda" else None)
 
-    loader = build_loader(s, urls, micro, runtime.rank, resume_batches=step * accumulation,
+    loader = build_loader(s, sources, micro, runtime.rank, resume_batches=step * accumulation,
                           pin_memory=runtime.device.type == "cuda")
     batches = iter(loader)
     log = rt.MetricsLog(out_dir, runtime.is_main)

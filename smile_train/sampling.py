@@ -27,6 +27,7 @@ of 13 positions (corners, centre, edge centres and quarter points of a 4 x 4 ste
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 TEMPORAL_MODES = ("window", "segments")
@@ -150,3 +151,36 @@ def multiscale_crop_box(
     x0, y0 = positions[int(rng.integers(len(positions)))]
     return x0, y0, crop_w, crop_h
 
+
+# --- crop, resize and flip with boxes ------------------------------------------------------
+
+
+def center_square_box(height: int, width: int) -> tuple[int, int, int, int]:
+    side = min(height, width)
+    return (width - side) // 2, (height - side) // 2, side, side
+
+
+def crop_resize(
+    frames: np.ndarray, boxes: np.ndarray, box: tuple[int, int, int, int], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop (T, H, W, 3) frames to `box` and resize to size x size; boxes (T, K, 4) follow."""
+    x0, y0, w, h = box
+    if (x0, y0, w, h) == (0, 0, frames.shape[2], frames.shape[1]) and w == h == size:
+        return frames, boxes
+    out = np.empty((frames.shape[0], size, size, 3), np.uint8)
+    for t, frame in enumerate(frames):
+        out[t] = cv2.resize(frame[y0 : y0 + h, x0 : x0 + w], (size, size), interpolation=cv2.INTER_LINEAR)
+    scale = np.array([size / w, size / h, size / w, size / h], np.float32)
+    moved = (boxes - np.array([x0, y0, x0, y0], np.float32)) * scale
+    return out, np.clip(moved, 0, size).astype(np.float32)
+
+
+def hflip(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror (T, H, W, 3) frames left-right; boxes (T, K, 4) follow."""
+    width = frames.shape[2]
+    flipped = boxes.copy()
+    flipped[..., 0], flipped[..., 2] = width - boxes[..., 2], width - boxes[..., 0]
+    out = np.empty_like(frames)
+    for t, frame in enumerate(frames):  # OpenCV's flip is ~10x faster than a strided numpy copy
+        cv2.flip(frame, 1, dst=out[t])
+    return out, flipped

@@ -7,7 +7,7 @@ trajectory masks; stage 2: natural clips with tube masks, initialised from stage
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from smile_data.config import SettingsError, apply_overrides, plain_name, read_yaml
@@ -31,6 +31,17 @@ class PretrainSettings:
     crop_max_distort: int = 1  # |i - j| between the scale indices of crop height and width
     crop_offsets: str = "grid"  # grid: the released 13 fixed offsets | corners: 5 | uniform
     flip: bool = True  # Kinetics yes, SSv2 no
+    # Video shards (`<key>.mp4`): which frames a clip takes, drawn afresh every epoch.
+    temporal: str = "window"  # window: T frames at `stride` (K400) | segments: TSN (SSv2)
+    stride: int = 4  # K400 4, SSv2 2
+    label_field: str = ""  # videos without `.cls`: the JSON field holding the label
+    # Overlays drawn in the loader after the crop (the renderer's code and settings).
+    overlay: str = "none"  # objects | patches | none
+    bank: str = ""  # object bank folder (overlay objects)
+    overlay_settings: dict[str, Any] = field(default_factory=dict)  # `smile-data render` settings
+    # Several sources in one stage: each entry holds what differs from the settings above, plus
+    # `weight` (share of the clips); see smile_train/sources.py.
+    sources: list[dict[str, Any]] = field(default_factory=list)
     shuffle_buffer: int = 1000
     num_workers: int = 4
     max_corrupt_samples: int = 100  # per loader worker; past it the run stops

@@ -25,10 +25,8 @@ import numpy as np
 
 from smile_data.objects.bank import BankObject, ObjectBank
 from smile_data.render import backgrounds as bg
-from smile_data.render.clip import (
-    clip_metadata, clip_rng, draw_overlays, largest_box_side, render_frames, sample_members,
-)
-from smile_data.render.overlay import SpriteCache, premultiply_rgba, shrink_to
+from smile_data.render.clip import clip_metadata, clip_rng, draw_overlays, render_frames, sample_members
+from smile_data.render.picker import ObjectPicker
 from smile_data.render.settings import RenderSettings, parse_backgrounds
 from smile_data.render.trajectory import draw_index
 from smile_data.render.sources import (
@@ -41,7 +39,6 @@ from smile_data.shards.runner import ShardSample, TaskResult
 KIND_STREAM = 1
 PERMUTATION_STREAM = 2
 SOURCE_GROUPS = {"natural": 0, "frame": 0, "image": 1}  # natural and frame share the video order
-BYTES_PER_MB = 1 << 20
 
 
 @dataclass
@@ -63,8 +60,7 @@ class RenderTask:
     def __post_init__(self) -> None:
         s = self.settings
         self._kinds, self._weights = parse_backgrounds(s.backgrounds)
-        self._sprite_side = largest_box_side(s)
-        self._sprites = SpriteCache(s.sprite_cache_mb * BYTES_PER_MB)  # this process's decodes
+        self._picker = ObjectPicker(self.bank, s) if self.bank is not None else None
         self._orders: dict[tuple[int, int], np.ndarray] = {}  # (source group, epoch) -> order
 
     def __getstate__(self) -> dict[str, Any]:
@@ -178,17 +174,7 @@ class RenderTask:
     def _pick_object(self, rng: np.random.Generator,
                      skipped: list[dict[str, str]]) -> tuple[BankObject, np.ndarray]:
         """A bank object and its sprite; an undecodable object is reported and redrawn."""
-        side, bank = self._sprite_side, self.bank
-        for _ in range(1 + self.settings.source_retries):
-            index = bank.sample(rng, balanced=self.settings.balanced_classes)
-            try:
-                sprite = self._sprites.get(
-                    index, lambda: shrink_to(premultiply_rgba(bank.load_rgba(index)), side, side))
-                return bank.entry(index), sprite
-            except ValueError as error:
-                skipped.append({"source": bank.entry(index).path, "reason": str(error)})
-        raise ValueError(f"{self.settings.bank}: {1 + self.settings.source_retries} objects in a "
-                         "row could not be decoded; check the bank")
+        return self._picker.pick(rng, skipped)
 
 
 def _described(made: list[tuple[np.ndarray, dict]], kind: str, source: Source,

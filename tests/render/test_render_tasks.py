@@ -47,10 +47,10 @@ def test_a_pickled_task_renders_the_same_and_carries_no_decoded_state(tmp_path, 
     task, _, _ = build_render_task(settings)
     payload = pickle.dumps(task)
     expected = [s.members for t in range(3) for s in task(t).samples]
-    assert len(task._sprites) > 0 and task._orders  # decoded objects and source orders ...
+    assert len(task._picker.sprites) > 0 and task._orders  # decoded objects and source orders ...
     assert pickle.dumps(task) == payload  # ... stay in this process: a worker starts empty
     copy = pickle.loads(payload)
-    assert len(copy._sprites) == 0 and not copy._orders
+    assert len(copy._picker.sprites) == 0 and not copy._orders
     assert [s.members for t in range(3) for s in copy(t).samples] == expected
 
 

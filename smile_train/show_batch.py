@@ -1,0 +1,124 @@
+"""`smile-train show-batch`: the first clips of an epoch exactly as the trainer gets them.
+
+The stage's dataset is built as `pretrain` builds it, positioned at the first step of the epoch
+(the resume path: earlier samples are passed over without decoding), and each loader worker's
+stream is run in this process in the order the DataLoader takes batches from the workers (batch
+b comes from worker b mod num_workers). So the clips, crops, flips, overlays and masks are the
+trainer's own, for any num_workers, and the same (config, epoch) always gives the same files.
+
+Written (atomically) into the output folder:
+    <stage>_epoch<E>.png   contact sheet: one row per clip, one column per frame, each object's
+                           box (the one its trajectory mask uses) drawn, masked tokens shaded
+                           (the clip's first mask)
+    <stage>_epoch<E>.npz   clips (N, T, S, S, 3) uint8 RGB, masks (N, R, tokens) bool, boxes
+                           (N, T, K, 4) float32 padded with NaN, keys (N,) str
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from smile_data.io import write_bytes_atomic
+from smile_train.data import PretrainClips, TOKEN_PATCH, TOKEN_TUBELET, epoch_clips, resolve_sources
+from smile_train.data import batches_skipped_per_worker
+from smile_train.pretrain import micro_batch_plan
+from smile_train.settings import load_pretrain_stages
+
+BOX_COLOUR = (0, 255, 0)  # RGB
+MASK_SHADE = 0.55  # masked tokens keep this share of their brightness
+GAP = 2  # pixels between frames and rows of the sheet
+
+
+def pick_stage(config: str | None, overrides: dict[str, Any], stage: str | None):
+    stages = load_pretrain_stages(config, overrides)
+    names = [name for name, _ in stages]
+    if stage is None:
+        return stages[0]
+    if stage not in names:
+        raise ValueError(f"{config}: no stage named {stage!r} (stages: {names})")
+    return stages[names.index(stage)]
+
+
+def first_clips(settings: Any, epoch: int, count: int) -> list[dict[str, Any]]:
+    """The first `count` clips of `epoch` on rank 0, in the order the trainer receives them."""
+    sources = resolve_sources(settings)
+    clips_per_epoch = epoch_clips(settings, sources)
+    micro, accumulation = micro_batch_plan(settings.batch_size, settings.micro_batch_size, 1,
+                                           settings.mask_repeats)
+    steps_per_epoch = max(1, clips_per_epoch // settings.batch_size)
+    start_batch = epoch * steps_per_epoch * accumulation
+    workers = max(settings.num_workers, 1)
+    per_worker = batches_skipped_per_worker(start_batch, workers)
+    streams = []
+    for worker in range(workers):
+        dataset = PretrainClips(sources, settings, 0, lambda w, n: per_worker(w, n) * micro)
+        dataset.worker_identity, dataset.keep_boxes = (worker, workers), True
+        streams.append(iter(dataset))
+    clips: list[dict[str, Any]] = []
+    batch = start_batch
+    while len(clips) < count:
+        stream = streams[batch % workers]
+        clips.extend(next(stream) for _ in range(micro))
+        batch += 1
+    return clips[:count]
+
+
+def shade_masked(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Darken the pixels of masked tokens; frames (T, S, S, 3), mask (tokens,) bool."""
+    slices, side = frames.shape[0] // TOKEN_TUBELET, frames.shape[1] // TOKEN_PATCH
+    cells = mask.reshape(slices, side, side)
+    pixels = np.kron(cells, np.ones((TOKEN_PATCH, TOKEN_PATCH), bool))  # (slices, S, S)
+    pixels = np.repeat(pixels, TOKEN_TUBELET, axis=0)[..., None]  # (T, S, S, 1)
+    return np.where(pixels, (frames * MASK_SHADE).astype(np.uint8), frames)
+
+
+def contact_sheet(clips: list[dict[str, Any]]) -> np.ndarray:
+    """(rows, columns) of frames with boxes and shaded masked tokens, RGB uint8."""
+    frames, side = clips[0]["video"].shape[0], clips[0]["video"].shape[1]
+    sheet = np.full((len(clips) * (side + GAP), frames * (side + GAP), 3), 255, np.uint8)
+    for row, clip in enumerate(clips):
+        shaded = shade_masked(clip["video"].numpy(), clip["masks"][0].numpy())
+        for t in range(frames):
+            frame = np.ascontiguousarray(shaded[t])
+            for x0, y0, x1, y1 in clip["boxes"][t]:
+                cv2.rectangle(frame, (int(x0), int(y0)), (int(np.ceil(x1)) - 1, int(np.ceil(y1)) - 1),
+                              BOX_COLOUR, 1)
+            top, left = row * (side + GAP), t * (side + GAP)
+            sheet[top : top + side, left : left + side] = frame
+    return sheet
+
+
+def padded_boxes(clips: list[dict[str, Any]]) -> np.ndarray:
+    most = max(clip["boxes"].shape[1] for clip in clips)
+    frames = clips[0]["boxes"].shape[0]
+    out = np.full((len(clips), frames, most, 4), np.nan, np.float32)
+    for index, clip in enumerate(clips):
+        out[index, :, : clip["boxes"].shape[1]] = clip["boxes"]
+    return out
+
+
+def show_batch(config: str | None, overrides: dict[str, Any], stage: str | None, epoch: int,
+               out: str | Path, count: int) -> dict[str, str]:
+    """Write the contact sheet and the arrays of the first `count` clips of `epoch`."""
+    if epoch < 0 or count < 1:
+        raise ValueError(f"--epoch must be >= 0 and --clips >= 1 (got {epoch}, {count})")
+    name, settings = pick_stage(config, overrides, stage)
+    clips = first_clips(settings, epoch, count)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"{name}_epoch{epoch}"
+    ok, png = cv2.imencode(".png", cv2.cvtColor(contact_sheet(clips), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("could not encode the contact sheet")
+    write_bytes_atomic(stem.with_suffix(".png"), png.tobytes())
+    arrays = io.BytesIO()
+    np.savez_compressed(arrays, clips=np.stack([c["video"].numpy() for c in clips]),
+                        masks=np.stack([c["masks"].numpy() for c in clips]), boxes=padded_boxes(clips),
+                        keys=np.array([c["key"] for c in clips]))
+    write_bytes_atomic(stem.with_suffix(".npz"), arrays.getvalue())
+    return {"sheet": str(stem.with_suffix(".png")), "arrays": str(stem.with_suffix(".npz"))}

@@ -1,0 +1,210 @@
+"""Where a stage's clips come from: one or more sources, each with its own sampling settings.
+
+A source is a set of shards. Each sample is one of two kinds, told apart by its members:
+    clip    `<key>.NN.jpg|png` frames + `<key>.json` (`smile-data render` / `pack`): T frames
+            already decoded to the clip's size, maybe with objects and their boxes;
+    video   `<key>.mp4` + `<key>.json` (`smile-data pack --store video`, or video2dataset's
+            layout with a `.txt` caption): only the T frames the temporal draw picks are
+            decoded, from memory, within `VideoLimits`.
+Every sample then goes through the same steps, each drawing from the sample's own generator in
+this order: temporal draw (videos), crop, flip, overlays. A sample that cannot be read raises
+ValueError (the stream counts it as corrupt and goes on).
+
+A stage lists its sources in `sources:`, each entry holding only what differs from the stage's
+own data settings (which alone make the single source of a stage without a list):
+
+    overlay: objects            # stage-wide defaults
+    bank: work/bank
+    sources:
+      - {shards: "work/shards/noise/*.tar", weight: 1, overlay: none, crop: none}
+      - {shards: "work/shards/videos/*.tar", weight: 1, stride: 2}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smile_data.config import SettingsError, apply_overrides
+from smile_data.shards import layout, reader
+from smile_data.video import VideoLimits, decode_frames, probe_video
+from smile_train.overlays import LoaderOverlays, loader_render_settings
+from smile_train.sampling import (
+    CROP_OFFSET_MODES, TEMPORAL_MODES, center_square_box, crop_resize, hflip, multiscale_crop_box,
+    training_indices,
+)
+
+CROP_MODES = ("multiscale", "none")
+VIDEO_MEMBERS = ("mp4",)  # the encoded video of a video-shard sample
+CAPTION_MEMBER = "txt"
+FLIP_PROBABILITY = 0.5
+
+
+@dataclass
+class SourceSettings:
+    """One source of clips; defaults are the stage's (or these, the SPEC's K400 values)."""
+
+    shards: str = ""  # paths, globs, brace patterns or URLs, comma-separated
+    weight: float = 1.0  # share of the stage's clips drawn from this source (normalised)
+    temporal: str = "window"  # video samples: window (K400) | segments (SSv2, TSN)
+    stride: int = 4  # window: frames between sampled frames (K400 4, SSv2 2)
+    crop: str = "none"  # multiscale (SPEC §4) | none (centre square resized to input_size)
+    crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+    crop_max_distort: int = 1
+    crop_offsets: str = "grid"
+    flip: bool = True
+    overlay: str = "none"  # objects | patches | none: drawn in the loader after the crop
+    bank: str = ""  # object bank folder (overlay objects)
+    overlay_settings: dict[str, Any] = field(default_factory=dict)  # any `smile-data render` setting
+    label_field: str = ""  # video samples without `.cls`: the JSON field holding the label
+
+
+SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(SourceSettings))
+STAGE_ONLY_FIELDS = ("weight",)  # meaningful inside `sources:` only
+
+
+def check_modes(s: SourceSettings, where: str) -> None:
+    for name, value, allowed in (("temporal", s.temporal, TEMPORAL_MODES), ("crop", s.crop, CROP_MODES),
+                                 ("crop_offsets", s.crop_offsets, CROP_OFFSET_MODES)):
+        if value not in allowed:
+            raise SettingsError(f"{where}: {name} {value!r} must be one of {', '.join(allowed)}")
+
+
+def check_source(s: SourceSettings, where: str) -> None:
+    check_modes(s, where)
+    if not s.shards:
+        raise SettingsError(f"{where}: no shards given")
+    if not s.weight > 0 or s.stride < 1:
+        raise SettingsError(f"{where}: weight must be > 0 and stride >= 1")
+
+
+def base_source(settings: Any) -> SourceSettings:
+    """The source a stage's own data settings describe (fields it lacks keep their defaults)."""
+    return SourceSettings(**{name: getattr(settings, name) for name in SOURCE_FIELDS
+                             if hasattr(settings, name) and name not in STAGE_ONLY_FIELDS})
+
+
+def stage_sources(settings: Any) -> list[SourceSettings]:
+    """The sources of a stage (or of finetuning): its `sources` list over its own data settings."""
+    base = base_source(settings)
+    entries = getattr(settings, "sources", None) or [{}]
+    sources = []
+    for number, entry in enumerate(entries, start=1):
+        where = f"sources[{number}]" if getattr(settings, "sources", None) else "data settings"
+        if not isinstance(entry, dict):
+            raise SettingsError(f"{where}: expected a mapping of source settings, got {entry!r}")
+        source = apply_overrides(base, entry, source=where)
+        check_source(source, where)
+        loader_render_settings(source.overlay, source.bank, source.overlay_settings,
+                               getattr(settings, "input_size"), getattr(settings, "frames"), where)
+        sources.append(source)
+    return sources
+
+
+@dataclass
+class Clip:
+    """One sample ready for masking: frames (T, S, S, 3) uint8 RGB, boxes (T, K, 4) of every
+    object (from the shard and from the loader's overlays) in clip pixels, label or None."""
+
+    key: str
+    frames: np.ndarray
+    boxes: np.ndarray
+    label: int | None
+
+
+def object_boxes(metadata: dict[str, Any], object_cells: str) -> np.ndarray:
+    """(T, K, 4) boxes the trajectory mask is built from: the shards store each object's
+    unrotated box and its angle per frame; "rotated" turns the box into its rotated bounds."""
+    return layout.footprint_boxes(metadata) if object_cells == "rotated" else layout.boxes_array(metadata)
+
+
+def mask_boxes(frames: int, objects: list[dict[str, Any]], object_cells: str) -> np.ndarray:
+    """object_boxes of a clip's objects (a shard's or the loader's overlays), float32."""
+    return object_boxes({"frames": frames, "objects": objects}, object_cells).astype(np.float32)
+
+
+def is_video_sample(raw: dict[str, Any]) -> bool:
+    return any(member in raw for member in VIDEO_MEMBERS)
+
+
+def video_label(raw: dict[str, Any], metadata: dict[str, Any], label_field: str, key: str) -> int | None:
+    """The `.cls` member, else the JSON field `label_field` (video2dataset shards), else None."""
+    if "cls" in raw:
+        try:
+            return layout.decode_label(raw["cls"])
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"sample {key}: member {key}.cls: {error}") from None
+    value = metadata.get(label_field) if label_field else metadata.get("label")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"sample {key}: label field {label_field or 'label'!r} is {value!r}, not an integer")
+    return value
+
+
+def video_metadata(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    if "json" not in raw:
+        return {}
+    try:
+        metadata = json.loads(raw["json"].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"sample {key}: member {key}.json is not JSON ({error})") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"sample {key}: member {key}.json is not a JSON object")
+    return metadata
+
+
+class SourceSampler:
+    """Turns raw samples of one source into Clips; one instance per loader worker."""
+
+    def __init__(self, source: SourceSettings, input_size: int, frames: int,
+                 object_cells: str = "rotated", limits: VideoLimits | None = None):
+        self.source, self.input_size, self.frames = source, input_size, frames
+        self.object_cells = object_cells  # which boxes of an object the masks use (masking.py)
+        self.limits = limits or VideoLimits()
+        render = loader_render_settings(source.overlay, source.bank, source.overlay_settings,
+                                        input_size, frames, "source")
+        self.overlays = LoaderOverlays(render)
+
+    def decode(self, raw: dict[str, Any], rng: np.random.Generator) -> tuple[str, np.ndarray, list, int | None]:
+        """(key, frames (T, H, W, 3), objects already in the clip, label) of a raw sample."""
+        if not is_video_sample(raw):
+            clip = reader.decode_sample(raw)
+            if clip.frames.shape[0] != self.frames:
+                raise ValueError(f"sample {clip.key}: {clip.frames.shape[0]} frames, settings say {self.frames}")
+            return clip.key, clip.frames, list(clip.metadata.get("objects", [])), clip.label
+        key = str(raw.get(reader.KEY_FIELD))
+        member = next(m for m in VIDEO_MEMBERS if m in raw)
+        metadata = video_metadata(raw, key)
+        label = video_label(raw, metadata, self.source.label_field, key)
+        data = raw[member]
+        try:
+            info = probe_video(data, self.limits)
+            indices = training_indices(rng, self.source.temporal, info.frames, self.frames, self.source.stride)
+            frames = decode_frames(data, indices, self.limits, info)
+        except ValueError as error:
+            raise ValueError(f"sample {key}: member {key}.{member}: {error}") from None
+        return key, frames, [], label
+
+    def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
+        s = self.source
+        key, frames, objects, label = self.decode(raw, rng)
+        boxes = mask_boxes(frames.shape[0], objects, self.object_cells)
+        height, width = frames.shape[1:3]
+        if s.crop == "multiscale":
+            box = multiscale_crop_box(rng, height, width, self.input_size, tuple(s.crop_scales),
+                                      s.crop_max_distort, s.crop_offsets)
+        else:
+            box = center_square_box(height, width)
+        frames, boxes = crop_resize(frames, boxes, box, self.input_size)
+        if s.flip and rng.random() < FLIP_PROBABILITY:
+            frames, boxes = hflip(frames, boxes)
+        if self.overlays.active:
+            frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
+            drawn = self.overlays(rng, frames)
+            boxes = np.concatenate([boxes, mask_boxes(frames.shape[0], drawn, self.object_cells)], axis=1)
+        return Clip(key, frames, boxes, label)

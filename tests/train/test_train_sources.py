@@ -1,0 +1,104 @@
+"""Sources of a stage: overlays drawn in the loader, weighted sources, per-sample determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smile_data.config import SettingsError
+from smile_data.shards.reader import iter_tar_samples
+from smile_train import masking
+from smile_train.data import PretrainClips, resolve_sources
+from smile_train.settings import PretrainSettings
+from smile_train.sources import SourceSampler, stage_sources
+
+
+def write_bank(root: Path) -> Path:
+    """Three classes of two opaque coloured cut-outs each (a plain bank folder)."""
+    rng = np.random.default_rng(7)
+    for name in ("dog", "apple", "traffic_light"):
+        for index in range(2):
+            rgba = np.zeros((24 + 8 * index, 18 + 6 * index, 4), np.uint8)
+            rgba[..., :3] = rng.integers(0, 256, size=3, dtype=np.uint8)
+            rgba[2:-2, 2:-2, 3] = 255
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rgba, "RGBA").save(root / name / f"{index}.png")
+    return root
+
+
+def settings(**changes) -> PretrainSettings:
+    base = dict(input_size=64, frames=16, num_workers=0, shuffle_buffer=4, mask="trajectory",
+                traj_unmask_ratio=0.1)
+    return PretrainSettings(**{**base, **changes})
+
+
+def take(dataset, count: int) -> list[dict]:
+    return [sample for _, sample in zip(range(count), dataset)]
+
+
+def test_overlays_drawn_in_the_loader_are_masked_as_trajectories(tiny_shards, tmp_path):
+    bank = write_bank(tmp_path / "bank")
+    s = settings(shards=str(tiny_shards / "*.tar"), overlay="objects", bank=str(bank), crop="multiscale",
+                 overlay_settings={"box_sides": [16, 24], "gaussian_extent_min": 10, "gaussian_extent_max": 40})
+    source = stage_sources(s)[0]
+    sampler = SourceSampler(source, s.input_size, s.frames)
+    raw = next(iter_tar_samples(str(sorted(tiny_shards.glob("*.tar"))[0])))
+    clip = sampler(raw, np.random.default_rng(3))
+    assert clip.frames.shape == (16, 64, 64, 3) and clip.boxes.shape == (16, 3, 4)  # 1 + 2 objects
+    again = sampler(raw, np.random.default_rng(3))
+    assert np.array_equal(clip.frames, again.frames) and np.array_equal(clip.boxes, again.boxes)
+    other = sampler(raw, np.random.default_rng(4))
+    assert not np.array_equal(clip.frames, other.frames)
+    # The trajectory mask hides the object tokens of the drawn boxes, bar the visible share.
+    grid = (8, 4, 4)
+    objects = masking.trajectory_tokens(clip.boxes, grid, 16, 2)
+    mask = masking.sample_mask(np.random.default_rng(0), masking.MaskSettings("trajectory", 0.8, 0.1),
+                               grid, clip.boxes, 16, 2)
+    assert objects.sum() > 0 and mask[objects].mean() >= 0.8
+
+
+def test_loader_overlays_are_fresh_per_sample_and_reproducible(tiny_shards):
+    s = settings(shards=str(tiny_shards / "*.tar"), overlay="patches", crop="multiscale")
+    first = take(PretrainClips(resolve_sources(s), s), 30)
+    again = take(PretrainClips(resolve_sources(s), s), 30)
+    assert all(a["key"] == b["key"] and a["video"].equal(b["video"]) and a["masks"].equal(b["masks"])
+               for a, b in zip(first, again))
+    by_key: dict[str, list] = {}
+    for sample in first:
+        by_key.setdefault(sample["key"], []).append(sample["video"])
+    repeats = [views for views in by_key.values() if len(views) > 1]
+    assert repeats and all(not views[0].equal(views[1]) for views in repeats)
+
+
+def test_weighted_sources_each_keep_their_settings(tiny_shards, tmp_path):
+    s = settings(shards=str(tiny_shards / "*.tar"), sources=[
+        {"weight": 3},
+        {"weight": 1, "overlay": "patches", "overlay_settings": {"objects": 1}},
+    ])
+    sources = resolve_sources(s)
+    assert [x.settings.overlay for x in sources] == ["none", "patches"]
+    dataset = PretrainClips(sources, s)
+    counts = [0, 0]
+    original = dataset._prepare
+
+    def spy(sampler, raw, rng):
+        counts[dataset.sources.index(next(x for x in dataset.sources if x.settings is sampler.source))] += 1
+        return original(sampler, raw, rng)
+
+    dataset._prepare = spy
+    take(dataset, 80)
+    assert 45 < counts[0] < 75 and counts[0] + counts[1] == 80
+
+
+def test_source_entries_are_checked_against_the_settings(tiny_shards):
+    with pytest.raises(SettingsError, match=r"sources\[2\].*unknown setting.*strides"):
+        stage_sources(settings(shards="x", sources=[{"shards": "a"}, {"strides": 2}]))
+    with pytest.raises(SettingsError, match=r"sources\[1\]: temporal 'frames' must be one of"):
+        stage_sources(settings(shards="x", sources=[{"temporal": "frames"}]))
+    with pytest.raises(SettingsError, match="overlay objects needs a bank"):
+        stage_sources(settings(shards="x", overlay="objects"))
+    with pytest.raises(SettingsError, match="may not set size"):
+        stage_sources(settings(shards="x", overlay="patches", overlay_settings={"size": 32}))
