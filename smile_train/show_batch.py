@@ -10,7 +10,8 @@ Written (atomically) into the output folder:
     <stage>_epoch<E>.png   contact sheet: one row per clip, one column per frame, each object's
                            box (the one its trajectory mask uses) drawn, masked tokens shaded
                            (the clip's first mask)
-    <stage>_epoch<E>.npz   clips (N, T, S, S, 3) uint8 RGB, masks (N, R, tokens) bool, boxes
+    <stage>_epoch<E>.npz   clips (N, T, S, S, 3) uint8 RGB, masks (N, R, tokens) bool (the loader's:
+                           R = 1 when second_mask is "shuffled"), boxes
                            (N, T, K, 4) float32 padded with NaN, keys (N,) str
 """
 
