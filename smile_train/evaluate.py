@@ -3,7 +3,10 @@
 Temporal views are the clips of one source video in the shards (`smile-data pack` writes
 `clips_per_video` clips per video, evenly spaced; the metadata's background.source names the
 video; clips without a source, and rendered clips with overlays, are videos of their own). When a video has more clips than
-`test_clips`, evenly spaced ones are used. Spatial views: the frames' short side is resized to
+`test_clips`, evenly spaced ones are used. A whole-video sample (`<key>.mp4`, video shards) gives
+its own `test_clips` temporal views, decoded here: `temporal: window` takes clips of T frames at
+`stride` evenly spaced over the whole video (K400), `segments` the TSN offsets (SSv2: views 2 =
+offsets 0 and 1/2 of a segment); smile_train/sampling.py has the formulas. Spatial views: the frames' short side is resized to
 the input size, then `test_crops` squares are cut along the long side (3: left / centre / right,
 or top / centre / bottom), as VideoMAE's test-time 3-crop.
 
@@ -14,7 +17,7 @@ accuracy, written as JSON atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -30,8 +33,11 @@ from smile_data.shards.reader import decode_sample
 from smile_train import runtime as rt
 from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
 from smile_train.export import build_classifier, read_checkpoint
-from smile_train.finetune_settings import EvalSettings, read_class_names
+from smile_data.video import VideoLimits, decode_frames, probe_video
+from smile_train.finetune_settings import KINETICS_TEST_CLIPS, EvalSettings, read_class_names
+from smile_train.sampling import test_indices
 from smile_train.settings_check import check_settings
+from smile_train.sources import is_video_sample, read_video_sample
 from smile_train.targets import normalize
 
 TOP_K = 5
@@ -64,6 +70,18 @@ def spatial_views(frames: np.ndarray, size: int, crops: int) -> np.ndarray:
 # --- the clip stream ----------------------------------------------------------------------------
 
 
+@dataclass
+class VideoViews:
+    """How a whole-video sample becomes test clips: `clips` temporal views (window: evenly
+    spaced over the video; segments: TSN offsets; smile_train/sampling.py)."""
+
+    clips: int = KINETICS_TEST_CLIPS
+    temporal: str = "window"
+    stride: int = 4
+    label_field: str = ""
+    limits: VideoLimits = field(default_factory=VideoLimits)
+
+
 class ViewClips(IterableDataset):
     """Every clip of the shards once: {"key", "source", "label", "start", "views" (V, T, S, S, 3)}.
 
@@ -71,10 +89,44 @@ class ViewClips(IterableDataset):
     """
 
     def __init__(self, urls: list[str], size: int, crops: int, frames: int, rank: int = 0,
-                 world_size: int = 1, max_corrupt_samples: int = 0):
+                 world_size: int = 1, max_corrupt_samples: int = 0, videos: VideoViews | None = None):
         super().__init__()
         self.urls, self.size, self.crops, self.frames = urls, size, crops, frames
         self.rank, self.world_size, self.max_corrupt = rank, world_size, max_corrupt_samples
+        self.videos = videos or VideoViews()
+
+    def _clip_item(self, raw: dict[str, Any]) -> dict[str, Any]:
+        clip = decode_sample(raw)
+        if clip.label is None:
+            raise ValueError(f"sample {clip.key}: no label (.cls); evaluation needs labelled shards")
+        if clip.frames.shape[0] != self.frames:
+            raise ValueError(f"sample {clip.key}: {clip.frames.shape[0]} frames, the model takes {self.frames}")
+        background = clip.metadata.get("background") or {}
+        indices = background.get("frame_indices") or [0]
+        # Rendered clips with overlays are each a test item of their own, even when several
+        # share a background video: their labels come from the overlay, not the video.
+        source = None if clip.metadata.get("objects") else background.get("source")
+        return {"key": clip.key, "source": source or f"clip:{clip.key}", "label": clip.label,
+                "start": int(indices[0]), "views": torch.from_numpy(spatial_views(clip.frames, self.size, self.crops))}
+
+    def _video_items(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
+        """A video sample's test clips (`videos.clips` temporal views), each with its crops."""
+        v = self.videos
+        video = read_video_sample(raw, v.label_field)
+        if video.label is None:
+            raise ValueError(f"sample {video.key}: no label (.cls or {v.label_field or 'label'}); "
+                             "evaluation needs labelled shards")
+        with video.errors_named():
+            info = probe_video(video.data, v.limits)
+            plans = [test_indices(v.temporal, info.frames, self.frames, v.stride, view, v.clips)
+                     for view in range(v.clips)]
+            wanted = sorted({int(i) for plan in plans for i in plan})
+            decoded = decode_frames(video.data, wanted, v.limits, info)  # (len(wanted), H, W, 3)
+        position = {index: row for row, index in enumerate(wanted)}
+        return [{"key": f"{video.key}#{view:03d}", "source": f"video:{video.key}", "label": video.label,
+                 "start": view, "views": torch.from_numpy(spatial_views(
+                     decoded[[position[int(i)] for i in plan]], self.size, self.crops))}
+                for view, plan in enumerate(plans)]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -84,27 +136,17 @@ class ViewClips(IterableDataset):
         urls = [{"url": url} for url in self.urls[part::parts]]
         for raw in tar_samples(iter(urls), counter):
             try:
-                clip = decode_sample(raw)
-                if clip.label is None:
-                    raise ValueError(f"sample {clip.key}: no label (.cls); evaluation needs labelled shards")
-                if clip.frames.shape[0] != self.frames:
-                    raise ValueError(f"sample {clip.key}: {clip.frames.shape[0]} frames, the model takes {self.frames}")
+                items = self._video_items(raw) if is_video_sample(raw) else [self._clip_item(raw)]
             except ValueError as error:
                 counter(error)
                 continue
-            background = clip.metadata.get("background") or {}
-            indices = background.get("frame_indices") or [0]
-            # Rendered clips with overlays are each a test item of their own, even when several
-            # share a background video: their labels come from the overlay, not the video.
-            source = None if clip.metadata.get("objects") else background.get("source")
-            yield {"key": clip.key, "source": source or f"clip:{clip.key}",
-                   "label": clip.label, "start": int(indices[0]),
-                   "views": torch.from_numpy(spatial_views(clip.frames, self.size, self.crops))}
+            yield from items
 
 
 def view_loader(urls: list[str], size: int, crops: int, frames: int, batch_size: int,
-                num_workers: int, runtime: rt.Runtime, max_corrupt: int) -> DataLoader:
-    dataset = ViewClips(urls, size, crops, frames, runtime.rank, runtime.world_size, max_corrupt)
+                num_workers: int, runtime: rt.Runtime, max_corrupt: int,
+                videos: VideoViews | None = None) -> DataLoader:
+    dataset = ViewClips(urls, size, crops, frames, runtime.rank, runtime.world_size, max_corrupt, videos)
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                       pin_memory=runtime.device.type == "cuda")
 
@@ -214,8 +256,9 @@ def evaluate_model(model: torch.nn.Module, urls: list[str], s: EvalSettings, run
     """Multi-view accuracy of a classifier on labelled shards (every process takes part)."""
     model.eval()
     size, frames = model.img_size, model.frames
+    videos = VideoViews(s.test_clips, s.temporal, s.stride, s.label_field)
     loader = view_loader(urls, size, s.test_crops, frames, s.batch_size, s.num_workers, runtime,
-                         s.max_corrupt_samples)
+                         s.max_corrupt_samples, videos)
     clips = collect_outputs(softmax_forward(model), loader, runtime)
     report = accuracy_report(video_scores(clips, s.test_clips), num_classes, class_names)
     return {**report, "test_clips": s.test_clips, "test_crops": s.test_crops}

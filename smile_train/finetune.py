@@ -239,7 +239,8 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
     model = export.build_classifier(info).to(runtime.device)
     settings = EvalSettings(checkpoint=str(final_path), shards=s.val_shards, test_clips=s.test_clips,
                             test_crops=s.test_crops, num_workers=s.num_workers, device=s.device,
-                            precision=s.precision)
+                            precision=s.precision, temporal=s.temporal, stride=s.stride,
+                            label_field=s.label_field)
     weights = {"eval.json": None}
     if s.model_ema:
         weights["eval_ema.json"] = ckpt.load_checkpoint(final_path)["model_ema"]

@@ -100,6 +100,9 @@ class EvalSettings:
     out: str = "eval.json"
     class_names: str = ""  # overrides the names stored in the checkpoint
     test_clips: int = KINETICS_TEST_CLIPS  # temporal views: clips of one source video
+    temporal: str = "window"  # video shards: window (test clips evenly spaced) | segments (TSN)
+    stride: int = 4  # window: frames between sampled frames (K400 4, SSv2 2)
+    label_field: str = ""  # videos without `.cls`: the JSON field holding the label
     test_crops: int = TEST_CROPS  # spatial views along the long side
     input_size: int = 0  # 0: the checkpoint's
     frames: int = 0  # 0: the checkpoint's

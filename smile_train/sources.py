@@ -22,10 +22,11 @@ own data settings (which alone make the single source of a stage without a list)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -158,6 +159,30 @@ def video_metadata(raw: dict[str, Any], key: str) -> dict[str, Any]:
     return metadata
 
 
+@dataclass
+class VideoSample:
+    key: str
+    member: str  # the video member's extension
+    data: bytes
+    label: int | None
+
+    @contextlib.contextmanager
+    def errors_named(self) -> Iterator[None]:
+        """Decoder errors (VideoError is a ValueError) name the sample and member."""
+        try:
+            yield
+        except ValueError as error:
+            raise ValueError(f"sample {self.key}: member {self.key}.{self.member}: {error}") from None
+
+
+def read_video_sample(raw: dict[str, Any], label_field: str = "") -> VideoSample:
+    """The encoded video, key and label of a raw video sample (nothing decoded yet)."""
+    key = str(raw.get(reader.KEY_FIELD))
+    member = next(m for m in VIDEO_MEMBERS if m in raw)
+    label = video_label(raw, video_metadata(raw, key), label_field, key)
+    return VideoSample(key, member, raw[member], label)
+
+
 class SourceSampler:
     """Turns raw samples of one source into Clips; one instance per loader worker."""
 
@@ -177,18 +202,12 @@ class SourceSampler:
             if clip.frames.shape[0] != self.frames:
                 raise ValueError(f"sample {clip.key}: {clip.frames.shape[0]} frames, settings say {self.frames}")
             return clip.key, clip.frames, list(clip.metadata.get("objects", [])), clip.label
-        key = str(raw.get(reader.KEY_FIELD))
-        member = next(m for m in VIDEO_MEMBERS if m in raw)
-        metadata = video_metadata(raw, key)
-        label = video_label(raw, metadata, self.source.label_field, key)
-        data = raw[member]
-        try:
-            info = probe_video(data, self.limits)
+        video = read_video_sample(raw, self.source.label_field)
+        with video.errors_named():
+            info = probe_video(video.data, self.limits)
             indices = training_indices(rng, self.source.temporal, info.frames, self.frames, self.source.stride)
-            frames = decode_frames(data, indices, self.limits, info)
-        except ValueError as error:
-            raise ValueError(f"sample {key}: member {key}.{member}: {error}") from None
-        return key, frames, [], label
+            frames = decode_frames(video.data, indices, self.limits, info)
+        return video.key, frames, [], video.label
 
     def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
         s = self.source
