@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -102,3 +103,23 @@ def test_source_entries_are_checked_against_the_settings(tiny_shards):
         stage_sources(settings(shards="x", overlay="objects"))
     with pytest.raises(SettingsError, match="may not set size"):
         stage_sources(settings(shards="x", overlay="patches", overlay_settings={"size": 32}))
+
+
+def test_a_resumed_loader_continues_with_the_uninterrupted_batches(tiny_shards):
+    """Two loader workers, two sources with overlays drawn in the loader, resumed mid-epoch after
+    an odd number of batches (the worker asked next is worker 1, not the DataLoader's first)."""
+    from smile_train.data import build_loader
+
+    s = settings(shards=str(tiny_shards / "*.tar"), num_workers=2, crop="multiscale", sources=[
+        {"weight": 1}, {"weight": 1, "overlay": "patches"}])
+    sources = resolve_sources(s)
+
+    def batches(resume: int, count: int) -> list[dict]:
+        loader = build_loader(s, sources, 2, 0, resume_batches=resume)
+        return [batch for _, batch in zip(range(count), loader)]
+
+    full = batches(0, 6)
+    for resume in (3, 4):
+        for expected, got in zip(full[resume:], batches(resume, 6 - resume)):
+            assert expected["key"] == got["key"] and torch.equal(expected["video"], got["video"])
+            assert torch.equal(expected["masks"], got["masks"])
