@@ -278,7 +278,7 @@ class PretrainClips(IterableDataset):
         seed = [s.seed, self.rank, worker]
         counter = CorruptSampleCounter(s.max_corrupt_samples)
         streams = self._raw_streams(seed, counter)
-        samplers = [SourceSampler(source.settings, s.input_size, s.frames, getattr(s, "object_cells", "rotated"))
+        samplers = [SourceSampler(source.settings, s.input_size, s.frames, getattr(s, "object_cells", "released"))
                     for source in self.sources]
         weights = [source.settings.weight for source in self.sources]
         choice_rng = np.random.default_rng([*seed, SOURCE_CHOICE_STREAM])

@@ -187,7 +187,7 @@ class SourceSampler:
     """Turns raw samples of one source into Clips; one instance per loader worker."""
 
     def __init__(self, source: SourceSettings, input_size: int, frames: int,
-                 object_cells: str = "rotated", limits: VideoLimits | None = None):
+                 object_cells: str = "released", limits: VideoLimits | None = None):
         self.source, self.input_size, self.frames = source, input_size, frames
         self.object_cells = object_cells  # which boxes of an object the masks use (masking.py)
         self.limits = limits or VideoLimits()
