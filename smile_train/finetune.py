@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,19 @@ def schedule(s: FinetuneSettings, urls: list[str]) -> tuple[int, int, float]:
 def lr_floor(s: FinetuneSettings) -> float:
     """The cosine's floor: min_lr is per 256 clips, like base_lr (the released scripts scale both)."""
     return s.min_lr * s.batch_size / IMAGENET_BATCH_REFERENCE
+
+
+def finetune_lr(step: int, total: int, warmup: int, peak: float, s: FinetuneSettings) -> float:
+    """The released finetuning schedule (utils.cosine_scheduler) at optimiser step `step`:
+    numpy.linspace(warmup_lr, peak, warmup) over the warm-up steps, then
+    floor + (peak - floor) x (1 + cos(pi x i / (total - warmup))) / 2 for the i-th step after it;
+    warmup_lr and the floor (min_lr) scale with the batch like base_lr."""
+    start = s.warmup_lr * s.batch_size / IMAGENET_BATCH_REFERENCE
+    if step < warmup:
+        return start + (peak - start) * step / max(warmup - 1, 1)
+    progress = (step - warmup) / max(total - warmup, 1)
+    floor = lr_floor(s)
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def build_optimisation(s: FinetuneSettings, runtime: rt.Runtime, peak_lr: float):
@@ -204,7 +218,7 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
     model.train()
     while step < total_steps:
         rt.seed_step(s.seed, runtime.rank, step)
-        lr = rt.cosine_lr(step, total_steps, warmup_steps, peak_lr, lr_floor(s))
+        lr = finetune_lr(step, total_steps, warmup_steps, peak_lr, s)
         rt.apply_lr(optimizer, lr)
         loss, grad_norm, bad, waited = train_step(model, raw_model, batches, optimizer, scaler, s, runtime,
                                                   step, accumulation)

@@ -20,7 +20,7 @@ from smile_train import runtime as rt
 from smile_train.checkpoint import load_checkpoint, save_checkpoint
 from smile_train.cli import app
 from smile_data.config import load_settings
-from smile_train.finetune import build_model, load_init_weights, lr_floor, run_finetune, update_ema
+from smile_train.finetune import build_model, finetune_lr, load_init_weights, lr_floor, run_finetune, update_ema
 from smile_train.finetune_settings import FinetuneSettings
 from smile_train.model import SIZES, PretrainModel
 from tests.conftest import write_test_card
@@ -178,6 +178,20 @@ def test_released_recipes_and_their_test_views():
         assert (s.rand_augment_ops, s.rand_augment_magnitude, s.crop_scale, s.erase_prob) == (4, 7.0, (0.25, 1.0), 0.25)
     # min_lr scales with the batch like base_lr: 1e-5 x 128 / 256
     assert lr_floor(load_settings(FinetuneSettings, str(CONFIGS / "smile_vitb_ucf101.yaml"), {})) == pytest.approx(5e-6)
+
+
+def test_per_step_lr_is_the_released_cosine_scheduler():
+    """utils.cosine_scheduler of the released finetuning, written out: a linspace from warmup_lr
+    to the peak over the warm-up steps, then the cosine from the peak towards min_lr over the
+    remaining steps (index i / their count); warmup_lr, min_lr and the peak scale with batch/256."""
+    s = FinetuneSettings(batch_size=64, base_lr=1e-3, min_lr=1e-6, warmup_lr=1e-6)
+    total, warmup, peak = 40, 8, 1e-3 * 64 / 256
+    start, floor = 1e-6 * 64 / 256, 1e-6 * 64 / 256
+    released = list(np.linspace(start, peak, warmup)) + [
+        floor + 0.5 * (peak - floor) * (1 + np.cos(np.pi * i / (total - warmup))) for i in range(total - warmup)]
+    ours = [finetune_lr(step, total, warmup, peak, s) for step in range(total)]
+    np.testing.assert_allclose(ours, released, rtol=1e-12, atol=0)
+    assert ours[0] == pytest.approx(2.5e-7) and ours[warmup - 1] == pytest.approx(peak) and ours[-1] > floor
 
 
 def test_ema_update_is_timms_formula():
