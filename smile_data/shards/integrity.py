@@ -221,7 +221,7 @@ def index_for_shard(location: str | Path, pins: tuple[str, ...] = (),
     return cache[key]
 
 
-class _HashingReader:
+class HashingReader:
     """A read-only stream that hashes and counts every byte read through it."""
 
     def __init__(self, stream: IO[bytes]):
@@ -266,7 +266,7 @@ def checked_samples(location: str | Path, stream: IO[bytes], settings: Integrity
                 continue
             yield raw
         return
-    hashing = _HashingReader(stream)
+    hashing = HashingReader(stream)
     yield from read(hashing)
     hashing.drain()
     problem = index.shard_problem(name, hashing.digest.hexdigest(), hashing.size)

@@ -7,8 +7,8 @@ manifest. The full check also opens every tar safely and decodes every sample
 (reader.decode_sample), checks each sample's sha256 against the manifest, flags members that
 must never be in a shard, and checks that keys are unique across the dataset and that each
 shard holds exactly the keys the manifest says it does.
-Every problem names the shard (and member) it was found in. Remote shards are read twice in
-a full check (once for their sha256, once to decode them).
+Every problem names the shard (and member) it was found in. A full check hashes each shard
+while it decodes it; the end-of-archive check then reads its tar headers once more.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from smile_data.shards import layout, remote
 from smile_data.shards.dataset import (
     CARD_FILE, MANIFEST_FILE, SAMPLE_DIGEST_COLUMN, load_card,
 )
-from smile_data.shards.integrity import raw_sample_digest
+from smile_data.shards.integrity import HashingReader, raw_sample_digest
 from smile_data.shards.reader import UnreadableShard, decode_sample, iter_tar_samples
 from smile_data.shards.writer import END_OF_ARCHIVE
 
@@ -61,6 +61,8 @@ class ShardContents:
 
     keys: list[str] = field(default_factory=list)
     digests: dict[str, str] = field(default_factory=dict)  # key -> sample sha256
+    sha256: str = ""   # of the whole file, hashed while it was read
+    size: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -104,10 +106,15 @@ def inspect_shard(location: str | Path) -> ShardContents:
 
     try:
         with remote.open_binary(location) as stream:
-            for raw in iter_tar_samples(stream, on_refused=refuse):
-                found.keys.append(raw["__key__"])
-                found.digests[raw["__key__"]] = raw_sample_digest(raw)
-                found.problems += [f"{name}: {p}" for p in _sample_problems(raw)]
+            hashing = HashingReader(stream)
+            try:
+                for raw in iter_tar_samples(hashing, on_refused=refuse):
+                    found.keys.append(raw["__key__"])
+                    found.digests[raw["__key__"]] = raw_sample_digest(raw)
+                    found.problems += [f"{name}: {p}" for p in _sample_problems(raw)]
+            finally:  # the file's sha256 also when its tar is unreadable
+                hashing.drain()
+                found.sha256, found.size = hashing.digest.hexdigest(), hashing.size
         ending = end_of_archive_problem(location)
         if ending:
             found.problems.append(f"{name}: unreadable tar ({ending})")
@@ -127,8 +134,10 @@ def _sha256_and_size(location: str | Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _file_problems(folder: str | Path, card: dict[str, Any]) -> tuple[list[str], list[dict]]:
-    """Card shards missing, of the wrong size or hash, and shards in the folder the card lacks."""
+def _file_problems(folder: str | Path, card: dict[str, Any],
+                   hash_files: bool) -> tuple[list[str], list[dict]]:
+    """Card shards missing, of the wrong size or (with `hash_files`) hash, and shards in the
+    folder the card lacks."""
     problems = []
     listed = {shard["name"] for shard in card["shards"]}
     names = remote.list_names(folder)
@@ -144,7 +153,7 @@ def _file_problems(folder: str | Path, card: dict[str, Any]) -> tuple[list[str],
         size = remote.size(location)
         if size != shard["bytes"]:
             problems.append(f"{shard['name']}: {size} bytes, {CARD_FILE} says {shard['bytes']}")
-        elif _sha256_and_size(location)[0] != shard["sha256"]:
+        elif hash_files and _sha256_and_size(location)[0] != shard["sha256"]:
             problems.append(f"{shard['name']}: sha256 differs from {CARD_FILE}")
     return problems, present
 
@@ -216,6 +225,8 @@ def _content_problems(present: list[dict], contents: list[ShardContents],
     for shard, found in zip(present, contents):
         name = shard["name"]
         problems += found.problems
+        if found.size == shard["bytes"] and found.sha256 != shard["sha256"]:
+            problems.append(f"{name}: sha256 differs from {CARD_FILE}")
         if sorted(found.keys) != sorted(manifest_keys.get(name, [])):
             problems.append(f"{name}: holds keys that differ from the {MANIFEST_FILE} rows "
                             f"({len(found.keys)} samples read, {len(manifest_keys.get(name, []))} "
@@ -242,7 +253,7 @@ def validate_dataset(folder: str | Path, quick: bool = False, workers: int = 1,
     card = load_card(folder, card_sha256)
     report = ValidationReport(shards=len(card.get("shards", [])))
     rows, report.problems = _manifest_rows(folder, card)
-    file_problems, present = _file_problems(folder, card)
+    file_problems, present = _file_problems(folder, card, hash_files=quick)
     report.problems += file_problems + _count_problems(card, rows)
     report.samples = sum(shard["samples"] for shard in card["shards"])
     if not quick:
