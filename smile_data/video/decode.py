@@ -27,6 +27,7 @@ from fractions import Fraction
 from typing import Any, Iterator, Sequence
 
 import av
+import cv2
 import numpy as np
 
 DECODE_THREADS = 1  # one core per loader worker: parallelism comes from the workers
@@ -40,6 +41,9 @@ MAX_FPS = 1000.0  # a larger declared rate is a corrupt header, not a video
 STRICT_ERROR_DETECTION = "crccheck+bitstream+buffer+explode"
 # What FFmpeg and PyAV raise on a damaged file; all of it becomes VideoError.
 DECODING_ERRORS = (av.FFmpegError, OSError, ValueError, IndexError, EOFError)
+
+
+I420_FORMAT = "yuv420p"  # what H.264 and VP9 decoders give for ordinary 8-bit video
 
 
 class VideoError(ValueError):
@@ -217,12 +221,19 @@ def _check_indices(indices: Sequence[int], info: VideoInfo, limits: VideoLimits)
 
 
 def _decoded_frames(container: av.container.InputContainer, stream: av.VideoStream,
-                    info: VideoInfo, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
-    """(frame index, frame) from keyframe `start` on, in presentation order."""
+                    info: VideoInfo, start: int,
+                    wanted: set[int] | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(frame index, frame) from keyframe `start` on, in presentation order. With `wanted`,
+    frames no other frame refers to are not even decoded unless wanted (FFmpeg's skip_frame),
+    so they never come out."""
     position = {pts: i for i, pts in enumerate(info.frame_pts)}
+    context = stream.codec_context
     if start > 0:
         container.seek(info.frame_pts[start], stream=stream, backward=True, any_frame=False)
     for packet in container.demux(stream):
+        if wanted is not None:
+            needed = packet.pts is None or position.get(packet.pts) in wanted
+            context.skip_frame = "DEFAULT" if needed else "NONREF"
         for frame in packet.decode():
             index = position.get(frame.pts)
             if index is None:
@@ -231,6 +242,35 @@ def _decoded_frames(container: av.container.InputContainer, stream: av.VideoStre
                 raise VideoError(f"frame {index} is {frame.width}x{frame.height}, the stream "
                                  f"{info.width}x{info.height}")
             yield index, frame
+
+
+def _to_rgb(frame: av.VideoFrame, out: np.ndarray) -> None:
+    """Write the frame into `out` (H, W, 3) uint8 RGB. 8-bit 4:2:0 frames (nearly all) are
+    converted by OpenCV from the exact planes, which is deterministic and about three times
+    faster than swscale; other formats go through swscale."""
+    if frame.format.name == I420_FORMAT and frame.width % 2 == 0 and frame.height % 2 == 0:
+        cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420, dst=out)  # planes: (3H/2, W)
+    else:
+        out[...] = frame.to_ndarray(format="rgb24")
+
+
+def iter_frames(data: bytes, limits: VideoLimits = VideoLimits(),
+                info: VideoInfo | None = None) -> Iterator[np.ndarray]:
+    """Every frame in order as (H, W, 3) uint8 RGB, one at a time (for re-encoding a video
+    without holding it whole). Raises VideoError like decode_frames, also for a missing frame."""
+    info = info or probe_video(data, limits)
+    container, stream = _open(data, limits)
+    expected = 0
+    with container, _as_video_error("cannot decode"):
+        for index, frame in _decoded_frames(container, stream, info, 0):
+            if index != expected:
+                raise VideoError(f"frame {expected} does not decode (corrupt)")
+            expected += 1
+            rgb = np.empty((info.height, info.width, 3), np.uint8)
+            _to_rgb(frame, rgb)
+            yield rgb
+    if expected != info.frames:
+        raise VideoError(f"the video ends before frame {expected} (truncated or corrupt)")
 
 
 def decode_frames(data: bytes, indices: Sequence[int], limits: VideoLimits = VideoLimits(),
@@ -253,11 +293,11 @@ def decode_frames(data: bytes, indices: Sequence[int], limits: VideoLimits = Vid
     start = info.keyframes[bisect.bisect_right(info.keyframes, min(wanted)) - 1]
     container, stream = _open(data, limits)
     with container, _as_video_error("cannot decode"):
-        for index, frame in _decoded_frames(container, stream, info, start):
+        for index, frame in _decoded_frames(container, stream, info, start, set(slots)):
             if index not in slots:
                 continue
             first, *others = slots.pop(index)
-            out[first] = frame.to_ndarray(format="rgb24")
+            _to_rgb(frame, out[first])
             for slot in others:
                 out[slot] = out[first]
             if not slots:
