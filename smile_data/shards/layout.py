@@ -1,11 +1,19 @@
 """The one definition of a shard sample: member names, allowed extensions, metadata schema.
 
-A sample is one clip. Its tar members share the key and differ by extension:
+A sample is one clip or one whole video. Its tar members share the key and differ by extension.
+A clip:
     <key>.00.jpg ... <key>.15.jpg   frames (or .png), zero-padded to two digits
-    <key>.json                      metadata, schema below
+    <key>.json                      metadata, clip schema below
     <key>.cls                       integer label as ASCII text (labelled clips only)
+A video (`smile-data pack --store video`, or video2dataset's layout):
+    <key>.mp4 (or .webm, .mkv)      the encoded video, exactly one
+    <key>.json                      metadata: the video schema below for our own shards; any JSON
+                                    object for other tools' shards (e.g. video2dataset's)
+    <key>.cls                       integer label (optional)
+    <key>.txt                       UTF-8 caption (optional; video2dataset writes one)
 Keys hold only letters, digits, '_' and '-' (no dots), so the first dot splits key and extension.
-The writer, the validator and the reader all import this module.
+Each extension has its own byte limit (MEMBER_BYTE_LIMITS), checked from the tar header before a
+member is read. The writer, the validator and the reader all import this module.
 
 Metadata (`<key>.json`), schema version 1:
     schema_version  int, == SCHEMA_VERSION
@@ -19,6 +27,17 @@ Metadata (`<key>.json`), schema version 1:
                     {"kind": "object" | "patch", "bank_path": str | null, "lvis_id": int | null,
                      "name": str | null, "boxes": T x [x0, y0, x1, y1] (final-clip pixels),
                      "angles": T x degrees}
+    label           int | null
+
+Video metadata (`<key>.json` next to `<key>.mp4`), schema version 1:
+    schema_version  int, == SCHEMA_VERSION
+    key             str, the sample key
+    kind            "video"
+    source          str, the video as listed when packing
+    fps             float > 0;  frames int >= 1;  duration float seconds (frames / fps)
+    width, height   int, frame size of the stored video
+    codec           str, e.g. "h264"
+    keyframe_interval  int (frames between keyframes) | null (video stored as the source was)
     label           int | null
 """
 
@@ -37,7 +56,20 @@ BACKGROUND_KINDS = ("natural", "frame", "image", "black", "noise")
 OVERLAY_KINDS = ("object", "patch")
 METADATA_EXTENSION = "json"
 LABEL_EXTENSION = "cls"
+CAPTION_EXTENSION = "txt"
+VIDEO_EXTENSIONS = ("mp4", "webm", "mkv")
+VIDEO_KIND = "video"
 MAX_FRAMES = 100  # two-digit frame numbers
+
+# Bytes one member may hold, by extension (frames: FRAME_MEMBER_BYTES), read from its tar header.
+VIDEO_MEMBER_BYTES = 64 << 20      # a 10 s 320p clip is ~1 MB; an hour of 720p still fits
+FRAME_MEMBER_BYTES = 64 << 20      # no frame is anywhere near this
+MEMBER_BYTE_LIMITS = {
+    METADATA_EXTENSION: 4 << 20,   # video2dataset's JSON carries YouTube metadata: ~100 kB
+    LABEL_EXTENSION: 64,
+    CAPTION_EXTENSION: 1 << 20,
+    **{extension: VIDEO_MEMBER_BYTES for extension in VIDEO_EXTENSIONS},
+}
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 FRAME_EXTENSION_PATTERN = re.compile(r"^(\d{2})\.(jpg|png)$")
@@ -66,11 +98,21 @@ def split_member_name(name: str) -> tuple[str, str]:
 
 
 def is_allowed_extension(extension: str) -> bool:
-    """Only frames, metadata and labels may be in a shard; everything else is refused."""
-    return (
-        extension in (METADATA_EXTENSION, LABEL_EXTENSION)
-        or FRAME_EXTENSION_PATTERN.match(extension) is not None
-    )
+    """Only frames, videos, metadata, labels and captions may be in a shard."""
+    return extension in MEMBER_BYTE_LIMITS or FRAME_EXTENSION_PATTERN.match(extension) is not None
+
+
+def member_byte_limit(extension: str) -> int:
+    """The most bytes a member with this (allowed) extension may hold."""
+    return MEMBER_BYTE_LIMITS.get(extension, FRAME_MEMBER_BYTES)
+
+
+def video_extension(members: Any) -> str | None:
+    """The extension of the sample's video member (None for a clip); ValueError if several."""
+    found = [extension for extension in VIDEO_EXTENSIONS if extension in members]
+    if len(found) > 1:
+        raise ValueError(f"a sample holds more than one video ({', '.join(found)})")
+    return found[0] if found else None
 
 
 def check_key(key: str) -> None:
@@ -156,6 +198,33 @@ def metadata_problems(metadata: Any) -> list[str]:
         return problems + ["objects must be a list"]
     for i, obj in enumerate(objects):
         problems += [f"objects[{i}]: {p}" for p in _object_problems(obj, frames)]
+    return problems
+
+
+def video_metadata_problems(metadata: Any) -> list[str]:
+    """Everything wrong with the metadata of one of our own video samples (empty if valid)."""
+    if not isinstance(metadata, dict):
+        return ["metadata is not a JSON object"]
+    problems = []
+    if metadata.get("schema_version") != SCHEMA_VERSION:
+        problems.append(f"schema_version {metadata.get('schema_version')!r} != {SCHEMA_VERSION}")
+    if metadata.get("kind") != VIDEO_KIND:
+        problems.append(f"kind {metadata.get('kind')!r} != {VIDEO_KIND!r}")
+    for field in ("frames", "width", "height"):
+        if not _is_int(metadata.get(field)) or metadata[field] < 1:
+            problems.append(f"{field} must be a positive integer")
+    for field in ("fps", "duration"):
+        value = metadata.get(field)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            problems.append(f"{field} must be a positive number")
+    if not isinstance(metadata.get("source"), str) or not isinstance(metadata.get("codec"), str):
+        problems.append("source and codec must be strings")
+    interval = metadata.get("keyframe_interval")
+    if interval is not None and (not _is_int(interval) or interval < 1):
+        problems.append("keyframe_interval must be a positive integer or null")
+    label = metadata.get("label")
+    if label is not None and not _is_int(label):
+        problems.append("label must be an integer or null")
     return problems
 
 

@@ -3,8 +3,8 @@
 Shards are exchanged between labs and are untrusted input. The tar is read as a plain
 (uncompressed) stream; each member's type, name and size are checked from its header before a
 byte of it is read, and only regular files named `<key>.<allowed extension>`
-(layout.is_allowed_extension) of at most MAX_MEMBER_BYTES are read into memory, at most
-MAX_SAMPLE_BYTES per sample. Tar header extensions (long names, pax records) over
+(layout.is_allowed_extension) of at most their extension's byte limit
+(layout.member_byte_limit) are read into memory, at most MAX_SAMPLE_BYTES per sample. Tar header extensions (long names, pax records) over
 MAX_HEADER_EXTENSION_BYTES are refused before tarfile reads them. Frames are decoded as JPEG or
 PNG after their size was read from the image header and checked against the metadata, and a
 clip is decoded only if it holds at most MAX_CLIP_PIXELS pixels.
@@ -29,7 +29,6 @@ from smile_data.shards.image_header import image_size
 
 log = logging.getLogger(__name__)
 
-MAX_MEMBER_BYTES = 64 << 20      # no frame, metadata or label is anywhere near this
 MAX_SAMPLE_BYTES = 256 << 20     # all members of one sample together
 MAX_HEADER_EXTENSION_BYTES = 1 << 20  # a GNU long name or pax record block: names, not data
 MAX_FRAME_PIXELS = 4096 * 4096   # declared frame size bound: refuse giant allocations
@@ -95,8 +94,9 @@ def member_problem(info: tarfile.TarInfo) -> str | None:
         return f"key {key!r} does not match {layout.KEY_PATTERN.pattern}"
     if not layout.is_allowed_extension(extension):
         return f"extension {extension!r} is not allowed in a shard"
-    if info.size > MAX_MEMBER_BYTES:
-        return f"{info.size} bytes is more than the {MAX_MEMBER_BYTES} allowed per member"
+    limit = layout.member_byte_limit(extension)
+    if info.size > limit:
+        return f"{info.size} bytes is more than the {limit} allowed for a .{extension} member"
     return None
 
 
@@ -238,6 +238,10 @@ def decode_sample(raw: dict[str, Any]) -> ClipSample:
     key = raw.get(KEY_FIELD)
     if not isinstance(key, str) or not layout.KEY_PATTERN.match(key):
         raise ValueError(f"sample key {key!r} does not match {layout.KEY_PATTERN.pattern}")
+    video = next((e for e in layout.VIDEO_EXTENSIONS if e in raw), None)
+    if video:
+        raise ValueError(f"sample {key}: member {key}.{video}: a video sample, not clip frames "
+                         "(read it with shards.video_sample.decode_video_sample)")
     metadata = _decode_metadata(raw, key)
     count, height, width, codec = (metadata[f] for f in ("frames", "height", "width", "codec"))
     expected = [layout.frame_extension(t, codec) for t in range(count)]
