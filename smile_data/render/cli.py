@@ -34,13 +34,13 @@ def _resolve(cls: type, config: Path | None, set_options: list[str] | None, flag
     return apply_overrides(settings, overrides, source="--set")
 
 
-def _report(out: Path, card: dict[str, Any]) -> None:
+def _report(out: Path, card: dict[str, Any], what: str = "clips") -> None:
     if card.get("complete") is False:
-        typer.echo(f"{out}: rank {card['rank']} done ({card['samples']} clips); waiting for ranks "
+        typer.echo(f"{out}: rank {card['rank']} done ({card['samples']} {what}); waiting for ranks "
                    f"{card['waiting_for_ranks']}; the last rank to finish writes dataset.json")
         return
     counts = card["counts"]
-    typer.echo(f"{out}: {counts['samples']} clips in {counts['shards']} shards, "
+    typer.echo(f"{out}: {counts['samples']} {what} in {counts['shards']} shards, "
                f"{counts['skipped']} skipped sources")
     for skipped in card.get("skipped", [])[:10]:
         typer.echo(f"  skipped {skipped['source']}: {skipped['reason']}", err=True)
@@ -72,7 +72,8 @@ def render_command(
     codec: str = typer.Option(None, "--codec", help="jpg | png (default: jpg)."),
     quality: int = typer.Option(None, "--quality", help="JPEG quality (default: 90)."),
     prefix: str = typer.Option(None, "--prefix", help="Shard name prefix (default: clips)."),
-    shard_size: int = typer.Option(None, "--shard-size", help="Clips per shard at most (default: 1000)."),
+    shard_size: int = typer.Option(None, "--shard-size",
+        help="Samples (clips or videos) per shard at most (default: 1000)."),
     shard_bytes: int = typer.Option(None, "--shard-bytes", help="Bytes per shard at most (default: 1 GiB)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help=_WORKERS_HELP),
     rank: int = typer.Option(None, "--rank", help="This process's rank (default: RANK / SLURM_PROCID / 0)."),
@@ -109,15 +110,22 @@ def pack_command(
         help="Folder that relative paths in --csv are resolved against (default: the CSV's folder)."),
     clips_per_video: int = typer.Option(None, "--clips-per-video",
         help="Clips per video, evenly spaced (default: 1)."),
+    store: str = typer.Option(None, "--store",
+        help="clips: cut into JPEG/PNG clips | video: one sample per whole video (default: clips)."),
     short_side: int = typer.Option(None, "--short-side",
-        help="Resize frames so the short side is this (default: 256)."),
+        help="Resize frames so the short side is this (default: 256; --store video: 0 keeps it)."),
+    keyframe_interval: int = typer.Option(None, "--keyframe-interval",
+        help="--store video: frames between keyframes of the re-encoded video (default: 32)."),
+    reencode: bool = typer.Option(None, "--reencode/--copy",
+        help="--store video: re-encode (default) or store the source bytes as they are."),
     frames: int = typer.Option(None, "--frames", help="Frames per clip (default: 16)."),
     stride: int = typer.Option(None, "--stride", help="Temporal stride (default: 4)."),
     seed: int = typer.Option(None, "--seed", help="Seed recorded in the metadata (default: 0)."),
     codec: str = typer.Option(None, "--codec", help="jpg | png (default: jpg)."),
     quality: int = typer.Option(None, "--quality", help="JPEG quality (default: 90)."),
     prefix: str = typer.Option(None, "--prefix", help="Shard name prefix (default: clips)."),
-    shard_size: int = typer.Option(None, "--shard-size", help="Clips per shard at most (default: 1000)."),
+    shard_size: int = typer.Option(None, "--shard-size",
+        help="Samples (clips or videos) per shard at most (default: 1000)."),
     shard_bytes: int = typer.Option(None, "--shard-bytes", help="Bytes per shard at most (default: 1 GiB)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help=_WORKERS_HELP),
     rank: int = typer.Option(None, "--rank", help="This process's rank (default: RANK / SLURM_PROCID / 0)."),
@@ -128,7 +136,8 @@ def pack_command(
     set_options: list[str] = typer.Option(None, "--set",
         help="key=value override of any PackSettings field (repeatable)."),
 ) -> None:
-    """Pack natural clips of real videos (labelled from a CSV, or a plain folder) into shards."""
+    """Pack natural clips of real videos (labelled from a CSV, or a plain folder) into shards,
+    or with --store video the whole videos, for the trainer to sample from every epoch."""
     from smile_data.render.run import pack_dataset
     from smile_data.render.settings import PackSettings
 
@@ -136,14 +145,15 @@ def pack_command(
         raise ValueError("give either --csv or --videos, not both")
     flags = {
         "videos": csv or videos, "video_root": root, "clips_per_video": clips_per_video,
-        "short_side": short_side, "frames": frames, "stride": stride, "seed": seed,
+        "store": store, "short_side": short_side, "keyframe_interval": keyframe_interval,
+        "reencode": reencode, "frames": frames, "stride": stride, "seed": seed,
         "codec": codec, "quality": quality, "prefix": prefix, "shard_size": shard_size,
         "shard_bytes": shard_bytes,
     }
     settings = _resolve(PackSettings, config, set_options, flags)
     share = resolve_work_share(rank, world_size)
     card = pack_dataset(settings, out, workers=workers, work_share=share, overwrite=overwrite)
-    _report(out, card)
+    _report(out, card, "videos" if settings.store == "video" else "clips")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from smile_data.distributed import WorkShare
 from smile_data.objects.bank import ObjectBank
 from smile_data.render.direction import direction_names
 from smile_data.render.pack import PackTask
+from smile_data.render.pack_video import PackVideoTask
 from smile_data.render.settings import (
     IMAGE_BACKGROUNDS, VIDEO_BACKGROUNDS, PackSettings, RenderSettings, check_pack_settings,
     check_render_settings, parse_backgrounds,
@@ -97,7 +98,7 @@ def render_dataset(
     )
 
 
-def build_pack_task(s: PackSettings) -> tuple[PackTask, dict[str, Any], dict[str, Any]]:
+def build_pack_task(s: PackSettings) -> tuple[PackTask | PackVideoTask, dict[str, Any], dict[str, Any]]:
     check_pack_settings(s)
     videos = _required_sources(s.videos, s.video_root, VIDEO_EXTENSIONS, "videos", "--csv or --videos")
     labelled = sum(v.label is not None for v in videos)
@@ -106,18 +107,22 @@ def build_pack_task(s: PackSettings) -> tuple[PackTask, dict[str, Any], dict[str
     fingerprint = {"command": "pack", "settings": _identifying(settings, INPUT_PATH_SETTINGS),
                    "inputs": inputs}
     card = {"command": "pack", "settings": settings, "inputs": inputs}
-    return PackTask(s, videos), fingerprint, card
+    task = PackVideoTask(s, videos) if s.store == "video" else PackTask(s, videos)
+    return task, fingerprint, card
 
 
 def pack_dataset(
     s: PackSettings, out_dir: str | Path, *, workers: int = 1, work_share: WorkShare = WorkShare(),
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Pack `s.clips_per_video` natural clips of every listed video; returns the dataset card."""
+    """Pack `s.clips_per_video` natural clips of every listed video, or (store = video) every
+    video whole; returns the dataset card."""
     task, fingerprint, card = build_pack_task(s)
+    videos_only = s.store == "video"
     return write_dataset(
-        out_dir, run_task=task, task_count=task.task_count, samples_per_task=s.clips_per_video,
-        fingerprint=fingerprint, card=card, prefix=s.prefix, shard_size=s.shard_size,
-        shard_bytes=s.shard_bytes, workers=workers, work_share=work_share, overwrite=overwrite,
-        progress_label="clips",
+        out_dir, run_task=task, task_count=task.task_count,
+        samples_per_task=1 if videos_only else s.clips_per_video, fingerprint=fingerprint,
+        card=card, prefix=s.prefix, shard_size=s.shard_size, shard_bytes=s.shard_bytes,
+        workers=workers, work_share=work_share, overwrite=overwrite,
+        progress_label="videos" if videos_only else "clips",
     )

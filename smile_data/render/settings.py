@@ -19,6 +19,10 @@ TRAJECTORY_SAMPLERS = ("released", "bounded")
 VIDEO_BACKGROUNDS = ("natural", "frame")
 IMAGE_BACKGROUNDS = ("image",)
 PROBABILITY_SUM_TOLERANCE = 1e-6  # the draws normalise, so a rounded list is fine
+PACK_STORES = ("clips", "video")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")
+X264_CRF_RANGE = (0, 51)
 
 
 @dataclass
@@ -98,10 +102,11 @@ class RenderSettings:
 
 @dataclass
 class PackSettings:
-    """Natural (optionally labelled) clips without overlays: `smile-data pack`."""
+    """Natural (optionally labelled) clips without overlays, or whole videos: `smile-data pack`."""
 
     videos: str = ""  # VideoMAE-style CSV / list (`path label`) or a folder of videos
     video_root: str = ""
+    store: str = "clips"  # clips: cut into JPEG/PNG clips | video: one sample per whole video
     clips_per_video: int = 1
     seed: int = 0
     frames: int = 16
@@ -113,6 +118,13 @@ class PackSettings:
     prefix: str = "clips"
     shard_size: int = 1000
     shard_bytes: int = 1 << 30
+
+    # store = video: re-encoded to short_side (0 keeps the size) with H.264 (libx264, one
+    # thread: deterministic), or stored as the source bytes (reencode = false).
+    reencode: bool = True
+    keyframe_interval: int = 32  # frames; docs/data.md has the measurements behind it
+    crf: int = 23  # x264 quality (lower: better, larger); 23 is x264's own default
+    preset: str = "veryfast"  # x264 speed preset
 
 
 def parse_backgrounds(specs: list[str]) -> tuple[tuple[str, ...], tuple[float, ...]]:
@@ -194,11 +206,27 @@ def check_render_settings(s: RenderSettings) -> None:
 
 
 def check_pack_settings(s: PackSettings) -> None:
+    if s.store not in PACK_STORES:
+        raise ValueError(f"store {s.store!r} must be one of {', '.join(PACK_STORES)}")
+    if s.store == "video":
+        _check_video_store(s)
+        return
     _check_clip_geometry(s.frames, s.stride, s.codec, s.quality)
     if s.clips_per_video < 1:
         raise ValueError("clips_per_video must be at least 1")
     if s.short_side < 8:
         raise ValueError(f"short_side {s.short_side} is too small (at least 8)")
+
+
+def _check_video_store(s: PackSettings) -> None:
+    if s.short_side != 0 and s.short_side < 8:
+        raise ValueError(f"short_side {s.short_side} is too small (at least 8, or 0 to keep the size)")
+    if s.keyframe_interval < 1:
+        raise ValueError("keyframe_interval must be at least 1")
+    if not X264_CRF_RANGE[0] <= s.crf <= X264_CRF_RANGE[1]:
+        raise ValueError(f"crf {s.crf} must be within {X264_CRF_RANGE[0]}..{X264_CRF_RANGE[1]}")
+    if s.preset not in X264_PRESETS:
+        raise ValueError(f"preset {s.preset!r} must be one of {', '.join(X264_PRESETS)}")
 
 
 def _check_clip_geometry(frames: int, stride: int, codec: str, quality: int) -> None:

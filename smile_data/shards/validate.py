@@ -3,8 +3,9 @@
 Quick mode checks what needs no decoding: the manifest's sha256 against the card, every card
 shard present with its recorded size and sha256, no shard in the folder that the card does not
 list (where the store can list folders: not on plain web servers), counts of the card and the
-manifest. The full check also opens every tar safely and decodes every sample
-(reader.decode_sample), checks each sample's sha256 against the manifest, flags members that
+manifest. The full check also opens every tar safely and decodes every clip
+(reader.decode_sample) and probes every video within its limits, decoding its first and last
+frames (video_sample), checks each sample's sha256 against the manifest, flags members that
 must never be in a shard, and checks that keys are unique across the dataset and that each
 shard holds exactly the keys the manifest says it does.
 Every problem names the shard (and member) it was found in. A full check hashes each shard
@@ -33,6 +34,7 @@ from smile_data.shards.dataset import (
 )
 from smile_data.shards.integrity import HashingReader, raw_sample_digest
 from smile_data.shards.reader import UnreadableShard, decode_sample, iter_tar_samples
+from smile_data.shards.video_sample import is_video_sample, video_sample_problems
 from smile_data.shards.writer import END_OF_ARCHIVE
 
 WORKER_START_METHOD = "spawn"
@@ -67,6 +69,8 @@ class ShardContents:
 
 
 def _sample_problems(raw: dict[str, Any]) -> list[str]:
+    if is_video_sample(raw):
+        return video_sample_problems(raw)
     try:
         sample = decode_sample(raw)
         boxes = layout.boxes_array(sample.metadata)  # (T, N, 4)
