@@ -259,12 +259,17 @@ def checked_samples(location: str | Path, stream: IO[bytes], settings: Integrity
         return
     per_sample = settings.mode == "sample" and index.digests is not None
     if per_sample:
+        count = 0
         for raw in read(stream):
+            count += 1
             problem = index.sample_problem(name, raw)
             if problem:
                 _report(problem, settings, on_mismatch)
                 continue
             yield raw
+        if count != index.shards[name]["samples"]:  # cut short: its missing samples
+            _report(f"{index.folder}: shard {name}: {count} samples read, {CARD_FILE} says "
+                    f"{index.shards[name]['samples']}", settings, on_mismatch)
         return
     hashing = HashingReader(stream)
     yield from read(hashing)

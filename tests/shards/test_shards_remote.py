@@ -100,6 +100,17 @@ def test_first_bad_sample_stops_before_it_is_yielded(dataset):
         assert len(seen) == 2 and key not in seen
 
 
+def test_a_shard_cut_short_is_caught_at_its_end(dataset):
+    shard = dataset / "clips-000000.tar"
+    with tarfile.open(shard) as archive:
+        last = [m for m in archive.getmembers() if m.name.startswith(archive.getmembers()[-1].name.split(".")[0])]
+    shard.write_bytes(shard.read_bytes()[:last[0].offset] + bytes(1024))  # drop the last sample
+    keys, counter = loader_keys(str(shard), IntegritySettings(on_mismatch="skip"))
+    assert len(keys) == 2 and counter.total == 1
+    with pytest.raises(IntegrityError, match="clips-000000.tar: 2 samples read, dataset.json says 3"):
+        loader_keys(str(shard), IntegritySettings())
+
+
 def test_schema_versions_newer_refused_older_read(dataset):
     card = json.loads((dataset / "dataset.json").read_text())
     newer = dataset_module.CARD_SCHEMA_VERSION + 1
