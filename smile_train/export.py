@@ -31,9 +31,11 @@ from smile_train.model import (
     FRAMES, IMG_SIZE, LAYER_NORM_EPS, MLP_RATIO, SIZES, ClassifierModel, PretrainModel,
     VideoViTEncoder, size_spec,
 )
+from smile_train.settings_check import MAX_FRAMES, MAX_INPUT_SIZE
 from smile_train.targets import IMAGENET_MEAN, IMAGENET_STD
 
 EXPORT_MARKER = "smile_export.json"
+MAX_TOKENS = 32 * 1568  # tokens per clip; 32x the reference 8 x 14 x 14 (position tables grow with it)
 BLOCK_PATTERN = re.compile(r"^blocks\.(\d+)\.")
 DECODER_BLOCK_PATTERN = re.compile(r"^decoder\.blocks\.(\d+)\.")
 HF_LINEAR = {  # this project's block parameter -> transformers' VideoMAELayer parameter
@@ -95,14 +97,39 @@ def read_checkpoint(path: str | Path, input_size: int = 0, frames: int = 0) -> C
     kernel = state[f"{prefix}patch_embed.proj.weight"].shape  # (width, 3, tubelet, patch, patch)
     head = state.get("head.weight")
     names = raw.get("class_names") if isinstance(raw.get("class_names"), list) else []
-    return CheckpointInfo(
+    info = CheckpointInfo(
         path=str(path), layout=layout, size=size, state=state,
-        input_size=input_size or int(settings.get("input_size", IMG_SIZE)),
-        frames=frames or int(settings.get("frames", FRAMES)),
+        input_size=input_size or _stored_number(settings, "input_size", IMG_SIZE, path),
+        frames=frames or _stored_number(settings, "frames", FRAMES, path),
         tubelet=int(kernel[2]), patch=int(kernel[3]),
         num_classes=int(head.shape[0]) if head is not None else 0,
         class_names=[str(n) for n in names], settings=settings,
     )
+    check_geometry(info)
+    return info
+
+
+def _stored_number(settings: dict[str, Any], name: str, default: int, path: str | Path) -> int:
+    value = settings.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{path}: stored setting {name!r} is {value!r}, not an integer")
+    return value
+
+
+def check_geometry(info: CheckpointInfo) -> None:
+    """Refuse, before any model is allocated, a clip geometry no model of this project has.
+
+    The geometry comes from the file's stored settings (or the command line): a stored
+    input_size of 100000 would otherwise allocate a position table of many gigabytes.
+    """
+    where = f"{info.path}: input_size {info.input_size} x frames {info.frames}"
+    if not (0 < info.input_size <= MAX_INPUT_SIZE and 0 < info.frames <= MAX_FRAMES):
+        raise ValueError(f"{where} is outside 1..{MAX_INPUT_SIZE} px x 1..{MAX_FRAMES} frames")
+    if info.patch < 1 or info.tubelet < 1 or info.input_size % info.patch or info.frames % info.tubelet:
+        raise ValueError(f"{where} does not split into {info.tubelet}x{info.patch}x{info.patch} tubelets")
+    tokens = (info.input_size // info.patch) ** 2 * (info.frames // info.tubelet)
+    if tokens > MAX_TOKENS:
+        raise ValueError(f"{where} with {info.patch}-px patches makes {tokens} tokens, over {MAX_TOKENS}")
 
 
 def _geometry(info: CheckpointInfo) -> dict[str, int]:

@@ -60,6 +60,10 @@ CAPTION_EXTENSION = "txt"
 VIDEO_EXTENSIONS = ("mp4", "webm", "mkv")
 VIDEO_KIND = "video"
 MAX_FRAMES = 100  # two-digit frame numbers
+MAX_LABEL = 10**9 - 1  # nine digits, as decode_label reads them
+MAX_SOURCE_FRAME = 10**8  # a frame index into a source video (about 38 days at 30 fps)
+BOX_REACH = 8  # box coordinates stay within 8 frame sides of the frame (objects may leave it)
+MAX_TEXT = 4096  # characters of a source name, bank path or class name
 
 # Bytes one member may hold, by extension (frames: FRAME_MEMBER_BYTES), read from its tar header.
 VIDEO_MEMBER_BYTES = 64 << 20      # a 10 s 320p clip is ~1 MB; an hour of 720p still fits
@@ -187,17 +191,16 @@ def metadata_problems(metadata: Any) -> list[str]:
         problems.append(f"frame size {metadata['width']}x{metadata['height']} is not positive")
     if metadata.get("codec") not in FRAME_CODECS:
         problems.append(f"codec {metadata.get('codec')!r} not in {FRAME_CODECS}")
-    background = metadata.get("background")
-    if not isinstance(background, dict) or background.get("kind") not in BACKGROUND_KINDS:
-        problems.append(f"background.kind must be one of {BACKGROUND_KINDS}")
+    problems += _background_problems(metadata.get("background"))
     label = metadata.get("label")
-    if label is not None and not _is_int(label):
-        problems.append("label must be an integer or null")
+    if label is not None and not (_is_int(label) and 0 <= label <= MAX_LABEL):
+        problems.append(f"label must be an integer in 0..{MAX_LABEL} or null")
     objects = metadata.get("objects")
     if not isinstance(objects, list):
         return problems + ["objects must be a list"]
+    reach = BOX_REACH * max(metadata["height"], metadata["width"])
     for i, obj in enumerate(objects):
-        problems += [f"objects[{i}]: {p}" for p in _object_problems(obj, frames)]
+        problems += [f"objects[{i}]: {p}" for p in _object_problems(obj, frames, reach)]
     return problems
 
 
@@ -223,17 +226,38 @@ def video_metadata_problems(metadata: Any) -> list[str]:
     if interval is not None and (not _is_int(interval) or interval < 1):
         problems.append("keyframe_interval must be a positive integer or null")
     label = metadata.get("label")
-    if label is not None and not _is_int(label):
-        problems.append("label must be an integer or null")
+    if label is not None and not (_is_int(label) and 0 <= label <= MAX_LABEL):
+        problems.append(f"label must be an integer in 0..{MAX_LABEL} or null")
     return problems
 
 
-def _object_problems(obj: Any, frames: int) -> list[str]:
+def _is_text_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and len(value) <= MAX_TEXT)
+
+
+def _background_problems(background: Any) -> list[str]:
+    if not isinstance(background, dict) or background.get("kind") not in BACKGROUND_KINDS:
+        return [f"background.kind must be one of {BACKGROUND_KINDS}"]
+    problems = []
+    if not _is_text_or_null(background.get("source")):
+        problems.append(f"background.source must be a string of at most {MAX_TEXT} characters or null")
+    indices = background.get("frame_indices")
+    if indices is not None and not (isinstance(indices, list) and indices and all(
+            _is_int(i) and 0 <= i <= MAX_SOURCE_FRAME for i in indices)):
+        problems.append(f"background.frame_indices must be null or a list of integers in 0..{MAX_SOURCE_FRAME}")
+    return problems
+
+
+def _object_problems(obj: Any, frames: int, reach: float) -> list[str]:
     if not isinstance(obj, dict):
         return ["not a JSON object"]
     problems = []
     if obj.get("kind") not in OVERLAY_KINDS:
         problems.append(f"kind must be one of {OVERLAY_KINDS}")
+    if not (_is_text_or_null(obj.get("name")) and _is_text_or_null(obj.get("bank_path"))):
+        problems.append(f"name and bank_path must be strings of at most {MAX_TEXT} characters or null")
+    if obj.get("lvis_id") is not None and not _is_int(obj.get("lvis_id")):
+        problems.append("lvis_id must be an integer or null")
     boxes, angles = obj.get("boxes"), obj.get("angles")
     try:
         box_array = np.asarray(boxes, dtype=np.float64)
@@ -244,6 +268,8 @@ def _object_problems(obj: Any, frames: int) -> list[str]:
         problems.append(f"boxes shape {box_array.shape} != ({frames}, 4)")
     elif not np.isfinite(box_array).all():
         problems.append("boxes hold non-finite values")
+    elif np.abs(box_array).max(initial=0) > reach:
+        problems.append(f"a box coordinate lies more than {BOX_REACH} frame sides away ({reach:g} px)")
     elif (box_array[:, 2] < box_array[:, 0]).any() or (box_array[:, 3] < box_array[:, 1]).any():
         problems.append("a box has x1 < x0 or y1 < y0")
     if angle_array.shape != (frames,):

@@ -22,9 +22,13 @@ from typing import Any, Iterator
 
 from smile_data.distributed import WorkShare
 from smile_data.io import write_bytes_atomic, write_json_atomic
+from smile_data.shards.layout import SHARD_NAME_PATTERN
 
 PROGRESS_DIR = "progress"
 IDENTITY_FILE = "identity.json"
+MAX_WORLD_SIZE = 99_999  # rank file names hold five digits
+MAX_PROGRESS_BYTES = 1 << 20  # identity.json holds settings, a few kilobytes
+MAX_COUNT = 1 << 53  # task, sample, byte and shard numbers: exact in a JSON double
 
 
 def progress_dir(out_dir: str | Path) -> Path:
@@ -78,13 +82,28 @@ def first_difference(stored: dict[str, Any], current: dict[str, Any]) -> str | N
 
 
 def read_identity(out_dir: str | Path) -> dict[str, Any] | None:
+    """The run identity, checked: a folder copied from other machines sizes loops by its
+    world size, so that number is bounded before anything counts ranks with it."""
     path = progress_dir(out_dir) / IDENTITY_FILE
     if not path.is_file():
         return None
+    remedy = "remove the folder or pass overwrite"
     try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); remove the folder or pass overwrite") from None
+        if path.stat().st_size > MAX_PROGRESS_BYTES:
+            raise ValueError(f"larger than {MAX_PROGRESS_BYTES} bytes")
+        identity = json.loads(path.read_text())
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); {remedy}") from None
+    writer = identity.get("writer") if isinstance(identity, dict) else None
+    world_size = writer.get("world_size") if isinstance(writer, dict) else None
+    if not _is_count(world_size) or not 1 <= world_size <= MAX_WORLD_SIZE:
+        raise ValueError(f"{path}: writer.world_size {world_size!r} is not an integer in "
+                         f"1..{MAX_WORLD_SIZE}; {remedy}")
+    return identity
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
 
 
 def write_identity(out_dir: str | Path, identity: dict[str, Any]) -> None:
@@ -118,11 +137,18 @@ class JournalEntry:
 
     @classmethod
     def from_line(cls, line: bytes) -> "JournalEntry":
+        """Parse one line; ValueError when it is not a journal entry this project wrote (a shard
+        name that is not a plain shard file name, a count that is not a bounded integer)."""
         record = json.loads(line)
         task, offset = record["next"]
-        return cls(str(record["shard"]), int(record["index"]), str(record["sha256"]),
-                   int(record["bytes"]), int(record["samples"]), list(record["rows"]),
-                   list(record["skipped"]), Position(int(task), int(offset)))
+        counts = (record["index"], record["bytes"], record["samples"], task, offset)
+        if not all(_is_count(value) for value in counts):
+            raise ValueError(f"journal numbers {counts} are not integers in 0..{MAX_COUNT}")
+        if not isinstance(record["shard"], str) or not SHARD_NAME_PATTERN.match(record["shard"]):
+            raise ValueError(f"journal shard {record['shard']!r} is not a shard file name")
+        return cls(record["shard"], record["index"], str(record["sha256"]),
+                   record["bytes"], record["samples"], list(record["rows"]),
+                   list(record["skipped"]), Position(task, offset))
 
 
 class Journal:
@@ -147,7 +173,7 @@ class Journal:
         for line in data.split(b"\n")[:-1]:  # the piece after the last newline is partial
             try:
                 entry = JournalEntry.from_line(line)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 break
             shard = self.out_dir / entry.shard
             if not shard.is_file() or shard.stat().st_size != entry.bytes:

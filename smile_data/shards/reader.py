@@ -194,6 +194,8 @@ def _decode_metadata(raw: dict[str, Any], key: str) -> dict[str, Any]:
         raise ValueError(f"sample {key}: member {key}.json is missing")
     try:
         metadata = json.loads(raw[layout.METADATA_EXTENSION])
+    except RecursionError:  # nesting deeper than Python's stack: a corrupt sample, not a crash
+        raise ValueError(f"sample {key}: member {key}.json is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"sample {key}: member {key}.json is not valid JSON ({error})") from None
     problems = layout.metadata_problems(metadata)

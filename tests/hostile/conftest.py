@@ -14,6 +14,7 @@ and `run_cli` reports what the command printed and every file that appeared outs
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -84,3 +85,41 @@ class Case:
 @pytest.fixture
 def case(tmp_path) -> Case:
     return Case(tmp_path / "case")
+
+
+def clip_members(key: str = "000000", frames: int = 2, size: int = 16, **changes) -> dict[str, bytes]:
+    """The members of one valid sample (PNG frames + JSON), with metadata fields replaced by
+    `changes`; a `json` entry in `changes` replaces the metadata bytes whole."""
+    import cv2
+    import numpy as np
+
+    from smile_data.shards import layout
+
+    metadata = {
+        "schema_version": layout.SCHEMA_VERSION, "key": key, "seed": 0, "frames": frames,
+        "height": size, "width": size, "codec": "png",
+        "background": {"kind": "noise", "source": None, "frame_indices": None},
+        "objects": [{"kind": "patch", "bank_path": None, "lvis_id": None, "name": None,
+                     "boxes": [[1.0, 1.0, 8.0, 8.0]] * frames, "angles": [0.0] * frames}],
+        "label": 0,
+    }
+    raw_json = changes.pop("json", None)
+    metadata.update(changes)
+    frame = cv2.imencode(".png", np.zeros((size, size, 3), np.uint8))[1].tobytes()
+    members = {f"{key}.{layout.frame_extension(t, 'png')}": frame for t in range(frames)}
+    members[f"{key}.json"] = raw_json if raw_json is not None else json.dumps(metadata).encode()
+    return members
+
+
+def write_shard(path: Path, members: dict[str, bytes]) -> Path:
+    """A plain tar holding `members` in order (no dataset card beside it)."""
+    import io
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
