@@ -15,6 +15,7 @@ to open PNG only.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from smile_data.safe_files import UnsafeFile, outside_problem, read_inside
 from smile_data.shards.image_header import png_size
 from smile_data.vocabulary import load_vocabulary
 
@@ -44,6 +46,7 @@ OBJECT_PATH_PATTERN = re.compile(rf"{OBJECTS_DIR}/(?P<name>[^/\\]+)/(?P<index>[0
 UNNUMBERED_LAST = 1 << 62
 # Cut-outs are small; anything larger than this is not an object crop and may be a bomb.
 MAX_OBJECT_PIXELS = 4096 * 4096
+MAX_OBJECT_BYTES = 256 << 20  # a PNG of MAX_OBJECT_PIXELS RGBA pixels compresses to well below this
 PIL_ERRORS = (OSError, EOFError, SyntaxError, ValueError, Image.DecompressionBombError)
 SKIPPED_NAMES_SHOWN = 5  # unknown class folders named in the warning
 
@@ -76,6 +79,10 @@ def _scan_plain_folder(root: Path) -> list[BankObject]:
     vocabulary = load_vocabulary()
     entries, unknown = [], {}
     for png in sorted(objects_base(root).glob("*/*.png"), key=natural_order):
+        problem = outside_problem(png, root)
+        if problem:  # a link out of the bank, a FIFO or a device: never opened
+            log.warning("%s: skipped: %s", png, problem)
+            continue
         lvis_class = vocabulary.by_name(png.parent.name)
         if lvis_class is None:
             unknown[png.parent.name] = unknown.get(png.parent.name, 0) + 1
@@ -143,10 +150,10 @@ def _opencv_to_rgba(image: np.ndarray, has_transparent_colour: bool) -> np.ndarr
     return None
 
 
-def _decode_with_pil(path: Path) -> np.ndarray:
+def _decode_with_pil(data: bytes, path: Path) -> np.ndarray:
     """(h, w, 4) RGBA of a PNG whose size was already checked; PIL may open PNG only."""
     try:
-        with Image.open(path, formats=["PNG"]) as image:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             return np.asarray(image.convert("RGBA"))
     except PIL_ERRORS as error:
         raise ValueError(f"{path}: cannot decode object image: {error}") from None
@@ -178,12 +185,16 @@ class ObjectBank:
         return self.entries[index]
 
     def load_rgba(self, index: int) -> np.ndarray:
-        """The cut-out as (h, w, 4) uint8 RGBA; alpha added as opaque if the file has none."""
+        """The cut-out as (h, w, 4) uint8 RGBA; alpha added as opaque if the file has none.
+
+        ValueError for a file that is a link out of the bank, not a regular file, not a
+        decodable PNG, too large, or wholly transparent (it would be an invisible object
+        carrying a label and a box)."""
         path = self.root / self.entries[index].path
         try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise ValueError(f"{path}: cannot read object image: {error}") from None
+            data = read_inside(path, self.root, MAX_OBJECT_BYTES)
+        except UnsafeFile as error:
+            raise ValueError(f"{path}: cannot read object image: {error.reason}") from None
         try:
             size = png_size(data)
         except ValueError:
@@ -194,7 +205,10 @@ class ObjectBank:
         if image is None:
             raise ValueError(f"{path}: cannot decode object image (corrupt PNG)")
         rgba = _opencv_to_rgba(image, b"tRNS" in data) if image.dtype == np.uint8 else None
-        return rgba if rgba is not None else _decode_with_pil(path)
+        rgba = rgba if rgba is not None else _decode_with_pil(data, path)
+        if rgba.size == 0 or not rgba[..., 3].any():
+            raise ValueError(f"{path}: alpha is zero everywhere (an invisible object)")
+        return rgba
 
     def sample(self, rng: np.random.Generator, balanced: bool = False) -> int:
         """Uniform over objects (as the authors do) or, with `balanced`, over classes first."""

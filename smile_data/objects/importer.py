@@ -32,6 +32,7 @@ from smile_data.objects.extract import ALPHA_MAX, png_bytes
 from smile_data.objects.journal import Journal
 from smile_data.objects.manifest import empty_row, remove_bank_temporaries, write_bank_files
 from smile_data.objects.segment import alpha_box
+from smile_data.safe_files import outside_problem
 from smile_data.objects.settings import ImportSettings
 from smile_data.shards.image_header import PNG_HEADER_BYTES, PngHeader, png_header
 from smile_data.vocabulary import load_released_objects, load_vocabulary
@@ -58,6 +59,7 @@ CORRUPT = "corrupt"
 NO_ALPHA = "no_alpha"
 EMPTY_ALPHA = "empty_alpha"
 UNREADABLE = "unreadable"
+NOT_REGULAR = "link_or_special"  # a link out of the source folder, a FIFO, socket or device
 
 
 class BadFile(Exception):
@@ -84,7 +86,7 @@ def read_png_header(path: Path) -> PngHeader:
 def source_files(src: Path) -> list[str]:
     """`<class>/<file>.png` paths below `src` (or its objects/ folder), in natural order."""
     base = objects_base(src)
-    files = [p.relative_to(base) for p in base.glob("*/*.png") if p.is_file()]
+    files = [p.relative_to(base) for p in base.glob("*/*.png") if not p.is_dir()]
     return [rel.as_posix() for rel in sorted(files, key=natural_order)]
 
 
@@ -135,6 +137,9 @@ def import_file(task: tuple[str, str, str, dict]) -> dict[str, Any]:
         if number is None:
             raise BadFile(NOT_NUMBERED, f"{file_name!r} is not named <number>.png")
         source = Path(src_base) / rel
+        problem = outside_problem(source, src_base)
+        if problem:  # never opened: a FIFO would hang the import, a link would leak a file
+            raise BadFile(NOT_REGULAR, problem)
         rgba, copyable = _decode_rgba(source, settings)
         box = alpha_box(rgba[..., 3])
         if box is None:

@@ -1,9 +1,12 @@
 """Background sources: listing videos and stills, and decoding only the frames a task needs.
 
 Lists: a folder (searched recursively, sorted), or a text file with one source per line in the
-VideoMAE style — `path`, `path label` or `path num_frames label`, separated by spaces or commas;
-blank lines and `#` comments are ignored, and a first line whose label is not an integer is
-taken as a header. Relative paths are resolved against `root` (by default the list's folder).
+VideoMAE style — `path`, `path label` or `path num_frames label`, separated by commas (CSV
+quoting allowed) or spaces; blank lines and `#` comments are ignored. Numbers are read from the
+right, so a path may hold spaces or commas (`my clip, take 2.mp4,3`). A first line of words only
+(`path,label`) is a header, and is logged as one; any other line that cannot be read is an error
+naming its line, never dropped. Relative paths are resolved against `root` (by default the
+list's folder).
 
 Videos are decoded with OpenCV from the first frame on with sequential grab() calls (seeking
 by CAP_PROP_POS_FRAMES is unreliable for many codecs) and only the wanted frames are retrieved.
@@ -13,7 +16,10 @@ the wanted frames are planned again.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,11 +27,16 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from smile_data.shards.layout import MAX_LABEL
+
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"})
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-LIST_COLUMNS = (1, 2, 3)  # path | path label | path num_frames label
+LIST_NUMBERS = 2  # path | path label | path num_frames label: up to two numbers on the right
+HEADER_PATTERN = re.compile(r"[A-Za-z_ ]+")  # header fields are words: no digits, dots or slashes
 DECODE_THREADS = 1  # one core per worker: parallelism comes from --workers
+
+log = logging.getLogger(__name__)
 
 
 def prepare_process() -> None:
@@ -65,29 +76,68 @@ def _parse_label(token: str) -> int | None:
         return None
 
 
+def _fields(line: str) -> list[str]:
+    """A line's fields: CSV when it holds a comma (quotes allowed), else whitespace-separated."""
+    if "," in line:
+        return [field.strip() for field in next(csv.reader([line], skipinitialspace=True, strict=True))]
+    return line.split()
+
+
+def _split_numbers(fields: list[str]) -> tuple[list[str], list[int]]:
+    """(path fields, trailing integers): up to LIST_NUMBERS integers read from the right,
+    always leaving at least one field for the path."""
+    numbers: list[int] = []
+    while len(numbers) < LIST_NUMBERS and len(fields) > 1 and _parse_label(fields[-1]) is not None:
+        numbers.insert(0, int(fields[-1]))
+        fields = fields[:-1]
+    return fields, numbers
+
+
+def _is_header(fields: list[str]) -> bool:
+    return all(HEADER_PATTERN.fullmatch(field) for field in fields)
+
+
+def _resolve(name: str, root: Path) -> Path:
+    return Path(name) if Path(name).is_absolute() else root / name
+
+
+def parse_line(line: str, root: Path, where: str) -> Source:
+    """One list line (stripped, not blank, not a comment) -> a Source; ValueError naming `where`."""
+    fields = _fields(line)
+    path_fields, numbers = _split_numbers(fields)
+    separator = "," if "," in line else " "
+    name = separator.join(path_fields).strip() if numbers or len(path_fields) == 1 else line
+    if len(path_fields) > 1 and not numbers and not _resolve(name, root).is_file():
+        # `b.mp4 dog`: a label that is not a number, unless the whole line names a file
+        raise ValueError(f"{where}: label {fields[-1]!r} is not an integer "
+                         f"(and {line!r} is not a file under {root})")
+    if not name:
+        raise ValueError(f"{where}: no path before the numbers")
+    if numbers and not 0 <= numbers[-1] <= MAX_LABEL:
+        raise ValueError(f"{where}: label {numbers[-1]} is outside 0..{MAX_LABEL}")
+    return Source(name=name, path=str(_resolve(name, root)), label=numbers[-1] if numbers else None)
+
+
 def parse_list(list_path: Path, root: Path) -> list[Source]:
-    """Sources of a VideoMAE-style annotation or file list."""
+    """Sources of a VideoMAE-style annotation or file list (see the module docstring)."""
     try:
         text = list_path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(f"{list_path}: not UTF-8 text ({error})") from None
-    sources = []
+    sources, seen_data = [], False
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        parts = [p.strip() for p in line.split(",")] if "," in line else line.split()
-        if len(parts) not in LIST_COLUMNS:
-            raise ValueError(f"{list_path}:{number}: expected 'path', 'path label' or "
-                             f"'path num_frames label', got {len(parts)} fields")
-        label = _parse_label(parts[-1]) if len(parts) > 1 else None
-        if len(parts) > 1 and label is None:
-            if not sources and number == 1:
-                continue  # a header line
-            raise ValueError(f"{list_path}:{number}: label {parts[-1]!r} is not an integer")
-        name = parts[0]
-        path = Path(name) if Path(name).is_absolute() else root / name
-        sources.append(Source(name=name, path=str(path), label=label))
+        where = f"{list_path}:{number}"
+        try:
+            if not seen_data and _is_header(_fields(line)):
+                log.info("%s: %r taken as a header line", where, line)
+            else:
+                sources.append(parse_line(line, root, where))
+        except csv.Error as error:
+            raise ValueError(f"{where}: {error}") from None
+        seen_data = True
     return sources
 
 

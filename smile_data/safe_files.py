@@ -1,0 +1,75 @@
+"""Reading files of a folder that came from elsewhere (a bank, an imported folder, a dataset).
+
+Such a folder may hold symbolic links to anywhere (`/dev/zero`, a private file) and FIFOs,
+sockets or device nodes, which hang or never end when opened and read. A file is read only if
+its real path lies inside the folder's real path and it is a regular file: checked with lstat
+before it is opened (opening a device or a FIFO can block or have effects), then opened without
+following a link and without blocking, and checked again on the open descriptor (the path may
+have been swapped in between). Reads are bounded by a byte limit.
+
+Hard links cannot be told from ordinary files (both are names of the same inode), so a hard
+link planted in a folder is read like any file; they cannot point at another file system.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class UnsafeFile(ValueError):
+    """A file that must not be read; `reason` says why, the message names the file too."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a regular file"
+
+
+def outside_problem(path: str | Path, root: str | Path) -> str | None:
+    """Why `path` must not be read as a file of `root` (None if it may): a link leading out of
+    the folder, a missing file, or anything but a regular file. Opens nothing."""
+    real = os.path.realpath(path)
+    if not Path(real).is_relative_to(os.path.realpath(root)):
+        return f"a link to {real}, outside {root}"
+    try:
+        mode = os.lstat(real).st_mode
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    return None if stat.S_ISREG(mode) else f"{_kind(mode)}, not a regular file"
+
+
+def read_inside(path: str | Path, root: str | Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file `path` inside `root`; UnsafeFile (a ValueError) naming the
+    file if it is a link out of `root`, not a regular file, or larger than `max_bytes`."""
+    problem = outside_problem(path, root)
+    if problem:
+        raise UnsafeFile(path, problem)
+    try:
+        descriptor = os.open(os.path.realpath(path), OPEN_FLAGS)
+    except OSError as error:
+        raise UnsafeFile(path, f"cannot be read ({error.strerror})") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise UnsafeFile(path, f"{_kind(status.st_mode)}, not a regular file")
+        if status.st_size > max_bytes:
+            raise UnsafeFile(path, f"{status.st_size} bytes, over the {max_bytes} allowed")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UnsafeFile(path, f"grew past the {max_bytes} bytes allowed while being read")
+    return data
