@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from smile_data.io import atomic_path, remove_stale_temporaries
+from smile_data.processes import hold_until_exit
 
 FORMAT = "smile-train-checkpoint"
 FORMAT_VERSION = 1
@@ -71,8 +72,10 @@ class RunCheckpoints:
         """Step checkpoints to resume from; refuse to start over them without --resume.
 
         A checkpoint being written when the run was killed left a temporary file: removed here.
+        The main process locks the folder first: a second run into it refuses (FolderBusy).
         """
         if self.is_main:
+            hold_until_exit(self.folder, "run")
             remove_stale_temporaries(self.folder, is_own=lambda name: bool(STEP_PATTERN.match(name))
                                      or name == FINAL_NAME)
         existing = list_step_checkpoints(self.folder)

@@ -18,6 +18,7 @@ import dataclasses
 import itertools
 import json
 import multiprocessing
+import os
 import pickle
 import re
 import shutil
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from smile_data.distributed import WorkShare
 from smile_data.io import remove_stale_temporaries, temporary_target
+from smile_data.processes import exit_with_parent, folder_lock
 from smile_data.shards import layout
 from smile_data.shards.dataset import (
     CARD_FILE,
@@ -187,9 +189,11 @@ def _remove_own_temporaries(out_dir: Path, share: WorkShare, indices: range) -> 
 _WORKER_TASK: Callable[[int], TaskResult] | None = None
 
 
-def _install_task(run_task: Callable[[int], TaskResult]) -> None:
-    """Worker initializer: keep the run_task the pool sent once, when this process started."""
+def _install_task(run_task: Callable[[int], TaskResult], parent_pid: int) -> None:
+    """Worker initializer: die with the parent (no orphans after a kill), and keep the
+    run_task the pool sent once, when this process started."""
     global _WORKER_TASK
+    exit_with_parent(parent_pid)
     _WORKER_TASK = run_task
 
 
@@ -231,7 +235,7 @@ def _task_results(run_task: Callable[[int], TaskResult], indices: range,
     _check_picklable(run_task, workers)
     pool = concurrent.futures.ProcessPoolExecutor(
         min(workers, len(indices)), mp_context=multiprocessing.get_context(WORKER_START_METHOD),
-        initializer=_install_task, initargs=(run_task,))
+        initializer=_install_task, initargs=(run_task, os.getpid()))
     pending: collections.deque = collections.deque()
     upcoming = iter(indices)
     try:
@@ -374,15 +378,16 @@ def write_dataset(
     card = normalise_json(card)
     if out.is_dir() and (finished := _finished_card(out, identity)) is not None:
         return finished
-    _prepare_folder(out, identity, overwrite)
-    tasks = task_block(task_count, work_share)
-    if not card_part_path(out, work_share.rank, work_share.world_size).is_file():
-        entries, trailing_skipped = _run_rank(
-            out, run_task, tasks, samples_per_task, workers, work_share,
-            {"prefix": prefix, "shard_size": shard_size, "shard_bytes": shard_bytes},
-            progress_label)
-        _write_part(out, work_share, tasks, identity, card, entries, trailing_skipped)
-    return _finish(out, work_share)
+    with folder_lock(out, f"rank-{work_share.rank:05d}"):  # a second command of this rank refuses
+        _prepare_folder(out, identity, overwrite)
+        tasks = task_block(task_count, work_share)
+        if not card_part_path(out, work_share.rank, work_share.world_size).is_file():
+            entries, trailing_skipped = _run_rank(
+                out, run_task, tasks, samples_per_task, workers, work_share,
+                {"prefix": prefix, "shard_size": shard_size, "shard_bytes": shard_bytes},
+                progress_label)
+            _write_part(out, work_share, tasks, identity, card, entries, trailing_skipped)
+        return _finish(out, work_share)
 
 
 def _write_part(out: Path, share: WorkShare, tasks: range, identity: dict[str, Any],

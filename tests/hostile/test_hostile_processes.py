@@ -1,0 +1,77 @@
+"""Shared output folders and killed parents: a second writer refuses, workers do not linger."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from smile_data.processes import FolderBusy, folder_lock
+from smile_train.checkpoint import RunCheckpoints
+from tests.hostile.conftest import REPO
+
+RENDER = ["render", "--bg", "noise", "--overlay", "patches", "--frames", "4", "--size", "32",
+          "--codec", "png"]
+
+
+def test_a_second_render_into_a_busy_folder_refuses(case):
+    with folder_lock(case.out / "data", "rank-00000"):  # as a render running in this process
+        outcome = case.run("smile-data", *RENDER, "--clips", "4", "--out", "out/data")
+    outcome.refused("out/data: another command", f"(pid {os.getpid()})",
+                    "choose another output folder")
+    assert not (case.out / "data" / "progress").exists()
+
+
+def test_a_second_training_run_into_a_busy_folder_refuses(tmp_path):
+    with folder_lock(tmp_path / "checkpoints", "run"):
+        with pytest.raises(FolderBusy, match="is writing into this folder"):
+            RunCheckpoints(tmp_path / "checkpoints", 3, is_main=True).resumable(False)
+    assert RunCheckpoints(tmp_path / "checkpoints", 3, is_main=True).resumable(False) == []
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.name.isdigit() and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_render_workers_exit_when_the_parent_is_killed(case):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "from smile_data.cli import main; main()", *RENDER,
+         "--clips", "100000", "--workers", "2", "--out", str(case.out / "data")],
+        cwd=case.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any((case.out / "data").glob("clips-*.tar*")):
+        time.sleep(0.2)  # a shard being written: the workers are up and rendering
+    workers = children_of(parent.pid)
+    assert workers, "no worker process started"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.2)
+    lingering = [pid for pid in workers if alive(pid)]
+    for pid in lingering:
+        os.kill(pid, signal.SIGKILL)
+    assert not lingering, f"workers {lingering} outlived their killed parent"
