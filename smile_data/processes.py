@@ -2,7 +2,7 @@
 their parent.
 
 Two commands writing into one folder at once would race on temporary files and journals; the
-second one refuses at start with a message naming the folder and the process holding it. The
+second one refuses at start with a message naming the folder and its lock file. The
 lock is an advisory `flock` on a small file in the folder, released by the kernel when its
 holder exits however it exits (kill -9 included), so there is never a stale lock to remove.
 
@@ -41,13 +41,10 @@ def _lock(folder: Path, name: str) -> int:
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip() or "unknown"
         os.close(descriptor)
-        raise FolderBusy(f"{folder}: another command (pid {holder}) is writing into this folder; "
-                         f"wait for it to finish or choose another output folder") from None
-    os.ftruncate(descriptor, 0)
-    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-    return descriptor
+        raise FolderBusy(f"{folder}: another command is writing into this folder (it holds "
+                         f"{path.name}); wait for it to finish or choose another output folder") from None
+    return descriptor  # the file stays empty: reruns leave the folder byte-identical
 
 
 @contextlib.contextmanager

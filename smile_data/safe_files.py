@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import IO
 
 OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -53,22 +54,30 @@ def outside_problem(path: str | Path, root: str | Path) -> str | None:
     return None if stat.S_ISREG(mode) else f"{_kind(mode)}, not a regular file"
 
 
-def read_inside(path: str | Path, root: str | Path, max_bytes: int) -> bytes:
-    """The bytes of the regular file `path` inside `root`; UnsafeFile (a ValueError) naming the
-    file if it is a link out of `root`, not a regular file, or larger than `max_bytes`."""
+def open_inside(path: str | Path, root: str | Path) -> IO[bytes]:
+    """`path` opened for reading if it is a regular file inside `root` (see the module
+    docstring); UnsafeFile naming the file otherwise. Nothing else is opened on the way."""
     problem = outside_problem(path, root)
     if problem:
         raise UnsafeFile(path, problem)
-    try:
-        descriptor = os.open(os.path.realpath(path), OPEN_FLAGS)
+    try:  # the stream keeps the name it was asked by (messages name the file, not the target)
+        handle = open(path, "rb", opener=lambda name, _flags: os.open(os.path.realpath(name), OPEN_FLAGS))
     except OSError as error:
         raise UnsafeFile(path, f"cannot be read ({error.strerror})") from None
-    with os.fdopen(descriptor, "rb") as handle:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
-            raise UnsafeFile(path, f"{_kind(status.st_mode)}, not a regular file")
-        if status.st_size > max_bytes:
-            raise UnsafeFile(path, f"{status.st_size} bytes, over the {max_bytes} allowed")
+    mode = os.fstat(handle.fileno()).st_mode
+    if not stat.S_ISREG(mode):
+        handle.close()
+        raise UnsafeFile(path, f"{_kind(mode)}, not a regular file")
+    return handle
+
+
+def read_inside(path: str | Path, root: str | Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file `path` inside `root`; UnsafeFile (a ValueError) naming the
+    file if it is a link out of `root`, not a regular file, or larger than `max_bytes`."""
+    with open_inside(path, root) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > max_bytes:
+            raise UnsafeFile(path, f"{size} bytes, over the {max_bytes} allowed")
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise UnsafeFile(path, f"grew past the {max_bytes} bytes allowed while being read")

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+from smile_data.safe_files import open_inside
+
 # scheme -> (the module fsspec needs, the extra that installs it)
 SCHEME_EXTRAS = {
     "http": ("aiohttp", "aiohttp"),  # a dependency of smile itself
@@ -73,8 +75,8 @@ def open_binary(location: str | Path, offset: int = 0,
                 block_size: int = STREAM_BLOCK_BYTES) -> IO[bytes]:
     """A readable binary stream of a local file or URL, positioned at `offset`; remote files
     are read by range requests of `block_size` bytes."""
-    if not is_url(location):
-        handle = open(location, "rb")
+    if not is_url(location):  # a shard linked from outside its folder, or a FIFO, is refused
+        handle = open_inside(location, Path(location).parent)
     else:
         fs, path = _filesystem(str(location))
         handle = fs.open(path, "rb", block_size=block_size)

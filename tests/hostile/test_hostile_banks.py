@@ -74,3 +74,17 @@ def test_import_reports_links_out_and_special_files_without_opening_them(case):
     for name in ("spoon/1.png", "spoon/2.png", "spoon/3.png"):
         assert not rows[name]["accepted"] and rows[name]["reason"] == "link_or_special"
     assert rows["spoon/4.png"]["reason"] == "empty_alpha"
+
+
+@pytest.mark.parametrize("kind", ["link out", "fifo"])
+def test_a_shard_linked_from_elsewhere_or_a_fifo_is_refused(case, kind):
+    from tests.hostile.conftest import clip_members, write_shard
+
+    shard = case.input / "data" / "clips-000000.tar"
+    shard.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(shard)
+    else:
+        os.symlink(write_shard(case.input / "elsewhere" / "clips-000000.tar", clip_members()), shard)
+    outcome = case.run("smile-data", "preview", str(shard), "--out", "out/p.png", timeout=30)
+    outcome.refused("clips-000000.tar", "outside" if kind == "link out" else "no such dataset folder or shard")

@@ -12,7 +12,10 @@ import time
 import pytest
 
 from smile_data.config import SettingsError, apply_overrides
+from smile_train import runtime as rt
+from smile_train.checkpoint import load_checkpoint
 from smile_train.finetune_settings import FinetuneSettings
+from smile_train.model import build_pretrain_model
 from smile_train.settings import load_pretrain_stages
 from smile_train.settings_check import check_settings
 from tests.conftest import write_test_shards
@@ -57,7 +60,7 @@ def metrics_steps(run) -> list[int]:
 
 def test_kill_then_resume_leaves_each_step_once(case):
     """kill -9 mid-run, then --resume: no repeated metrics rows, no temporary checkpoint; and
-    resuming with another model size is refused naming the setting, before anything changes."""
+    resuming with another model size is refused naming the settings, before anything loads."""
     write_test_shards(case.input / "shards", clips=8)
     run = case.out / "run"
     args = ["pretrain", *sets(*TINY, f"shards={case.input}/shards/*.tar", f"out_dir={run}",
@@ -76,8 +79,10 @@ def test_kill_then_resume_leaves_each_step_once(case):
     # kill lands there only by chance).
     (run / "checkpoints" / "step-000000099.pt.tmp-999999").write_bytes(b"half a checkpoint")
 
-    other_size = case.run("smile-train", *args[:1], "--resume", *args[1:], *sets("model=small"))
-    other_size.refused("a checkpoint of another model", "'model'", "step-0000000")
+    latest = sorted((run / "checkpoints").glob("step-*.pt"))[-1]
+    with pytest.raises(ValueError, match=rf"{latest.name}: a checkpoint of another model.*model 'tiny'"):
+        rt.restore_training_state(load_checkpoint(latest), build_pretrain_model("small", "pixel", img_size=64),
+                                  None, None, str(latest))
 
     resumed = case.run("smile-train", *args[:1], "--resume", *args[1:], *sets(f"max_steps={logged[-1] + 1}"))
     assert resumed.returncode == 0, resumed.output[-3000:]
