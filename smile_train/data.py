@@ -26,6 +26,7 @@ from smile_data.render.trajectory import draw_index
 from smile_data.shards import integrity, reader, remote
 from smile_data.shards.dataset import CARD_FILE, load_card
 from smile_train import masking
+from smile_train.allocator import keep_freed_memory
 from smile_train.sampling import center_square_box, crop_resize, hflip  # noqa: F401 (re-exported)
 from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
     SourceSampler, SourceSettings, base_source, check_modes, object_boxes, stage_sources,
@@ -271,6 +272,7 @@ class PretrainClips(IterableDataset):
         return streams
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        keep_freed_memory()  # runs in the loader worker
         info = get_worker_info()
         worker, workers = self.worker_identity or ((info.id, info.num_workers) if info else (0, 1))
         worker = (worker + self.worker_offset) % workers

@@ -169,18 +169,20 @@ def crop_resize(
         return frames, boxes
     out = np.empty((frames.shape[0], size, size, 3), np.uint8)
     for t, frame in enumerate(frames):
-        out[t] = cv2.resize(frame[y0 : y0 + h, x0 : x0 + w], (size, size), interpolation=cv2.INTER_LINEAR)
+        cv2.resize(frame[y0 : y0 + h, x0 : x0 + w], (size, size), dst=out[t], interpolation=cv2.INTER_LINEAR)
     scale = np.array([size / w, size / h, size / w, size / h], np.float32)
     moved = (boxes - np.array([x0, y0, x0, y0], np.float32)) * scale
     return out, np.clip(moved, 0, size).astype(np.float32)
 
 
-def hflip(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror (T, H, W, 3) frames left-right; boxes (T, K, 4) follow."""
+def hflip(frames: np.ndarray, boxes: np.ndarray, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror (T, H, W, 3) frames left-right; boxes (T, K, 4) follow. `in_place` overwrites
+    `frames` (when the caller owns them): no new clip-sized array, whose first touch costs
+    more than the flip itself."""
     width = frames.shape[2]
     flipped = boxes.copy()
     flipped[..., 0], flipped[..., 2] = width - boxes[..., 2], width - boxes[..., 0]
-    out = np.empty_like(frames)
+    out = frames if in_place else np.empty_like(frames)
     for t, frame in enumerate(frames):  # OpenCV's flip is ~10x faster than a strided numpy copy
         cv2.flip(frame, 1, dst=out[t])
     return out, flipped

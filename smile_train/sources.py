@@ -221,7 +221,7 @@ class SourceSampler:
             box = center_square_box(height, width)
         frames, boxes = crop_resize(frames, boxes, box, self.input_size)
         if s.flip and rng.random() < FLIP_PROBABILITY:
-            frames, boxes = hflip(frames, boxes)
+            frames, boxes = hflip(frames, boxes, in_place=frames.flags.writeable)  # ours alone
         if self.overlays.active:
             frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
             drawn = self.overlays(rng, frames)
