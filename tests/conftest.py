@@ -99,3 +99,36 @@ def tiny_shards(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_shards")
     write_test_shards(folder, clips=12)
     return folder
+
+
+def write_clip_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
+    """A tar of (key, {extension: bytes}) samples, members in the given order: lets a test craft
+    any shard, valid or not, without going through the project's writer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for key, members in samples:
+            for extension, payload in members.items():
+                info = tarfile.TarInfo(f"{key}.{extension}")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def png_members(frames: np.ndarray, metadata: dict) -> dict[str, bytes]:
+    """Members of one valid sample: (T, H, W, 3) RGB frames as PNG plus its metadata."""
+    members = {layout.frame_extension(t, "png"): cv2.imencode(".png", f[..., ::-1])[1].tobytes()
+               for t, f in enumerate(frames)}
+    members[layout.METADATA_EXTENSION] = layout.encode_metadata(metadata)
+    return members
+
+
+@pytest.fixture(scope="session")
+def craft_shard():
+    """write_clip_shard, for tests in any folder."""
+    return write_clip_shard
+
+
+@pytest.fixture(scope="session")
+def sample_members():
+    """png_members, for tests in any folder."""
+    return png_members
