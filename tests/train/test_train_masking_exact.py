@@ -1,0 +1,88 @@
+"""Exact masking rules: cells from box corners where floor, round and ceil disagree, and random
+draws that are really random (a deterministic "first k" would pass every count check)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from smile_train.masking import balance_mask, trajectory_mask, trajectory_tokens, tube_mask
+
+GRID = (8, 14, 14)
+OFF_FRAME = [300.0, 300.0, 301.0, 301.0]  # covers no cell
+
+# One box per case, in both frames of slice 0 (every other frame off the grid). Each corner sits
+# where floor, round and ceil of corner / 16 give different cells:
+#   27 / 16 = 1.69 -> floor 1, round 2      17 / 16 = 1.06 -> floor 1, ceil 2
+#   33 / 16 = 2.06 -> ceil 3, round 2       45 / 16 = 2.81 -> ceil 3, floor 2
+# Expected cells: rows / cols floor(low / 16) .. ceil(high / 16) + 1 (exclusive), clipped.
+CELL_CASES = [
+    ([27.0, 17.0, 33.0, 45.0], (slice(1, 4), slice(1, 4))),
+    ([17.0, 27.0, 45.0, 33.0], (slice(1, 4), slice(1, 4))),
+    ([40.0, 8.0, 56.0, 24.0], (slice(0, 3), slice(2, 5))),  # 40 / 16 = 2.5: round-half cases
+    ([200.0, 215.0, 223.0, 223.9], (slice(13, 14), slice(12, 14))),  # clipped at the grid edge
+    ([0.0, 0.0, 16.0, 16.0], (slice(0, 2), slice(0, 2))),  # exact multiples: ceil(1) + 1 = 2
+]
+
+
+def _boxes_in_slice_zero(box: list[float]) -> np.ndarray:
+    boxes = np.tile(np.array(OFF_FRAME), (16, 1, 1))
+    boxes[0, 0] = boxes[1, 0] = box
+    return boxes
+
+
+@pytest.mark.parametrize("box, cells", CELL_CASES, ids=[str(c[0]) for c in CELL_CASES])
+def test_cells_are_floor_of_low_to_ceil_of_high_plus_one(box, cells):
+    tokens = trajectory_tokens(_boxes_in_slice_zero(box), GRID).reshape(GRID)
+    expected = np.zeros(GRID[1:], bool)
+    expected[cells] = True
+    assert (tokens[0] == expected).all(), np.argwhere(tokens[0])
+    assert not tokens[1:].any()
+
+
+def _pool_mask(size: int = 400, masked: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.zeros(size, bool)
+    mask[:masked] = True
+    return mask, np.zeros(size, bool)
+
+
+def test_surplus_tokens_are_unmasked_at_random():
+    """200 masked, target 180: over seeds the 20 unmasked tokens differ and spread over the pool.
+    Taking the first (or last) 20 of the pool would unmask the same tokens every time."""
+    mask, objects = _pool_mask()
+    chosen = [frozenset(np.flatnonzero(mask & ~balance_mask(np.random.default_rng(s), mask, objects, 180)))
+              for s in range(60)]
+    assert all(len(c) == 20 for c in chosen)
+    assert len(set(chosen)) == 60
+    counts = np.bincount(np.concatenate([list(c) for c in chosen]), minlength=200)
+    assert (counts[:100].sum(), counts[100:].sum()) == pytest.approx((600, 600), rel=0.2)
+    assert (counts > 0).mean() > 0.9  # nearly every token of the pool was drawn at least once
+
+
+def test_missing_tokens_are_masked_at_random():
+    mask, objects = _pool_mask()
+    chosen = [frozenset(np.flatnonzero(balance_mask(np.random.default_rng(s), mask, objects, 220) & ~mask))
+              for s in range(60)]
+    assert len(set(chosen)) == 60
+    counts = np.bincount(np.concatenate([list(c) for c in chosen]), minlength=400)[200:]
+    assert (counts[:100].sum(), counts[100:].sum()) == pytest.approx((600, 600), rel=0.2)
+
+
+def test_visible_trajectory_tokens_are_drawn_at_random_over_the_whole_object():
+    """The share of trajectory tokens left visible is drawn over all of them: over seeds every
+    slice keeps some visible, not only the first slices of the token order."""
+    boxes = np.tile(np.array([[40.0, 40.0, 120.0, 120.0]]), (16, 1, 1))  # 7 x 7 cells per slice
+    objects = trajectory_tokens(boxes, GRID)
+    per_slice = np.zeros(GRID[0])
+    for seed in range(40):
+        mask = trajectory_mask(np.random.default_rng(seed), boxes, GRID, traj_unmask_ratio=0.2)
+        visible = (objects & ~mask).reshape(GRID[0], -1).sum(axis=1)
+        per_slice += visible
+    assert (per_slice > 0).all()
+    assert per_slice.max() < 2.5 * per_slice.min()
+
+
+def test_tube_positions_are_drawn_at_random():
+    first = [tube_mask(np.random.default_rng(s)).reshape(8, -1)[0] for s in range(40)]
+    counts = np.sum(first, axis=0)
+    assert counts.min() > 0 and counts.max() < 40  # no position always or never masked
