@@ -86,6 +86,25 @@ def test_settings_defaults_follow_the_spec():
     assert (settings.clip_floor_cap, settings.clip_floor_margin) == (21.0, 1.0)
 
 
+def clip_score_by_hand(folder, rgba: np.ndarray, text: str) -> float:
+    """100 x cosine of CLIP's projected image and text embeddings, the image composited over
+    white with PIL (not the project's code)."""
+    import torch
+    from PIL import Image
+    from transformers import CLIPModel, CLIPProcessor
+
+    model, processor = CLIPModel.from_pretrained(str(folder)).eval(), CLIPProcessor.from_pretrained(str(folder))
+    white = Image.new("RGBA", (rgba.shape[1], rgba.shape[0]), (255, 255, 255, 255))
+    image = Image.alpha_composite(white, Image.fromarray(rgba, "RGBA")).convert("RGB")
+    with torch.no_grad():
+        pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
+        image_embedding = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+        tokens = processor(text=[text], return_tensors="pt", padding=True)
+        text_embedding = model.text_projection(model.text_model(**tokens).pooler_output)
+    cosine = torch.nn.functional.cosine_similarity(image_embedding, text_embedding)
+    return 100.0 * float(cosine[0])
+
+
 def test_white_composite_and_clip_scores(tiny_clip):
     rgba = np.zeros((8, 8, 4), np.uint8)
     rgba[..., 0] = 200
@@ -94,6 +113,7 @@ def test_white_composite_and_clip_scores(tiny_clip):
     assert (white[0, 0] == 255).all() and tuple(white[3, 3]) == (200, 0, 0)
     scorer = ClipScorer(str(tiny_clip))
     scores = scorer.score([rgba, rgba[:, ::-1].copy()], "a photo of cat")
-    assert len(scores) == 2 and all(-100 <= s <= 100 for s in scores)
+    assert scores == pytest.approx([clip_score_by_hand(tiny_clip, c, "a photo of cat")
+                                    for c in (rgba, rgba[:, ::-1].copy())], abs=1e-3)
     assert scorer.score([rgba], "a photo of cat")[0] == pytest.approx(scores[0], abs=1e-4)
     assert scorer.score([rgba], "a photo of dog")[0] != pytest.approx(scores[0], abs=1e-4)

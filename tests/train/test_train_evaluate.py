@@ -90,6 +90,9 @@ def labelled_shards(tmp_path_factory):
 def test_cli_evaluate_writes_the_report_and_refuses_a_pretraining_checkpoint(labelled_shards, tmp_path):
     torch.manual_seed(0)
     model = ClassifierModel("tiny", 3, img_size=32, frames=4)
+    with torch.no_grad():  # a model that always says class 1: right on exactly 2 of the 6 clips
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
     save_checkpoint(tmp_path / "ft.pt", {"model": model.state_dict(),
                                          "settings": {"model": "tiny", "input_size": 32, "frames": 4}})
     runner = CliRunner()
@@ -101,8 +104,8 @@ def test_cli_evaluate_writes_the_report_and_refuses_a_pretraining_checkpoint(lab
     report = json.loads(out.read_text())
     # The test shards carry no source video: every clip is a video of its own.
     assert (report["videos"], report["clips"], report["views"]) == (6, 6, 18)
-    assert report["settings"]["test_crops"] == 3 and 0.0 <= report["top1"] <= 1.0
-    assert sum(p["videos"] for p in report["per_class"]) == 6
+    assert report["settings"]["test_crops"] == 3 and report["top1"] == pytest.approx(2 / 6)
+    assert [(p["videos"], p["top1"]) for p in report["per_class"]] == [(2, 0.0), (2, 1.0), (2, 0.0)]
 
     pretrain = PretrainModel("tiny", 1536, img_size=32, frames=4)
     save_checkpoint(tmp_path / "pre.pt", {"model": pretrain.state_dict(), "settings": {"model": "tiny"}})
