@@ -15,7 +15,7 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from smile_train.pretrain import run_pretrain
-from smile_train.teacher import ClipTeacher
+from smile_train.teacher import FeatureTeacher
 
 IMAGE, PATCH, HIDDEN = 64, 16, 32
 PATCHES = (IMAGE // PATCH) ** 2
@@ -66,7 +66,7 @@ def targets_by_hand(folder, videos: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 def test_teacher_tokens_are_the_final_layernorm_of_the_last_hidden_states(clip_folder):
     videos = torch.randn(2, 3, 6, IMAGE, IMAGE, generator=torch.Generator().manual_seed(0))
-    teacher = ClipTeacher.from_pretrained(clip_folder, device="cpu")
+    teacher = FeatureTeacher.from_pretrained(clip_folder, device="cpu")
     raw, expected = targets_by_hand(clip_folder, videos)
     assert raw.mean().abs() > 1.0  # the bias shows in the raw tokens
     torch.testing.assert_close(teacher.features(videos), raw, atol=1e-4, rtol=1e-4)
