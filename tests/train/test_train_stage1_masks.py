@@ -6,6 +6,10 @@ rotated object in the red channel and its unrotated box in the green channel, ov
 background whose blue channel is a left-to-right ramp (it tells, in the loader's output, whether
 a clip was flipped and how wide its crop was). Whatever the loader does to the frames, the red
 and green pixels of its output are where the object and its box ended up.
+
+What each object-cell rule (settings.object_cells) promises: "rotated" covers every pixel of the
+turned object; "released" (the enclosing box of a slice's two unrotated boxes) and "per_frame"
+cover every pixel of the unrotated box, which a turned object may leave.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ MARGIN = 1.0  # drawn pixels stay this far inside the declared box: resampling n
 #               a drawn pixel past it, so every miss below is a rule broken, not a rounding edge
 CLIPS, SAMPLES = 8, 24
 ON = 127  # a channel above this is drawn there
+OBJECT, BOX = 0, 1  # channels: the rotated object, its unrotated box
+COVERED = {"rotated": OBJECT, "released": BOX, "per_frame": BOX}  # what each rule must cover
 
 
 def _object_track(rng: np.random.Generator) -> list[tuple[float, float, float]]:
@@ -79,7 +85,7 @@ def rotated_shard(tmp_path_factory, craft_shard, sample_members) -> Path:
 def loader_samples(shard: Path, **changes) -> list[dict]:
     settings = dict(input_size=SIZE, frames=FRAMES, crop="multiscale", flip=True, num_workers=0,
                     shuffle_buffer=0, mask="trajectory", mask_ratio=0.5, traj_unmask_ratio=0.0,
-                    mask_repeats=2, seed=3)
+                    mask_repeats=2, second_mask="own", seed=3)
     dataset = PretrainClips([str(shard)], PretrainSettings(**{**settings, **changes}))
     return list(itertools.islice(iter(dataset), SAMPLES))
 
@@ -92,8 +98,9 @@ def tokens_under(pixels: np.ndarray) -> np.ndarray:
     return hit.reshape(-1)
 
 
-def _object_and_box_tokens(video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return tokens_under(video[..., 0] > ON), tokens_under(video[..., 1] > ON)
+def covered_tokens(video: np.ndarray, rule: str) -> np.ndarray:
+    """Tokens holding a pixel that `rule` promises to cover."""
+    return tokens_under(video[..., COVERED[rule]] > ON)
 
 
 def _flipped_and_crop_width(video: np.ndarray) -> tuple[bool, int]:
@@ -103,52 +110,54 @@ def _flipped_and_crop_width(video: np.ndarray) -> tuple[bool, int]:
     return bool(ramp[0] > ramp[-1]), int(round(span))
 
 
-@pytest.fixture(scope="module")
-def stage1_samples(rotated_shard) -> list[dict]:
-    return loader_samples(rotated_shard)
+@pytest.fixture(scope="module", params=sorted(COVERED))
+def stage1_samples(request, rotated_shard) -> tuple[str, list[dict]]:
+    return request.param, loader_samples(rotated_shard, object_cells=request.param)
 
 
 def test_the_loader_really_crops_flips_and_rotates(stage1_samples):
     """The checks below mean something only if the clips saw several crops, both flip states,
     and objects whose rotated footprint leaves their upright box."""
-    views = [_flipped_and_crop_width(s["video"].numpy()) for s in stage1_samples]
+    _, samples = stage1_samples
+    views = [_flipped_and_crop_width(s["video"].numpy()) for s in samples]
     assert {flipped for flipped, _ in views} == {True, False}
     assert len({width // 8 for _, width in views}) >= 3  # several crop widths
-    seen = [s["video"].numpy() for s in stage1_samples if (s["video"].numpy()[..., 0] > ON).any()]
-    assert len(seen) >= 0.75 * len(stage1_samples)  # a crop may miss the object now and then
-    assert all(((video[..., 0] > ON) & (video[..., 1] <= ON)).any() for video in seen)
+    seen = [s["video"].numpy() for s in samples if (s["video"].numpy()[..., OBJECT] > ON).any()]
+    assert len(seen) >= 0.75 * len(samples)  # a crop may miss the object now and then
+    assert all(((video[..., OBJECT] > ON) & (video[..., BOX] <= ON)).any() for video in seen)
 
 
-def test_every_token_on_the_object_is_masked(stage1_samples):
-    """traj_unmask_ratio 0: every token with an object pixel (the rotated object, after crop,
-    resize and flip) is masked, in both masks of every clip. Ignoring the rotation, using the
-    boxes from before the crop or missing the flip leaves some of them visible."""
-    for sample in stage1_samples:
-        video, masks = sample["video"].numpy(), sample["masks"].numpy()
-        on_object, _ = _object_and_box_tokens(video)
-        for mask in masks:
-            visible = np.flatnonzero(on_object & ~mask)
-            assert visible.size == 0, f"object tokens left visible: {visible[:10]}"
-
-
-def test_most_object_tokens_are_masked_at_the_released_visible_share(rotated_shard):
-    """With 10% of the trajectory tokens left visible (the released share), about 90% of the
-    object's tokens are masked, far above the 50% a tube mask alone would hide."""
-    samples = loader_samples(rotated_shard, traj_unmask_ratio=0.1)
-    on_object = masked = 0
+def test_every_token_the_rule_covers_is_masked(stage1_samples):
+    """traj_unmask_ratio 0: every token holding a pixel the rule promises to cover (after crop,
+    resize and flip) is masked, in both masks of every clip. Ignoring the rotation ("rotated"),
+    using the boxes from before the crop or missing the flip leaves some of them visible."""
+    rule, samples = stage1_samples
     for sample in samples:
-        tokens, _ = _object_and_box_tokens(sample["video"].numpy())
+        covered = covered_tokens(sample["video"].numpy(), rule)
         for mask in sample["masks"].numpy():
-            on_object += int(tokens.sum())
+            visible = np.flatnonzero(covered & ~mask)
+            assert visible.size == 0, f"{rule}: covered tokens left visible: {visible[:10]}"
+
+
+@pytest.mark.parametrize("rule", sorted(COVERED))
+def test_most_object_tokens_are_masked_at_the_released_visible_share(rotated_shard, rule):
+    """With 10% of the trajectory tokens left visible (the released share), about 90% of the
+    covered tokens are masked, far above the 50% a tube mask alone would hide."""
+    samples = loader_samples(rotated_shard, traj_unmask_ratio=0.1, object_cells=rule)
+    covered = masked = 0
+    for sample in samples:
+        tokens = covered_tokens(sample["video"].numpy(), rule)
+        for mask in sample["masks"].numpy():
+            covered += int(tokens.sum())
             masked += int((tokens & mask).sum())
             assert mask.sum() == 8 * 32  # exactly floor(0.5 * 64) per slice
-    assert masked / on_object >= 0.85, masked / on_object
+    assert masked / covered >= 0.85, masked / covered
 
 
 def test_tube_masks_ignore_the_object(rotated_shard):
     """Stage 2's tube mask does not follow the object: at ratio 0.5 some object tokens show.
     (Guards the tests above against a loader that masks object pixels by accident.)"""
     samples = loader_samples(rotated_shard, mask="tube")
-    visible = sum(int((_object_and_box_tokens(s["video"].numpy())[0] & ~m).sum())
+    visible = sum(int((covered_tokens(s["video"].numpy(), "rotated") & ~m).sum())
                   for s in samples for m in s["masks"].numpy())
     assert visible > 0
