@@ -132,3 +132,11 @@ def craft_shard():
 def sample_members():
     """png_members, for tests in any folder."""
     return png_members
+
+
+@pytest.fixture(scope="session")
+def labelled_tiny_shards(tmp_path_factory) -> Path:
+    """16 labelled clips (2 classes) of 16 x 64x64 in 4 shards; returns the folder."""
+    folder = tmp_path_factory.mktemp("labelled_tiny_shards")
+    write_test_shards(folder, clips=16, label_count=2)
+    return folder
