@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from smile_data.io import sha256_file
-from smile_data.shards import reader
+from smile_data.shards import layout, reader
 from smile_data.shards.validate import validate_dataset
 from smile_train.data import PretrainClips
 from smile_train.settings import PretrainSettings
@@ -92,11 +92,14 @@ def _duplicate(members: Members, extension: str) -> Members:
     return members
 
 
-def _oversized_member(members: Members) -> Members:
-    key = _keys(members)[1]
-    index = _find(members, key, "03.jpg")
-    members[index] = _member(f"{key}.03.jpg", bytes(reader.MAX_MEMBER_BYTES + 1))
-    return members
+def _oversized(extension: str) -> Callable[[Members], Members]:
+    """Sample 1's member of this extension one byte over the extension's limit."""
+    def breaker(members: Members) -> Members:
+        key = _keys(members)[1]
+        index = _find(members, key, extension)
+        members[index] = _member(f"{key}.{extension}", b"1" * (layout.member_byte_limit(extension) + 1))
+        return members
+    return breaker
 
 
 def _oversized_long_name(members: Members) -> Members:
@@ -115,7 +118,9 @@ CASES = [
     ("key-too-long", lambda m: _rename_sample(m, "k" * 129), "refused", r"does not match"),
     ("metadata-key", lambda m: _edit_json(m, lambda d: d.update(key="0000000099")), "error",
      r"!= the member key"),
-    ("member-size", _oversized_member, "error", r"03\.jpg is missing"),
+    ("frame-member-size", _oversized("03.jpg"), "error", r"03\.jpg is missing"),
+    ("json-member-size", _oversized("json"), "error", r"\.json is missing"),
+    ("cls-member-size", _oversized("cls"), "refused", r"more than the 64 allowed for a \.cls member"),
     ("frame-size", lambda m: _edit_json(m, lambda d: d.update(height=4097, width=4096)), "error",
      r"frame size 4096x4097 is over the limit"),
     ("clip-size", lambda m: _edit_json(m, _giant_clip), "error", r"a clip of 100 frames .* over the limit"),
