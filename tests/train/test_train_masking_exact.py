@@ -86,3 +86,45 @@ def test_tube_positions_are_drawn_at_random():
     first = [tube_mask(np.random.default_rng(s)).reshape(8, -1)[0] for s in range(40)]
     counts = np.sum(first, axis=0)
     assert counts.min() > 0 and counts.max() < 40  # no position always or never masked
+
+
+# Boxes at the frame's edges (one box in both frames of slice 0): what each one covers.
+EDGE_CASES = [
+    ([-10.0, 50.0, 0.0, 60.0], None),  # zero width after the crop clipped it to x = 0
+    ([-10.0, 50.0, 0.5, 60.0], (slice(3, 5), slice(0, 2))),  # half a pixel inside: column 0
+    ([50.0, -10.0, 60.0, 0.0], None),  # zero height at y = 0
+    ([224.0, 50.0, 260.0, 60.0], None),  # starts at the right edge: outside
+    ([50.0, 224.0, 60.0, 230.0], None),  # starts at the bottom edge: outside
+    ([223.5, 223.5, 230.0, 230.0], (slice(13, 14), slice(13, 14))),  # last cell only
+    ([30.0, 30.0, 30.0, 40.0], None),  # zero width inside the frame
+]
+
+
+@pytest.mark.parametrize("box, cells", EDGE_CASES, ids=[str(c[0]) for c in EDGE_CASES])
+def test_boxes_at_the_edges_cover_exactly_their_cells(box, cells):
+    tokens = trajectory_tokens(_boxes_in_slice_zero(box), GRID).reshape(GRID)
+    expected = np.zeros(GRID[1:], bool)
+    if cells is not None:
+        expected[cells] = True
+    assert (tokens[0] == expected).all(), np.argwhere(tokens[0])
+
+
+@pytest.mark.parametrize("boxes, message", [
+    (np.tile([[10.0, 10.0, 5.0, 20.0]], (16, 1, 1)), "x1 < x0"),
+    (np.tile([[10.0, 10.0, 20.0, 5.0]], (16, 1, 1)), "y1 < y0"),
+    (np.zeros((16, 1, 5)), r"\(16, K, 4\)"),
+    (np.zeros((16, 4)), r"\(16, K, 4\)"),
+    (np.zeros((17, 1, 4)), r"\(16, K, 4\)"),
+    (np.full((16, 1, 4), np.inf), "non-finite"),
+])
+def test_malformed_boxes_are_refused(boxes, message):
+    with pytest.raises(ValueError, match=message):
+        trajectory_tokens(boxes, GRID)
+
+
+def test_balancing_past_every_token_is_an_error():
+    mask, objects = _pool_mask(size=10, masked=5)
+    with pytest.raises(ValueError, match="cannot balance the mask: 1 tokens short"):
+        balance_mask(np.random.default_rng(0), mask, objects, 11)
+    assert balance_mask(np.random.default_rng(0), mask, objects, 10).all()
+    assert not balance_mask(np.random.default_rng(0), mask, objects, 0).any()
