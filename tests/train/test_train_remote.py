@@ -43,3 +43,11 @@ def test_integrity_settings_are_checked_at_start():
     for bad in ({"integrity": "all"}, {"on_integrity_mismatch": "ignore"}, {"card_sha256": "abc"}):
         with pytest.raises(SettingsError, match=next(iter(bad))):
             check_settings(PretrainSettings(**bad))
+
+
+def test_a_local_dataset_folder_stands_for_its_card_shards(tiny_shards):
+    from smile_train.data import count_samples, expand_urls
+
+    urls = expand_urls(str(tiny_shards))
+    assert urls == [str(tiny_shards / f"clips-00000{i}.tar") for i in range(3)]
+    assert count_samples(urls) == 12
