@@ -107,7 +107,8 @@ def finetune_lr(step: int, total: int, warmup: int, peak: float, s: FinetuneSett
     """The released finetuning schedule (utils.cosine_scheduler) at optimiser step `step`:
     numpy.linspace(warmup_lr, peak, warmup) over the warm-up steps, then
     floor + (peak - floor) x (1 + cos(pi x i / (total - warmup))) / 2 for the i-th step after it;
-    warmup_lr and the floor (min_lr) scale with the batch like base_lr."""
+    warmup_lr and the floor (min_lr) scale with the batch like base_lr. The released run starts
+    the warm-up at 0 (warmup_lr 0, the default): its --warmup_lr never reaches the scheduler."""
     start = s.warmup_lr * s.batch_size / IMAGENET_BATCH_REFERENCE
     if step < warmup:
         return start + (peak - start) * step / max(warmup - 1, 1)

@@ -71,7 +71,9 @@ class FinetuneSettings:
     micro_batch_size: int = 0  # clips per process per micro-step; 0: batch_size / world size
     base_lr: float = 1e-3  # per 256 clips: lr = base_lr x batch_size / 256
     min_lr: float = 1e-6  # per 256 clips, like base_lr
-    warmup_lr: float = 1e-6  # the warm-up starts here; per 256 clips, like base_lr
+    # The warm-up starts here (per 256 clips, like base_lr). Released: 0, because the authors'
+    # scripts scale --warmup_lr but never hand it to their cosine_scheduler (start value 0).
+    warmup_lr: float = 0.0
     weight_decay: float = 0.05
     layer_decay: float = 0.75
     betas: tuple[float, float] = (0.9, 0.999)

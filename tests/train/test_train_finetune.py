@@ -194,6 +194,18 @@ def test_per_step_lr_is_the_released_cosine_scheduler():
     assert ours[0] == pytest.approx(2.5e-7) and ours[warmup - 1] == pytest.approx(peak) and ours[-1] > floor
 
 
+@pytest.mark.parametrize("config", ["smile_vitb_k400", "smile_vitb_ssv2", "smile_vitb_ucf101", "smile_vitb_hmdb51"])
+def test_released_warm_up_starts_at_zero(config):
+    """The released run_class_finetuning.py scales --warmup_lr with the batch but calls
+    cosine_scheduler without a start value, whose default is 0: the warm-up is
+    linspace(0, peak, W). Hand values for W = 5 warm-up steps of 20: step k reads peak x k / 4."""
+    s = load_settings(FinetuneSettings, str(CONFIGS / f"{config}.yaml"), {})
+    assert s.warmup_lr == 0.0
+    peak = s.base_lr * s.batch_size / 256  # K400: 6.25e-5; UCF101 / HMDB51: 2.5e-4
+    ours = [finetune_lr(step, 20, 5, peak, s) for step in range(5)]
+    assert ours == pytest.approx([0.0, peak / 4, peak / 2, 3 * peak / 4, peak], rel=1e-12, abs=0)
+
+
 def test_ema_update_is_timms_formula():
     model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     before = {k: v.clone() for k, v in ema.state_dict().items()}
