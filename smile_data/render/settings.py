@@ -70,6 +70,9 @@ class RenderSettings:
     # "released" (the authors' sampler, SPEC §9) or "bounded" (every frame within the per-frame
     # bounds above); see render/trajectory.py
     trajectory_sampler: str = "released"
+    # Released sampler: whether box sides are clipped to the frame (side - 1). The released code
+    # clips only the initial box, so about 1 in 75 trajectories grows past the frame (false).
+    clip_sizes: bool = False
     # Box sides, Gaussian extents and linear shifts are pixels of a clip this size (SPEC §3 gives
     # them for 224 px); a clip of another size scales them by min(W, H) / reference_size.
     reference_size: int = 224

@@ -15,6 +15,7 @@ width and the height each by its own factor exp(U(-0.025d, 0.025d)), a linear ce
 U(-12d, 12d) px per axis (clipped to keep the initial box inside). Between key frames the value
 is interpolated linearly (p .7), accelerating (start + (end - start) (k/d)^2) or decelerating
 (end - (end - start) ((d - k)/d)^2), reaching the key value: per-frame bounds hold on average.
+Only the initial box is clipped to the frame: a growing box may outgrow it (`clip_sizes` clips).
 Gaussian motion: 48 points uniform over [1 + b/2, W - 1 - b/2] per axis, smoothed (sigma 8,
 reflect), normalised to [0, 1], scaled by ONE integer extent randint(40, 180) shared by x and y,
 shifted by an integer offset randint(0, side - extent) per axis, clipped to [0, side - 1],
@@ -247,12 +248,15 @@ def _key_steps(rng: np.random.Generator, keys: np.ndarray, per_frame: float, axe
 
 def released_sizes(rng: np.random.Generator, s: RenderSettings, frames: int,
                    box: tuple[float, float], width: int, height: int) -> np.ndarray:
-    """(T, 2) sizes: width and height each scaled by its own factor per segment of size key frames."""
+    """(T, 2) sizes: width and height each scaled by its own factor per segment of size key
+    frames; at least one pixel, and at most the frame side - 1 only with `clip_sizes` (the
+    released code lets a box grown from the initial one outgrow the frame)."""
     keys = released_key_frames(rng, frames, s)
     log_factors = np.cumsum(_key_steps(rng, keys, s.scale_step, (2,)), axis=0)
     key_sizes = np.array(box) * np.exp(np.concatenate([np.zeros((1, 2)), log_factors]))
     sizes = interpolate_keys(rng, key_sizes, keys, s)
-    return np.clip(sizes, MIN_BOX_SIDE, np.array([width - 1, height - 1], np.float64))
+    largest = np.array([width - 1, height - 1], np.float64) if s.clip_sizes else np.inf
+    return np.clip(sizes, MIN_BOX_SIDE, largest)
 
 
 def released_angles(rng: np.random.Generator, s: RenderSettings, frames: int) -> np.ndarray:

@@ -138,3 +138,21 @@ def test_patch_opacity_keys_follow_the_sampler():
         assert len(bends) <= 1
         kinks.update(bends.tolist())
     assert kinks <= {6, 7, 8, 9} and len(kinks) >= 3  # the released inner tick 8 + [-2, 2)
+
+
+@pytest.mark.parametrize("clip_sizes", [False, True])
+def test_released_sizes_may_outgrow_the_frame(clip_sizes):
+    # No inner key frame and linear easing: the released sizes run linearly from the initial box
+    # to box x exp(u x 0.025 x 15) per axis, u ~ U(-1, 1) per axis, with no clip after the
+    # initial box. Draw order: the key-frame count (one uniform), the two u, the easing.
+    s = RenderSettings(inner_keyframe_probs=[1.0, 0, 0], interpolation_probs=LINEAR_ONLY,
+                       clip_sizes=clip_sizes)
+    replay = np.random.default_rng(7)
+    replay.random()
+    u = replay.uniform(-1.0, 1.0, size=2)
+    assert (u > 0.1).all()  # this seed grows both sides, past 223 px from 220 px
+    end = 220.0 * np.exp(u * 0.025 * 15)
+    sizes = trajectory.released_sizes(np.random.default_rng(7), s, 16, (220.0, 220.0), 224, 224)
+    expected = 220.0 + (end - 220.0) * np.arange(16)[:, None] / 15
+    np.testing.assert_allclose(sizes, np.minimum(expected, 223.0) if clip_sizes else expected, rtol=1e-12)
+    assert (sizes[-1] > 223.0).all() != clip_sizes
