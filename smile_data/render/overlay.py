@@ -113,9 +113,10 @@ def blend_region(region: np.ndarray, warped: np.ndarray, opacity: float = 1.0) -
 
 
 def paste_order(trajectories: list[Trajectory]) -> list[int]:
-    """Indices of trajectories by decreasing mean box area: larger objects are pasted first."""
+    """Indices of trajectories by decreasing mean_area (mean width x mean height): larger objects
+    are pasted first. Equal areas go last index first, as the released reversed ascending sort."""
     areas = [t.mean_area for t in trajectories]
-    return sorted(range(len(trajectories)), key=lambda i: (-areas[i], i))
+    return sorted(range(len(trajectories)), key=lambda i: (-areas[i], -i))
 
 
 def make_layers(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from smile_data.render.overlay import (
-    SpriteCache, composite, paste, premultiply_rgba, shrink_to,
+    SpriteCache, composite, paste, paste_order, premultiply_rgba, shrink_to,
 )
 from smile_data.render.patches import PATCH_SHAPES, make_patch, shape_mask
 from smile_data.render.settings import RenderSettings
@@ -110,6 +110,17 @@ def test_larger_objects_are_pasted_first():
     assert order == [1, 0]
     assert (clip[:, 15, 15] == (0, 255, 0)).all()  # BGR green: the small one stays on top
     assert (clip[:, 6, 6] == (0, 0, 255)).all()
+
+
+def test_paste_order_ranks_mean_width_times_mean_height():
+    # The released paste sorts by mean(w) x mean(h), not mean(w x h). Object a: 10 x 10 then
+    # 30 x 2 -> mean(w x h) 80, mean(w) x mean(h) = 20 x 6 = 120. Object b: 10 x 10 twice -> 100
+    # either way. So a is larger (pasted first); equal ranks go last index first.
+    a = Trajectory(centres=np.full((2, 2), 16.0), sizes=np.array([[10.0, 10.0], [30.0, 2.0]]), angles=np.zeros(2))
+    b = Trajectory(centres=np.full((2, 2), 16.0), sizes=np.full((2, 2), 10.0), angles=np.zeros(2))
+    assert (a.mean_area, b.mean_area) == (120.0, 100.0)
+    assert paste_order([b, a]) == [1, 0] and paste_order([a, b]) == [0, 1]
+    assert paste_order([b, b, a]) == [2, 1, 0]
 
 
 def test_opacity_scales_the_overlay():
