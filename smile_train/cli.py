@@ -19,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich markup would eat "[seed, i]" and "[8]"
 )
 
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML file of settings (differences only).")

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from smile_data.config import load_settings, settings_to_dict
 from smile_data.io import write_json_atomic
+from smile_data.progress_bar import progress_bar
 from smile_train import checkpoint as ckpt
 from smile_train import export
 from smile_train import runtime as rt
@@ -203,7 +203,7 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
     batches = iter(build_finetune_loader(s, urls, micro, runtime.rank, resume_batches=step * accumulation,
                                          pin_memory=runtime.device.type == "cuda"))
     log = rt.MetricsLog(out_dir, runtime.is_main)
-    bar = tqdm(total=total_steps, initial=step, desc=STAGE, unit="step", disable=not runtime.is_main,
+    bar = progress_bar(total=total_steps, initial=step, desc=STAGE, unit="step", disable=not runtime.is_main,
                mininterval=PROGRESS_SECONDS)
     corrupt, window = 0, rt.LogWindow()
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from smile_data.config import settings_to_dict
 from smile_data.io import write_json_atomic
+from smile_data.progress_bar import progress_bar
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
 from smile_train.checkpoint_keys import unwrap_state
@@ -30,7 +30,7 @@ from smile_train.settings import IMAGENET_BATCH_REFERENCE, PretrainSettings, loa
 from smile_train.targets import normalize, pixel_targets
 from smile_train.teacher import ClipTeacher
 
-PROGRESS_SECONDS = 2.0  # progress-bar refresh interval: readable logs when output is a file
+PROGRESS_SECONDS = 2.0  # terminal progress-bar refresh interval (log files: progress_bar.py)
 
 
 def micro_batch_plan(batch_size: int, micro_batch_size: int, world_size: int, repeats: int = 1) -> tuple[int, int]:
@@ -154,7 +154,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
                           pin_memory=runtime.device.type == "cuda")
     batches = iter(loader)
     log = rt.MetricsLog(out_dir, runtime.is_main)
-    bar = tqdm(total=total_steps, initial=step, desc=name, unit="step", disable=not runtime.is_main,
+    bar = progress_bar(total=total_steps, initial=step, desc=name, unit="step", disable=not runtime.is_main,
                mininterval=PROGRESS_SECONDS)
     corrupt, window = 0, rt.LogWindow()
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from smile_data.config import apply_overrides, settings_to_dict
 from smile_data.distributed import WorkShare
@@ -33,6 +32,7 @@ from smile_data.objects.filters import decide_class
 from smile_data.objects.journal import Journal, read_records
 from smile_data.objects.manifest import empty_row, object_path, write_bank_files
 from smile_data.objects.settings import RUN_ONLY_SETTINGS, BuildSettings, validate_build
+from smile_data.progress_bar import progress_bar
 from smile_data.vocabulary import LvisClass, load_vocabulary
 
 PROGRESS_DIR = "progress"
@@ -244,7 +244,7 @@ class BankBuilder:
         remaining = {c.id: [i for i in range(self.settings.candidates_per_class)
                             if i not in done_candidates.get(c.id, {})] for c in todo}
         total = sum(len(v) for v in remaining.values())
-        bar = tqdm(total=total, unit="img", disable=not self.show_progress, dynamic_ncols=True,
+        bar = progress_bar(total=total, unit="img", disable=not self.show_progress, dynamic_ncols=True,
                    desc=f"rank {self.share.rank}/{self.share.world_size}")
         with bar:
             for lvis_class in todo:

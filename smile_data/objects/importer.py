@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from smile_data.config import settings_to_dict
 from smile_data.io import atomic_path, write_bytes_atomic, write_json_atomic
@@ -34,6 +33,7 @@ from smile_data.objects.manifest import empty_row, remove_bank_temporaries, writ
 from smile_data.objects.segment import alpha_box
 from smile_data.safe_files import outside_problem
 from smile_data.objects.settings import ImportSettings
+from smile_data.progress_bar import progress_bar
 from smile_data.shards.image_header import PNG_HEADER_BYTES, PngHeader, png_header
 from smile_data.vocabulary import load_released_objects, load_vocabulary
 
@@ -214,7 +214,7 @@ def import_objects(src: str | Path, out: str | Path, settings: ImportSettings | 
     settings_dict = settings_to_dict(settings)
     tasks = [(str(base), rel, str(out), settings_dict) for rel in pending]
     pool = ProcessPoolExecutor(settings.workers) if settings.workers > 1 and tasks else None
-    bar = tqdm(total=len(tasks), unit="file", disable=not show_progress, dynamic_ncols=True,
+    bar = progress_bar(total=len(tasks), unit="file", disable=not show_progress, dynamic_ncols=True,
                desc="import")
     with bar, pool or contextlib.nullcontext():
         for start in range(0, len(tasks), settings.chunk_size):

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tqdm import tqdm
 
 from smile_data.io import sha256_file, write_bytes_atomic
+from smile_data.progress_bar import progress_bar
 from smile_data.shards import remote
 from smile_data.shards.dataset import (
     CARD_FILE, MANIFEST_FILE, check_card_sha256, parse_card, read_card_bytes,
@@ -155,7 +155,7 @@ def fetch_dataset(source: str | Path, out: str | Path, shards: str | None = None
     report = FetchReport([], present, [], 0)
     total = sum(e["bytes"] for e in wanted)
     lock = threading.Lock()
-    with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {out.name}",
+    with progress_bar(total=total, unit="B", unit_scale=True, desc=f"fetch {out.name}",
               disable=not show_progress) as bar:
         def progress(count: int, transferred: bool) -> None:
             with lock:

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from tqdm import tqdm
 
 from smile_data.distributed import WorkShare
 from smile_data.io import remove_stale_temporaries, temporary_target
 from smile_data.processes import exit_with_parent, folder_lock
+from smile_data.progress_bar import ProgressBar, progress_bar
 from smile_data.shards import layout
 from smile_data.shards.dataset import (
     CARD_FILE,
@@ -277,7 +277,7 @@ class _RankWriter:
     """Streams one rank's samples into shards and journals every finished shard."""
 
     def __init__(self, journal: Journal, writer: ShardWriter, entries: list[JournalEntry],
-                 bar: tqdm):
+                 bar: ProgressBar):
         self.journal, self.writer, self.bar = journal, writer, bar
         self.entries = list(entries)
         self.open_rows: list[dict[str, Any]] = []   # rows of the samples in the open shard
@@ -327,7 +327,7 @@ def _run_rank(out_dir: Path, run_task: Callable[[int], TaskResult], tasks: range
     total = done + (tasks.stop - start.task) * samples_per_task - start.offset
     writer = ShardWriter(out_dir, first_index=entries[-1].index + 1 if entries else first_index,
                          **writer_args)
-    with tqdm(total=total, initial=done, unit=progress_label, dynamic_ncols=True,
+    with progress_bar(total=total, initial=done, unit=progress_label, dynamic_ncols=True,
               disable=None, desc=f"{out_dir.name} rank {share.rank}") as bar:
         rank_writer = _RankWriter(journal, writer, entries, bar)
         try:
