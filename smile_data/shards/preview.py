@@ -1,4 +1,5 @@
 """Contact sheets and GIFs of the first clips of a dataset, with every object's box drawn.
+A video sample (pack --store video) shows frames evenly spaced over the whole video.
 
 Sheet layout: one row per clip, the key in a column at the row start, then `frames` evenly
 spaced frames, each scaled to fit a `cell_size` square; each object's box is drawn in its own
@@ -19,7 +20,8 @@ from smile_data.io import write_bytes_atomic
 from smile_data.shards import layout, remote
 from smile_data.shards.dataset import CARD_FILE, load_card
 from smile_data.shards.integrity import IntegritySettings
-from smile_data.shards.reader import ClipSample, read_shard_files
+from smile_data.shards.reader import ClipSample, decode_sample, read_shard_files
+from smile_data.shards.video_sample import is_video_sample, video_preview_clip
 
 KEY_COLUMN_WIDTH = 96     # px at the row start for the sample key
 SHEET_BACKGROUND = (32, 32, 32)
@@ -135,7 +137,10 @@ def make_preview(source: str | Path, out: str | Path,
     out = Path(out)
     samples: list[ClipSample] = []
     integrity = IntegritySettings(card_sha256=card_sha256 or "")
-    for sample in read_shard_files(shard_paths(source, card_sha256), integrity):
+    def decode(raw: dict) -> ClipSample:  # a video sample shows `frames` frames of the video
+        return video_preview_clip(raw, settings.frames) if is_video_sample(raw) else decode_sample(raw)
+
+    for sample in read_shard_files(shard_paths(source, card_sha256), integrity, decode):
         samples.append(sample)
         if len(samples) == settings.clips:
             break

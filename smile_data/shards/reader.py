@@ -328,11 +328,13 @@ def read_samples(urls: str | Sequence[str]) -> Iterator[ClipSample]:
                 yield decode_sample(raw)
 
 
-def read_shard_files(locations: Sequence[str | Path], integrity: Any = None) -> Iterator[ClipSample]:
+def read_shard_files(locations: Sequence[str | Path], integrity: Any = None,
+                     decode: Callable[[dict[str, Any]], ClipSample] | None = None) -> Iterator[ClipSample]:
     """Decoded clips of local shard files or shard URLs named by a card (remote.join), each
     opened as a plain file or through fsspec: never a pattern, `pipe:` or webdataset's opener.
     With `integrity` (integrity.IntegritySettings), samples are first checked against the card
-    beside their shard (integrity.checked_samples)."""
+    beside their shard (integrity.checked_samples). `decode` replaces decode_sample (preview
+    passes one that also takes video samples)."""
     from smile_data.shards import integrity as checks, remote
 
     indexes: checks.IndexCache = {}  # this call's own: the folders may be rewritten later
@@ -344,7 +346,7 @@ def read_shard_files(locations: Sequence[str | Path], integrity: Any = None) -> 
                 raws = checks.checked_samples(location, stream, integrity, _raise,
                                               iter_tar_samples, indexes)
             for raw in raws:
-                yield decode_sample(raw)
+                yield (decode or decode_sample)(raw)
 
 
 def _raise(error: Exception) -> None:

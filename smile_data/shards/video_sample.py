@@ -17,7 +17,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from smile_data.shards import layout
+from smile_data.shards.reader import ClipSample
 from smile_data.video import VideoError, VideoLimits, decode_frames, probe_video
 
 KEY_FIELD = "__key__"
@@ -124,6 +127,18 @@ def decode_video_sample(raw: dict[str, Any], label_field: str = "",
             raise ValueError(f"sample {key}: member {key}.txt is not UTF-8 ({error})") from None
     label = _label(raw, key, metadata, label_field, class_names)
     return VideoSample(key, raw[extension], extension, metadata, label, caption)
+
+
+def video_preview_clip(raw: dict[str, Any], frames: int,
+                       limits: VideoLimits = VideoLimits()) -> ClipSample:
+    """`frames` evenly spaced frames of a video sample as a clip without objects (for
+    contact sheets); VideoError (a ValueError) if the video cannot be decoded."""
+    sample = decode_video_sample(raw)
+    info = probe_video(sample.video, limits)
+    indices = np.linspace(0, info.frames - 1, min(frames, info.frames)).round().astype(int).tolist()
+    clip = decode_frames(sample.video, indices, limits, info)
+    metadata = {**sample.metadata, "frames": len(indices), "objects": [], "frame_indices": indices}
+    return ClipSample(sample.key, clip, metadata, sample.label)
 
 
 def video_sample_problems(raw: dict[str, Any], limits: VideoLimits = VideoLimits()) -> list[str]:

@@ -14,7 +14,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from smile_data.cli import app
-from smile_data.shards import layout
+from smile_data.shards import card_readme, layout
 from smile_data.shards.reader import iter_tar_samples
 from smile_data.shards.validate import validate_dataset
 from smile_data.shards.video_sample import decode_video_sample
@@ -107,6 +107,7 @@ def test_copy_stores_the_source_bytes(tmp_path, sample_videos):
     assert raw["mp4"] == sample_videos["bikes.mp4"].read_bytes()
     assert json.loads(raw["json"])["keyframe_interval"] is None
     assert validate_dataset(out).ok
+    assert (out / card_readme.PREVIEW_FILE).is_file()  # the card's contact sheet shows videos too
 
 
 def test_validate_reports_a_damaged_video_member(tmp_path, sample_videos):

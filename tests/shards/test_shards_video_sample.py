@@ -11,7 +11,7 @@ import webdataset
 
 from smile_data.shards import layout
 from smile_data.shards.reader import decode_sample, iter_tar_samples
-from smile_data.shards.video_sample import decode_video_sample, is_video_sample
+from smile_data.shards.video_sample import decode_video_sample, is_video_sample, video_preview_clip
 from smile_data.video import decode_frames
 from tests.video.video_files import encode_video, read_counter
 
@@ -98,3 +98,9 @@ def test_oversized_members_are_refused_before_reading(tmp_path, video):
 def test_the_clip_decoder_refuses_a_video_sample(video):
     with pytest.raises(ValueError, match="k1.mp4: a video sample"):
         decode_sample(_raw(mp4=video))
+
+
+def test_a_preview_clip_spans_the_whole_video(video):
+    clip = video_preview_clip(_raw(mp4=video, cls=b"3"), frames=5)
+    assert [read_counter(f) for f in clip.frames] == [0, 5, 10, 14, 19]
+    assert clip.label == 3 and clip.metadata["objects"] == [] and clip.metadata["frames"] == 5
