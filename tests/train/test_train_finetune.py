@@ -166,7 +166,8 @@ def test_released_recipes_and_their_test_views():
     video; VideoMAE's UCF101 script (also used for HMDB51): 2 samples per video, 5 x 3 views."""
     expected = {
         "smile_vitb_k400": dict(num_classes=400, test_clips=7, test_crops=3, repeated_augment=1, batch_size=16),
-        "smile_vitb_ssv2": dict(num_classes=174, test_clips=2, test_crops=3, repeated_augment=1, batch_size=32),
+        "smile_vitb_ssv2": dict(num_classes=174, test_clips=2, test_crops=3, repeated_augment=1, batch_size=32,
+                                temporal="segments"),
         "smile_vitb_ucf101": dict(num_classes=101, test_clips=5, test_crops=3, repeated_augment=2, batch_size=128,
                                   layer_decay=0.7, drop_path=0.2, head_drop=0.5, base_lr=5e-4),
         "smile_vitb_hmdb51": dict(num_classes=51, test_clips=5, test_crops=3, repeated_augment=2, batch_size=128,
