@@ -26,6 +26,22 @@ from typing import Iterator
 LOCK_PREFIX = ".lock-"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _HELD_UNTIL_EXIT: dict[str, int] = {}  # lock file -> descriptor, see hold_until_exit
+_LOCK_DESCRIPTORS: set[int] = set()  # every lock descriptor this process holds
+
+
+def _drop_locks_in_child() -> None:
+    """A forked child (a loader or render worker) shares its parent's lock descriptors, and a
+    flock is held until every descriptor of it is closed: a worker outliving a killed parent
+    would keep the folder locked and refuse the --resume that follows. Children close their
+    copies (close, never LOCK_UN, which would release the parent's lock too)."""
+    for descriptor in _LOCK_DESCRIPTORS:
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    _LOCK_DESCRIPTORS.clear()
+    _HELD_UNTIL_EXIT.clear()
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)
 
 
 class FolderBusy(ValueError):
@@ -44,6 +60,7 @@ def _lock(folder: Path, name: str) -> int:
         os.close(descriptor)
         raise FolderBusy(f"{folder}: another command is writing into this folder (it holds "
                          f"{path.name}); wait for it to finish or choose another output folder") from None
+    _LOCK_DESCRIPTORS.add(descriptor)
     return descriptor  # the file stays empty: reruns leave the folder byte-identical
 
 
@@ -54,6 +71,7 @@ def folder_lock(folder: str | Path, name: str) -> Iterator[None]:
     try:
         yield
     finally:
+        _LOCK_DESCRIPTORS.discard(descriptor)
         os.close(descriptor)  # releases the lock
 
 

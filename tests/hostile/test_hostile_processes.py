@@ -75,3 +75,35 @@ def test_render_workers_exit_when_the_parent_is_killed(case):
     for pid in lingering:
         os.kill(pid, signal.SIGKILL)
     assert not lingering, f"workers {lingering} outlived their killed parent"
+
+
+HOLD_AND_FORK = """
+import os, sys, time
+from smile_data.processes import hold_until_exit
+hold_until_exit(sys.argv[1], "run")
+child = os.fork()
+if child == 0:            # a loader worker that outlives its parent for a while
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork and flock")
+def test_a_forked_worker_does_not_keep_a_killed_runs_lock(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, "-c", HOLD_AND_FORK, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    child = int(parent.stdout.readline())
+    try:
+        with pytest.raises(FolderBusy):  # the run holds its folder while it lives
+            with folder_lock(tmp_path, "run"):
+                pass
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        assert alive(child)
+        with folder_lock(tmp_path, "run"):  # free at once, though the worker still runs
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
