@@ -43,6 +43,9 @@ CROP_MODES = ("multiscale", "none")
 VIDEO_MEMBERS = ("mp4",)  # the encoded video of a video-shard sample
 CAPTION_MEMBER = "txt"
 FLIP_PROBABILITY = 0.5
+MAX_SOURCES = 64  # each source keeps its own shard stream and shuffle buffer in every worker
+MAX_STRIDE = 64  # frames between sampled frames (K400 4, SSv2 2)
+MAX_WEIGHT = 1e6
 
 
 @dataclass
@@ -69,18 +72,21 @@ STAGE_ONLY_FIELDS = ("weight",)  # meaningful inside `sources:` only
 
 
 def check_modes(s: SourceSettings, where: str) -> None:
+    """Values a loader worker would otherwise trip over (SettingsError naming the setting)."""
     for name, value, allowed in (("temporal", s.temporal, TEMPORAL_MODES), ("crop", s.crop, CROP_MODES),
                                  ("crop_offsets", s.crop_offsets, CROP_OFFSET_MODES)):
         if value not in allowed:
             raise SettingsError(f"{where}: {name} {value!r} must be one of {', '.join(allowed)}")
+    if not 1 <= s.stride <= MAX_STRIDE:
+        raise SettingsError(f"{where}: stride {s.stride} must be within 1..{MAX_STRIDE}")
 
 
 def check_source(s: SourceSettings, where: str) -> None:
     check_modes(s, where)
     if not s.shards:
         raise SettingsError(f"{where}: no shards given")
-    if not s.weight > 0 or s.stride < 1:
-        raise SettingsError(f"{where}: weight must be > 0 and stride >= 1")
+    if not 0 < s.weight <= MAX_WEIGHT:
+        raise SettingsError(f"{where}: weight {s.weight} must be > 0 and at most {MAX_WEIGHT}")
 
 
 def base_source(settings: Any) -> SourceSettings:
@@ -93,6 +99,8 @@ def stage_sources(settings: Any) -> list[SourceSettings]:
     """The sources of a stage (or of finetuning): its `sources` list over its own data settings."""
     base = base_source(settings)
     entries = getattr(settings, "sources", None) or [{}]
+    if len(entries) > MAX_SOURCES:
+        raise SettingsError(f"sources: {len(entries)} entries, at most {MAX_SOURCES}")
     sources = []
     for number, entry in enumerate(entries, start=1):
         where = f"sources[{number}]" if getattr(settings, "sources", None) else "data settings"

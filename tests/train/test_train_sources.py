@@ -123,3 +123,12 @@ def test_a_resumed_loader_continues_with_the_uninterrupted_batches(tiny_shards):
         for expected, got in zip(full[resume:], batches(resume, 6 - resume)):
             assert expected["key"] == got["key"] and torch.equal(expected["video"], got["video"])
             assert torch.equal(expected["masks"], got["masks"])
+
+
+def test_source_numbers_are_bounded():
+    with pytest.raises(SettingsError, match="stride 0 must be within"):
+        stage_sources(settings(shards="x", stride=0))
+    with pytest.raises(SettingsError, match="weight -1.0 must be > 0"):
+        stage_sources(settings(shards="x", sources=[{"weight": -1}]))
+    with pytest.raises(SettingsError, match="at most 64"):
+        stage_sources(settings(shards="x", sources=[{}] * 65))
