@@ -37,7 +37,8 @@ from smile_data.video import VideoLimits, decode_frames, probe_video
 from smile_train.finetune_settings import KINETICS_TEST_CLIPS, EvalSettings, read_class_names
 from smile_train.sampling import test_indices
 from smile_train.settings_check import check_settings
-from smile_train.sources import is_video_sample, read_video_sample
+from smile_data.shards.video_sample import decode_video_sample, is_video_sample
+from smile_train.sources import errors_named
 from smile_train.targets import normalize
 
 TOP_K = 5
@@ -112,16 +113,16 @@ class ViewClips(IterableDataset):
     def _video_items(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
         """A video sample's test clips (`videos.clips` temporal views), each with its crops."""
         v = self.videos
-        video = read_video_sample(raw, v.label_field)
+        video = decode_video_sample(raw, v.label_field)
         if video.label is None:
             raise ValueError(f"sample {video.key}: no label (.cls or {v.label_field or 'label'}); "
                              "evaluation needs labelled shards")
-        with video.errors_named():
-            info = probe_video(video.data, v.limits)
+        with errors_named(video):
+            info = probe_video(video.video, v.limits)
             plans = [test_indices(v.temporal, info.frames, self.frames, v.stride, view, v.clips)
                      for view in range(v.clips)]
             wanted = sorted({int(i) for plan in plans for i in plan})
-            decoded = decode_frames(video.data, wanted, v.limits, info)  # (len(wanted), H, W, 3)
+            decoded = decode_frames(video.video, wanted, v.limits, info)  # (len(wanted), H, W, 3)
         position = {index: row for row, index in enumerate(wanted)}
         return [{"key": f"{video.key}#{view:03d}", "source": f"video:{video.key}", "label": video.label,
                  "start": view, "views": torch.from_numpy(spatial_views(

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -32,6 +31,7 @@ import numpy as np
 
 from smile_data.config import SettingsError, apply_overrides
 from smile_data.shards import layout, reader
+from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_video_sample
 from smile_data.video import VideoLimits, decode_frames, probe_video
 from smile_train.overlays import LoaderOverlays, loader_render_settings
 from smile_train.sampling import (
@@ -40,8 +40,6 @@ from smile_train.sampling import (
 )
 
 CROP_MODES = ("multiscale", "none")
-VIDEO_MEMBERS = ("mp4",)  # the encoded video of a video-shard sample
-CAPTION_MEMBER = "txt"
 FLIP_PROBABILITY = 0.5
 MAX_SOURCES = 64  # each source keeps its own shard stream and shuffle buffer in every worker
 MAX_STRIDE = 64  # frames between sampled frames (K400 4, SSv2 2)
@@ -136,59 +134,13 @@ def mask_boxes(frames: int, objects: list[dict[str, Any]], object_cells: str) ->
     return object_boxes({"frames": frames, "objects": objects}, object_cells).astype(np.float32)
 
 
-def is_video_sample(raw: dict[str, Any]) -> bool:
-    return any(member in raw for member in VIDEO_MEMBERS)
-
-
-def video_label(raw: dict[str, Any], metadata: dict[str, Any], label_field: str, key: str) -> int | None:
-    """The `.cls` member, else the JSON field `label_field` (video2dataset shards), else None."""
-    if "cls" in raw:
-        try:
-            return layout.decode_label(raw["cls"])
-        except (ValueError, UnicodeDecodeError) as error:
-            raise ValueError(f"sample {key}: member {key}.cls: {error}") from None
-    value = metadata.get(label_field) if label_field else metadata.get("label")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"sample {key}: label field {label_field or 'label'!r} is {value!r}, not an integer")
-    return value
-
-
-def video_metadata(raw: dict[str, Any], key: str) -> dict[str, Any]:
-    if "json" not in raw:
-        return {}
+@contextlib.contextmanager
+def errors_named(video: VideoSample) -> Iterator[None]:
+    """Decoder errors (VideoError is a ValueError) name the sample and its video member."""
     try:
-        metadata = json.loads(raw["json"].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"sample {key}: member {key}.json is not JSON ({error})") from None
-    if not isinstance(metadata, dict):
-        raise ValueError(f"sample {key}: member {key}.json is not a JSON object")
-    return metadata
-
-
-@dataclass
-class VideoSample:
-    key: str
-    member: str  # the video member's extension
-    data: bytes
-    label: int | None
-
-    @contextlib.contextmanager
-    def errors_named(self) -> Iterator[None]:
-        """Decoder errors (VideoError is a ValueError) name the sample and member."""
-        try:
-            yield
-        except ValueError as error:
-            raise ValueError(f"sample {self.key}: member {self.key}.{self.member}: {error}") from None
-
-
-def read_video_sample(raw: dict[str, Any], label_field: str = "") -> VideoSample:
-    """The encoded video, key and label of a raw video sample (nothing decoded yet)."""
-    key = str(raw.get(reader.KEY_FIELD))
-    member = next(m for m in VIDEO_MEMBERS if m in raw)
-    label = video_label(raw, video_metadata(raw, key), label_field, key)
-    return VideoSample(key, member, raw[member], label)
+        yield
+    except ValueError as error:
+        raise ValueError(f"sample {video.key}: member {video.key}.{video.extension}: {error}") from None
 
 
 class SourceSampler:
@@ -210,11 +162,11 @@ class SourceSampler:
             if clip.frames.shape[0] != self.frames:
                 raise ValueError(f"sample {clip.key}: {clip.frames.shape[0]} frames, settings say {self.frames}")
             return clip.key, clip.frames, list(clip.metadata.get("objects", [])), clip.label
-        video = read_video_sample(raw, self.source.label_field)
-        with video.errors_named():
-            info = probe_video(video.data, self.limits)
+        video = decode_video_sample(raw, self.source.label_field)
+        with errors_named(video):
+            info = probe_video(video.video, self.limits)
             indices = training_indices(rng, self.source.temporal, info.frames, self.frames, self.source.stride)
-            frames = decode_frames(video.data, indices, self.limits, info)
+            frames = decode_frames(video.video, indices, self.limits, info)
         return video.key, frames, [], video.label
 
     def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:

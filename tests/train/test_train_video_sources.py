@@ -26,7 +26,7 @@ def raw_video(data: bytes, key: str = "video0", **metadata) -> dict:
 @pytest.mark.parametrize("temporal", ["window", "segments"])
 def test_the_drawn_frames_are_the_decoded_frames(counter_mp4, temporal):
     sampler = SourceSampler(SourceSettings(shards="x", temporal=temporal, stride=4), 64, 16)
-    key, frames, objects, label = sampler.decode(raw_video(counter_mp4, label=3), np.random.default_rng(5))
+    key, frames, objects, label = sampler.decode({**raw_video(counter_mp4), "cls": b"3"}, np.random.default_rng(5))
     rng = np.random.default_rng(5)
     expected = window_indices(rng, FRAMES, 16, 4) if temporal == "window" else segment_indices(rng, FRAMES, 16)
     assert [read_counter(frame) for frame in frames] == expected.tolist()
@@ -47,7 +47,7 @@ def test_labels_come_from_cls_or_the_named_json_field(counter_mp4):
     raw = raw_video(counter_mp4, class_id=7, caption="a counter")
     assert sampler.decode(raw, np.random.default_rng(0))[3] == 7
     assert sampler.decode({**raw, "cls": b"2"}, np.random.default_rng(0))[3] == 2
-    with pytest.raises(ValueError, match="class_id.*not an integer"):
+    with pytest.raises(ValueError, match="class_id 'seven' is not an integer"):
         sampler.decode(raw_video(counter_mp4, class_id="seven"), np.random.default_rng(0))
 
 
@@ -79,3 +79,66 @@ def test_test_views_of_a_video_are_the_formula_frames_with_their_crops(counter_m
         assert [low_counter_bits(f) for f in left_crop] == [int(i) % 16 for i in expected]
     with pytest.raises(ValueError, match="no label"):
         dataset._video_items(raw_video(counter_mp4))
+
+
+def write_video2dataset_shard(folder, video: bytes, count: int = 4):
+    """A shard as video2dataset writes it: <key>.mp4, <key>.json (its own fields), <key>.txt."""
+    import webdataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with webdataset.TarWriter(str(folder / "00000.tar")) as sink:
+        for index in range(count):
+            key = f"{index:09d}"
+            fields = {"url": f"https://example.org/{key}.mp4", "key": key, "status": "success",
+                      "caption": f"video {index}", "class_id": index % 2}
+            sink.write({"__key__": key, "mp4": video, "json": json.dumps(fields).encode(),
+                        "txt": f"video {index}".encode()})
+    return folder / "00000.tar"
+
+
+def test_a_video2dataset_shard_trains_without_repacking(counter_mp4, tmp_path):
+    from smile_train.data import PretrainClips, resolve_sources
+    from smile_train.finetune_data import FinetuneClips
+    from smile_train.finetune_settings import FinetuneSettings
+    from smile_train.pretrain import run_pretrain
+    from smile_train.settings import PretrainSettings
+
+    shard = write_video2dataset_shard(tmp_path / "v2d", counter_mp4)
+    overrides = dict(shards=str(shard), clips_per_epoch=4, out_dir=str(tmp_path / "run"), model="tiny",
+                     target="pixel", input_size=32, frames=16, batch_size=4, num_workers=0,
+                     shuffle_buffer=2, max_steps=2, epochs=2, warmup_epochs=0, save_every_steps=2,
+                     log_every_steps=1, device="cpu", stride=4, crop="multiscale", mask="tube")
+    final = run_pretrain(None, overrides, resume=False)[0]
+    assert final.is_file()
+    # Epochs differ, reruns repeat: four videos come round every 4 samples with new windows.
+    s = PretrainSettings(**{k: v for k, v in overrides.items() if k in PretrainSettings.__dataclass_fields__})
+    first = [x for _, x in zip(range(8), PretrainClips(resolve_sources(s), s))]
+    again = [x for _, x in zip(range(8), PretrainClips(resolve_sources(s), s))]
+    assert all(a["video"].equal(b["video"]) for a, b in zip(first, again))
+    by_key: dict[str, list] = {}
+    for sample in first:
+        by_key.setdefault(sample["key"], []).append(sample["video"])
+    assert any(len(v) > 1 for v in by_key.values())
+    assert all(not v[0].equal(v[1]) for v in by_key.values() if len(v) > 1)
+    # Finetuning reads the labels from the JSON field it is told.
+    f = FinetuneSettings(shards=str(shard), num_classes=2, input_size=32, frames=16, num_workers=0,
+                         shuffle_buffer=2, label_field="class_id", rand_augment=False)
+    labels = [int(x["label"][0]) for _, x in zip(range(4), FinetuneClips([str(shard)], f))]
+    assert set(labels) <= {0, 1} and len(labels) == 4
+
+
+def test_unreadable_videos_in_a_shard_are_skipped_and_counted(counter_mp4, tmp_path):
+    import webdataset
+
+    from smile_train.data import PretrainClips
+    from smile_train.settings import PretrainSettings
+
+    shard = tmp_path / "mixed.tar"
+    members = [counter_mp4, counter_mp4[: len(counter_mp4) // 2], b"\x00" * 4096, counter_mp4]
+    with webdataset.TarWriter(str(shard)) as sink:
+        for index, video in enumerate(members):
+            sink.write({"__key__": f"v{index}", "mp4": video, "cls": b"0"})
+    s = PretrainSettings(shards=str(shard), input_size=32, frames=16, num_workers=0, shuffle_buffer=0,
+                         mask="tube", max_corrupt_samples=10)
+    samples = [x for _, x in zip(range(4), PretrainClips([str(shard)], s))]
+    assert {x["key"] for x in samples} <= {"v0", "v3"} and sum(x["corrupt"] for x in samples) >= 2
