@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from smile_train.settings import PretrainSettings, load_pretrain_stages
+from smile_train.sources import stage_sources
 
 PRETRAIN_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 CONFIGS = sorted(PRETRAIN_CONFIGS.glob("*.yaml"))
@@ -19,7 +20,7 @@ def test_pretrain_config_resolves(config):
     stages = load_pretrain_stages(str(config), {})
     assert stages and all(isinstance(s, PretrainSettings) for _, s in stages)
     for _, settings in stages:
-        assert settings.shards and settings.epochs > 0
+        assert all(source.shards for source in stage_sources(settings)) and settings.epochs > 0
         assert settings.batch_size % settings.mask_repeats == 0
 
 
