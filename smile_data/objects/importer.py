@@ -31,6 +31,7 @@ from smile_data.objects.extract import ALPHA_MAX, png_bytes
 from smile_data.objects.journal import Journal
 from smile_data.objects.manifest import empty_row, remove_bank_temporaries, write_bank_files
 from smile_data.objects.segment import alpha_box
+from smile_data.processes import exit_with_parent
 from smile_data.safe_files import outside_problem
 from smile_data.objects.settings import ImportSettings
 from smile_data.progress_bar import progress_bar
@@ -213,7 +214,8 @@ def import_objects(src: str | Path, out: str | Path, settings: ImportSettings | 
     pending = [rel for rel in files if rel not in rows_by_source]
     settings_dict = settings_to_dict(settings)
     tasks = [(str(base), rel, str(out), settings_dict) for rel in pending]
-    pool = ProcessPoolExecutor(settings.workers) if settings.workers > 1 and tasks else None
+    pool = (ProcessPoolExecutor(settings.workers, initializer=exit_with_parent, initargs=(os.getpid(),))
+            if settings.workers > 1 and tasks else None)  # workers die with a killed import
     bar = progress_bar(total=len(tasks), unit="file", disable=not show_progress, dynamic_ncols=True,
                desc="import")
     with bar, pool or contextlib.nullcontext():

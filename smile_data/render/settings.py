@@ -175,6 +175,7 @@ def check_render_settings(s: RenderSettings) -> None:
         raise ValueError("clips and variants must be at least 1")
     if s.size < 8:
         raise ValueError(f"size {s.size} is too small (at least 8)")
+    _check_reader_limits(s.frames, s.size, "size")
     if s.overlay not in OVERLAY_MODES:
         raise ValueError(f"overlay {s.overlay!r} must be one of {', '.join(OVERLAY_MODES)}")
     if s.motion not in MOTIONS:
@@ -219,6 +220,7 @@ def check_pack_settings(s: PackSettings) -> None:
         raise ValueError("clips_per_video must be at least 1")
     if s.short_side < 8:
         raise ValueError(f"short_side {s.short_side} is too small (at least 8)")
+    _check_reader_limits(s.frames, s.short_side, "short_side")  # a square video: the least it can be
 
 
 def _check_video_store(s: PackSettings) -> None:
@@ -230,6 +232,16 @@ def _check_video_store(s: PackSettings) -> None:
         raise ValueError(f"crf {s.crf} must be within {X264_CRF_RANGE[0]}..{X264_CRF_RANGE[1]}")
     if s.preset not in X264_PRESETS:
         raise ValueError(f"preset {s.preset!r} must be one of {', '.join(X264_PRESETS)}")
+
+
+def _check_reader_limits(frames: int, side: int, name: str) -> None:
+    """Refuse a clip geometry whose shards the reader (and so validate) would refuse."""
+    from smile_data.shards.reader import MAX_CLIP_PIXELS, MAX_FRAME_PIXELS
+
+    if side * side > MAX_FRAME_PIXELS or frames * side * side > MAX_CLIP_PIXELS:
+        raise ValueError(f"setting {name}: {frames} frames of {side}x{side} pixels are over the "
+                         f"reader's limits ({MAX_FRAME_PIXELS} pixels a frame, {MAX_CLIP_PIXELS} "
+                         f"a clip): validate and the trainer would refuse every clip")
 
 
 def _check_clip_geometry(frames: int, stride: int, codec: str, quality: int) -> None:

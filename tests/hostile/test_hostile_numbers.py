@@ -59,3 +59,22 @@ def test_a_world_size_in_a_progress_file_is_bounded(case):
         {"fingerprint": {}, "writer": {"world_size": 10**15}}))
     outcome = case.run("smile-data", "merge-shards", str(folder), timeout=30)
     outcome.refused("identity.json", "world_size", "1..99999")
+
+
+def test_render_refuses_at_start_a_size_the_reader_would_refuse(case):
+    outcome = case.run("smile-data", "render", "--bg", "noise", "--overlay", "patches",
+                       "--size", "5000", "--frames", "4", "--out", "out/data", timeout=30)
+    outcome.refused("setting size", "reader's limits")
+    assert not case.out.exists()
+
+
+def test_an_oversized_pax_header_is_refused_before_it_is_read(case):
+    import tarfile
+
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type = tarfile.XHDTYPE
+    header.size = 3 << 30  # tarfile would read all of it into memory
+    shard = case.input / "clips-000000.tar"
+    shard.write_bytes(header.tobuf(format=tarfile.USTAR_FORMAT) + b"x" * 4096)
+    outcome = case.run("smile-data", "preview", str(shard), "--out", "out/p.png", timeout=30)
+    outcome.refused("clips-000000.tar", "header extension")
