@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -161,3 +162,50 @@ def test_tube_masks_ignore_the_object(rotated_shard):
     visible = sum(int((covered_tokens(s["video"].numpy(), "rotated") & ~m).sum())
                   for s in samples for m in s["masks"].numpy())
     assert visible > 0
+
+
+# --- overlays pasted by the loader (overlay: objects) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def black_shard_and_bank(tmp_path_factory, craft_shard, sample_members) -> tuple[Path, Path]:
+    """Black clips without objects, and a bank of opaque white sticks: in the loader's output
+    every bright pixel belongs to an overlay the loader pasted."""
+    root = tmp_path_factory.mktemp("overlays")
+    for name in ("dog", "apple"):
+        stick = np.zeros((12, 44, 4), np.uint8)
+        stick[...] = 255
+        path = root / "bank" / name / "0.png"
+        path.parent.mkdir(parents=True)
+        cv2.imwrite(str(path), stick)
+    samples = []
+    for index in range(4):
+        key = layout.sample_key(index)
+        metadata = {**_metadata(key, [(0.0, 0.0, 0.0)] * FRAMES), "objects": []}
+        samples.append((key, sample_members(np.zeros((FRAMES, HEIGHT, WIDTH, 3), np.uint8), metadata)))
+    return craft_shard(root / "black" / "clips-000000.tar", samples), root / "bank"
+
+
+def test_loader_overlays_are_covered_by_the_rotated_rule(black_shard_and_bank):
+    """Objects pasted by the loader, turning as they move: with object_cells "rotated" and no
+    trajectory token left visible, every token holding a bright pixel is masked."""
+    shard, bank = black_shard_and_bank
+    samples = loader_samples(shard, object_cells="rotated", overlay="objects", bank=str(bank),
+                             overlay_settings={"objects": 2, "box_sides": [24, 32], "box_aspects": [3.0]})
+    turned = 0
+    for sample in samples:
+        video = sample["video"].numpy()
+        bright = video.max(axis=-1) > 200  # (T, S, S): the sticks' opaque cores
+        assert bright.any()
+        covered = tokens_under(bright)
+        for mask in sample["masks"].numpy():
+            visible = np.flatnonzero(covered & ~mask)
+            assert visible.size == 0, f"overlay tokens left visible: {visible[:10]}"
+        turned += int(not _axis_aligned(bright[0]))
+    assert turned > 0  # some sticks were drawn turned
+
+
+def _axis_aligned(pixels: np.ndarray) -> bool:
+    """True when the bright pixels fill their bounding box (an upright rectangle)."""
+    ys, xs = np.nonzero(pixels)
+    return bool(ys.size) and pixels[ys.min():ys.max() + 1, xs.min():xs.max() + 1].mean() > 0.9
