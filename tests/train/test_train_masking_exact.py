@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smile_train.masking import balance_mask, trajectory_mask, trajectory_tokens, tube_mask
+from smile_train.masking import (MaskSettings, balance_mask, sample_mask, trajectory_mask, trajectory_tokens,
+                                 tube_mask)
 
 GRID = (8, 14, 14)
 OFF_FRAME = [300.0, 300.0, 301.0, 301.0]  # covers no cell
@@ -128,3 +129,31 @@ def test_balancing_past_every_token_is_an_error():
         balance_mask(np.random.default_rng(0), mask, objects, 11)
     assert balance_mask(np.random.default_rng(0), mask, objects, 10).all()
     assert not balance_mask(np.random.default_rng(0), mask, objects, 0).any()
+
+
+def test_sample_mask_follows_the_object_cell_rule_and_the_ratio():
+    """An object jumping diagonally within one tubelet: "released" covers the enclosing 5 x 5
+    block of its two boxes, "per_frame" only the two 2 x 2 boxes. With exactly 25 tokens to
+    mask and none left visible, the released mask is that block and nothing else."""
+    grid = (1, 14, 14)
+    boxes = np.array([[[0.0, 0.0, 16.0, 16.0]], [[48.0, 48.0, 64.0, 64.0]]])  # frames 0 and 1
+    block = np.zeros((14, 14), bool)
+    block[:5, :5] = True  # rows / cols floor(0 / 16) .. ceil(64 / 16) + 1
+    corners = np.zeros((14, 14), bool)
+    corners[:2, :2] = corners[3:5, 3:5] = True
+    ratio = block.sum() / 196
+    for seed in range(5):
+        released = sample_mask(np.random.default_rng(seed), MaskSettings("trajectory", ratio, 0.0, "released"),
+                               grid, boxes).reshape(14, 14)
+        assert (released == block).all()
+        per_frame = sample_mask(np.random.default_rng(seed), MaskSettings("trajectory", ratio, 0.0, "per_frame"),
+                                grid, boxes).reshape(14, 14)
+        assert per_frame[corners].all() and per_frame.sum() == block.sum() and not (per_frame == block).all()
+    tube = sample_mask(np.random.default_rng(0), MaskSettings("tube", 0.5), GRID)
+    assert tube.sum() == 8 * 98
+
+
+@pytest.mark.parametrize("field", ["ratio", "traj_unmask_ratio"])
+def test_ratio_errors_name_the_setting(field):
+    with pytest.raises(ValueError, match=rf"^{field} must lie in \[0, 1\], got 1.5"):
+        MaskSettings(**{field: 1.5})
