@@ -149,6 +149,8 @@ def test_sample_mask_follows_the_object_cell_rule_and_the_ratio():
         per_frame = sample_mask(np.random.default_rng(seed), MaskSettings("trajectory", ratio, 0.0, "per_frame"),
                                 grid, boxes).reshape(14, 14)
         assert per_frame[corners].all() and per_frame.sum() == block.sum() and not (per_frame == block).all()
+        default = trajectory_mask(np.random.default_rng(seed), boxes, grid, ratio, 0.0)  # released
+        assert (default.reshape(14, 14) == block).all()
     tube = sample_mask(np.random.default_rng(0), MaskSettings("tube", 0.5), GRID)
     assert tube.sum() == 8 * 98
 
@@ -157,3 +159,14 @@ def test_sample_mask_follows_the_object_cell_rule_and_the_ratio():
 def test_ratio_errors_name_the_setting(field):
     with pytest.raises(ValueError, match=rf"^{field} must lie in \[0, 1\], got 1.5"):
         MaskSettings(**{field: 1.5})
+    with pytest.raises(ValueError, match=rf"^{field} must lie in \[0, 1\], got 1.5"):
+        trajectory_mask(np.random.default_rng(0), np.zeros((16, 0, 4)), **{field: 1.5})
+
+
+def test_without_objects_a_trajectory_mask_is_the_tube_mask_of_its_ratio():
+    """Non-object tokens follow the tube: the same spatial positions in every slice, at the
+    mask's own ratio (a tube drawn at another ratio and balanced afterwards breaks the tube)."""
+    for seed in range(5):
+        mask = trajectory_mask(np.random.default_rng(seed), np.zeros((16, 0, 4)), GRID, ratio=0.5)
+        slices = mask.reshape(8, -1)
+        assert (slices == slices[0]).all() and slices[0].sum() == 98
