@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smile_train.masking import (MaskSettings, balance_mask, sample_mask, trajectory_mask, trajectory_tokens,
-                                 tube_mask)
+from smile_train.masking import (MaskSettings, balance_mask, masked_count, sample_mask, trajectory_mask,
+                                 trajectory_tokens, tube_mask)
 
 GRID = (8, 14, 14)
 OFF_FRAME = [300.0, 300.0, 301.0, 301.0]  # covers no cell
@@ -170,3 +170,7 @@ def test_without_objects_a_trajectory_mask_is_the_tube_mask_of_its_ratio():
         mask = trajectory_mask(np.random.default_rng(seed), np.zeros((16, 0, 4)), GRID, ratio=0.5)
         slices = mask.reshape(8, -1)
         assert (slices == slices[0]).all() and slices[0].sum() == 98
+
+
+def test_the_reference_count_is_1248():
+    assert masked_count() == 1248 and masked_count(GRID, 0.9) == 8 * 176
