@@ -66,8 +66,22 @@ def run_and_kill(command: str, settings: dict) -> None:
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        _wait_until_gone(process.pid)
     assert process.returncode == -signal.SIGKILL
     assert not (checkpoints / "final.pt").exists()  # killed mid-run
+
+
+def _wait_until_gone(group: int) -> None:
+    """Until every process of the killed group (the loader workers too) has exited: they share
+    the run's folder lock, which a resume takes next."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"processes of group {group} still alive after SIGKILL")
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
