@@ -18,6 +18,7 @@ import collections
 import concurrent.futures
 import hashlib
 import multiprocessing
+import os
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import pyarrow as pa
 
 import pyarrow.parquet as pq
 
+from smile_data.processes import exit_with_parent
 from smile_data.shards import layout, remote
 from smile_data.shards.dataset import (
     CARD_FILE, MANIFEST_FILE, SAMPLE_DIGEST_COLUMN, load_card,
@@ -211,8 +213,9 @@ def _inspect_all(paths: list[str | Path], workers: int) -> list[ShardContents]:
     if workers <= 1 or len(paths) <= 1:
         return [inspect_shard(path) for path in paths]
     context = multiprocessing.get_context(WORKER_START_METHOD)
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(paths)),
-                                                mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(  # workers die with their parent: no orphans
+            min(workers, len(paths)), mp_context=context,
+            initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         return list(pool.map(inspect_shard, paths))
 
 

@@ -107,3 +107,39 @@ def test_a_forked_worker_does_not_keep_a_killed_runs_lock(tmp_path):
             pass
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+def inspect_slowly(path: str) -> None:
+    """Stands in for inspect_shard in a validate worker: says it started, then takes long."""
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+VALIDATE_SLOWLY = """
+import sys
+from smile_data.shards import validate
+from tests.hostile.test_hostile_processes import inspect_slowly
+validate.inspect_shard = inspect_slowly
+validate._inspect_all([sys.argv[1] + "/a", sys.argv[1] + "/b"], 2)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_validate_workers_exit_when_the_parent_is_killed(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen([sys.executable, "-c", VALIDATE_SLOWLY, str(tmp_path)],
+                              cwd=REPO, env=env)
+    markers = [tmp_path / "a", tmp_path / "b"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(m.exists() and m.read_text() for m in markers):
+        time.sleep(0.2)
+    workers = [int(m.read_text()) for m in markers]
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.2)
+    lingering = [pid for pid in workers if alive(pid)]
+    for pid in lingering:
+        os.kill(pid, signal.SIGKILL)
+    assert not lingering, f"validate workers {lingering} outlived their killed parent"
