@@ -81,11 +81,10 @@ HOLD_AND_FORK = """
 import os, sys, time
 from smile_data.processes import hold_until_exit
 hold_until_exit(sys.argv[1], "run")
-child = os.fork()
-if child == 0:            # a loader worker that outlives its parent for a while
+if os.fork() == 0:         # a loader worker that outlives its parent for a while
+    print(os.getpid(), flush=True)  # after the fork hooks ran in this child
     time.sleep(60)
     os._exit(0)
-print(child, flush=True)
 time.sleep(60)
 """
 
