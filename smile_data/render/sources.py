@@ -8,6 +8,11 @@ right, so a path may hold spaces or commas (`my clip, take 2.mp4,3`). A first li
 naming its line, never dropped. Relative paths are resolved against `root` (by default the
 list's folder).
 
+Folders and lists may come from elsewhere: a file in a folder that is a link out of it, a FIFO,
+a socket or a device is skipped with a warning (as in object banks), a relative list entry
+that leads out of its root is an error naming its line, and a source that is not a regular
+file is refused before it is opened.
+
 Videos are decoded with OpenCV from the first frame on with sequential grab() calls (seeking
 by CAP_PROP_POS_FRAMES is unreliable for many codecs) and only the wanted frames are retrieved.
 The frame count comes from the container; when decoding ends early the real count is used and
@@ -19,7 +24,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,6 +34,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from smile_data.safe_files import outside_problem
 from smile_data.shards.layout import MAX_LABEL
 
 VIDEO_EXTENSIONS = frozenset(
@@ -101,6 +109,25 @@ def _resolve(name: str, root: Path) -> Path:
     return Path(name) if Path(name).is_absolute() else root / name
 
 
+def _leads_out(path: Path, root: Path) -> bool:
+    return not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+
+
+def _folder_files(folder: Path, extensions: frozenset[str]) -> list[Path]:
+    """Regular files with `extensions` under `folder`, sorted; links out of it and special
+    files are skipped with a warning, never opened."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in extensions or path.is_dir():
+            continue
+        problem = outside_problem(path, folder)
+        if problem:
+            log.warning("%s: skipped: %s", path, problem)
+        else:
+            files.append(path)
+    return files
+
+
 def parse_line(line: str, root: Path, where: str) -> Source:
     """One list line (stripped, not blank, not a comment) -> a Source; ValueError naming `where`."""
     fields = _fields(line)
@@ -115,6 +142,9 @@ def parse_line(line: str, root: Path, where: str) -> Source:
         raise ValueError(f"{where}: no path before the numbers")
     if numbers and not 0 <= numbers[-1] <= MAX_LABEL:
         raise ValueError(f"{where}: label {numbers[-1]} is outside 0..{MAX_LABEL}")
+    if not Path(name).is_absolute() and _leads_out(_resolve(name, root), root):
+        raise ValueError(f"{where}: {name} leads to {os.path.realpath(_resolve(name, root))}, "
+                         f"outside {root}")
     return Source(name=name, path=str(_resolve(name, root)), label=numbers[-1] if numbers else None)
 
 
@@ -145,7 +175,7 @@ def list_sources(spec: str, root: str, extensions: frozenset[str], what: str) ->
     """Sources from a folder (files with `extensions`) or from a list file."""
     location = Path(spec)
     if location.is_dir():
-        files = sorted(p for p in location.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+        files = _folder_files(location, extensions)
         return [Source(name=p.relative_to(location).as_posix(), path=str(p)) for p in files]
     if location.is_file():
         return parse_list(location, Path(root) if root else location.parent)
@@ -165,10 +195,14 @@ def resize_short_side(image: np.ndarray, short_side: int, upscale: bool = False)
 
 
 def _check_file(path: str) -> None:
-    file = Path(path)
-    if not file.is_file():
-        raise SourceError("file not found")
-    if file.stat().st_size == 0:
+    """Refuse what is not a regular file before anything opens it (a FIFO would hang)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        raise SourceError("file not found") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise SourceError(outside_problem(path, os.path.dirname(os.path.realpath(path))) or "not a regular file")
+    if status.st_size == 0:
         raise SourceError("empty file")
 
 
