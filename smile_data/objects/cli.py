@@ -14,6 +14,7 @@ from typing import Any, Iterator, Optional
 import typer
 
 from smile_data.config import SettingsError, load_settings, parse_set_options
+from smile_data.processes import folder_lock
 
 SUMMARY_EXAMPLES = 5
 EXIT_FAILED = 1
@@ -113,7 +114,9 @@ def _build_photos(out: Path, config, sets, flags: dict[str, Any]) -> None:
     from smile_data.objects.settings import PhotoSettings
 
     settings = _settings(PhotoSettings, config, sets, flags)
-    _echo_counts(build_photo_bank(out, settings), out)
+    with folder_lock(out, "rank-00000"):  # a second build into the folder refuses
+        card = build_photo_bank(out, settings)
+    _echo_counts(card, out)
 
 
 def _build_diffusion(out: Path, config, sets, flags: dict[str, Any], rank, world_size,
@@ -124,7 +127,8 @@ def _build_diffusion(out: Path, config, sets, flags: dict[str, Any], rank, world
 
     settings = _settings(BuildSettings, config, sets, flags)
     share = resolve_work_share(rank, world_size)
-    result = BankBuilder(settings, out, share, show_progress=progress).run()
+    with folder_lock(out, f"rank-{share.rank:05d}"):  # a second build of this rank refuses
+        result = BankBuilder(settings, out, share, show_progress=progress).run()
     typer.echo(f"rank {share.rank}/{share.world_size}: {result['classes']} classes, "
                f"{result['generated']} images generated this run")
     if result["card"] is not None:
@@ -154,7 +158,8 @@ def import_objects(
     with _reported_errors():
         flags = {"link": link, "strict": strict, "workers": workers, "max_pixels": max_pixels}
         settings = _settings(ImportSettings, config, sets, flags)
-        report = run_import(src, out, settings, show_progress=progress)
+        with folder_lock(out, "import"):  # a second import into the folder refuses
+            report = run_import(src, out, settings, show_progress=progress)
     _echo_import_report(report, out / REPORT_FILE)
     if report["imported"] == 0 or (settings.strict and report["bad"]):
         raise typer.Exit(EXIT_FAILED)

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from smile_data.io import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic
+from smile_data.processes import folder_lock
 from smile_data.shards import layout, remote
 from smile_data.shards.progress import (
     card_part_path,
@@ -40,6 +41,7 @@ RESERVED_CARD_FIELDS = ("format", "schema_version", "fingerprint", "writer", "co
 # first release; 2: the card records the manifest's sha256 and the manifest one sha256 per
 # sample (column SAMPLE_DIGEST_COLUMN). A reader accepts every version up to its own.
 CARD_SCHEMA_VERSION = 2
+MERGE_LOCK = "merge"  # held while the ranks' parts are merged into the card and manifest
 OLDEST_CARD_SCHEMA_VERSION = 1
 SAMPLE_DIGEST_COLUMN = "sample_sha256"
 MAX_CARD_BYTES = 64 << 20  # a card lists every shard: a few hundred bytes each
@@ -245,13 +247,19 @@ def _merged_rows(out_dir: Path, world_size: int) -> pa.Table:
 def finalize_dataset(out_dir: str | Path) -> dict[str, Any]:
     """Merge every rank's part into `manifest.parquet` and `dataset.json`; return the card.
 
-    Raises FileNotFoundError naming the ranks that have not finished.
+    Raises FileNotFoundError naming the ranks that have not finished, FolderBusy while another
+    process merges the same folder (a second merge would race on the temporary files).
     """
     out_dir = Path(out_dir)
     identity = read_identity(out_dir)
     if identity is None:
         raise FileNotFoundError(f"{out_dir}: no progress/identity.json; not a folder written by "
                                 "smile-data render/pack")
+    with folder_lock(out_dir, MERGE_LOCK):
+        return _merge_parts(out_dir, identity)
+
+
+def _merge_parts(out_dir: Path, identity: dict[str, Any]) -> dict[str, Any]:
     parts = _load_parts(out_dir, identity)
     shards = [shard for part in parts for shard in part["shards"]]
     skipped = [source for part in parts for source in part["skipped"]]

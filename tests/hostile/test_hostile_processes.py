@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -142,3 +143,20 @@ def test_validate_workers_exit_when_the_parent_is_killed(tmp_path):
     for pid in lingering:
         os.kill(pid, signal.SIGKILL)
     assert not lingering, f"validate workers {lingering} outlived their killed parent"
+
+
+@pytest.mark.parametrize("lock, command", [
+    ("import", ["import-objects", "input", "--out", "out/bank"]),
+    ("rank-00000", ["build-objects", "--source", "photos", "--out", "out/bank"]),
+    ("rank-00000", ["build-objects", "--model", "input/no-model", "--out", "out/bank"]),
+    ("merge", ["merge-shards", "out/bank"]),
+])
+def test_bank_and_merge_commands_refuse_a_busy_folder(case, lock, command):
+    (case.out / "bank" / "progress").mkdir(parents=True)  # a render folder, for merge-shards
+    (case.out / "bank" / "progress" / "identity.json").write_text(json.dumps(
+        {"fingerprint": {}, "writer": {"world_size": 1}}))
+    with folder_lock(case.out / "bank", lock):  # as the same command running in this process
+        outcome = case.run("smile-data", *command)
+    outcome.refused("out/bank: another command", f".lock-{lock}", "choose another output folder")
+    assert sorted(p.name for p in (case.out / "bank").rglob("*")) == [
+        f".lock-{lock}", "identity.json", "progress"]
