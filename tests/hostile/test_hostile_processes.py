@@ -55,6 +55,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def kill_and_find_lingering(parent: subprocess.Popen, workers: list[int]) -> list[int]:
+    """SIGKILL the parent, give its workers 20 s to follow, kill and return any still alive."""
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.2)
+    lingering = [pid for pid in workers if alive(pid)]
+    for pid in lingering:
+        os.kill(pid, signal.SIGKILL)
+    return lingering
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_render_workers_exit_when_the_parent_is_killed(case):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -67,14 +80,7 @@ def test_render_workers_exit_when_the_parent_is_killed(case):
         time.sleep(0.2)  # a shard being written: the workers are up and rendering
     workers = children_of(parent.pid)
     assert workers, "no worker process started"
-    parent.send_signal(signal.SIGKILL)
-    parent.wait()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
-        time.sleep(0.2)
-    lingering = [pid for pid in workers if alive(pid)]
-    for pid in lingering:
-        os.kill(pid, signal.SIGKILL)
+    lingering = kill_and_find_lingering(parent, workers)
     assert not lingering, f"workers {lingering} outlived their killed parent"
 
 
@@ -134,14 +140,7 @@ def test_validate_workers_exit_when_the_parent_is_killed(tmp_path):
     while time.monotonic() < deadline and not all(m.exists() and m.read_text() for m in markers):
         time.sleep(0.2)
     workers = [int(m.read_text()) for m in markers]
-    parent.send_signal(signal.SIGKILL)
-    parent.wait()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
-        time.sleep(0.2)
-    lingering = [pid for pid in workers if alive(pid)]
-    for pid in lingering:
-        os.kill(pid, signal.SIGKILL)
+    lingering = kill_and_find_lingering(parent, workers)
     assert not lingering, f"validate workers {lingering} outlived their killed parent"
 
 
