@@ -15,6 +15,8 @@ machine wall time mostly measures the neighbours). Peak memory: the same loop ru
 process per decoder, its peak RSS (VmHWM) after the loop and after the imports.
 
     python benchmarks/bench_video.py [--intervals 8,16,32,64] [--windows 48]
+
+The decord rows need the `bench` extra: pip install -e '.[bench]'.
 """
 
 from __future__ import annotations

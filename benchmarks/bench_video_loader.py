@@ -15,6 +15,8 @@ resident memory is measured in a process of its own (one loader worker):
 Goals: ours >= 1.5x decord per core; overlays add at most 25 %.
 
     python benchmarks/bench_video_loader.py [--videos 8] [--clips 120] [--keyint 32]
+
+The decord rows need the `bench` extra: pip install -e '.[bench]'.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import multiprocessing
+import queue as queue_module
 import sys
 import tempfile
 import time
@@ -45,6 +48,8 @@ FRAMES, STRIDE, INPUT_SIZE = 16, 4, 224
 SCALES = (1.0, 0.875, 0.75, 0.66)
 BANK_OBJECTS = 200
 
+
+CHILD_POLL_SECONDS = 1.0  # how often the parent checks that a benchmark process is alive
 
 def source_frames(path: Path, count: int) -> list[np.ndarray]:
     """`count` RGB frames of a video at SHORT_SIDE, looping it when it is shorter."""
@@ -128,10 +133,17 @@ def row_memory(name: str, videos: list[bytes], paths: list[str], clips: int, ban
 
 
 def in_child(context, target, *args):
+    """target(*args, queue) in a process of its own; its result, or an error if it died."""
     queue = context.Queue()
     process = context.Process(target=target, args=(*args, queue))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=CHILD_POLL_SECONDS)
+            break
+        except queue_module.Empty:
+            if not process.is_alive():  # it raised (traceback above): do not wait forever
+                raise SystemExit(f"{target.__name__} failed in its process (exit code {process.exitcode})")
     process.join()
     return result
 
