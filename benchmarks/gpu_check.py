@@ -24,13 +24,13 @@ from smile_train import masking
 from smile_train import runtime as rt
 from smile_train.model import build_pretrain_model, set_attention_impl
 from smile_train.pretrain import masked_loss
-from smile_train.teacher import ClipTeacher
+from smile_train.teacher import FeatureTeacher
 
 # Dense bf16/fp16 tensor-core peaks (FLOP/s), for MFU; the most specific name that matches wins.
 PEAK_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
-def make_teacher(device: torch.device, dtype: torch.dtype, image_size: int, tiny: bool) -> ClipTeacher:
+def make_teacher(device: torch.device, dtype: torch.dtype, image_size: int, tiny: bool) -> FeatureTeacher:
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     if tiny:
@@ -39,10 +39,10 @@ def make_teacher(device: torch.device, dtype: torch.dtype, image_size: int, tiny
     else:  # CLIP ViT-B/16
         config = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                                   num_attention_heads=12, image_size=image_size, patch_size=16)
-    return ClipTeacher(CLIPVisionModel(config).to(device=device, dtype=dtype), dtype)
+    return FeatureTeacher(CLIPVisionModel(config).to(device=device, dtype=dtype), dtype)
 
 
-def step_flops(model: torch.nn.Module, teacher: ClipTeacher, clips: int, repeats: int,
+def step_flops(model: torch.nn.Module, teacher: FeatureTeacher, clips: int, repeats: int,
                tokens: int, visible: int, frames: int) -> float:
     """Matmul FLOPs of one step: student forward+backward (3x forward) + teacher forward."""
     encoder = sum(p.numel() for n, p in model.named_parameters() if n.startswith("encoder.blocks"))

@@ -27,6 +27,7 @@ from smile_data.shards import integrity, reader, remote
 from smile_data.shards.dataset import CARD_FILE, load_card
 from smile_train import masking
 from smile_train.allocator import keep_freed_memory
+from smile_train.geometry import PATCH, TUBELET, token_grid
 from smile_train.sampling import center_square_box, crop_resize, hflip  # noqa: F401 (re-exported)
 from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
     SourceSampler, SourceSettings, base_source, check_modes, object_boxes, stage_sources,
@@ -35,8 +36,6 @@ from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
 log = logging.getLogger(__name__)
 
 REMOTE_PREFIXES = ("pipe:", *(f"{scheme}://" for scheme in remote.SCHEME_EXTRAS))
-TOKEN_PATCH = 16  # spatial patch side of the student (SPEC §6)
-TOKEN_TUBELET = 2  # frames per token
 PREFETCH_BATCHES_PER_WORKER = 4
 SHARD_STREAM, SOURCE_CHOICE_STREAM = 1, 2  # generator streams of a worker besides its samples
 
@@ -243,13 +242,12 @@ class PretrainClips(IterableDataset):
         self.keep_boxes = False
 
     def _grid(self) -> tuple[int, int, int]:
-        s = self.settings
-        return s.frames // TOKEN_TUBELET, s.input_size // TOKEN_PATCH, s.input_size // TOKEN_PATCH
+        return token_grid(self.settings.frames, self.settings.input_size)
 
     def _make_mask(self, rng: np.random.Generator, boxes: np.ndarray) -> np.ndarray:
         s = self.settings
         settings = masking.MaskSettings(s.mask, s.mask_ratio, s.traj_unmask_ratio, s.object_cells)
-        return masking.sample_mask(rng, settings, self._grid(), boxes, TOKEN_PATCH, TOKEN_TUBELET)
+        return masking.sample_mask(rng, settings, self._grid(), boxes, PATCH, TUBELET)
 
     def _prepare(self, sampler: SourceSampler, raw: dict, rng: np.random.Generator) -> dict[str, Any]:
         clip = sampler(raw, rng)
@@ -300,7 +298,7 @@ class PretrainClips(IterableDataset):
             yield prepared
 
 
-def batches_skipped_per_worker(batches: int, workers: int) -> Callable[[int, int], int]:
+def batches_skipped_per_worker(batches: int) -> Callable[[int, int], int]:
     """How many batches each loader worker produced among the first `batches` (round robin)."""
 
     def count(worker: int, num_workers: int) -> int:
@@ -321,7 +319,7 @@ def build_loader(settings: Any, sources: list[StageSource] | list[str], micro_ba
         for url in urls:
             if not url.startswith("pipe:"):
                 integrity.index_for_shard(url, checks.pins)
-    per_worker = batches_skipped_per_worker(resume_batches, settings.num_workers)
+    per_worker = batches_skipped_per_worker(resume_batches)
     dataset = dataset_class(sources, settings, rank, lambda w, n: per_worker(w, n) * micro_batch)
     workers = settings.num_workers
     dataset.worker_offset = resume_batches % max(workers, 1)

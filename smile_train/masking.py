@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_GRID = (8, 14, 14)  # 16 frames / 2, 224 px / 16, 224 px / 16
-PATCH = 16
-TUBELET = 2
+from smile_train.geometry import DEFAULT_GRID, PATCH, TUBELET
+
 MASK_KINDS = ("tube", "trajectory")
 # Which token cells belong to an object (SPEC §9): "released" = per tube slice, the enclosing
 # box of the unrotated boxes of the slice's frames; "per_frame" = the union of each frame's
@@ -54,7 +53,7 @@ def floor_share(ratio: float, count: int) -> int:
     return int(math.floor(ratio * count + FLOOR_TOLERANCE))
 
 
-def masked_count(grid: tuple[int, int, int] = DEFAULT_GRID, ratio: float = 0.8) -> int:
+def tokens_to_mask(grid: tuple[int, int, int] = DEFAULT_GRID, ratio: float = 0.8) -> int:
     """Tokens masked per clip: floor(ratio * h * w) per slice times t (1248 at the defaults)."""
     slices, rows, cols = grid
     return floor_share(ratio, rows * cols) * slices
@@ -167,7 +166,7 @@ def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
                     grid: tuple[int, int, int] = DEFAULT_GRID, ratio: float = 0.8,
                     traj_unmask_ratio: float = 0.1, patch: int = PATCH,
                     tubelet: int = TUBELET, enclosing: bool = True) -> np.ndarray:
-    """Stage-1 "tube + trajectory" mask (SPEC §5): bool (N,) with exactly masked_count() True.
+    """Stage-1 "tube + trajectory" mask (SPEC §5): bool (N,) with exactly tokens_to_mask() True.
 
     In order, each step drawing from `rng`:
     1. a tube mask (`tube_mask(rng, grid, ratio)`) decides the non-object tokens;
@@ -185,7 +184,7 @@ def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
                          replace=False)
     mask[object_index] = True
     mask[visible] = False
-    return balance_mask(rng, mask, objects, masked_count(grid, ratio))
+    return balance_mask(rng, mask, objects, tokens_to_mask(grid, ratio))
 
 
 def sample_mask(rng: np.random.Generator, settings: MaskSettings,

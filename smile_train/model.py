@@ -22,12 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from smile_train.geometry import FRAMES, IMG_SIZE, PATCH, TUBELET
+
 LAYER_NORM_EPS = 1e-6
 MLP_RATIO = 4
-PATCH = 16
-TUBELET = 2
-IMG_SIZE = 224
-FRAMES = 16
 IN_CHANNELS = 3
 SIN_COS_BASE = 10000.0
 CLIP_FEATURE_DIM = 768  # CLIP ViT-B/16 patch tokens after the final LayerNorm (SPEC §6)
@@ -300,9 +298,6 @@ class VideoViTEncoder(nn.Module):
     def forward(self, videos: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_tokens(videos, visible)
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
     def no_weight_decay(self) -> set[str]:
         return no_decay_names(self)
 
@@ -376,9 +371,6 @@ class PretrainModel(nn.Module):
         pos_visible, pos_masked = take_tokens(pos, visible_index), take_tokens(pos, masked_index)
         tokens = torch.cat([latent + pos_visible, self.mask_token.type_as(latent) + pos_masked], 1)
         return self.decoder(tokens, num_masked)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.encoder.grad_checkpointing = self.decoder.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set[str]:
         return no_decay_names(self) | {"mask_token"}

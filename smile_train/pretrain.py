@@ -28,7 +28,7 @@ from smile_train.lr_schedule import LrSchedule
 from smile_train.model import build_pretrain_model, mask_order, masked_count, take_tokens
 from smile_train.settings import IMAGENET_BATCH_REFERENCE, PretrainSettings, load_pretrain_stages
 from smile_train.targets import normalize, pixel_targets
-from smile_train.teacher import ClipTeacher
+from smile_train.teacher import FeatureTeacher
 
 PROGRESS_SECONDS = 2.0  # terminal progress-bar refresh interval (log files: progress_bar.py)
 
@@ -119,7 +119,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
         write_json_atomic(out_dir / "settings.json", {"stage": name, **settings_to_dict(s)})
 
     # A teacher that cannot be loaded is an error before any data is read.
-    teacher = ClipTeacher.from_pretrained(s.teacher, runtime.device, runtime.dtype) if s.target == "clip" else None
+    teacher = FeatureTeacher.from_pretrained(s.teacher, runtime.device, runtime.dtype) if s.target == "clip" else None
     sources = resolve_sources(s)
     clips_per_epoch = epoch_clips(s, sources)
     micro, accumulation = micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size, s.mask_repeats)

@@ -16,8 +16,9 @@ from typing import Any, Callable
 from smile_data.config import SettingsError
 from smile_data.shards.dataset import SHA256_PATTERN
 from smile_data.shards.integrity import INTEGRITY_MODES, MISMATCH_POLICIES
+from smile_train.geometry import PATCH, TUBELET
 from smile_train.masking import MASK_KINDS
-from smile_train.model import ATTENTION_IMPLS, PATCH, SIZES, TARGETS, TUBELET
+from smile_train.model import ATTENTION_IMPLS, SIZES, TARGETS
 
 MAX_INPUT_SIZE = 1024  # pixels per side; 4.6x the reference 224, far past any recipe
 MAX_FRAMES = 128  # frames per clip; 8x the reference 16

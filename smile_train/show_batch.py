@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 
 from smile_data.io import write_bytes_atomic
-from smile_train.data import PretrainClips, TOKEN_PATCH, TOKEN_TUBELET, epoch_clips, resolve_sources
+from smile_train.data import PretrainClips, epoch_clips, resolve_sources
 from smile_train.data import batches_skipped_per_worker
+from smile_train.geometry import PATCH, TUBELET
 from smile_train.pretrain import micro_batch_plan
 from smile_train.settings import load_pretrain_stages
 
@@ -54,7 +55,7 @@ def first_clips(settings: Any, epoch: int, count: int) -> list[dict[str, Any]]:
     steps_per_epoch = max(1, clips_per_epoch // settings.batch_size)
     start_batch = epoch * steps_per_epoch * accumulation
     workers = max(settings.num_workers, 1)
-    per_worker = batches_skipped_per_worker(start_batch, workers)
+    per_worker = batches_skipped_per_worker(start_batch)
     streams = []
     for worker in range(workers):
         dataset = PretrainClips(sources, settings, 0, lambda w, n: per_worker(w, n) * micro)
@@ -71,10 +72,10 @@ def first_clips(settings: Any, epoch: int, count: int) -> list[dict[str, Any]]:
 
 def shade_masked(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Darken the pixels of masked tokens; frames (T, S, S, 3), mask (tokens,) bool."""
-    slices, side = frames.shape[0] // TOKEN_TUBELET, frames.shape[1] // TOKEN_PATCH
+    slices, side = frames.shape[0] // TUBELET, frames.shape[1] // PATCH
     cells = mask.reshape(slices, side, side)
-    pixels = np.kron(cells, np.ones((TOKEN_PATCH, TOKEN_PATCH), bool))  # (slices, S, S)
-    pixels = np.repeat(pixels, TOKEN_TUBELET, axis=0)[..., None]  # (T, S, S, 1)
+    pixels = np.kron(cells, np.ones((PATCH, PATCH), bool))  # (slices, S, S)
+    pixels = np.repeat(pixels, TUBELET, axis=0)[..., None]  # (T, S, S, 1)
     return np.where(pixels, (frames * MASK_SHADE).astype(np.uint8), frames)
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 
+from smile_train.geometry import PATCH, TUBELET
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 UINT8_MAX = 255.0
 TARGET_EPS = 1e-6
-PATCH = 16
-TUBELET = 2
 CHANNELS = 3
 
 

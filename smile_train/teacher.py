@@ -37,11 +37,10 @@ from transformers import (
     AutoConfig, CLIPVisionModel, Dinov2Model, Dinov2WithRegistersModel, PreTrainedModel, ViTModel,
 )
 
+from smile_train.geometry import PATCH as STUDENT_PATCH, TUBELET
 from smile_train.targets import standardize_tokens
 
 REFERENCE_TEACHER = "openai/clip-vit-base-patch16"
-TUBELET = 2
-STUDENT_PATCH = 16
 LOCAL_PATH_PREFIXES = ("/", ".", "~")
 
 
@@ -174,5 +173,3 @@ class FeatureTeacher:
         """Targets (B, T/stride * P, D): `features` standardised per clip and channel (eps 1e-6)."""
         return standardize_tokens(self.features(videos))
 
-
-ClipTeacher = FeatureTeacher  # the name the pretraining loop and benchmarks import

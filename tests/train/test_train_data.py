@@ -71,7 +71,7 @@ def test_skipping_resumes_the_exact_stream(tiny_shards):
     for a, b in zip(full[4:], tail):
         assert torch.equal(a["video"], b["video"]) and torch.equal(a["masks"], b["masks"])
     # round-robin DataLoader workers: 5 batches over 2 workers -> 3 from worker 0, 2 from worker 1
-    count = batches_skipped_per_worker(5, 2)
+    count = batches_skipped_per_worker(5)
     assert (count(0, 2), count(1, 2)) == (3, 2)
 
 

@@ -8,7 +8,7 @@ import pytest
 from smile_train.masking import (
     MaskSettings,
     balance_mask,
-    masked_count,
+    tokens_to_mask,
     sample_mask,
     trajectory_mask,
     trajectory_tokens,
@@ -40,7 +40,7 @@ def test_tube_mask_repeats_156_positions_in_every_slice():
     assert mask.shape == (1568,) and mask.dtype == bool and mask.sum() == 1248
     slices = mask.reshape(8, SPATIAL)
     assert (slices == slices[0]).all() and slices[0].sum() == 156
-    assert masked_count(GRID, 0.8) == 1248 and masked_count((4, 10, 10), 0.57) == 4 * 57
+    assert tokens_to_mask(GRID, 0.8) == 1248 and tokens_to_mask((4, 10, 10), 0.57) == 4 * 57
 
 
 @pytest.mark.parametrize("case", sorted(BOX_CASES))

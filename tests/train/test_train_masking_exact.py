@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smile_train.masking import (MaskSettings, balance_mask, masked_count, sample_mask, trajectory_mask,
+from smile_train.masking import (MaskSettings, balance_mask, tokens_to_mask, sample_mask, trajectory_mask,
                                  trajectory_tokens, tube_mask)
 
 GRID = (8, 14, 14)
@@ -173,4 +173,4 @@ def test_without_objects_a_trajectory_mask_is_the_tube_mask_of_its_ratio():
 
 
 def test_the_reference_count_is_1248():
-    assert masked_count() == 1248 and masked_count(GRID, 0.9) == 8 * 176
+    assert tokens_to_mask() == 1248 and tokens_to_mask(GRID, 0.9) == 8 * 176

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from smile_train.checkpoint import load_checkpoint
 from smile_train.cli import app
-from smile_train.teacher import ClipTeacher, FeatureTeacher, TeacherLoadError
+from smile_train.teacher import FeatureTeacher, TeacherLoadError
 
 IMAGE = 64  # 4 x 4 student patches of 16 px per frame
 PATCHES = 16
@@ -67,7 +67,7 @@ def clip_teacher(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("clip-only")
     CLIPVisionModel(CLIPVisionConfig(**SMALL, image_size=IMAGE, patch_size=16)).save_pretrained(folder)
-    return ClipTeacher.from_pretrained(folder, device="cpu")
+    return FeatureTeacher.from_pretrained(folder, device="cpu")
 
 
 def clip_videos(batch=2, frames=8, seed=0) -> torch.Tensor:
