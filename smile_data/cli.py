@@ -11,6 +11,7 @@ import tarfile
 
 import typer
 
+from smile_data.cli_options import make_app
 from smile_data.config import SettingsError
 from smile_data.objects.cli import register as register_object_commands
 from smile_data.render.cli import register as register_render_commands
@@ -18,13 +19,7 @@ from smile_data.shards.cli import register as register_shard_commands
 from smile_data.shards.integrity import IntegrityError
 from smile_data.vocabulary import FREQUENCIES, load_vocabulary
 
-app = typer.Typer(
-    help="SMILE data tools: object banks, overlaid-motion clips, webdataset shards.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: rich markup would eat "[seed, i]" and "[8]"
-)
+app = make_app("SMILE data tools: object banks, overlaid-motion clips, webdataset shards.")
 
 
 @app.callback()

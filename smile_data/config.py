@@ -225,6 +225,14 @@ def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
+def command_line_overrides(pairs: list[str] | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """The settings a command line gives: `--set key=value`, then the flags given (None: not
+    given), which win over a `--set` of the same setting."""
+    overrides = parse_set_options(pairs)
+    overrides.update({name: value for name, value in flags.items() if value is not None})
+    return overrides
+
+
 def read_yaml(path: str | Path, allow_commands: bool = False) -> dict[str, Any]:
     """The mapping of a settings file, read as untrusted data (see the module docstring)."""
     path = Path(path)
@@ -247,6 +255,26 @@ def read_yaml(path: str | Path, allow_commands: bool = False) -> dict[str, Any]:
     return data
 
 
+def settings_sources(
+    config: str | Path | None, overrides: dict[str, Any] | None, allow_commands: bool = False,
+) -> list[tuple[str, dict[str, Any]]]:
+    """(source, values) of the YAML file `config` and of the command line's `overrides`, in the
+    order they apply: the command line wins."""
+    sources = []
+    if config is not None:
+        sources.append((str(config), read_yaml(config, allow_commands)))
+    if overrides:
+        sources.append(("--set", overrides))
+    return sources
+
+
+def apply_sources(settings: T, sources: list[tuple[str, dict[str, Any]]]) -> T:
+    """`settings` with every source of `settings_sources` applied, in order."""
+    for source, values in sources:
+        settings = apply_overrides(settings, values, source=source)
+    return settings
+
+
 def load_settings(
     cls: type[T],
     config: str | Path | None = None,
@@ -255,12 +283,7 @@ def load_settings(
 ) -> T:
     """Defaults of `cls`, then the YAML file `config`, then `overrides` (the command line's own,
     so a `pipe:` URL there is the user's choice; one in the file needs `allow_commands`)."""
-    settings = cls()
-    if config is not None:
-        settings = apply_overrides(settings, read_yaml(config, allow_commands), source=str(config))
-    if overrides:
-        settings = apply_overrides(settings, overrides, source="--set")
-    return settings
+    return apply_sources(cls(), settings_sources(config, overrides, allow_commands))
 
 
 def settings_to_dict(settings: Any) -> dict[str, Any]:

@@ -11,22 +11,52 @@ import sys
 
 import typer
 
-from smile_data.config import SettingsError, parse_set_options
-from smile_data.shards.integrity import IntegrityError
-
-app = typer.Typer(
-    help="SMILE trainer: pretrain, finetune, evaluate, linear-probe, export.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: rich markup would eat "[seed, i]" and "[8]"
+from smile_data.cli_options import (
+    SettingFlag, command_settings, config_option, make_app, set_option, setting_flags,
 )
+from smile_data.config import SettingsError, command_line_overrides, parse_set_options
+from smile_data.shards.integrity import IntegrityError
+from smile_train.finetune_settings import EvalSettings, FinetuneSettings, ProbeSettings
 
-CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML file of settings (differences only).")
-SET_OPTION = typer.Option(None, "--set", help="Override a setting: key=value (repeatable).")
+app = make_app("SMILE trainer: pretrain, finetune, evaluate, linear-probe, export.")
+
+CONFIG_OPTION = config_option("settings", "-c")
+SET_OPTION = set_option("setting")
+STAGE_SET_OPTION = set_option("setting; a stage's as stage.key=value")
 COMMANDS_OPTION = typer.Option(
     False, "--allow-commands",
     help="Let the config file's shard URLs run `pipe:` commands (refused without this flag).")
+INIT_FROM_HELP = "Start from this checkpoint's weights: this project's pretraining or finetuning " \
+                 "checkpoint, or an authors' file."
+CLASS_NAMES_HELP = "Text file: one class name per line."
+
+FINETUNE_FLAGS = {
+    "shards": SettingFlag("Labelled training shards (from `smile-data pack`)."),
+    "val_shards": SettingFlag("Labelled shards tested with multi-view testing at the end."),
+    "num_classes": SettingFlag("Classes of the new head."),
+    "model": SettingFlag("tiny | small | base."),
+    "out": SettingFlag("Run folder to write: checkpoints/, metrics.jsonl, settings.json, eval.json.",
+                       field="out_dir"),
+    "init_from": SettingFlag(INIT_FROM_HELP),
+    "init": SettingFlag("Old spelling of --init-from.", field="init_from", deprecated=True),
+}
+EVALUATE_FLAGS = {
+    "checkpoint": SettingFlag("A finetuned checkpoint."),
+    "shards": SettingFlag("Labelled test shards."),
+    "out": SettingFlag("JSON report file to write."),
+    "clips": SettingFlag("Temporal views per video (K400 7, SSv2 2, UCF / HMDB 5).", field="test_clips"),
+    "crops": SettingFlag("Spatial views per clip.", field="test_crops"),
+    "class_names": SettingFlag(CLASS_NAMES_HELP),
+}
+PROBE_FLAGS = {
+    "checkpoint": SettingFlag("Pretraining or finetuning checkpoint (frozen)."),
+    "shards": SettingFlag("Labelled training shards."),
+    "val_shards": SettingFlag("Labelled test shards."),
+    "num_classes": SettingFlag("Classes of the linear head."),
+    "epochs": SettingFlag("Epochs of training the head."),
+    "out": SettingFlag("Folder to write: probe.pt, probe.json, settings.json and the feature cache.",
+                       field="out_dir"),
+}
 
 
 @app.callback()
@@ -37,9 +67,9 @@ def callback() -> None:
 @app.command()
 def pretrain(
     config: str = CONFIG_OPTION,
-    set_: list[str] = SET_OPTION,
+    set_: list[str] = STAGE_SET_OPTION,
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of each stage."),
-    init_from: str = typer.Option(None, "--init-from", help="Start (the first stage) from this checkpoint's weights."),
+    init_from: str = typer.Option(None, "--init-from", help=INIT_FROM_HELP + " Starts the first stage."),
     allow_commands: bool = COMMANDS_OPTION,
 ) -> None:
     """Masked video pretraining (SMILE: CLIP targets + trajectory masks; or VideoMAE pixels)."""
@@ -55,11 +85,11 @@ def pretrain(
 @app.command("show-batch")
 def show_batch(
     config: str = CONFIG_OPTION,
-    set_: list[str] = SET_OPTION,
+    set_: list[str] = STAGE_SET_OPTION,
     stage: str = typer.Option(None, "--stage", help="Stage name (default: the first)."),
     epoch: int = typer.Option(0, "--epoch", help="Epoch whose first clips to show (0-based)."),
     clips: int = typer.Option(8, "--clips", help="How many clips."),
-    out: str = typer.Option(..., "--out", help="Folder for the contact sheet (.png) and arrays (.npz)."),
+    out: str = typer.Option(..., "--out", help="Folder to write: the contact sheet (.png) and arrays (.npz)."),
 ) -> None:
     """The first clips of an epoch as the trainer gets them: boxes drawn, masked tokens shaded."""
     import json
@@ -69,99 +99,74 @@ def show_batch(
     typer.echo(json.dumps(write_sheet(config, parse_set_options(set_), stage, epoch, out, clips)))
 
 
-def _flags(**values) -> dict:
-    """Flags given on the command line (None = not given) as settings overrides."""
-    return {key: value for key, value in values.items() if value is not None}
-
-
 @app.command()
+@setting_flags(FinetuneSettings, FINETUNE_FLAGS)
 def finetune(
     config: str = CONFIG_OPTION,
     set_: list[str] = SET_OPTION,
-    shards: str = typer.Option(None, "--shards", help="Labelled training shards (from `smile-data pack`)."),
-    val_shards: str = typer.Option(None, "--val-shards", help="Labelled shards tested with multi-view testing at the end."),
-    num_classes: int = typer.Option(None, "--num-classes", help="Classes of the new head."),
-    model: str = typer.Option(None, "--model", help="tiny | small | base"),
-    out_dir: str = typer.Option(None, "--out", help="Run folder (checkpoints, metrics, eval.json)."),
-    init: str = typer.Option(None, "--init", help="Start from a pretraining / finetuning checkpoint or an authors' file."),
+    given_flags: dict = None,
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
     allow_commands: bool = COMMANDS_OPTION,
 ) -> None:
     """Finetune a classifier (mean pool, fc_norm, linear head) on labelled clips (SPEC §7)."""
     from smile_data.config import load_settings
-    from smile_train.finetune_settings import FinetuneSettings
     from smile_train.settings_check import check_settings
 
-    overrides = _flags(shards=shards, val_shards=val_shards, num_classes=num_classes, model=model,
-                       out_dir=out_dir, init_from=init) | parse_set_options(set_)
+    overrides = command_line_overrides(set_, given_flags)
     check_settings(load_settings(FinetuneSettings, config, overrides, allow_commands))  # before slow imports
     from smile_train.finetune import run_finetune
 
     typer.echo(str(run_finetune(config, overrides, resume, allow_commands=allow_commands)))
 
 
-@app.command()
-def evaluate(
-    config: str = CONFIG_OPTION,
-    set_: list[str] = SET_OPTION,
-    checkpoint: str = typer.Option(None, "--checkpoint", help="A finetuned checkpoint."),
-    shards: str = typer.Option(None, "--shards", help="Labelled test shards."),
-    out: str = typer.Option(None, "--out", help="JSON report to write (default eval.json)."),
-    clips: int = typer.Option(None, "--clips", help="Temporal views per video (K400 7, SSv2 2, UCF / HMDB 5)."),
-    crops: int = typer.Option(None, "--crops", help="Spatial views per clip (3)."),
-    class_names: str = typer.Option(None, "--class-names", help="Text file: one class name per line."),
-    allow_commands: bool = COMMANDS_OPTION,
-) -> None:
-    """Multi-view test: softmax averaged over clips x crops; top-1, top-5, per-class accuracy."""
-    import json
-
-    from smile_data.config import load_settings
-    from smile_train.finetune_settings import EvalSettings
-    from smile_train.settings_check import check_settings
-
-    overrides = _flags(checkpoint=checkpoint, shards=shards, out=out, test_clips=clips,
-                       test_crops=crops, class_names=class_names) | parse_set_options(set_)
-    settings = check_settings(load_settings(EvalSettings, config, overrides, allow_commands))
+def _run_evaluate(settings: EvalSettings) -> dict:
     from smile_train.evaluate import run_evaluate
 
-    report = run_evaluate(settings)
-    typer.echo(json.dumps({k: report[k] for k in ("top1", "top5", "mean_class_accuracy", "videos", "views")}))
+    return run_evaluate(settings)
 
 
-@app.command("linear-probe")
-def linear_probe(
-    config: str = CONFIG_OPTION,
-    set_: list[str] = SET_OPTION,
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Pretraining or finetuning checkpoint (frozen)."),
-    shards: str = typer.Option(None, "--shards", help="Labelled training shards."),
-    val_shards: str = typer.Option(None, "--val-shards", help="Labelled test shards."),
-    num_classes: int = typer.Option(None, "--num-classes"),
-    epochs: int = typer.Option(None, "--epochs"),
-    out_dir: str = typer.Option(None, "--out", help="Folder for probe.pt, probe.json and the feature cache."),
-    allow_commands: bool = COMMANDS_OPTION,
-) -> None:
-    """Linear probing: frozen encoder, cached mean-pooled features, a linear head."""
-    import json
-
-    from smile_data.config import load_settings
-    from smile_train.finetune_settings import ProbeSettings
-    from smile_train.settings_check import check_settings
-
-    overrides = _flags(checkpoint=checkpoint, shards=shards, val_shards=val_shards, num_classes=num_classes,
-                       epochs=epochs, out_dir=out_dir) | parse_set_options(set_)
-    settings = check_settings(load_settings(ProbeSettings, config, overrides, allow_commands))
+def _run_probe(settings: ProbeSettings) -> dict:
     from smile_train.probe import run_probe
 
-    report = run_probe(settings)
-    typer.echo(json.dumps({k: v for k, v in report.items() if k in ("train_top1", "top1", "top5", "videos")}))
+    return run_probe(settings)
+
+
+def _report_command(cls: type, table: dict[str, SettingFlag], run, headline: tuple[str, ...],
+                    summary: str):
+    """A command that resolves `cls`, runs `run(settings)` and prints the report's headline."""
+    def command(
+        config: str = CONFIG_OPTION,
+        set_: list[str] = SET_OPTION,
+        given_flags: dict = None,
+        allow_commands: bool = COMMANDS_OPTION,
+    ) -> None:
+        import json
+
+        from smile_train.settings_check import check_settings
+
+        settings = check_settings(command_settings(cls, config, set_, given_flags, allow_commands))
+        report = run(settings)  # the slow imports happen once the settings are known to be good
+        typer.echo(json.dumps({name: report[name] for name in headline if name in report}))
+
+    command.__doc__ = summary
+    return setting_flags(cls, table)(command)
+
+
+app.command("evaluate")(_report_command(
+    EvalSettings, EVALUATE_FLAGS, _run_evaluate, ("top1", "top5", "mean_class_accuracy", "videos", "views"),
+    "Multi-view test: softmax averaged over clips x crops; top-1, top-5, per-class accuracy."))
+app.command("linear-probe")(_report_command(
+    ProbeSettings, PROBE_FLAGS, _run_probe, ("train_top1", "top1", "top5", "videos"),
+    "Linear probing: frozen encoder, cached mean-pooled features, a linear head."))
 
 
 @app.command()
 def export(
     checkpoint: str = typer.Option(..., "--checkpoint", help="This project's checkpoint or an authors' file."),
-    out: str = typer.Option(..., "--out", help="Folder to write."),
+    out: str = typer.Option(..., "--out", help="Folder to write: config.json, model.safetensors, "
+                            "preprocessor_config.json."),
     format_: str = typer.Option("hf", "--format", help="hf: a transformers VideoMAE folder."),
-    class_names: str = typer.Option(None, "--class-names", help="Text file: one class name per line (id2label)."),
+    class_names: str = typer.Option(None, "--class-names", help=CLASS_NAMES_HELP + " (id2label)"),
 ) -> None:
     """Export for transformers: VideoMAEModel (pretraining) or VideoMAEForVideoClassification (finetuned)."""
     from smile_train.export import export_hf
@@ -175,10 +180,10 @@ def export(
 @app.command("import")
 def import_checkpoint(
     checkpoint: str = typer.Option(..., "--checkpoint", help="An authors' VideoMAE / SMILE file."),
-    out: str = typer.Option(..., "--out", help="This project's checkpoint to write (.pt)."),
+    out: str = typer.Option(..., "--out", help="Checkpoint file to write (.pt), in this project's format."),
     input_size: int = typer.Option(0, "--input-size", help="Clip side the model was trained at (0: 224)."),
     frames: int = typer.Option(0, "--frames", help="Frames per clip (0: 16)."),
-    class_names: str = typer.Option(None, "--class-names", help="Text file: one class name per line."),
+    class_names: str = typer.Option(None, "--class-names", help=CLASS_NAMES_HELP),
 ) -> None:
     """Convert an authors' pretraining or finetuned file into this project's checkpoint format."""
     import json

@@ -1,8 +1,8 @@
 """`smile-data build-objects`, `import-objects` and `merge-bank`.
 
 Settings come from the dataclass defaults (SPEC §2), then `--config FILE.yaml`, then repeated
-`--set key=value`, then the explicit flags. Heavy imports (torch, diffusers) happen inside the
-commands so `smile-data --help` stays fast.
+`--set key=value`, then the explicit flags (`command_settings` in smile_data/cli_options.py).
+Heavy imports (torch, diffusers) happen inside the commands so `smile-data --help` stays fast.
 """
 
 from __future__ import annotations
@@ -13,15 +13,20 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from smile_data.config import SettingsError, load_settings, parse_set_options
+from smile_data.cli_options import (
+    SettingFlag, command_settings, config_option, progress_option, set_option, setting_flags,
+)
+from smile_data.config import SettingsError
+from smile_data.objects.settings import ImportSettings
 from smile_data.processes import folder_lock
 
 SUMMARY_EXAMPLES = 5
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
-CONFIG_HELP = "YAML file of settings that differ from the defaults."
-SET_HELP = "Override one setting: --set key=value (repeatable)."
+CONFIG_OPTION = config_option("settings")
+SET_OPTION = set_option("setting")
+PROGRESS_OPTION = progress_option()
 
 
 @contextlib.contextmanager
@@ -32,12 +37,6 @@ def _reported_errors() -> Iterator[None]:
     except (SettingsError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-
-
-def _settings(cls: type, config: Optional[Path], sets: Optional[list[str]], flags: dict[str, Any]):
-    overrides = parse_set_options(sets)
-    overrides.update({key: value for key, value in flags.items() if value is not None})
-    return load_settings(cls, config, overrides)
 
 
 def _split(text: Optional[str]) -> Optional[list[str]]:
@@ -83,9 +82,9 @@ def build_objects(
     seed: Optional[int] = _option("Base seed (default 0)."),
     rank: Optional[int] = _option("This process's rank (default RANK or SLURM_PROCID, else 0)."),
     world_size: Optional[int] = _option("Processes (default WORLD_SIZE or SLURM_NTASKS, else 1)."),
-    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
-    sets: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    config: Optional[Path] = CONFIG_OPTION,
+    sets: Optional[list[str]] = SET_OPTION,
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Build an object bank: Stable Diffusion candidates (or the embedded photos), segmented,
     filtered and tight-cropped. Resumable; split over ranks with --rank/--world-size."""
@@ -113,7 +112,7 @@ def _build_photos(out: Path, config, sets, flags: dict[str, Any]) -> None:
     from smile_data.objects.photos import build_photo_bank
     from smile_data.objects.settings import PhotoSettings
 
-    settings = _settings(PhotoSettings, config, sets, flags)
+    settings = command_settings(PhotoSettings, config, sets, flags)
     with folder_lock(out, "rank-00000"):  # a second build into the folder refuses
         card = build_photo_bank(out, settings)
     _echo_counts(card, out)
@@ -125,7 +124,7 @@ def _build_diffusion(out: Path, config, sets, flags: dict[str, Any], rank, world
     from smile_data.objects.build import BankBuilder
     from smile_data.objects.settings import BuildSettings
 
-    settings = _settings(BuildSettings, config, sets, flags)
+    settings = command_settings(BuildSettings, config, sets, flags)
     share = resolve_work_share(rank, world_size)
     with folder_lock(out, f"rank-{share.rank:05d}"):  # a second build of this rank refuses
         result = BankBuilder(settings, out, share, show_progress=progress).run()
@@ -138,26 +137,31 @@ def _build_diffusion(out: Path, config, sets, flags: dict[str, Any], rank, world
                    "(or run smile-data merge-bank)")
 
 
+IMPORT_FLAGS = {
+    "link": SettingFlag("Hard-link files that are already tight-cropped 8-bit RGBA (a copy where hard "
+                        "links are impossible, e.g. across file systems).", names=("--link/--copy",),
+                        default="--copy"),
+    "strict": SettingFlag("Fail on any bad file.", names=("--strict/--lenient",),
+                          default="--lenient: fail only when nothing is imported"),
+    "workers": SettingFlag("Decoding processes."),
+    "max_pixels": SettingFlag("Largest width x height accepted, read from the PNG header."),
+}
+
+
+@setting_flags(ImportSettings, IMPORT_FLAGS)
 def import_objects(
     src: Path = typer.Argument(..., help="Folder of RGBA PNGs laid out as <lvis_name>/<i>.png."),
     out: Path = typer.Option(..., "--out", help="Bank folder to create or resume."),
-    link: Optional[bool] = typer.Option(
-        None, "--link/--copy", help="Hard-link files that are already tight-cropped 8-bit RGBA "
-        "(a copy where hard links are impossible, e.g. across file systems)."),
-    strict: Optional[bool] = typer.Option(None, "--strict/--lenient", help="Fail on any bad file."),
-    workers: Optional[int] = _option("Decoding processes (default 1)."),
-    max_pixels: Optional[int] = _option("Largest width x height accepted, read from the PNG header."),
-    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
-    sets: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    given_flags: dict = None,
+    config: Optional[Path] = CONFIG_OPTION,
+    sets: Optional[list[str]] = SET_OPTION,
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Import a folder of RGBA PNG cut-outs (e.g. the released 60,687-object set) as a bank."""
     from smile_data.objects.importer import REPORT_FILE, import_objects as run_import
-    from smile_data.objects.settings import ImportSettings
 
     with _reported_errors():
-        flags = {"link": link, "strict": strict, "workers": workers, "max_pixels": max_pixels}
-        settings = _settings(ImportSettings, config, sets, flags)
+        settings = command_settings(ImportSettings, config, sets, given_flags)
         with folder_lock(out, "import"):  # a second import into the folder refuses
             report = run_import(src, out, settings, show_progress=progress)
     _echo_import_report(report, out / REPORT_FILE)

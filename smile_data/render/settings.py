@@ -26,8 +26,21 @@ X264_CRF_RANGE = (0, 51)
 
 
 @dataclass
-class RenderSettings:
-    """Everything that decides the bytes of a rendered dataset (not workers or ranks)."""
+class ShardOutputSettings:
+    """How clips are encoded and grouped into shards: the same fields in render and pack."""
+
+    codec: str = "jpg"
+    quality: int = 90
+    png_compression: int = 3
+    prefix: str = "clips"
+    shard_size: int = 1000
+    shard_bytes: int = 1 << 30
+
+
+@dataclass
+class RenderSettings(ShardOutputSettings):
+    """Everything that decides the bytes of a rendered dataset (not workers or ranks); the
+    output fields come from ShardOutputSettings."""
 
     # What to render.
     clips: int = 1000
@@ -93,19 +106,14 @@ class RenderSettings:
     direction_travel_max: float = 0.7
     direction_jitter: float = 0.04  # sideways wander off the straight path, fraction of the side
 
-    # Output.
-    codec: str = "jpg"
-    quality: int = 90
-    png_compression: int = 3
-    prefix: str = "clips"
-    shard_size: int = 1000
-    shard_bytes: int = 1 << 30
+    # Memory.
     sprite_cache_mb: int = 256  # decoded objects kept per worker (bounded, whatever the bank)
 
 
 @dataclass
-class PackSettings:
-    """Natural (optionally labelled) clips without overlays, or whole videos: `smile-data pack`."""
+class PackSettings(ShardOutputSettings):
+    """Natural (optionally labelled) clips without overlays, or whole videos: `smile-data pack`;
+    the output fields come from ShardOutputSettings."""
 
     videos: str = ""  # VideoMAE-style CSV / list (`path label`) or a folder of videos
     video_root: str = ""
@@ -115,12 +123,6 @@ class PackSettings:
     frames: int = 16
     stride: int = 4
     short_side: int = 256
-    codec: str = "jpg"
-    quality: int = 90
-    png_compression: int = 3
-    prefix: str = "clips"
-    shard_size: int = 1000
-    shard_bytes: int = 1 << 30
 
     # store = video: re-encoded to short_side (0 keeps the size) with H.264 (libx264, one
     # thread: deterministic), or stored as the source bytes (reencode = false).

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from smile_data.config import load_settings, parse_set_options
+from smile_data.cli_options import command_settings, config_option, set_option
 
 CARD_SHA256_HELP = "Refuse the dataset unless dataset.json has this sha256 (your root of trust)."
 
@@ -36,17 +36,15 @@ def preview_command(
     frames: int = typer.Option(None, "--frames", help="Evenly spaced frames per clip [8]."),
     cell_size: int = typer.Option(None, "--cell-size", help="Pixels per frame cell [128]."),
     gif: bool = typer.Option(None, "--gif/--no-gif", help="Also write <out>-<key>.gif per clip."),
-    config: Path = typer.Option(None, "--config", help="YAML file of PreviewSettings."),
-    set_options: list[str] = typer.Option(None, "--set", help="key=value override (repeatable)."),
+    config: Path = config_option("PreviewSettings"),
+    set_options: list[str] = set_option("PreviewSettings field"),
     card_sha256: str = typer.Option(None, "--card-sha256", help=CARD_SHA256_HELP),
 ) -> None:
     """Contact sheet (and GIFs) of the first clips, with every object's box and class name."""
     from smile_data.shards.preview import PreviewSettings, make_preview
 
-    overrides = parse_set_options(set_options)
     flags = {"clips": clips, "frames": frames, "cell_size": cell_size, "gif": gif}
-    overrides.update({name: value for name, value in flags.items() if value is not None})
-    settings = load_settings(PreviewSettings, config, overrides)
+    settings = command_settings(PreviewSettings, config, set_options, flags)
     for path in make_preview(folder, out, settings, card_sha256):
         typer.echo(str(path))
 

@@ -1,0 +1,162 @@
+"""Pieces both command lines share: the app, --config / --set, and flags derived from settings.
+
+A command that exposes settings fields as flags lists them in a table, flag -> `SettingFlag`
+(help text, and the field where it is not the flag's own name); `setting_flags` turns the table
+into typer options whose types come from the settings dataclass and whose help shows the
+field's default. The command receives the flags that were given as one dict, ready for
+`command_settings`, the one resolution path of every command:
+
+    dataclass defaults  <-  --config FILE.yaml  <-  --set key=value  <-  explicit flags
+
+(each one overrides the ones before it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import typer
+
+from smile_data.config import command_line_overrides, load_settings
+
+T = TypeVar("T")
+GIVEN_FLAGS = "given_flags"  # the parameter a command receives its given setting flags in
+
+
+def make_app(help_text: str) -> typer.Typer:
+    """A typer app with plain help (rich markup would eat "[seed, i]" and "[8]")."""
+    return typer.Typer(help=help_text, no_args_is_help=True, add_completion=False,
+                       pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def config_option(what: str = "settings", *names: str) -> Any:
+    return typer.Option(None, "--config", *names, help=f"YAML file of {what} (differences only).")
+
+
+def set_option(what: str = "setting") -> Any:
+    return typer.Option(None, "--set", help=f"key=value override of any {what} (repeatable).")
+
+
+def progress_option() -> Any:
+    return typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+
+
+def command_settings(cls: type[T], config: str | Path | None, set_options: list[str] | None,
+                     flags: dict[str, Any], allow_commands: bool = False) -> T:
+    """Settings of a command: defaults <- config file <- --set <- the flags given."""
+    return load_settings(cls, config, command_line_overrides(set_options, flags), allow_commands)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingFlag:
+    """One flag of a settings field.
+
+    help: what the flag does; "(default: ...)" is added from the dataclass unless the text
+        already says what the default is.
+    field: the settings field (default: the flag's own name in the table).
+    names: the flag's spellings (default: --field-name).
+    default: the default as shown, where the field's value reads badly (e.g. "1 GiB").
+    deprecated: an old spelling, hidden from --help; it still works and says what replaced it.
+    """
+
+    help: str
+    field: str = ""
+    names: tuple[str, ...] = ()
+    default: str = ""
+    deprecated: bool = False
+
+
+def setting_flags(cls: type, table: dict[str, SettingFlag]) -> Callable:
+    """Decorate a command whose parameter `given_flags` stands for one option per table entry.
+
+    The options appear in --help where `given_flags` stands in the signature; the command gets
+    `given_flags={field: value}` with the flags that were given (two flags of one field given
+    together are refused).
+    """
+    field_types = typing.get_type_hints(cls)
+    defaults = {f.name: _default_value(f) for f in dataclasses.fields(cls)}
+
+    def decorate(command: Callable) -> Callable:
+        own_types = typing.get_type_hints(command)
+        parameters = []
+        for parameter in inspect.signature(command).parameters.values():
+            if parameter.name != GIVEN_FLAGS:
+                parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY,
+                                                    annotation=own_types[parameter.name]))
+                continue
+            for name, flag in table.items():
+                field = flag.field or name
+                parameters.append(_flag_parameter(name, flag, field_types[field], defaults[field]))
+
+        @functools.wraps(command)
+        def run(**values: Any) -> Any:
+            given = _given(table, {name: values.pop(name) for name in table})
+            return command(**values, **{GIVEN_FLAGS: given})
+
+        run.__signature__ = inspect.Signature(parameters)
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return decorate
+
+
+def _default_value(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def _flag_parameter(name: str, flag: SettingFlag, annotation: Any, default: Any) -> inspect.Parameter:
+    names = flag.names or (_spelling(name),)
+    option = typer.Option(None, *names, help=_help_text(flag, default), hidden=flag.deprecated)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                             annotation=annotation)
+
+
+def _first_spelling(name: str, flag: SettingFlag) -> str:
+    return (flag.names or (_spelling(name),))[0]
+
+
+def _spelling(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _help_text(flag: SettingFlag, default: Any) -> str:
+    if flag.deprecated or "default" in flag.help:
+        return flag.help
+    shown = flag.default or _shown(default)
+    if not shown:
+        return flag.help
+    body, stop = (flag.help[:-1], ".") if flag.help.endswith(".") else (flag.help, "")
+    return f"{body} (default: {shown}){stop}"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value)
+    return "" if value == "" else str(value)
+
+
+def _given(table: dict[str, SettingFlag], values: dict[str, Any]) -> dict[str, Any]:
+    """{field: value} of the flags given; empty repeatable flags count as not given."""
+    given: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            continue
+        flag = table[name]
+        field, spelling = flag.field or name, _first_spelling(name, flag)
+        if field in given:
+            raise ValueError(f"give either {spelled[field]} or {spelling}, not both")
+        if flag.deprecated:
+            current = [_first_spelling(n, f) for n, f in table.items()
+                       if (f.field or n) == field and not f.deprecated]
+            typer.echo(f"warning: {spelling} is deprecated; use {current[0] if current else '--set ' + field}",
+                       err=True)
+        given[field], spelled[field] = list(value) if isinstance(value, tuple) else value, spelling
+    return given
