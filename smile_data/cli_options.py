@@ -71,13 +71,16 @@ class SettingFlag:
     deprecated: bool = False
 
 
-def setting_flags(cls: type, table: dict[str, SettingFlag]) -> Callable:
+def setting_flags(cls: type, table: dict[str, SettingFlag | str]) -> Callable:
     """Decorate a command whose parameter `given_flags` stands for one option per table entry.
 
-    The options appear in --help where `given_flags` stands in the signature; the command gets
+    A plain string in the table is the help text of the field of that name. The options appear
+    in --help where `given_flags` stands in the signature; the command gets
     `given_flags={field: value}` with the flags that were given (two flags of one field given
     together are refused).
     """
+    table = {name: flag if isinstance(flag, SettingFlag) else SettingFlag(flag)
+             for name, flag in table.items()}
     field_types = typing.get_type_hints(cls)
     defaults = {f.name: _default_value(f) for f in dataclasses.fields(cls)}
 

@@ -2,6 +2,9 @@
 
 Every command takes `--config FILE.yaml` (differences from the settings dataclass) and
 repeatable `--set key=value`; multi-stage pretraining configs also accept `--set stage.key=value`.
+Settings resolve as: defaults, then the file, then `--set`, then the explicit flags (the flags
+of finetune, evaluate and linear-probe are derived from their settings: smile_data/cli_options.py).
+`--out` is always where the command writes; `--init-from` the weights it starts from.
 Launch under torchrun for several processes or nodes; the commands read RANK / WORLD_SIZE.
 """
 
@@ -26,34 +29,34 @@ STAGE_SET_OPTION = set_option("setting; a stage's as stage.key=value")
 COMMANDS_OPTION = typer.Option(
     False, "--allow-commands",
     help="Let the config file's shard URLs run `pipe:` commands (refused without this flag).")
-INIT_FROM_HELP = "Start from this checkpoint's weights: this project's pretraining or finetuning " \
-                 "checkpoint, or an authors' file."
+INIT_FROM_HELP = ("Start from this checkpoint's weights: this project's pretraining or finetuning "
+                  "checkpoint, or an authors' file.")
 CLASS_NAMES_HELP = "Text file: one class name per line."
 
 FINETUNE_FLAGS = {
-    "shards": SettingFlag("Labelled training shards (from `smile-data pack`)."),
-    "val_shards": SettingFlag("Labelled shards tested with multi-view testing at the end."),
-    "num_classes": SettingFlag("Classes of the new head."),
-    "model": SettingFlag("tiny | small | base."),
+    "shards": "Labelled training shards (from `smile-data pack`).",
+    "val_shards": "Labelled shards tested with multi-view testing at the end.",
+    "num_classes": "Classes of the new head.",
+    "model": "tiny | small | base.",
     "out": SettingFlag("Run folder to write: checkpoints/, metrics.jsonl, settings.json, eval.json.",
                        field="out_dir"),
-    "init_from": SettingFlag(INIT_FROM_HELP),
+    "init_from": INIT_FROM_HELP,
     "init": SettingFlag("Old spelling of --init-from.", field="init_from", deprecated=True),
 }
 EVALUATE_FLAGS = {
-    "checkpoint": SettingFlag("A finetuned checkpoint."),
-    "shards": SettingFlag("Labelled test shards."),
-    "out": SettingFlag("JSON report file to write."),
+    "checkpoint": "A finetuned checkpoint.",
+    "shards": "Labelled test shards.",
+    "out": "JSON report file to write.",
     "clips": SettingFlag("Temporal views per video (K400 7, SSv2 2, UCF / HMDB 5).", field="test_clips"),
     "crops": SettingFlag("Spatial views per clip.", field="test_crops"),
-    "class_names": SettingFlag(CLASS_NAMES_HELP),
+    "class_names": CLASS_NAMES_HELP,
 }
 PROBE_FLAGS = {
-    "checkpoint": SettingFlag("Pretraining or finetuning checkpoint (frozen)."),
-    "shards": SettingFlag("Labelled training shards."),
-    "val_shards": SettingFlag("Labelled test shards."),
-    "num_classes": SettingFlag("Classes of the linear head."),
-    "epochs": SettingFlag("Epochs of training the head."),
+    "checkpoint": "Pretraining or finetuning checkpoint (frozen).",
+    "shards": "Labelled training shards.",
+    "val_shards": "Labelled test shards.",
+    "num_classes": "Classes of the linear head.",
+    "epochs": "Epochs of training the head.",
     "out": SettingFlag("Folder to write: probe.pt, probe.json, settings.json and the feature cache.",
                        field="out_dir"),
 }
@@ -166,7 +169,7 @@ def export(
     out: str = typer.Option(..., "--out", help="Folder to write: config.json, model.safetensors, "
                             "preprocessor_config.json."),
     format_: str = typer.Option("hf", "--format", help="hf: a transformers VideoMAE folder."),
-    class_names: str = typer.Option(None, "--class-names", help=CLASS_NAMES_HELP + " (id2label)"),
+    class_names: str = typer.Option(None, "--class-names", help="Text file: one class name per line (id2label)."),
 ) -> None:
     """Export for transformers: VideoMAEModel (pretraining) or VideoMAEForVideoClassification (finetuned)."""
     from smile_train.export import export_hf

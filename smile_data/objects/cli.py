@@ -143,8 +143,8 @@ IMPORT_FLAGS = {
                         default="--copy"),
     "strict": SettingFlag("Fail on any bad file.", names=("--strict/--lenient",),
                           default="--lenient: fail only when nothing is imported"),
-    "workers": SettingFlag("Decoding processes."),
-    "max_pixels": SettingFlag("Largest width x height accepted, read from the PNG header."),
+    "workers": "Decoding processes.",
+    "max_pixels": "Largest width x height accepted, read from the PNG header.",
 }
 
 

@@ -26,49 +26,47 @@ DATASET_HELP = "Dataset folder to write (shards, manifest.parquet, dataset.json)
 
 # Flags of the shard output, the same in render and pack.
 OUTPUT_FLAGS = {
-    "codec": SettingFlag("jpg | png."),
-    "quality": SettingFlag("JPEG quality."),
-    "prefix": SettingFlag("Shard name prefix."),
-    "shard_size": SettingFlag("Samples (clips or videos) per shard at most."),
+    "codec": "jpg | png.",
+    "quality": "JPEG quality.",
+    "prefix": "Shard name prefix.",
+    "shard_size": "Samples (clips or videos) per shard at most.",
     "shard_bytes": SettingFlag("Bytes per shard at most.", default="1 GiB"),
 }
 RENDER_FLAGS = {
     "bg": SettingFlag("Background kind[:weight]: natural, frame, image, black, noise (repeatable).",
                       field="backgrounds"),
-    "videos": SettingFlag("Videos: a folder, a file list or a VideoMAE-style CSV (`path label`)."),
+    "videos": "Videos: a folder, a file list or a VideoMAE-style CSV (`path label`).",
     "root": SettingFlag("Folder that relative paths of a video list are resolved against "
                         "(default: the list's folder).", field="video_root"),
-    "images": SettingFlag("Still images: a folder or a file list."),
-    "overlay": SettingFlag("objects | patches | none."),
-    "bank": SettingFlag("Object bank folder (for --overlay objects)."),
-    "objects": SettingFlag("Overlays per clip (default: 2; --label motion-direction: 1)."),
-    "motion": SettingFlag("gaussian | linear."),
-    "label": SettingFlag("none | motion-direction: one object per clip, labelled with the direction "
-                         "it moves in (right, down, left, up; --set direction_classes=8 adds the "
-                         "diagonals)."),
-    "clips": SettingFlag("Clips in total."),
-    "variants": SettingFlag("Clips per source: decode once, render many."),
-    "frames": SettingFlag("Frames per clip."),
-    "stride": SettingFlag("Temporal stride of natural backgrounds."),
-    "size": SettingFlag("Clip height and width in pixels."),
-    "seed": SettingFlag("Base seed: clip i is drawn from [seed, i]."),
+    "images": "Still images: a folder or a file list.",
+    "overlay": "objects | patches | none.",
+    "bank": "Object bank folder (for --overlay objects).",
+    "objects": "Overlays per clip (default: 2; --label motion-direction: 1).",
+    "motion": "gaussian | linear.",
+    "label": ("none | motion-direction: one object per clip, labelled with the direction it moves in "
+              "(right, down, left, up; --set direction_classes=8 adds the diagonals)."),
+    "clips": "Clips in total.",
+    "variants": "Clips per source: decode once, render many.",
+    "frames": "Frames per clip.",
+    "stride": "Temporal stride of natural backgrounds.",
+    "size": "Clip height and width in pixels.",
+    "seed": "Base seed: clip i is drawn from [seed, i].",
     **OUTPUT_FLAGS,
 }
 PACK_FLAGS = {
     "csv": SettingFlag("VideoMAE-style annotation file: `path label` per line.", field="videos"),
-    "videos": SettingFlag("A folder of videos (no labels) instead of --csv."),
+    "videos": "A folder of videos (no labels) instead of --csv.",
     "root": SettingFlag("Folder that relative paths in --csv are resolved against "
                         "(default: the CSV's folder).", field="video_root"),
-    "clips_per_video": SettingFlag("Clips per video, evenly spaced."),
-    "store": SettingFlag("clips: cut into JPEG/PNG clips | video: one sample per whole video."),
-    "short_side": SettingFlag("Resize frames so the short side is this "
-                              "(default: 256; --store video: 0 keeps it)."),
-    "keyframe_interval": SettingFlag("--store video: frames between keyframes of the re-encoded video."),
+    "clips_per_video": "Clips per video, evenly spaced.",
+    "store": "clips: cut into JPEG/PNG clips | video: one sample per whole video.",
+    "short_side": "Resize frames so the short side is this (default: 256; --store video: 0 keeps it).",
+    "keyframe_interval": "--store video: frames between keyframes of the re-encoded video.",
     "reencode": SettingFlag("--store video: re-encode (default) or store the source bytes as they are.",
                             names=("--reencode/--copy",)),
-    "frames": SettingFlag("Frames per clip."),
-    "stride": SettingFlag("Temporal stride."),
-    "seed": SettingFlag("Seed recorded in the metadata."),
+    "frames": "Frames per clip.",
+    "stride": "Temporal stride.",
+    "seed": "Seed recorded in the metadata.",
     **OUTPUT_FLAGS,
 }
 
