@@ -122,7 +122,8 @@ def _flag_parameter(name: str, flag: SettingFlag, annotation: Any, default: Any)
 
 
 def _first_spelling(name: str, flag: SettingFlag) -> str:
-    return (flag.names or (_spelling(name),))[0]
+    """How messages name the flag: its first spelling, "--reencode" of "--reencode/--copy"."""
+    return (flag.names or (_spelling(name),))[0].split("/")[0]
 
 
 def _spelling(name: str) -> str:
@@ -157,9 +158,13 @@ def _given(table: dict[str, SettingFlag], values: dict[str, Any]) -> dict[str, A
         if field in given:
             raise ValueError(f"give either {spelled[field]} or {spelling}, not both")
         if flag.deprecated:
-            current = [_first_spelling(n, f) for n, f in table.items()
-                       if (f.field or n) == field and not f.deprecated]
-            typer.echo(f"warning: {spelling} is deprecated; use {current[0] if current else '--set ' + field}",
-                       err=True)
+            _warn_deprecated(table, field, spelling)
         given[field], spelled[field] = list(value) if isinstance(value, tuple) else value, spelling
     return given
+
+
+def _warn_deprecated(table: dict[str, SettingFlag], field: str, spelling: str) -> None:
+    current = [_first_spelling(name, flag) for name, flag in table.items()
+               if (flag.field or name) == field and not flag.deprecated]
+    typer.echo(f"warning: {spelling} is deprecated; use {current[0] if current else '--set ' + field}",
+               err=True)
