@@ -1,14 +1,20 @@
-"""Checkpoints: written atomically, the last K kept, loaded without unpickling.
+"""Checkpoints: written atomically, the last K kept, loaded without unpickling, described.
 
 A checkpoint is a dict that `torch.load(..., weights_only=True)` reads: tensors, numbers,
 strings, lists and dicts only. `model` holds the state dict with VideoMAE / SMILE key names, so
 the authors' code reads it as `checkpoint["model"]`.
+
+`read_checkpoint` describes any supported file, this project's pretraining / finetuning
+checkpoints and the authors' VideoMAE / SMILE files (SPEC §7), as a `CheckpointInfo` (layout,
+model size, geometry, classes); evaluation, probing and finetuning build their models from it.
+The key names of foreign files are mapped in checkpoint_keys.py.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +22,16 @@ import torch
 
 from smile_data.io import atomic_path, remove_stale_temporaries
 from smile_data.processes import hold_until_exit
+from smile_train.checkpoint_keys import POSITION_TABLES, detect_layout, unwrap_state
+from smile_train.model import FRAMES, IMG_SIZE, SIZES, ClassifierModel, VideoViTEncoder, size_spec
+from smile_train.settings_check import MAX_FRAMES, MAX_INPUT_SIZE
 
 FORMAT = "smile-train-checkpoint"
 FORMAT_VERSION = 1
 STEP_PATTERN = re.compile(r"^step-(\d{9})\.pt$")
 FINAL_NAME = "final.pt"
+MAX_TOKENS = 32 * 1568  # tokens per clip; 32x the reference 8 x 14 x 14 (position tables grow with it)
+BLOCK_PATTERN = re.compile(r"^blocks\.(\d+)\.")
 
 
 def step_path(folder: Path, step: int) -> Path:
@@ -96,3 +107,147 @@ class RunCheckpoints:
             with atomic_path(self.final) as tmp:  # a hard link: written once, survives pruning
                 os.link(last, tmp)
             prune_checkpoints(self.folder, self.keep)
+
+
+# --- reading: what a checkpoint holds, and the models built from it -------------------------------
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint holds, independent of who wrote it."""
+
+    path: str
+    layout: str  # "pretrain" (encoder.* + decoder), "classifier" (blocks.* + head), "encoder"
+    size: str  # key of smile_train.model.SIZES
+    state: dict[str, torch.Tensor]  # unwrapped tensors, position tables removed
+    input_size: int
+    frames: int
+    tubelet: int
+    patch: int
+    num_classes: int = 0  # classifier head outputs (0: no head)
+    class_names: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # the training settings, when stored
+
+    @property
+    def encoder_prefix(self) -> str:
+        return "encoder." if self.layout == "pretrain" else ""
+
+    @property
+    def geometry(self) -> dict[str, int]:
+        """The clip geometry as model constructor arguments."""
+        return {"img_size": self.input_size, "frames": self.frames, "tubelet": self.tubelet, "patch": self.patch}
+
+
+def infer_size(state: dict[str, torch.Tensor], prefix: str, declared: str | None, where: str) -> str:
+    """The SIZES entry whose width and depth the weights have (the declared one when it fits)."""
+    width = state[f"{prefix}patch_embed.proj.weight"].shape[0]
+    depth = len({m.group(1) for k in state if (m := BLOCK_PATTERN.match(k[len(prefix):]))})
+    fits = [name for name, spec in SIZES.items() if (spec.width, spec.depth) == (width, depth)]
+    if declared in fits:
+        return declared
+    if not fits:
+        known = ", ".join(f"{n} ({s.width} wide, {s.depth} deep)" for n, s in SIZES.items())
+        raise ValueError(f"{where}: a {width}-wide, {depth}-deep ViT is not a known size ({known})")
+    return fits[0]
+
+
+def read_checkpoint(path: str | Path, input_size: int = 0, frames: int = 0) -> CheckpointInfo:
+    """Read a checkpoint safely (weights only) and describe it; ValueError if it fits no layout.
+
+    Clip geometry: the arguments when > 0, else the stored settings, else 224 px x 16 frames
+    (the authors' files store none; position tables are rebuilt, never read from files).
+    """
+    raw = load_checkpoint(path)
+    try:
+        state = unwrap_state(raw)
+        layout = detect_layout(set(state))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    state = {k: v for k, v in state.items() if k.split(".")[-1] not in POSITION_TABLES}
+    settings = raw.get("settings") if isinstance(raw.get("settings"), dict) else {}
+    prefix = "encoder." if layout == "pretrain" else ""
+    size = infer_size(state, prefix, settings.get("model"), str(path))
+    kernel = state[f"{prefix}patch_embed.proj.weight"].shape  # (width, 3, tubelet, patch, patch)
+    head = state.get("head.weight")
+    names = raw.get("class_names") if isinstance(raw.get("class_names"), list) else []
+    info = CheckpointInfo(
+        path=str(path), layout=layout, size=size, state=state,
+        input_size=input_size or _stored_number(settings, "input_size", IMG_SIZE, path),
+        frames=frames or _stored_number(settings, "frames", FRAMES, path),
+        tubelet=int(kernel[2]), patch=int(kernel[3]),
+        num_classes=int(head.shape[0]) if head is not None else 0,
+        class_names=[str(n) for n in names], settings=settings,
+    )
+    check_geometry(info)
+    return info
+
+
+def _stored_number(settings: dict[str, Any], name: str, default: int, path: str | Path) -> int:
+    value = settings.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{path}: stored setting {name!r} is {value!r}, not an integer")
+    return value
+
+
+def check_geometry(info: CheckpointInfo) -> None:
+    """Refuse, before any model is allocated, a clip geometry no model of this project has.
+
+    The geometry comes from the file's stored settings (or the command line): a stored
+    input_size of 100000 would otherwise allocate a position table of many gigabytes.
+    """
+    where = f"{info.path}: input_size {info.input_size} x frames {info.frames}"
+    if not (0 < info.input_size <= MAX_INPUT_SIZE and 0 < info.frames <= MAX_FRAMES):
+        raise ValueError(f"{where} is outside 1..{MAX_INPUT_SIZE} px x 1..{MAX_FRAMES} frames")
+    if info.patch < 1 or info.tubelet < 1 or info.input_size % info.patch or info.frames % info.tubelet:
+        raise ValueError(f"{where} does not split into {info.tubelet}x{info.patch}x{info.patch} tubelets")
+    tokens = (info.input_size // info.patch) ** 2 * (info.frames // info.tubelet)
+    if tokens > MAX_TOKENS:
+        raise ValueError(f"{where} with {info.patch}-px patches makes {tokens} tokens, over {MAX_TOKENS}")
+
+
+def classifier_from_checkpoint(info: CheckpointInfo, **options) -> ClassifierModel:
+    """The finetuned ClassifierModel of a classifier checkpoint, weights loaded strictly."""
+    if info.layout != "classifier" or not info.num_classes:
+        raise ValueError(f"{info.path}: holds a {info.layout} model without a classification head; "
+                         "finetune it first (`smile-train finetune --init`), or use linear-probe")
+    model = ClassifierModel(info.size, info.num_classes, **info.geometry, **options)
+    model.load_state_dict(info.state, strict=True)
+    return model
+
+
+def feature_encoder_from_checkpoint(info: CheckpointInfo) -> torch.nn.Module:
+    """The frozen backbone of any checkpoint: videos (B, 3, T, H, W) -> pooled features (B, C).
+
+    Pretraining checkpoints: mean over the encoder's normalised tokens. Finetuned ones: the
+    classifier's pre-logits (mean pool, then fc_norm).
+    """
+    if info.layout == "classifier":
+        state = {k: v for k, v in info.state.items() if not k.startswith("head.")}
+        model = ClassifierModel(info.size, 0, **info.geometry)
+        model.load_state_dict(state, strict=True)
+        return _PreLogits(model).eval()
+    spec = size_spec(info.size)
+    encoder = VideoViTEncoder(spec.width, spec.depth, spec.heads, info.input_size, info.frames,
+                              info.tubelet, info.patch)
+    prefix = info.encoder_prefix
+    encoder.load_state_dict({k[len(prefix):]: v for k, v in info.state.items() if k.startswith(prefix)
+                             and k[len(prefix):].startswith(("patch_embed.", "blocks.", "norm."))}, strict=True)
+    return _MeanTokens(encoder).eval()
+
+
+class _PreLogits(torch.nn.Module):
+    def __init__(self, model: ClassifierModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, videos: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(videos), pre_logits=True)
+
+
+class _MeanTokens(torch.nn.Module):
+    def __init__(self, encoder: VideoViTEncoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, videos: torch.Tensor) -> torch.Tensor:
+        return self.encoder(videos).mean(dim=1)  # (B, width)

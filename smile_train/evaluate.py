@@ -32,7 +32,7 @@ from smile_data.io import write_json_atomic
 from smile_data.shards.reader import decode_sample
 from smile_train import runtime as rt
 from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
-from smile_train.export import build_classifier, read_checkpoint
+from smile_train.checkpoint import classifier_from_checkpoint, read_checkpoint
 from smile_data.video import VideoLimits, decode_frames, probe_video
 from smile_train.finetune_settings import KINETICS_TEST_CLIPS, EvalSettings, read_class_names
 from smile_train.sampling import test_indices
@@ -275,7 +275,7 @@ def run_evaluate(s: EvalSettings) -> dict[str, Any]:
     urls = expand_urls(s.shards)
     runtime = rt.setup(s.device, s.precision)
     with rt.process_group(runtime):
-        model = build_classifier(info).to(runtime.device)
+        model = classifier_from_checkpoint(info).to(runtime.device)
         report = evaluate_model(model, urls, s, runtime, info.num_classes, names)
         report = {**report, "checkpoint": s.checkpoint, "shards": urls, "settings": settings_to_dict(s)}
         if runtime.is_main:

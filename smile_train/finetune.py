@@ -29,7 +29,6 @@ from smile_data.config import load_settings, settings_to_dict
 from smile_data.io import write_json_atomic
 from smile_data.progress_bar import progress_bar
 from smile_train import checkpoint as ckpt
-from smile_train import export
 from smile_train import runtime as rt
 from smile_train.augment import erase_boxes
 from smile_train.checkpoint_keys import pretrain_state_to_classifier
@@ -250,8 +249,8 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
     model_ema, the averaged weights are tested too (<out_dir>/eval_ema.json)."""
     if not s.val_shards:
         return None
-    info = export.read_checkpoint(final_path)
-    model = export.build_classifier(info).to(runtime.device)
+    info = ckpt.read_checkpoint(final_path)
+    model = ckpt.classifier_from_checkpoint(info).to(runtime.device)
     settings = EvalSettings(checkpoint=str(final_path), shards=s.val_shards, test_clips=s.test_clips,
                             test_crops=s.test_crops, num_workers=s.num_workers, device=s.device,
                             precision=s.precision, temporal=s.temporal, stride=s.stride,

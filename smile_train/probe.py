@@ -24,9 +24,9 @@ from smile_data.config import settings_to_dict
 from smile_data.io import atomic_path, sha256_file, write_json_atomic
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
+from smile_train.checkpoint import CheckpointInfo, feature_encoder_from_checkpoint, read_checkpoint
 from smile_train.data import REMOTE_PREFIXES, expand_urls
 from smile_train.evaluate import ClipOutput, accuracy_report, collect_outputs, video_scores, view_loader
-from smile_train.export import CheckpointInfo, build_feature_encoder, read_checkpoint
 from smile_train.finetune_settings import ProbeSettings, read_class_names
 from smile_train.settings_check import check_settings
 
@@ -85,7 +85,7 @@ def extract_features(info: CheckpointInfo, checkpoint_sha256: str, shards: str, 
         if runtime.is_main:
             print(f"features from cache {path}")
         return load_features(path)
-    encoder = build_feature_encoder(info).to(runtime.device)
+    encoder = feature_encoder_from_checkpoint(info).to(runtime.device)
     loader = view_loader(urls, info.input_size, crops, info.frames, s.feature_batch_size,
                          s.num_workers, runtime, s.max_corrupt_samples)
     clips = collect_outputs(encoder, loader, runtime)

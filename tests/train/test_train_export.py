@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from smile_train.checkpoint import load_checkpoint, save_checkpoint
 from smile_train.cli import app
-from smile_train.export import export_hf, import_authors, read_checkpoint
+from smile_train.checkpoint import read_checkpoint
+from smile_train.export import export_hf, import_authors
 from smile_train.model import ClassifierModel, PretrainModel
 
 SIZE, FRAMES = 32, 4
