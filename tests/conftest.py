@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -32,6 +33,28 @@ def _moving_square_clip(rng: np.random.Generator, frames: int, size: int) -> tup
     return clip, boxes
 
 
+def _moving_square_sample(rng: np.random.Generator, index: int, frames: int, size: int,
+                          label_count: int) -> tuple[str, dict[str, bytes]]:
+    """(key, members) of sample `index`: PNG frames, metadata and, with label_count, a label."""
+    frames_array, boxes = _moving_square_clip(rng, frames, size)
+    key = layout.sample_key(index)
+    label = index % label_count if label_count else None
+    metadata = {
+        "schema_version": layout.SCHEMA_VERSION, "key": key, "seed": index,
+        "frames": frames, "height": size, "width": size, "codec": "png",
+        "background": {"kind": "noise", "source": None, "frame_indices": None},
+        "objects": [{"kind": "patch", "bank_path": None, "lvis_id": None, "name": None,
+                     "boxes": boxes, "angles": [0.0] * frames}],
+        "label": label,
+    }
+    members = {layout.frame_extension(t, "png"): cv2.imencode(".png", f[..., ::-1])[1].tobytes()
+               for t, f in enumerate(frames_array)}
+    members["json"] = layout.encode_metadata(metadata)
+    if label is not None:
+        members["cls"] = layout.encode_label(label)
+    return key, members
+
+
 def write_test_shards(folder: Path, clips: int, frames: int = 16, size: int = 64,
                       per_shard: int = 4, seed: int = 0, label_count: int = 0) -> list[Path]:
     """Shards in the project's layout with a dataset.json listing per-shard sample counts."""
@@ -40,30 +63,9 @@ def write_test_shards(folder: Path, clips: int, frames: int = 16, size: int = 64
     shards = []
     for first in range(0, clips, per_shard):
         path = folder / layout.shard_name("clips", first // per_shard)
-        with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-            count = min(per_shard, clips - first)
-            for index in range(first, first + count):
-                frames_array, boxes = _moving_square_clip(rng, frames, size)
-                key = layout.sample_key(index)
-                label = index % label_count if label_count else None
-                metadata = {
-                    "schema_version": layout.SCHEMA_VERSION, "key": key, "seed": index,
-                    "frames": frames, "height": size, "width": size, "codec": "png",
-                    "background": {"kind": "noise", "source": None, "frame_indices": None},
-                    "objects": [{"kind": "patch", "bank_path": None, "lvis_id": None, "name": None,
-                                 "boxes": boxes, "angles": [0.0] * frames}],
-                    "label": label,
-                }
-                members = {layout.frame_extension(t, "png"): cv2.imencode(".png", f[..., ::-1])[1].tobytes()
-                           for t, f in enumerate(frames_array)}
-                members["json"] = layout.encode_metadata(metadata)
-                if label is not None:
-                    members["cls"] = layout.encode_label(label)
-                for extension, payload in members.items():
-                    info = tarfile.TarInfo(f"{key}.{extension}")
-                    info.size = len(payload)
-                    tar.addfile(info, io.BytesIO(payload))
-        shards.append(path)
+        indices = range(first, first + min(per_shard, clips - first))
+        samples = (_moving_square_sample(rng, index, frames, size, label_count) for index in indices)
+        shards.append(write_clip_shard(path, samples, tarfile.USTAR_FORMAT))
     write_test_card(folder, shards)
     return shards
 
@@ -101,11 +103,12 @@ def tiny_shards(tmp_path_factory) -> Path:
     return folder
 
 
-def write_clip_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
+def write_clip_shard(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]],
+                     tar_format: int = tarfile.GNU_FORMAT) -> Path:
     """A tar of (key, {extension: bytes}) samples, members in the given order: lets a test craft
     any shard, valid or not, without going through the project's writer."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+    with tarfile.open(path, "w", format=tar_format) as tar:
         for key, members in samples:
             for extension, payload in members.items():
                 info = tarfile.TarInfo(f"{key}.{extension}")
