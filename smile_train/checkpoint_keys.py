@@ -40,6 +40,10 @@ class KeyReport:
     head: dict[str, torch.Tensor] = field(default_factory=dict)  # a classifier's head.* tensors
     fresh: list[str] = field(default_factory=list)  # model keys left at their initial values
 
+    def record(self) -> dict[str, Any]:
+        """The report as plain values (finetuning checkpoints store it)."""
+        return {"layout": self.layout, "loaded": len(self.kept), "dropped": self.dropped, "fresh": self.fresh}
+
     def summary(self) -> str:
         parts = [f"layout {self.layout}: {len(self.kept)} tensors loaded"]
         if self.dropped:
@@ -140,3 +144,23 @@ def pretrain_state_to_classifier(state_dict: Mapping[str, Any],
                          f"shape mismatch {_sample(mismatched) or 'none'}")
     report.dropped += sorted(k for k in available if k not in merged)
     return merged, report
+
+
+def pretrain_state_to_pretrain(state_dict: Mapping[str, Any],
+                               model: nn.Module) -> tuple[dict[str, torch.Tensor], KeyReport]:
+    """A complete state for a PretrainModel from another pretraining run (stage 1 -> stage 2).
+
+    Every encoder tensor must be in the file with the model's shape, or ValueError; the other
+    tensors (decoder, mask token) are taken when their shapes fit and otherwise keep the model's
+    fresh values (another target, e.g. pixels after CLIP features).
+    """
+    weights = unwrap_state(state_dict)
+    own = model.state_dict()
+    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    missing = sorted(k for k in own if k.startswith(ENCODER_PREFIX) and k not in usable)
+    if missing:
+        raise ValueError(f"does not hold this model's encoder ({len(missing)} tensors missing or of another "
+                         f"shape, e.g. {missing[:3]}); is it a pretraining checkpoint of the same size?")
+    report = KeyReport("pretrain", kept=sorted(usable), dropped=sorted(set(weights) - set(usable)),
+                       fresh=sorted(set(own) - set(usable)))
+    return {key: usable.get(key, value) for key, value in own.items()}, report

@@ -28,6 +28,7 @@ from smile_train.checkpoint import CheckpointInfo, feature_encoder_from_checkpoi
 from smile_train.data import REMOTE_PREFIXES, expand_urls
 from smile_train.evaluate import ClipOutput, accuracy_report, collect_outputs, video_scores, view_loader
 from smile_train.finetune_settings import ProbeSettings, read_class_names
+from smile_train.lr_schedule import cosine_lr
 from smile_train.settings_check import check_settings
 
 CACHE_VERSION = 1
@@ -119,7 +120,7 @@ def train_head(features: torch.Tensor, labels: torch.Tensor, num_classes: int, s
         epoch_loss = 0.0
         for first in range(0, len(inputs), s.batch_size):
             batch = order[first : first + s.batch_size]
-            rt.apply_lr(optimizer, rt.cosine_lr(step, total, warmup, s.lr, s.min_lr))
+            rt.apply_lr(optimizer, cosine_lr(step, total, warmup, s.lr, s.min_lr))
             loss = F.cross_entropy(head(inputs[batch]), targets[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,4 +1,4 @@
-"""What every training loop shares: processes, device, precision, optimiser, schedule, logs.
+"""What every trainer command shares: processes, device, precision, optimiser, metrics files.
 
 Distributed training touches four visible places in a loop: `setup` here, the DDP wrap, the
 gradient sync on the last micro-step, and `teardown`. `is_main` gates all output.
@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -132,7 +131,7 @@ def broadcast_object(obj: Any, runtime: Runtime) -> Any:
     return box[0]
 
 
-# --- optimiser and schedule -------------------------------------------------------------------
+# --- optimiser ---------------------------------------------------------------------------------
 
 
 def weight_decay_groups(
@@ -161,38 +160,7 @@ def adamw(groups: list[dict[str, Any]], lr: float, betas: tuple[float, float], d
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=use_fused or None)
 
 
-def cosine_lr(step: int, total_steps: int, warmup_steps: int, peak: float, floor: float) -> float:
-    """Linear warm-up to `peak`, then half a cosine down to `floor` (per step)."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 # --- logs --------------------------------------------------------------------------------------
-
-
-class LogWindow:
-    """Means over the steps between two log lines: loss, clips/s, share of time spent waiting."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self.start, self.steps, self.loss, self.wait = time.perf_counter(), 0, 0.0, 0.0
-
-    def add(self, loss: float, data_wait_seconds: float) -> None:
-        self.steps += 1
-        self.loss += loss
-        self.wait += data_wait_seconds
-
-    def metrics(self, clips_per_step: int) -> dict[str, float]:
-        elapsed = time.perf_counter() - self.start
-        return {
-            "loss": self.loss / max(self.steps, 1),
-            "clips_per_s": self.steps * clips_per_step / elapsed,
-            "data_wait_fraction": self.wait / elapsed,
-        }
 
 
 class MetricsLog:
@@ -319,11 +287,15 @@ def optimizer_step(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     clip_grad: float,
-) -> float:
-    """Unscale, clip (0: no clipping, the norm is still measured), step, update, zero; the norm."""
+) -> torch.Tensor:
+    """Unscale, clip (0: no clipping, the norm is still measured), step, update, zero.
+
+    Returns the gradient norm as a tensor on the device: reading it is a host sync, which the
+    loops do only when they log (train_loop.TrainingLog).
+    """
     scaler.unscale_(optimizer)
     max_norm = clip_grad if clip_grad > 0 else math.inf
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(list(parameters), max_norm))
+    grad_norm = torch.nn.utils.clip_grad_norm_(list(parameters), max_norm)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)

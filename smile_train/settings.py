@@ -16,7 +16,6 @@ from smile_train.masking import OBJECT_CELLS
 from smile_train.settings_check import check_settings
 
 SECOND_MASKS = ("own", "shuffled")
-IMAGENET_BATCH_REFERENCE = 256  # learning rates are given per 256 samples (lr = base_lr x batch / 256)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from smile_data.io import write_bytes_atomic
 from smile_train.data import PretrainClips, epoch_clips, resolve_sources
 from smile_train.data import batches_skipped_per_worker
 from smile_train.geometry import PATCH, TUBELET
-from smile_train.pretrain import micro_batch_plan
+from smile_train.train_loop import micro_batch_plan
 from smile_train.settings import load_pretrain_stages
 
 BOX_COLOUR = (0, 255, 0)  # RGB

@@ -4,7 +4,6 @@ starts from authors-format weights, and the CLI commands run on the result."""
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -20,14 +19,17 @@ from smile_train import runtime as rt
 from smile_train.checkpoint import load_checkpoint, save_checkpoint
 from smile_train.cli import app
 from smile_data.config import load_settings
-from smile_train.finetune import build_model, finetune_lr, load_init_weights, lr_floor, run_finetune, update_ema
+from smile_train.checkpoint_keys import pretrain_state_to_classifier
+from smile_train.finetune import build_model, run_finetune, schedule, update_ema
 from smile_train.finetune_settings import FinetuneSettings
 from smile_train.model import SIZES, PretrainModel
-from tests.conftest import write_test_card
+from smile_train.train_loop import load_initial_weights
+from tests.conftest import write_clip_shard, write_test_card
 
 SIZE, WIDTH, HEIGHT, FRAMES = 32, 40, 32, 8  # packed frames are wider than tall, like videos
 TINTS = ((200, 40, 40), (40, 200, 40))  # class 0 reddish, class 1 greenish
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "finetune"
+CPU = rt.Runtime(0, 1, 0, torch.device("cpu"), torch.float32)
 
 
 
@@ -67,16 +69,9 @@ def write_labelled_shards(folder: Path, videos: int, clips_per_video: int, seed:
             members["json"] = layout.encode_metadata(metadata)
             members["cls"] = layout.encode_label(label)
             samples.append((key, members))
-    shards = []
-    for first in range(0, len(samples), per_shard):
-        path = folder / layout.shard_name("clips", first // per_shard)
-        with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-            for key, members in samples[first : first + per_shard]:
-                for extension, payload in members.items():
-                    info = tarfile.TarInfo(f"{key}.{extension}")
-                    info.size = len(payload)
-                    tar.addfile(info, io.BytesIO(payload))
-        shards.append(path)
+    shards = [write_clip_shard(folder / layout.shard_name("clips", first // per_shard),
+                               samples[first : first + per_shard], tarfile.USTAR_FORMAT)
+              for first in range(0, len(samples), per_shard)]
     write_test_card(folder, shards)
     return folder
 
@@ -178,19 +173,23 @@ def test_released_recipes_and_their_test_views():
         assert {key: getattr(s, key) for key in values} == values, config
         assert (s.rand_augment_ops, s.rand_augment_magnitude, s.crop_scale, s.erase_prob) == (4, 7.0, (0.25, 1.0), 0.25)
     # min_lr scales with the batch like base_lr: 1e-5 x 128 / 256
-    assert lr_floor(load_settings(FinetuneSettings, str(CONFIGS / "smile_vitb_ucf101.yaml"), {})) == pytest.approx(5e-6)
+    ucf101 = load_settings(FinetuneSettings, str(CONFIGS / "smile_vitb_ucf101.yaml"), {"clips_per_epoch": 128})
+    assert schedule(ucf101, [])[1].floor == pytest.approx(5e-6)
 
 
 def test_per_step_lr_is_the_released_cosine_scheduler():
     """utils.cosine_scheduler of the released finetuning, written out: a linspace from warmup_lr
     to the peak over the warm-up steps, then the cosine from the peak towards min_lr over the
     remaining steps (index i / their count); warmup_lr, min_lr and the peak scale with batch/256."""
-    s = FinetuneSettings(batch_size=64, base_lr=1e-3, min_lr=1e-6, warmup_lr=1e-6)
+    s = FinetuneSettings(batch_size=64, base_lr=1e-3, min_lr=1e-6, warmup_lr=1e-6, epochs=5, warmup_epochs=1,
+                         clips_per_epoch=8 * 64)
     total, warmup, peak = 40, 8, 1e-3 * 64 / 256
     start, floor = 1e-6 * 64 / 256, 1e-6 * 64 / 256
     released = list(np.linspace(start, peak, warmup)) + [
         floor + 0.5 * (peak - floor) * (1 + np.cos(np.pi * i / (total - warmup))) for i in range(total - warmup)]
-    ours = [finetune_lr(step, total, warmup, peak, s) for step in range(total)]
+    steps, lrs = schedule(s, [])
+    assert (steps, lrs.warmup_steps, lrs.peak) == (total, warmup, peak)
+    ours = [lrs.lr(step) for step in range(total)]
     np.testing.assert_allclose(ours, released, rtol=1e-12, atol=0)
     assert ours[0] == pytest.approx(2.5e-7) and ours[warmup - 1] == pytest.approx(peak) and ours[-1] > floor
 
@@ -200,10 +199,13 @@ def test_released_warm_up_starts_at_zero(config):
     """The released run_class_finetuning.py scales --warmup_lr with the batch but calls
     cosine_scheduler without a start value, whose default is 0: the warm-up is
     linspace(0, peak, W). Hand values for W = 5 warm-up steps of 20: step k reads peak x k / 4."""
-    s = load_settings(FinetuneSettings, str(CONFIGS / f"{config}.yaml"), {})
+    s = load_settings(FinetuneSettings, str(CONFIGS / f"{config}.yaml"), {"epochs": 4, "warmup_epochs": 1})
+    s.clips_per_epoch = 5 * s.batch_size
     assert s.warmup_lr == 0.0
     peak = s.base_lr * s.batch_size / 256  # K400: 6.25e-5; UCF101 / HMDB51: 2.5e-4
-    ours = [finetune_lr(step, 20, 5, peak, s) for step in range(5)]
+    steps, lrs = schedule(s, [])
+    assert (steps, lrs.warmup_steps) == (20, 5)
+    ours = [lrs.lr(step) for step in range(5)]
     assert ours == pytest.approx([0.0, peak / 4, peak / 2, 3 * peak / 4, peak], rel=1e-12, abs=0)
 
 
@@ -259,17 +261,17 @@ def test_init_loads_authors_files_with_no_missing_encoder_keys(variant, tmp_path
     path = tmp_path / "authors.pth"
     torch.save({"module" if classes else "model": state, "epoch": 10}, path)
     model = build_model(FinetuneSettings(model="tiny", num_classes=2, input_size=SIZE, frames=FRAMES))
-    report = load_init_weights(model, str(path), rt.Runtime(0, 1, 0, torch.device("cpu"), torch.float32))
+    report = load_initial_weights(model, str(path), CPU, pretrain_state_to_classifier)
     own = model.state_dict()
     backbone = [k for k in own if k.startswith(("patch_embed.", "blocks."))]
     prefix = "" if classes else "encoder."
     assert all(torch.equal(own[k], state[prefix + k]) for k in backbone)
-    assert not [k for k in report["fresh"] if k.startswith(("patch_embed.", "blocks."))]
+    assert not [k for k in report.fresh if k.startswith(("patch_embed.", "blocks."))]
     expected_fresh = {0: {"fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"},
                       2: set(), 5: {"head.weight", "head.bias"}}[classes]
-    assert set(report["fresh"]) == expected_fresh
+    assert set(report.fresh) == expected_fresh
     if classes == 0:
-        assert "norm.weight" in report["dropped"] and "decoder.head.weight" in report["dropped"]
+        assert "norm.weight" in report.dropped and "decoder.head.weight" in report.dropped
 
 
 def test_init_loads_this_projects_pretraining_checkpoint(tmp_path):
@@ -278,8 +280,8 @@ def test_init_loads_this_projects_pretraining_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "final.pt", {"model": pretrained.state_dict(), "optimizer": optimizer.state_dict(),
                                             "step": 10, "settings": {"model": "tiny"}})
     model = build_model(FinetuneSettings(model="tiny", num_classes=2, input_size=SIZE, frames=FRAMES))
-    report = load_init_weights(model, str(tmp_path / "final.pt"), rt.Runtime(0, 1, 0, torch.device("cpu"), torch.float32))
-    assert report["layout"] == "pretrain" and torch.equal(
+    report = load_initial_weights(model, str(tmp_path / "final.pt"), CPU, pretrain_state_to_classifier)
+    assert report.layout == "pretrain" and torch.equal(
         model.state_dict()["blocks.3.attn.q_bias"], pretrained.state_dict()["encoder.blocks.3.attn.q_bias"])
 
 
@@ -288,7 +290,7 @@ def test_init_refuses_a_file_that_matches_nothing(tmp_path):
     save_checkpoint(path, {"model": {"conv1.weight": torch.zeros(3)}})
     model = build_model(FinetuneSettings(model="tiny", num_classes=2, input_size=SIZE, frames=FRAMES))
     with pytest.raises(ValueError, match="no known layout"):
-        load_init_weights(model, str(path), rt.Runtime(0, 1, 0, torch.device("cpu"), torch.float32))
+        load_initial_weights(model, str(path), CPU, pretrain_state_to_classifier)
 
 
 def test_cli_evaluate_probe_export_and_import_on_the_finetuned_run(finetuned, labelled, tmp_path):

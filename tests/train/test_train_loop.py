@@ -18,8 +18,9 @@ from smile_train import runtime as rt
 from smile_train.checkpoint import load_checkpoint
 from smile_train.data import PretrainClips, expand_urls
 from smile_train.model import build_pretrain_model
-from smile_train.pretrain import masked_loss, micro_batch_plan, run_pretrain
+from smile_train.pretrain import masked_loss, run_pretrain
 from smile_train.settings import PretrainSettings, load_pretrain_stages
+from smile_train.train_loop import micro_batch_plan
 
 REPO = Path(__file__).resolve().parents[2]
 
