@@ -33,7 +33,7 @@ from smile_train.checkpoint_keys import pretrain_state_to_classifier
 from smile_train.data import count_samples, expand_urls
 from smile_train.evaluate import evaluate_model
 from smile_train.finetune_data import build_finetune_loader, mix_batch, soft_cross_entropy
-from smile_train.finetune_settings import EvalSettings, FinetuneSettings, check_finetune_settings, read_class_names
+from smile_train.finetune_settings import EvalSettings, FinetuneSettings, read_class_names
 from smile_train.lr_schedule import LrSchedule, per_batch, run_length, warmup_share
 from smile_train.model import ClassifierModel, build_classifier
 from smile_train.settings_check import check_settings
@@ -117,7 +117,7 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
         return checkpoints.final
     if not s.shards:
         raise ValueError("finetune needs shards (--shards or `shards:` in the config)")
-    check_finetune_settings(s)
+    check_settings(s)
     class_names = read_class_names(s.class_names, s.num_classes)
     urls = expand_urls(s.shards)
     total_steps, lr_schedule = schedule(s, urls)

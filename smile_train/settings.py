@@ -11,11 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smile_data.config import SettingsError, apply_overrides, plain_name, read_yaml
-from smile_train.lr_schedule import SCHEDULE_PACES
-from smile_train.masking import OBJECT_CELLS
 from smile_train.settings_check import check_settings
-
-SECOND_MASKS = ("own", "shuffled")
 
 
 @dataclass
@@ -98,22 +94,6 @@ class PretrainSettings:
     log_every_steps: int = 10
 
 
-def check_pretrain_settings(s: PretrainSettings, source: str) -> None:
-    """Refuse choices the loop cannot run, naming the setting (before any data is read)."""
-    if s.second_mask not in SECOND_MASKS:
-        raise SettingsError(f"{source}: second_mask {s.second_mask!r} must be one of {', '.join(SECOND_MASKS)}")
-    if s.object_cells not in OBJECT_CELLS:
-        raise SettingsError(f"{source}: object_cells {s.object_cells!r} must be one of {', '.join(OBJECT_CELLS)}")
-    if s.schedule_pace not in SCHEDULE_PACES:
-        raise SettingsError(f"{source}: schedule_pace {s.schedule_pace!r} must be one of {', '.join(SCHEDULE_PACES)}")
-    if s.mask_repeats < 1 or s.epochs < 1 or s.schedule_epochs < 0 or s.warmup_epochs < 0:
-        raise SettingsError(f"{source}: mask_repeats and epochs must be >= 1, schedule_epochs and warmup_epochs >= 0")
-    if s.schedule_pace == "pass" and not s.schedule_epochs:
-        raise SettingsError(f"{source}: schedule_pace pass reads a schedule of its own length; set schedule_epochs")
-    if s.schedule_epochs and s.warmup_epochs > s.schedule_epochs:
-        raise SettingsError(f"{source}: warmup_epochs {s.warmup_epochs} exceeds schedule_epochs {s.schedule_epochs}")
-
-
 def split_stage_overrides(overrides: dict[str, Any], stage_names: list[str]) -> tuple[dict, dict]:
     """`--set key=v` applies to every stage, `--set stage.key=v` to one stage."""
     shared, per_stage = {}, {name: {} for name in stage_names}
@@ -149,7 +129,6 @@ def load_pretrain_stages(
         stage = {k: v for k, v in stage.items() if k != "name"}
         settings = apply_overrides(base, stage, source=f"{config} stage {name}")
         settings = apply_overrides(settings, {**shared_cli, **stage_cli[name]}, source="--set")
-        check_settings(settings, f"{config or 'settings'} stage {name}")  # values, by field name
-        check_pretrain_settings(settings, f"{config or 'settings'} stage {name}")  # combinations
+        check_settings(settings, f"{config or 'settings'} stage {name}")
         resolved.append((name, settings))
     return resolved

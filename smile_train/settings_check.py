@@ -4,7 +4,8 @@
 of 1.5 would otherwise surface much later as a ZeroDivisionError, a traceback deep in the loader
 or a blame on "corrupt samples". One table of rules per field name serves every trainer
 settings dataclass (pretraining, finetuning, evaluation, probing): a rule applies to a dataclass
-when it has a field of that name.
+when it has a field of that name; a rule on a combination of fields, when it has all of them.
+Every check of a trainer setting lives here.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from typing import Any, Callable
 from smile_data.config import SettingsError
 from smile_data.shards.dataset import SHA256_PATTERN
 from smile_data.shards.integrity import INTEGRITY_MODES, MISMATCH_POLICIES
+from smile_train.finetune_settings import (
+    ERASE_MODES, MAX_RAND_AUGMENT_OPS, MAX_REPEATED_AUGMENT, RAND_AUGMENT_LEVEL_MAX,
+)
 from smile_train.geometry import PATCH, TUBELET
-from smile_train.masking import MASK_KINDS
+from smile_train.lr_schedule import SCHEDULE_PACES
+from smile_train.masking import MASK_KINDS, OBJECT_CELLS
 from smile_train.model import ATTENTION_IMPLS, SIZES, TARGETS
 
 MAX_INPUT_SIZE = 1024  # pixels per side; 4.6x the reference 224, far past any recipe
@@ -26,6 +31,7 @@ MAX_SEED = (1 << 63) - 1  # torch seeds are 64-bit
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 CROPS = ("multiscale", "none")
 DEVICES = ("auto", "cpu", "cuda")
+SECOND_MASKS = ("own", "shuffled")  # pretrain.second_masks
 
 # field -> (test, what the value must be)
 Rule = tuple[Callable[[Any], bool], str]
@@ -66,11 +72,11 @@ POSITIVE = ("batch_size", "epochs", "mask_repeats", "save_every_steps", "log_eve
             "keep_checkpoints", "num_classes", "test_clips", "test_crops", "train_crops",
             "feature_batch_size")
 NON_NEGATIVE = ("max_steps", "clips_per_epoch", "micro_batch_size", "num_workers", "shuffle_buffer",
-                "max_corrupt_samples", "warmup_epochs", "crop_max_distort", "rand_augment_ops",
+                "max_corrupt_samples", "warmup_epochs", "schedule_epochs", "crop_max_distort",
                 "base_lr", "lr", "min_lr", "weight_decay", "clip_grad", "mixup", "cutmix",
-                "rand_augment_magnitude", "rand_augment_magnitude_std")
+                "rand_augment_magnitude_std")
 FRACTIONS = ("traj_unmask_ratio", "drop_path", "head_drop", "rand_augment_prob", "mixup_prob",
-             "mixup_switch_prob", "label_smoothing")
+             "mixup_switch_prob", "label_smoothing", "erase_prob")
 
 RULES: dict[str, Rule] = {
     **{name: _at_least(1) for name in POSITIVE},
@@ -79,6 +85,10 @@ RULES: dict[str, Rule] = {
     "seed": _between(0, MAX_SEED),
     "mask_ratio": _between(0, 1, open_low=True, open_high=True),
     "layer_decay": _between(0, 1, open_low=True),
+    "model_ema_decay": _between(0, 1, open_high=True),
+    "repeated_augment": _between(1, MAX_REPEATED_AUGMENT),
+    "rand_augment_ops": _between(0, MAX_RAND_AUGMENT_OPS),
+    "rand_augment_magnitude": _between(0, RAND_AUGMENT_LEVEL_MAX),
     "betas": ((lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)), "two numbers in [0, 1)"),
     "crop_scales": _fractions(open_low=True),
     "crop_scale": _ordered_pair(lambda x: 0 < x <= 1, "two increasing numbers in (0, 1]"),
@@ -88,6 +98,10 @@ RULES: dict[str, Rule] = {
     "model": _one_of(tuple(SIZES)),
     "target": _one_of(TARGETS),
     "mask": _one_of(MASK_KINDS),
+    "object_cells": _one_of(OBJECT_CELLS),
+    "second_mask": _one_of(SECOND_MASKS),
+    "schedule_pace": _one_of(SCHEDULE_PACES),
+    "erase_mode": _one_of(ERASE_MODES),
     "attention": _one_of(ATTENTION_IMPLS),
     "precision": _one_of(PRECISIONS),
     "crop": _one_of(CROPS),
@@ -99,6 +113,13 @@ RULES: dict[str, Rule] = {
 }
 # Zero means "the checkpoint's" only where the dataclass default is zero (evaluate, probe).
 ZERO_MEANS_DEFAULT = ("input_size", "frames")
+# (fields, test on the settings, what is wrong): checked when a dataclass has every field.
+COMBINATIONS: list[tuple[tuple[str, ...], Callable[[Any], bool], Callable[[Any], str]]] = [
+    (("schedule_pace", "schedule_epochs"), lambda s: s.schedule_pace != "pass" or s.schedule_epochs > 0,
+     lambda s: "schedule_pace pass reads a schedule of its own length; set schedule_epochs"),
+    (("warmup_epochs", "schedule_epochs"), lambda s: not s.schedule_epochs or s.warmup_epochs <= s.schedule_epochs,
+     lambda s: f"warmup_epochs {s.warmup_epochs} exceeds schedule_epochs {s.schedule_epochs}"),
+]
 
 
 def check_settings(settings: Any, source: str = "settings") -> Any:
@@ -113,6 +134,9 @@ def check_settings(settings: Any, source: str = "settings") -> Any:
         if not _holds(test, value):
             raise SettingsError(f"{source}: setting {name!r} must be {expected}, got {value!r}")
     _check_device(settings, source)
+    for names, test, problem in COMBINATIONS:
+        if all(name in defaults for name in names) and not test(settings):
+            raise SettingsError(f"{source}: {problem(settings)}")
     return settings
 
 

@@ -19,7 +19,8 @@ from smile_train.augment import (
 )
 from smile_train.data import expand_urls
 from smile_train.finetune_data import FinetuneClips, mix_batch, smoothed_one_hot, soft_cross_entropy
-from smile_train.finetune_settings import FinetuneSettings, check_finetune_settings
+from smile_train.finetune_settings import FinetuneSettings
+from smile_train.settings_check import check_settings
 from tests.conftest import write_test_shards
 
 REFERENCE = RandAugmentPolicy()  # rand-m7-n4-mstd0.5-inc1
@@ -45,11 +46,11 @@ def test_reference_settings_are_the_released_recipe():
     assert s.crop_scale == (0.25, 1.0) and (s.erase_prob, s.erase_mode) == (0.25, "pixel")
     assert s.repeated_augment == 1 and not s.model_ema and s.model_ema_decay == 0.9999
     assert (s.test_clips, s.test_crops) == (7, 3)
-    check_finetune_settings(s)
+    check_settings(s)
     for key, value in [("repeated_augment", 0), ("erase_mode", "box"), ("rand_augment_magnitude", 11.0),
                        ("model_ema_decay", 1.0), ("crop_scale", (0.0, 1.0))]:
         with pytest.raises(ValueError, match=key):
-            check_finetune_settings(FinetuneSettings(**{key: value}))
+            check_settings(FinetuneSettings(**{key: value}))
 
 
 def test_random_resized_crop_stays_in_frame_with_its_scale_and_aspect():
