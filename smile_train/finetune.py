@@ -154,9 +154,8 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
     while step < total_steps:
         rt.seed_step(s.seed, runtime.rank, step)
         lr = lr_schedule.lr(step)
-        rt.apply_lr(optimizer, lr)
-        loss, corrupt, waited = loop.accumulate_gradients(model, batches, accumulation, scaler, runtime, micro_loss)
-        grad_norm = rt.optimizer_step(raw_model.parameters(), optimizer, scaler, s.clip_grad)
+        loss, grad_norm, corrupt, waited = loop.train_step(model, raw_model, batches, accumulation, optimizer, scaler,
+                                                           lr, s.clip_grad, runtime, micro_loss)
         if ema is not None:
             update_ema(ema, raw_model, s.model_ema_decay)
         step += 1

@@ -132,9 +132,8 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     while step < total_steps:
         rt.seed_step(s.seed, runtime.rank, step)
         lr = lr_schedule.lr(step)
-        rt.apply_lr(optimizer, lr)
-        loss, corrupt, waited = loop.accumulate_gradients(model, batches, accumulation, scaler, runtime, micro_loss)
-        grad_norm = rt.optimizer_step(raw_model.parameters(), optimizer, scaler, s.clip_grad)
+        loss, grad_norm, corrupt, waited = loop.train_step(model, raw_model, batches, accumulation, optimizer, scaler,
+                                                           lr, s.clip_grad, runtime, micro_loss)
         step += 1
         log.step(step, loss, grad_norm, lr, corrupt, waited)
         if step % s.save_every_steps == 0 and step < total_steps:

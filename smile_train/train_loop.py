@@ -8,7 +8,7 @@ Both loops (pretrain.pretrain_stage, finetune.finetune) read top to bottom:
     model = wrap_model(...)                      torch.compile, then DistributedDataParallel
     log = TrainingLog(...)                       progress bar, metrics.jsonl, divergence check
     while step < total_steps:
-        seed_step, lr, accumulate_gradients, rt.optimizer_step, log.step, checkpoint
+        seed_step, lr, train_step (forward, backward, optimiser), log.step, checkpoint
     finish_run(...)                              same weights on every rank? final.pt, plot
 
 No host sync per step: a step's loss and gradient norm stay on the device. `TrainingLog` reads
@@ -106,15 +106,17 @@ def training_state(raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             "step": step, "stage": stage, "settings": settings_to_dict(settings), **extra}
 
 
-def accumulate_gradients(model: torch.nn.Module, batches: Iterator[dict], accumulation: int,
-                         scaler: torch.amp.GradScaler, runtime: rt.Runtime,
-                         micro_loss: Callable[[dict, int], torch.Tensor]) -> tuple[torch.Tensor, int, float]:
-    """Forward and backward over `accumulation` micro-batches of one optimiser step.
+def train_step(model: torch.nn.Module, raw_model: torch.nn.Module, batches: Iterator[dict], accumulation: int,
+               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, lr: float, clip_grad: float,
+               runtime: rt.Runtime, micro_loss: Callable[[dict, int], torch.Tensor],
+               ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """One optimiser step at rate `lr` over `accumulation` micro-batches.
 
-    `micro_loss(batch, micro_step)` is a micro-batch's mean loss. Returns the step's loss (on
-    the device, not synchronised), the corrupt samples the loader skipped and the seconds spent
-    waiting for data.
+    `micro_loss(batch, micro_step)` is a micro-batch's mean loss. Returns the step's loss and
+    gradient norm (on the device, not synchronised), the corrupt samples the loader skipped and
+    the seconds spent waiting for data.
     """
+    rt.apply_lr(optimizer, lr)
     step_loss, corrupt, waited = torch.zeros((), device=runtime.device), 0, 0.0
     for micro_step in range(accumulation):
         asked = time.perf_counter()
@@ -126,7 +128,8 @@ def accumulate_gradients(model: torch.nn.Module, batches: Iterator[dict], accumu
         loss = micro_loss(batch, micro_step) / accumulation
         scaler.scale(loss).backward()
         step_loss += loss.detach()
-    return step_loss, corrupt, waited
+    grad_norm = rt.optimizer_step(raw_model.parameters(), optimizer, scaler, clip_grad)
+    return step_loss, grad_norm, corrupt, waited
 
 
 class TrainingLog:
