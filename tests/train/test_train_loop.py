@@ -20,7 +20,7 @@ from smile_train.data import PretrainClips, expand_urls
 from smile_train.model import build_pretrain_model
 from smile_train.pretrain import masked_loss, run_pretrain
 from smile_train.settings import PretrainSettings, load_pretrain_stages
-from smile_train.train_loop import micro_batch_plan
+from smile_train.train_loop import TrainingLog, micro_batch_plan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,3 +137,28 @@ def test_two_processes_under_torchrun_end_identical(tiny_shards, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "parameters identical on 2 ranks" in result.stdout + result.stderr
     assert (tmp_path / "ddp" / "checkpoints" / "final.pt").is_file()
+
+
+def test_the_log_reads_the_device_once_per_log_line_and_names_a_diverged_step(tmp_path, monkeypatch):
+    reads = []
+    monkeypatch.setattr(rt, "mean_across_ranks", lambda value, runtime: reads.append(len(value)) or value)
+    cpu = rt.Runtime(0, 1, 0, torch.device("cpu"), torch.float32)
+    log = TrainingLog("stage", tmp_path, cpu, total_steps=7, step=0, log_every_steps=3, samples_per_step=4,
+                      checkpoint_folder=tmp_path / "checkpoints")
+    losses = [1.0, 2.0, 4.0, 0.5, 0.25, 0.125, 8.0]
+    for step, loss in enumerate(losses, start=1):
+        log.step(step, torch.tensor(loss), torch.tensor(10.0 * step), lr=0.1, corrupt=1, waited=0.0)
+        if step == 5:
+            log.settle(step)  # before a checkpoint: read, but the window stays open
+    log.close("stage")
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert reads == [3, 2, 1, 1]  # steps 1-3 at the first log line, 4-5 at the checkpoint, 6, 7
+    assert [(r["step"], r["loss"], r["grad_norm"], r["corrupt_samples"]) for r in rows] == [
+        (3, 7 / 3, 30.0, 3), (6, 0.875 / 3, 60.0, 6), (7, 8.0, 70.0, 7)]
+
+    diverged = TrainingLog("stage", tmp_path / "nan", cpu, total_steps=9, step=0, log_every_steps=3,
+                           samples_per_step=4, checkpoint_folder=tmp_path / "checkpoints")
+    diverged.step(1, torch.tensor(1.0), torch.tensor(1.0), lr=0.1, corrupt=0, waited=0.0)
+    diverged.step(2, torch.tensor(float("nan")), torch.tensor(1.0), lr=0.1, corrupt=0, waited=0.0)
+    with pytest.raises(FloatingPointError, match="loss is nan at step 2;.*checkpoints"):
+        diverged.step(3, torch.tensor(1.0), torch.tensor(1.0), lr=0.1, corrupt=0, waited=0.0)
