@@ -42,6 +42,14 @@ def set_option(what: str = "setting") -> Any:
     return typer.Option(None, "--set", help=f"key=value override of any {what} (repeatable).")
 
 
+def rank_option() -> Any:
+    return typer.Option(None, "--rank", help="This process's rank (default: RANK / SLURM_PROCID / 0).")
+
+
+def world_size_option() -> Any:
+    return typer.Option(None, "--world-size", help="Ranks in all (default: WORLD_SIZE / SLURM_NTASKS / 1).")
+
+
 def progress_option() -> Any:
     return typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
 
@@ -62,6 +70,7 @@ class SettingFlag:
     names: the flag's spellings (default: --field-name).
     default: the default as shown, where the field's value reads badly (e.g. "1 GiB").
     deprecated: an old spelling, hidden from --help; it still works and says what replaced it.
+    comma_list: a list field given as one comma-separated value (`--classes a,b`), not repeated.
     """
 
     help: str
@@ -69,6 +78,7 @@ class SettingFlag:
     names: tuple[str, ...] = ()
     default: str = ""
     deprecated: bool = False
+    comma_list: bool = False
 
 
 def setting_flags(cls: type, table: dict[str, SettingFlag | str]) -> Callable:
@@ -118,7 +128,7 @@ def _flag_parameter(name: str, flag: SettingFlag, annotation: Any, default: Any)
     names = flag.names or (_spelling(name),)
     option = typer.Option(None, *names, help=_help_text(flag, default), hidden=flag.deprecated)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                             annotation=annotation)
+                             annotation=str if flag.comma_list else annotation)
 
 
 def _first_spelling(name: str, flag: SettingFlag) -> str:
@@ -159,6 +169,8 @@ def _given(table: dict[str, SettingFlag], values: dict[str, Any]) -> dict[str, A
             raise ValueError(f"give either {spelled[field]} or {spelling}, not both")
         if flag.deprecated:
             _warn_deprecated(table, field, spelling)
+        if flag.comma_list:
+            value = [part.strip() for part in value.split(",") if part.strip()]
         given[field], spelled[field] = list(value) if isinstance(value, tuple) else value, spelling
     return given
 

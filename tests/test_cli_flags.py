@@ -32,6 +32,7 @@ TOY_FLAGS = {
     "old_out": SettingFlag("Old spelling of --out.", field="out_dir", names=("--old-out",),
                            deprecated=True),
     "fast": SettingFlag("Go fast.", names=("--fast/--slow",)),
+    "kind_list": SettingFlag("Kinds, comma-separated.", field="kinds", comma_list=True),
 }
 
 
@@ -70,6 +71,7 @@ def test_flags_take_type_and_default_from_the_dataclass():
     got = _show(app, "--size", "64", "--kind", "noise", "--kind", "black", "--out", "x", "--fast")
     assert got["given"] == {"size": 64, "kinds": ["noise", "black"], "out_dir": "x", "fast": True}
     assert CliRunner().invoke(app, ["show", "--size", "big"]).exit_code == 2  # not an int
+    assert _show(app, "--kind-list", " noise, black,")["given"] == {"kinds": ["noise", "black"]}
 
 
 def test_flag_wins_over_set_and_set_over_defaults():

@@ -8,16 +8,18 @@ Heavy imports (torch, diffusers) happen inside the commands so `smile-data --hel
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
 
 from smile_data.cli_options import (
-    SettingFlag, command_settings, config_option, progress_option, set_option, setting_flags,
+    SettingFlag, command_settings, config_option, progress_option, rank_option, set_option,
+    setting_flags, world_size_option,
 )
 from smile_data.config import SettingsError
-from smile_data.objects.settings import ImportSettings
+from smile_data.objects.settings import BuildSettings, ImportSettings, SegmentationSettings
 from smile_data.processes import folder_lock
 
 SUMMARY_EXAMPLES = 5
@@ -39,10 +41,6 @@ def _reported_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
-def _split(text: Optional[str]) -> Optional[list[str]]:
-    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _echo_counts(card: dict, out: Path) -> None:
     counts = card["counts"]
     typer.echo(f"{out}: {counts['accepted']} objects in {counts['classes_with_objects']} classes "
@@ -51,61 +49,59 @@ def _echo_counts(card: dict, out: Path) -> None:
         typer.echo(f"  rejected {reason}: {number}")
 
 
-def _option(text: str):
-    """An optional flag whose absence leaves the setting to the defaults / config / --set."""
-    return typer.Option(None, help=text)
+BUILD_FLAGS = {
+    "model": "Diffusers text-to-image model, folder or hub id.",
+    "clip_model": "CLIP model + processor (folder or hub id) for the CLIP floor.",
+    "clipseg_model": "CLIPSeg model (folder or hub id) for segmenter 'clipseg'.",
+    "segmenters": SettingFlag("Comma list of classical, clipseg.", comma_list=True),
+    "classes": SettingFlag("Comma list of LVIS ids or names (default: all 1203).", comma_list=True),
+    "candidates": SettingFlag("Candidates generated per class.", field="candidates_per_class"),
+    "accepted": SettingFlag("Objects kept per class at most.", field="accepted_per_class"),
+    "steps": "Denoising steps.",
+    "guidance": "Classifier-free guidance scale.",
+    "resolution": "Image side in pixels.",
+    "scheduler": "Diffusers scheduler class name (default: the model's).",
+    "dtype": "auto (float16 on GPU, else float32), float32, float16 or bfloat16.",
+    "device": "auto, cpu, cuda or cuda:N.",
+    "batch_size": "Images per pipeline call.",
+    "seed": "Base seed.",
+}
+# What --source photos uses: the segmentation settings (PhotoSettings), not the generation ones.
+SEGMENTATION_FIELDS = {f.name for f in dataclasses.fields(SegmentationSettings)}
 
 
-GENERATION_FLAGS = ("model", "classes", "candidates", "accepted", "steps", "guidance", "resolution",
-                    "scheduler", "dtype", "batch_size", "seed", "rank", "world_size")
-
-
+@setting_flags(BuildSettings, BUILD_FLAGS)
 def build_objects(
     out: Path = typer.Option(..., "--out", help="Bank folder to create or resume."),
     source: str = typer.Option("diffusion", help="diffusion (Stable Diffusion) or photos "
                                "(the embedded bank: no weights, no network)."),
-    model: Optional[str] = _option("Diffusers text-to-image model, folder or hub id "
-                                   "(default stable-diffusion-v1-5/stable-diffusion-v1-5)."),
-    clip_model: Optional[str] = _option("CLIP model + processor (folder or hub id) for the CLIP floor."),
-    clipseg_model: Optional[str] = _option("CLIPSeg model (folder or hub id) for segmenter 'clipseg'."),
-    segmenters: Optional[str] = _option("Comma list of classical, clipseg (default classical)."),
-    classes: Optional[str] = _option("Comma list of LVIS ids or names (default: all 1203)."),
-    candidates: Optional[int] = _option("Candidates generated per class (default 100)."),
-    accepted: Optional[int] = _option("Objects kept per class at most (default 60)."),
-    steps: Optional[int] = _option("Denoising steps (default 50)."),
-    guidance: Optional[float] = _option("Classifier-free guidance scale (default 7.5)."),
-    resolution: Optional[int] = _option("Image side in pixels (default 512)."),
-    scheduler: Optional[str] = _option("Diffusers scheduler class name (default: the model's)."),
-    dtype: Optional[str] = _option("auto, float32, float16 or bfloat16 (auto: float16 on GPU)."),
-    device: Optional[str] = _option("auto, cpu, cuda or cuda:N."),
-    batch_size: Optional[int] = _option("Images per pipeline call (default 8)."),
-    seed: Optional[int] = _option("Base seed (default 0)."),
-    rank: Optional[int] = _option("This process's rank (default RANK or SLURM_PROCID, else 0)."),
-    world_size: Optional[int] = _option("Processes (default WORLD_SIZE or SLURM_NTASKS, else 1)."),
+    given_flags: dict = None,
+    rank: Optional[int] = rank_option(),
+    world_size: Optional[int] = world_size_option(),
     config: Optional[Path] = CONFIG_OPTION,
     sets: Optional[list[str]] = SET_OPTION,
     progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Build an object bank: Stable Diffusion candidates (or the embedded photos), segmented,
     filtered and tight-cropped. Resumable; split over ranks with --rank/--world-size."""
-    flags = dict(locals())
     with _reported_errors():
-        segmentation = {"clip_model": clip_model, "clipseg_model": clipseg_model,
-                        "segmenters": _split(segmenters), "device": device}
         if source == "photos":
-            given = sorted(f"--{k.replace('_', '-')}" for k in GENERATION_FLAGS if flags[k] is not None)
-            if given:
-                raise ValueError(f"{', '.join(given)}: not used with --source photos")
-            _build_photos(out, config, sets, segmentation)
+            _refuse_generation_flags(given_flags, rank, world_size)
+            _build_photos(out, config, sets, given_flags)
         elif source == "diffusion":
-            generation = {"model": model, "classes": _split(classes), "candidates_per_class": candidates,
-                          "accepted_per_class": accepted, "steps": steps, "guidance": guidance,
-                          "resolution": resolution, "scheduler": scheduler, "dtype": dtype,
-                          "batch_size": batch_size, "seed": seed}
-            _build_diffusion(out, config, sets, {**segmentation, **generation}, rank, world_size,
-                             progress)
+            _build_diffusion(out, config, sets, given_flags, rank, world_size, progress)
         else:
             raise ValueError(f"--source {source!r}: choose diffusion or photos")
+
+
+def _refuse_generation_flags(given: dict[str, Any], rank, world_size) -> None:
+    """--source photos generates nothing: a generation flag there is a mistake, not ignored."""
+    spelled = {(flag.field if isinstance(flag, SettingFlag) and flag.field else name):
+               "--" + name.replace("_", "-") for name, flag in BUILD_FLAGS.items()}
+    used = [spelled[field] for field in given if field not in SEGMENTATION_FIELDS]
+    used += [name for name, value in (("--rank", rank), ("--world-size", world_size)) if value is not None]
+    if used:
+        raise ValueError(f"{', '.join(sorted(used))}: not used with --source photos")
 
 
 def _build_photos(out: Path, config, sets, flags: dict[str, Any]) -> None:

@@ -15,7 +15,9 @@ from typing import Any
 
 import typer
 
-from smile_data.cli_options import SettingFlag, config_option, set_option, setting_flags
+from smile_data.cli_options import (
+    SettingFlag, config_option, rank_option, set_option, setting_flags, world_size_option,
+)
 from smile_data.config import apply_overrides, apply_sources, command_line_overrides, settings_sources
 from smile_data.distributed import resolve_work_share
 from smile_data.render.settings import PackSettings, RenderSettings
@@ -73,9 +75,6 @@ PACK_FLAGS = {
 
 WORKERS_OPTION = typer.Option(1, "--workers", "-w", min=1,
                               help="Processes rendering in parallel on this machine (one core each).")
-RANK_OPTION = typer.Option(None, "--rank", help="This process's rank (default: RANK / SLURM_PROCID / 0).")
-WORLD_SIZE_OPTION = typer.Option(None, "--world-size",
-                                 help="Ranks in all (default: WORLD_SIZE / SLURM_NTASKS / 1).")
 OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace a dataset made with other settings.")
 
 
@@ -122,8 +121,8 @@ def _dataset_command(cls: type, table: dict[str, SettingFlag], resolve, write, s
         out: Path = typer.Option(..., "--out", "-o", help=DATASET_HELP),
         given_flags: dict = None,
         workers: int = WORKERS_OPTION,
-        rank: int = RANK_OPTION,
-        world_size: int = WORLD_SIZE_OPTION,
+        rank: int = rank_option(),
+        world_size: int = world_size_option(),
         overwrite: bool = OVERWRITE_OPTION,
         config: Path = config_option(cls.__name__),
         set_options: list[str] = set_option(f"{cls.__name__} field"),
