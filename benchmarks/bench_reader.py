@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +21,16 @@ from typing import Callable, Iterable
 import cv2
 import webdataset
 
-from smile_data.shards.reader import decode_webdataset_sample, iter_tar_samples, read_samples
-from smile_data.shards.runner import write_dataset
-from smile_data.shards.synthetic import SyntheticClips
-from smile_data.shards.validate import validate_dataset
+# The synthetic clips are the shard tests' fixture (tests/shards/synthetic_clips.py), importable
+# from the repository root; the spawned writer processes inherit this path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from smile_data.shards.reader import (  # noqa: E402
+    decode_webdataset_sample, iter_tar_samples, read_samples,
+)
+from smile_data.shards.runner import write_dataset  # noqa: E402
+from smile_data.shards.validate import validate_dataset  # noqa: E402
+from tests.shards.synthetic_clips import SyntheticClips  # noqa: E402
 
 CLIPS_PER_TASK = 4
 CLIPS_PER_SHARD = 32

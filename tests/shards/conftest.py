@@ -14,7 +14,7 @@ import pytest
 
 from smile_data.io import sha256_file
 from smile_data.shards.runner import write_dataset
-from smile_data.shards.synthetic import SyntheticClips
+from tests.shards.synthetic_clips import SyntheticClips
 
 TASKS = 7
 SAMPLES_PER_TASK = 2

@@ -161,7 +161,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def good_dataset(tmp_path_factory) -> Path:
     from smile_data.shards.runner import write_dataset
-    from smile_data.shards.synthetic import SyntheticClips
+    from tests.shards.synthetic_clips import SyntheticClips
 
     out = tmp_path_factory.mktemp("format_rules") / "dataset"
     write_dataset(out, run_task=SyntheticClips(samples_per_task=3), task_count=2, samples_per_task=3,

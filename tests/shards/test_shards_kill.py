@@ -15,7 +15,7 @@ from smile_data.shards.progress import journal_path
 SCRIPT = """
 import sys
 from smile_data.shards.runner import write_dataset
-from smile_data.shards.synthetic import SyntheticClips
+from tests.shards.synthetic_clips import SyntheticClips
 
 if __name__ == "__main__":
     out, delay, workers = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
@@ -23,6 +23,7 @@ if __name__ == "__main__":
                   task_count=40, samples_per_task=2, fingerprint={"tasks": 40}, card={},
                   shard_size=3, workers=workers)
 """
+REPO = Path(__file__).resolve().parents[2]  # the script imports the tests' synthetic clips
 JOURNAL_LINES_BEFORE_KILL = 2
 WAIT_LIMIT_S = 60.0
 POLL_S = 0.02
@@ -30,8 +31,10 @@ POLL_S = 0.02
 
 def run_script(script: Path, out: Path, delay: float, workers: int) -> subprocess.Popen:
     # A session of its own, so that the kill reaches the worker processes too.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     return subprocess.Popen([sys.executable, str(script), str(out), str(delay), str(workers)],
-                            start_new_session=True)
+                            start_new_session=True, env=env)
 
 
 def journal_lines(out: Path) -> int:

@@ -22,7 +22,7 @@ from smile_data.shards.reader import (
     iter_tar_samples,
     read_samples,
 )
-from smile_data.shards.synthetic import SyntheticClips
+from tests.shards.synthetic_clips import SyntheticClips
 
 PNG_CLIPS = SyntheticClips(samples_per_task=2, codec="png")
 JPEG_TOLERANCE = 12  # mean absolute error of quality-90 JPEG on the synthetic frames

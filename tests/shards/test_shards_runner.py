@@ -17,9 +17,9 @@ from smile_data.shards.integrity import raw_sample_digest
 from smile_data.shards.progress import journal_path
 from smile_data.shards.reader import iter_tar_samples
 from smile_data.shards.runner import ShardSample, TaskFailed, TaskResult, task_block
-from smile_data.shards.synthetic import SyntheticClips
 from smile_data.shards.validate import validate_dataset
 from smile_data.shards.writer import archive_size, encode_sample
+from tests.shards.synthetic_clips import SyntheticClips
 
 SYNTHETIC = SyntheticClips(samples_per_task=2, skip_every=3)
 
@@ -148,7 +148,7 @@ def test_task_error_stops_and_keeps_finished_shards(tmp_path, write_synthetic, w
     # The traceback of the failing task (from the worker process when there are workers)
     # travels with the error, down to the line that raised.
     printed = "".join(traceback.format_exception(raised.value))
-    assert 'synthetic.py", line' in printed and "in __call__" in printed
+    assert 'synthetic_clips.py", line' in printed and "in __call__" in printed
     journal = journal_path(out, WorkShare()).read_text().splitlines()
     assert len(journal) == 2  # tasks 0-3 give 7 samples: two full shards are finished
     assert sorted(p.name for p in out.glob("clips-*")) == ["clips-000000.tar", "clips-000001.tar"]

@@ -1,7 +1,9 @@
 """Synthetic clips (a coloured block moving over a smooth noise field) for tests and benchmarks.
 
 `SyntheticClips` is a picklable, deterministic `run_task` for `write_dataset`: it exercises the
-shard writer, reader, validator and preview without an object bank or videos.
+shard writer, reader, validator and preview without an object bank or videos. `fail_task` and
+`delay_s` exist for the error and kill tests. Imported as `tests.shards.synthetic_clips` (the
+repository root on the path), also by `benchmarks/bench_reader.py`.
 """
 
 from __future__ import annotations
