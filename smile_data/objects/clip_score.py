@@ -12,6 +12,8 @@ import functools
 import numpy as np
 import torch
 
+from smile_data.objects.pretrained import load_model_and_processor
+
 SCORE_SCALE = 100.0
 WHITE = 255.0
 
@@ -23,17 +25,14 @@ def white_composite(rgba: np.ndarray) -> np.ndarray:
     return np.round(rgb).astype(np.uint8)
 
 
-class ClipScorer:
+class ClipModelScorer:
     """Scores RGBA cut-outs against texts with one CLIP model."""
 
     def __init__(self, model: str, device: str = "cpu"):
         from transformers import CLIPModel, CLIPProcessor
 
-        try:
-            self.processor = CLIPProcessor.from_pretrained(model)
-            self.model = CLIPModel.from_pretrained(model).to(device).eval()
-        except OSError as error:
-            raise ValueError(f"{model}: cannot load a CLIP model and processor: {error}") from None
+        self.model, self.processor = load_model_and_processor(
+            CLIPModel, CLIPProcessor, model, device, "CLIP")
         self.device = device
         self._text_embedding = functools.lru_cache(maxsize=64)(self._embed_text)
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import torch
 
+from smile_data.objects.pretrained import load_model_and_processor
 from smile_data.objects.segment import finish_alpha
 from smile_data.objects.settings import SegmentationSettings
 
@@ -23,12 +24,8 @@ class ClipSegSegmenter:
     def __init__(self, settings: SegmentationSettings, device: str = "cpu"):
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-        model = settings.clipseg_model
-        try:
-            self.processor = CLIPSegProcessor.from_pretrained(model)
-            self.model = CLIPSegForImageSegmentation.from_pretrained(model).to(device).eval()
-        except OSError as error:
-            raise ValueError(f"{model}: cannot load a CLIPSeg model and processor: {error}") from None
+        self.model, self.processor = load_model_and_processor(
+            CLIPSegForImageSegmentation, CLIPSegProcessor, settings.clipseg_model, device, "CLIPSeg")
         self.settings = settings
         self.device = device
 

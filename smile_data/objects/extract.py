@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from smile_data.objects.clip_score import ClipScorer
+from smile_data.objects.clip_score import ClipModelScorer
 from smile_data.objects.filters import candidate_reason
 from smile_data.objects.segment import ALPHA_SOLID, ClassicalSegmenter, Segmenter, alpha_box
 from smile_data.objects.settings import SegmentationSettings
@@ -73,9 +73,10 @@ class Extractor:
     def __init__(self, settings: SegmentationSettings, device: str):
         self.settings = settings
         self.segmenters = build_segmenters(settings, device)
-        self.scorer = ClipScorer(settings.clip_model, device) if settings.clip_model else None
+        self.clip_model_scorer = (ClipModelScorer(settings.clip_model, device)
+                                  if settings.clip_model else None)
 
-    def clip_text(self, lvis_class: LvisClass) -> str:
+    def clip_model_text(self, lvis_class: LvisClass) -> str:
         return self.settings.clip_text_template.format(name=lvis_class.prompt_name)
 
     def _measure(self, rgb: np.ndarray, alpha: np.ndarray, segmenter: str) -> Extraction:
@@ -107,8 +108,9 @@ class Extractor:
         else:
             per_image = [self._segment_all(*job) for job in jobs]
         passing = [r for results in per_image for r in results if r.reason is None]
-        if self.scorer is not None and passing:
-            scores = self.scorer.score([r.rgba for r in passing], self.clip_text(lvis_class))
+        if self.clip_model_scorer is not None and passing:
+            text = self.clip_model_text(lvis_class)
+            scores = self.clip_model_scorer.score([r.rgba for r in passing], text)
             for result, score in zip(passing, scores):
                 result.clip_score = score
         return [self._choose(results) for results in per_image]
@@ -117,7 +119,7 @@ class Extractor:
         passing = [r for r in results if r.reason is None]
         if not passing:
             return results[0]
-        if self.scorer is None:
+        if self.clip_model_scorer is None:
             return passing[0]
         return max(passing, key=lambda r: r.clip_score)  # first of equals: segmenter order
 

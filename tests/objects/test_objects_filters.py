@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from smile_data.objects import filters
-from smile_data.objects.clip_score import ClipScorer, white_composite
+from smile_data.objects.clip_score import ClipModelScorer, white_composite
 from smile_data.objects.generate import candidate_seed
 from smile_data.objects.journal import Journal, read_records
 from smile_data.objects.settings import BuildSettings, SegmentationSettings
@@ -111,7 +111,7 @@ def test_white_composite_and_clip_scores(tiny_clip):
     rgba[2:6, 2:6, 3] = 255
     white = white_composite(rgba)
     assert (white[0, 0] == 255).all() and tuple(white[3, 3]) == (200, 0, 0)
-    scorer = ClipScorer(str(tiny_clip))
+    scorer = ClipModelScorer(str(tiny_clip))
     scores = scorer.score([rgba, rgba[:, ::-1].copy()], "a photo of cat")
     assert scores == pytest.approx([clip_score_by_hand(tiny_clip, c, "a photo of cat")
                                     for c in (rgba, rgba[:, ::-1].copy())], abs=1e-3)
