@@ -3,21 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class WorkShare:
-    rank: int = 0
-    world_size: int = 1
-
-    def __post_init__(self) -> None:
-        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank {self.rank} is not within world size {self.world_size}")
-
-    def owns(self, index: int) -> bool:
-        """Round-robin split: item `index` belongs to exactly one rank."""
-        return index % self.world_size == self.rank
+from smile_data.jobs import WorkShare
 
 
 def resolve_work_share(rank: int | None = None, world_size: int | None = None) -> WorkShare:

@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from smile_data.cli import app
 from smile_data.config import SettingsError, load_settings, parse_set_options
-from smile_data.distributed import WorkShare, resolve_work_share
+from smile_data.distributed import resolve_work_share
 from smile_data.io import TMP_MARK, atomic_path, remove_stale_temporaries, write_json_atomic
+from smile_data.jobs import WorkShare
 from smile_data.vocabulary import load_released_objects, load_vocabulary
 
 
@@ -115,7 +116,7 @@ def test_work_share_from_flags_and_launchers(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
     assert resolve_work_share() == WorkShare(1, 3)
     assert resolve_work_share(0, 1) == WorkShare(0, 1)
-    share = WorkShare(1, 3)
-    assert [i for i in range(9) if share.owns(i)] == [1, 4, 7]
+    assert [list(WorkShare(rank, 3).tasks(8)) for rank in range(3)] == [[0, 1], [2, 3, 4], [5, 6, 7]]
+    assert WorkShare(1, 3).tasks(0) == range(0) and list(WorkShare(2, 3).tasks(2)) == [1]
     with pytest.raises(ValueError):
         WorkShare(3, 3)

@@ -1,15 +1,17 @@
 """`build-objects` from Stable Diffusion: generate, segment, filter, number, merge — resumably.
 
-Work is split by class: rank r of w owns the selected classes at positions r, r + w, ... (in
-LVIS id order), so a class's CLIP floor and object numbering never leave one process. For each
-owned class, candidates are generated in batches; after a batch, its passing cut-outs are staged
+Work is split by class: the selected classes (in LVIS id order) are the tasks, and each rank
+owns one contiguous block of them (`smile_data.jobs.WorkShare.tasks`), so a class's CLIP floor
+and object numbering never leave one process. For each owned class, candidates are generated in
+batches; after a batch, its passing cut-outs are staged
 (`progress/staging/<lvis_id>/<candidate>.png`, written atomically) and only then is the batch
-recorded in the rank's journal (`progress/rank-NNNNN.jsonl`). When all of a class's candidates
-are recorded, the class is decided (filters.decide_class), staged files are renamed to
-`objects/<name>/<i>.png`, and a class record is journaled. A rerun skips what the journals
-record, so a kill -9 loses at most the batch in flight. When every selected class has a class
-record, `objects.parquet` and `bank.json` are written from the journals (by whichever rank
-finishes last, or by `smile-data merge-bank`).
+recorded in the rank's journal (`progress/rank-NNNNN.jsonl`, a `smile_data.jobs.Journal`). When
+all of a class's candidates are recorded, the class is decided (filters.decide_class), staged
+files are renamed to `objects/<name>/<i>.png`, and a class record is journaled. A rerun skips
+what any rank's journal records (so a run resumed with another rank count, or one started before
+ranks took contiguous blocks, redoes nothing), and a kill -9 loses at most the batch in flight.
+When every selected class has a class record, `objects.parquet` and `bank.json` are written from
+the journals (by whichever rank finishes last, or by `smile-data merge-bank`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from typing import Any
 import torch
 
 from smile_data.config import apply_overrides, settings_to_dict
-from smile_data.distributed import WorkShare
 from smile_data.io import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
+from smile_data.jobs import Journal, WorkShare
 from smile_data.objects import generate
 from smile_data.objects.extract import Extractor, png_bytes
 from smile_data.objects.filters import decide_class
-from smile_data.objects.journal import Journal, read_records
 from smile_data.objects.manifest import empty_row, object_path, write_bank_files
 from smile_data.objects.settings import RUN_ONLY_SETTINGS, BuildSettings, validate_build
 from smile_data.progress_bar import progress_bar
@@ -119,7 +120,7 @@ def read_progress(root: Path) -> tuple[dict[int, dict[int, dict]], dict[int, lis
     candidates: dict[int, dict[int, dict]] = {}
     decided: dict[int, list[dict]] = {}
     for path in sorted(progress_dir(root).glob("rank-*.jsonl")):
-        for record in read_records(path):
+        for record in Journal(path).records():
             lvis_id = int(record["lvis_id"])
             if record["kind"] == BATCH_RECORD:
                 for row in record["rows"]:
@@ -195,8 +196,9 @@ class BankBuilder:
         self.settings = dataclasses.replace(
             recorded, **{key: getattr(settings, key) for key in RUN_ONLY_SETTINGS})
         classes = select_classes(self.settings)
-        self.owned = [c for position, c in enumerate(classes) if share.owns(position)]
+        self.owned = [classes[task] for task in share.tasks(len(classes))]
         self.journal = Journal(journal_path(self.root, share.rank))
+        self.journal.keep_leading()  # a line torn by a kill must not hide what comes after it
         self._pipeline = self._extractor = None
 
     def _models(self) -> tuple[Any, Extractor]:
@@ -233,7 +235,7 @@ class BankBuilder:
                          "area_fraction": result.area_fraction, "clip_score": result.clip_score,
                          "width": result.width, "height": result.height,
                          "segmenter": result.segmenter})
-        self.journal.append([{"kind": BATCH_RECORD, "lvis_id": lvis_class.id, "rows": rows}])
+        self.journal.append({"kind": BATCH_RECORD, "lvis_id": lvis_class.id, "rows": rows})
         return rows
 
     def run(self) -> dict[str, Any]:
@@ -255,8 +257,8 @@ class BankBuilder:
                     rows.update({r["candidate"]: r for r in self._run_batch(lvis_class, batch)})
                     bar.update(len(batch))
                 manifest_rows = finalize_class(self.root, lvis_class, list(rows.values()), self.settings)
-                self.journal.append([{"kind": CLASS_RECORD, "lvis_id": lvis_class.id,
-                                      "rows": manifest_rows}])
+                self.journal.append({"kind": CLASS_RECORD, "lvis_id": lvis_class.id,
+                                     "rows": manifest_rows})
         _, decided = read_progress(self.root)
         complete = all(c.id in decided for c in select_classes(self.settings))
         card = merge_bank(self.root) if complete else None

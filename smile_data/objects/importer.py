@@ -24,11 +24,11 @@ from PIL import Image
 
 from smile_data.config import settings_to_dict
 from smile_data.io import atomic_path, write_bytes_atomic, write_json_atomic
+from smile_data.jobs import Journal
 from smile_data.objects.bank import (
     OBJECTS_DIR, UNKNOWN_CLASS_ID, natural_order, object_number, objects_base,
 )
 from smile_data.objects.extract import ALPHA_MAX, png_bytes
-from smile_data.objects.journal import Journal
 from smile_data.objects.manifest import empty_row, remove_bank_temporaries, write_bank_files
 from smile_data.objects.segment import alpha_box
 from smile_data.processes import exit_with_parent
@@ -210,6 +210,7 @@ def import_objects(src: str | Path, out: str | Path, settings: ImportSettings | 
     for run_only in ("workers", "chunk_size"):
         context["settings"].pop(run_only)
     journal = Journal(out / JOURNAL_FILE)
+    journal.keep_leading()  # a line torn by a kill must not hide the chunks journaled after it
     rows_by_source = _journaled_rows(journal, base, out, context)
     pending = [rel for rel in files if rel not in rows_by_source]
     settings_dict = settings_to_dict(settings)
@@ -223,7 +224,7 @@ def import_objects(src: str | Path, out: str | Path, settings: ImportSettings | 
             chunk = tasks[start : start + settings.chunk_size]
             rows = _map_files(chunk, pool)
             stamps = [_file_stamp(base / row["source"]) for row in rows]
-            journal.append([{"context": context, "rows": rows, "stamps": stamps}])
+            journal.append({"context": context, "rows": rows, "stamps": stamps})
             rows_by_source.update({row["source"]: row for row in rows})
             bar.update(len(chunk))
     rows = [rows_by_source[rel] for rel in files]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from smile_data.config import settings_to_dict
-from smile_data.distributed import WorkShare
+from smile_data.jobs import WorkShare
 from smile_data.objects.bank import ObjectBank
 from smile_data.render.direction import direction_names
 from smile_data.render.pack import PackTask

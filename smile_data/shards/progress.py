@@ -5,23 +5,23 @@
     <out>/progress/rank-RRRRR-of-WWWWW.manifest.parquet this rank's manifest rows (at its end)
     <out>/progress/rank-RRRRR-of-WWWWW.card.json        this rank's summary, written last: "done"
 
-A journal line is written only after its shard was fsynced and renamed, and holds the shard's
-name, sha256, size, sample count, manifest rows, the skipped sources of the tasks finished
-before the shard was closed, and the resume position: the (task, sample offset) of the first
-sample not in any finished shard. A kill can only leave a truncated last line, which is ignored.
+The journal is a `smile_data.jobs.Journal`. A line is written only after its shard was fsynced
+and renamed, and holds the shard's name, sha256, size, sample count, manifest rows, the skipped
+sources of the tasks finished before the shard was closed, and the resume position: the (task,
+sample offset) of the first sample not in any finished shard. A kill can only leave a truncated
+last line, which is ignored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from smile_data.distributed import WorkShare
-from smile_data.io import write_bytes_atomic, write_json_atomic
+from smile_data.io import write_json_atomic
+from smile_data.jobs import Journal, WorkShare
 from smile_data.shards.layout import SHARD_NAME_PATTERN
 
 PROGRESS_DIR = "progress"
@@ -120,6 +120,8 @@ class Position:
 
 @dataclass(frozen=True)
 class JournalEntry:
+    """One finished shard, as its rank's journal records it."""
+
     shard: str
     index: int
     sha256: str
@@ -129,17 +131,16 @@ class JournalEntry:
     skipped: list[dict[str, str]]
     next: Position
 
-    def to_line(self) -> bytes:
-        record = {"shard": self.shard, "index": self.index, "sha256": self.sha256,
-                  "bytes": self.bytes, "samples": self.samples, "rows": self.rows,
-                  "skipped": self.skipped, "next": [self.next.task, self.next.offset]}
-        return json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    def to_record(self) -> dict[str, Any]:
+        return {"shard": self.shard, "index": self.index, "sha256": self.sha256,
+                "bytes": self.bytes, "samples": self.samples, "rows": self.rows,
+                "skipped": self.skipped, "next": [self.next.task, self.next.offset]}
 
     @classmethod
-    def from_line(cls, line: bytes) -> "JournalEntry":
-        """Parse one line; ValueError when it is not a journal entry this project wrote (a shard
-        name that is not a plain shard file name, a count that is not a bounded integer)."""
-        record = json.loads(line)
+    def from_record(cls, record: dict[str, Any]) -> "JournalEntry":
+        """ValueError (or KeyError, TypeError) when `record` is not a journal entry this project
+        wrote: a shard name that is not a plain shard file name, a count that is not a bounded
+        integer."""
         task, offset = record["next"]
         counts = (record["index"], record["bytes"], record["samples"], task, offset)
         if not all(_is_count(value) for value in counts):
@@ -151,50 +152,30 @@ class JournalEntry:
                    list(record["skipped"]), Position(task, offset))
 
 
-class Journal:
-    """The append-only journal of one rank."""
+def rank_journal(out_dir: str | Path, share: WorkShare) -> Journal:
+    return Journal(journal_path(out_dir, share))
 
-    def __init__(self, out_dir: str | Path, share: WorkShare):
-        self.out_dir = Path(out_dir)
-        self.path = journal_path(out_dir, share)
 
-    def load(self) -> list[JournalEntry]:
-        """Entries whose shard is on disk with the recorded size, up to the first that is not.
+def load_entries(out_dir: str | Path, journal: Journal) -> list[JournalEntry]:
+    """The rank's entries whose shard is on disk with the recorded size, up to the first that is
+    not; the journal is cut there (its owner calls this before appending).
 
-        A truncated or unreadable line, or a shard that is missing or of another size, ends
-        the usable journal there; the journal is rewritten without the rest, and the work
-        from that point on is simply done again. The entries come without their manifest
-        rows (see `rows`), so that memory does not grow with the dataset.
-        """
-        if not self.path.is_file():
-            return []
-        data = self.path.read_bytes()
-        entries, kept = [], 0
-        for line in data.split(b"\n")[:-1]:  # the piece after the last newline is partial
-            try:
-                entry = JournalEntry.from_line(line)
-            except (ValueError, KeyError, TypeError, RecursionError):
-                break
-            shard = self.out_dir / entry.shard
-            if not shard.is_file() or shard.stat().st_size != entry.bytes:
-                break
-            entries.append(dataclasses.replace(entry, rows=[]))
-            kept += len(line) + 1
-        if kept != len(data):
-            write_bytes_atomic(self.path, data[:kept])
-        return entries
+    A truncated or unreadable line, or a shard that is missing or of another size, ends the
+    usable journal, and the work from that point on is simply done again. The entries come
+    without their manifest rows (see `entry_rows`), so that memory does not grow with the
+    dataset.
+    """
+    def on_disk(record: dict[str, Any]) -> JournalEntry:
+        entry = JournalEntry.from_record(record)
+        shard = Path(out_dir) / entry.shard
+        if not shard.is_file() or shard.stat().st_size != entry.bytes:
+            raise ValueError(f"{shard}: missing or not {entry.bytes} bytes")
+        return dataclasses.replace(entry, rows=[])
 
-    def rows(self) -> Iterator[list[dict[str, Any]]]:
-        """The manifest rows of each recorded shard, in journal order (call after `load`)."""
-        if not self.path.is_file():
-            return
-        with open(self.path, "rb") as handle:
-            for line in handle:
-                yield JournalEntry.from_line(line).rows
+    return journal.keep_leading(on_disk)
 
-    def append(self, entry: JournalEntry) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as handle:
-            handle.write(entry.to_line())
-            handle.flush()
-            os.fsync(handle.fileno())
+
+def entry_rows(journal: Journal) -> Iterator[list[dict[str, Any]]]:
+    """The manifest rows of each recorded shard, in journal order (call after `load_entries`)."""
+    for record in journal.records():
+        yield JournalEntry.from_record(record).rows

@@ -4,9 +4,10 @@ The shard is the unit of work, retry and resume. Workers compute tasks (a task y
 samples of consecutive clips); the calling process takes finished tasks *in task order* and
 streams their samples into shards (writer.py), so the bytes do not depend on the number of
 workers. Each finished shard is renamed into place, then recorded in this rank's journal
-(progress.py); a rerun of the same command resumes after the last recorded shard and gives the
-same bytes as an uninterrupted run. Ranks take contiguous blocks of tasks; the last rank to
-finish merges every rank's part into `manifest.parquet` and `dataset.json` (dataset.py).
+(progress.py, a `smile_data.jobs.Journal`); a rerun of the same command resumes after the last
+recorded shard and gives the same bytes as an uninterrupted run. Ranks take contiguous blocks of
+tasks (`WorkShare.tasks`); the last rank to finish merges every rank's part into
+`manifest.parquet` and `dataset.json` (dataset.py).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
-from smile_data.distributed import WorkShare
 from smile_data.io import remove_stale_temporaries, temporary_target
+from smile_data.jobs import Journal, WorkShare
 from smile_data.processes import exit_with_parent, folder_lock
 from smile_data.progress_bar import ProgressBar, progress_bar
 from smile_data.shards import layout
@@ -47,21 +48,22 @@ from smile_data.shards.dataset import (
 from smile_data.shards.card_readme import PREVIEW_FILE, README_FILE
 from smile_data.shards.integrity import sample_digest
 from smile_data.shards.progress import (
-    Journal,
     JournalEntry,
     Position,
     card_part_path,
+    entry_rows,
     first_difference,
+    load_entries,
     normalise_json,
     progress_dir,
+    rank_journal,
     rank_stem,
     read_identity,
     write_identity,
 )
 from smile_data.shards.writer import ShardRecord, ShardWriter, encode_sample
 
-__all__ = ["ShardSample", "TaskResult", "TaskFailed", "write_dataset", "finalize_dataset",
-           "task_block"]
+__all__ = ["ShardSample", "TaskResult", "TaskFailed", "write_dataset", "finalize_dataset"]
 
 # Finished-but-unconsumed task results held per worker: keeps workers busy, bounds memory.
 TASKS_IN_FLIGHT_PER_WORKER = 2
@@ -86,13 +88,6 @@ class TaskResult:
 
 class TaskFailed(RuntimeError):
     """A task raised: a bug, not a bad source. Finished shards are kept; a rerun resumes."""
-
-
-def task_block(task_count: int, share: WorkShare) -> range:
-    """The contiguous block of task indices that rank `share.rank` runs."""
-    first = task_count * share.rank // share.world_size
-    end = task_count * (share.rank + 1) // share.world_size
-    return range(first, end)
 
 
 def _check_arguments(prefix: str, task_count: int, samples_per_task: int, workers: int,
@@ -289,7 +284,7 @@ class _RankWriter:
         entry = JournalEntry(shard.name, shard.index, shard.sha256, shard.bytes, len(shard.keys),
                              [{"shard": shard.name, **row} for row in self.open_rows],
                              self.unrecorded_skipped, next_position)
-        self.journal.append(entry)
+        self.journal.append(entry.to_record())
         self.entries.append(dataclasses.replace(entry, rows=[]))  # the rows stay on disk
         self.open_rows, self.unrecorded_skipped = [], []
 
@@ -318,8 +313,8 @@ def _run_rank(out_dir: Path, run_task: Callable[[int], TaskResult], tasks: range
               samples_per_task: int, workers: int, share: WorkShare, writer_args: dict,
               progress_label: str) -> tuple[list[JournalEntry], list[dict[str, str]]]:
     """Write (or finish writing) this rank's shards; return journal entries and trailing skips."""
-    journal = Journal(out_dir, share)
-    entries = journal.load()
+    journal = rank_journal(out_dir, share)
+    entries = load_entries(out_dir, journal)
     first_index = tasks.start * samples_per_task
     _remove_own_temporaries(out_dir, share, range(first_index, tasks.stop * samples_per_task))
     start = entries[-1].next if entries else Position(tasks.start, 0)
@@ -360,7 +355,7 @@ def write_dataset(
     overwrite: bool = False,
     progress_label: str = "clips",
 ) -> dict[str, Any]:
-    """Run tasks `task_block(task_count, work_share)` and write their samples as shards.
+    """Run tasks `work_share.tasks(task_count)` and write their samples as shards.
 
     `run_task(i)` must be deterministic and, for workers > 1, picklable: it is pickled once
     and installed in each worker process when that process starts, so state it builds lazily
@@ -380,7 +375,7 @@ def write_dataset(
         return finished
     with folder_lock(out, f"rank-{work_share.rank:05d}"):  # a second command of this rank refuses
         _prepare_folder(out, identity, overwrite)
-        tasks = task_block(task_count, work_share)
+        tasks = work_share.tasks(task_count)
         if not card_part_path(out, work_share.rank, work_share.world_size).is_file():
             entries, trailing_skipped = _run_rank(
                 out, run_task, tasks, samples_per_task, workers, work_share,
@@ -393,7 +388,8 @@ def write_dataset(
 def _write_part(out: Path, share: WorkShare, tasks: range, identity: dict[str, Any],
                 card: dict[str, Any], entries: list[JournalEntry],
                 trailing_skipped: list[dict[str, str]]) -> None:
-    rows = concat_row_tables([rows_table(shard_rows) for shard_rows in Journal(out, share).rows()])
+    journal = rank_journal(out, share)
+    rows = concat_row_tables([rows_table(shard_rows) for shard_rows in entry_rows(journal)])
     part = {
         "rank": share.rank, "world_size": share.world_size, "tasks": [tasks.start, tasks.stop],
         "identity": identity, "card": card, "samples": rows.num_rows,

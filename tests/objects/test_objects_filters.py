@@ -1,8 +1,6 @@
-"""Per-candidate filters, the per-class CLIP floor and cap, seeds, journals, CLIP scoring."""
+"""Per-candidate filters, the per-class CLIP floor and cap, seeds, CLIP scoring."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -10,7 +8,6 @@ import pytest
 from smile_data.objects import filters
 from smile_data.objects.clip_score import ClipModelScorer, white_composite
 from smile_data.objects.generate import candidate_seed
-from smile_data.objects.journal import Journal, read_records
 from smile_data.objects.settings import BuildSettings, SegmentationSettings
 
 SETTINGS = SegmentationSettings(min_side_px=10)
@@ -63,18 +60,6 @@ def test_candidate_seed_is_a_pure_function_of_base_class_and_index():
     assert len(seeds) == 29 * 100
     assert candidate_seed(0, 5, 7) == candidate_seed(0, 5, 7) != candidate_seed(1, 5, 7)
     assert all(0 <= s < 2**63 for s in seeds)
-
-
-def test_journal_drops_a_torn_last_line(tmp_path):
-    path = tmp_path / "rank-00000.jsonl"
-    Journal(path).append([{"a": 1}, {"a": 2}])
-    with open(path, "ab") as handle:
-        handle.write(b'{"a": 3, "unfinished')
-    assert read_records(path) == [{"a": 1}, {"a": 2}]
-    journal = Journal(path)  # the owner cuts the torn tail before appending again
-    journal.append([{"a": 4}])
-    assert journal.records() == [{"a": 1}, {"a": 2}, {"a": 4}]
-    assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
 def test_settings_defaults_follow_the_spec():

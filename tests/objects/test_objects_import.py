@@ -14,7 +14,7 @@ from PIL import Image
 
 from smile_data.objects.bank import ObjectBank
 from smile_data.objects.importer import read_png_header
-from smile_data.objects.journal import read_records
+from smile_data.jobs import Journal
 
 MONITOR = "monitor_(computer_equipment) computer_monitor"  # LVIS id 698
 
@@ -110,13 +110,13 @@ def test_rerun_resumes_from_the_journal_and_redoes_changed_files(source, invoke,
     assert invoke("import-objects", source, "--out", out, "--no-progress").exit_code == 0
     first = (out / "objects.parquet").read_bytes()
     journal = out / "progress" / "import.jsonl"
-    assert len(read_records(journal)) == 1
+    assert len(list(Journal(journal).records())) == 1
     assert invoke("import-objects", source, "--out", out, "--no-progress").exit_code == 0
     assert (out / "objects.parquet").read_bytes() == first
-    assert len(read_records(journal)) == 1  # nothing was redone
+    assert len(list(Journal(journal).records())) == 1  # nothing was redone
     Image.fromarray(object_rgba(20, 30)).save(source / "cat" / "3.png")  # repaired: now RGBA
     assert invoke("import-objects", source, "--out", out, "--no-progress").exit_code == 0
-    assert [len(r["rows"]) for r in read_records(journal)] == [10, 1]
+    assert [len(r["rows"]) for r in Journal(journal).records()] == [10, 1]
     report = json.loads((out / "import_report.json").read_text())
     assert report["imported"] == 4 and "cat/3.png" not in {b["file"] for b in report["bad"]}
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from smile_data.objects.build import BATCH_RECORD, journal_path
-from smile_data.objects.journal import read_records
+from smile_data.jobs import Journal
 
 CLASSES = "cat,698,cup"
 CANDIDATES = 4
@@ -30,7 +30,7 @@ def kill_args(tiny_sd: Path, tiny_clipseg: Path, out: Path) -> list[str]:
 
 
 def batches_done(out: Path) -> int:
-    return sum(r["kind"] == BATCH_RECORD for r in read_records(journal_path(out, 0)))
+    return sum(r["kind"] == BATCH_RECORD for r in Journal(journal_path(out, 0)).records())
 
 
 @pytest.mark.slow

@@ -28,11 +28,11 @@ OBJECT_NAME = "synthetic_block"
 class SyntheticClips:
     """`run_task(i)` -> the clips `i * samples_per_task ...` (see module docstring)."""
 
-    samples_per_task: int = 2
+    samples_per_task: int = 2  # clips per task
     frames: int = 4
-    height: int = 32
+    height: int = 32           # clip size in pixels
     width: int = 32
-    codec: str = "jpg"
+    codec: str = "jpg"         # or "png"
     seed: int = 0
     skip_every: int = 0        # every skip_every-th task drops its last clip as "skipped"
     labelled: bool = True

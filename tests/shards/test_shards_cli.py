@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smile_data.cli import app
-from smile_data.distributed import WorkShare
+from smile_data.jobs import WorkShare
 from smile_data.shards.dataset import finalize_dataset
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from smile_data.distributed import WorkShare
+from smile_data.jobs import WorkShare
 from smile_data.shards.progress import journal_path
 
 SCRIPT = """

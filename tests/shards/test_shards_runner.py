@@ -11,12 +11,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from smile_data.distributed import WorkShare
+from smile_data.jobs import WorkShare
 from smile_data.shards import dataset as dataset_module, layout
 from smile_data.shards.integrity import raw_sample_digest
 from smile_data.shards.progress import journal_path
 from smile_data.shards.reader import iter_tar_samples
-from smile_data.shards.runner import ShardSample, TaskFailed, TaskResult, task_block
+from smile_data.shards.runner import ShardSample, TaskFailed, TaskResult
 from smile_data.shards.validate import validate_dataset
 from smile_data.shards.writer import archive_size, encode_sample
 from tests.shards.synthetic_clips import SyntheticClips
@@ -101,7 +101,7 @@ def test_two_ranks_match_one_rank(tmp_path, write_synthetic):
     assert first["complete"] is False and first["waiting_for_ranks"] == [1]
     merged = write_synthetic(ranks, work_share=WorkShare(1, 2))
     # rank 1 runs tasks 3..6, so its shards are numbered from 3 x 2 = 6
-    assert task_block(7, WorkShare(1, 2)) == range(3, 7)
+    assert WorkShare(1, 2).tasks(7) == range(3, 7)
     names = [s["name"] for s in merged["shards"]]
     assert names == ["clips-000000.tar", "clips-000001.tar", "clips-000006.tar",
                      "clips-000007.tar", "clips-000008.tar"]
