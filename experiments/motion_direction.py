@@ -152,7 +152,7 @@ def pretrain(e: ExperimentSettings, arm: str, seed: int, data: dict[str, Path], 
 
 def save_initial_weights(config: str, overrides: dict[str, Any], path: Path) -> Path:
     """The weights a pretraining run with these settings starts from (same seed, same builder),
-    as a pretraining checkpoint that `linear-probe` and `finetune --init` read."""
+    as a pretraining checkpoint that `linear-probe` and `finetune --init-from` read."""
     if path.is_file():
         return path
     [(_, s)] = load_pretrain_stages(config, overrides)
@@ -164,13 +164,17 @@ def save_initial_weights(config: str, overrides: dict[str, Any], path: Path) -> 
     return path
 
 
+def direction_task(data: dict[str, Path], classes: int, seed: int, out: Path) -> dict[str, Any]:
+    """The settings a probe and a finetuning run share: the motion-direction data and the run."""
+    return {"shards": shards(data["direction_train"]), "val_shards": shards(data["direction_val"]),
+            "num_classes": classes, "seed": seed, "out_dir": str(out)}
+
+
 def probe(e: ExperimentSettings, checkpoint: Path, seed: int, data: dict[str, Path], classes: int,
           out: Path) -> dict[str, Any]:
     report_path = out / "probe.json"
     if not report_path.is_file():
-        overrides = {"checkpoint": str(checkpoint), "shards": shards(data["direction_train"]),
-                     "val_shards": shards(data["direction_val"]), "num_classes": classes,
-                     "seed": seed, "out_dir": str(out)}
+        overrides = {**direction_task(data, classes, seed, out), "checkpoint": str(checkpoint)}
         run_probe(load_settings(ProbeSettings, e.probe_config, overrides))
     return json.loads(report_path.read_text())
 
@@ -179,9 +183,8 @@ def finetune(e: ExperimentSettings, checkpoint: Path, seed: int, data: dict[str,
              out: Path) -> dict[str, Any]:
     report_path = out / "eval.json"
     if not report_path.is_file():
-        overrides = {"init_from": str(checkpoint), "shards": shards(data["direction_train"]),
-                     "val_shards": shards(data["direction_val"]), "num_classes": classes,
-                     "input_size": e.size, "frames": e.frames, "seed": seed, "out_dir": str(out),
+        overrides = {**direction_task(data, classes, seed, out), "init_from": str(checkpoint),
+                     "input_size": e.size, "frames": e.frames,
                      "max_steps": scaled(e.finetune_steps, e.budget)}
         run_finetune(e.finetune_config, overrides, resume=True)
     return json.loads(report_path.read_text())

@@ -209,7 +209,7 @@ def classifier_from_checkpoint(info: CheckpointInfo, **options) -> ClassifierMod
     """The finetuned ClassifierModel of a classifier checkpoint, weights loaded strictly."""
     if info.layout != "classifier" or not info.num_classes:
         raise ValueError(f"{info.path}: holds a {info.layout} model without a classification head; "
-                         "finetune it first (`smile-train finetune --init`), or use linear-probe")
+                         "finetune it first (`smile-train finetune --init-from`), or use linear-probe")
     model = ClassifierModel(info.size, info.num_classes, **info.geometry, **options)
     model.load_state_dict(info.state, strict=True)
     return model

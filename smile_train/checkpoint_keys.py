@@ -114,7 +114,7 @@ def encoder_state_from_foreign(
 
 def pretrain_state_to_classifier(state_dict: Mapping[str, Any],
                                  model: nn.Module) -> tuple[dict[str, torch.Tensor], KeyReport]:
-    """A complete state for `model.load_state_dict(state, strict=True)` (finetune --init).
+    """A complete state for `model.load_state_dict(state, strict=True)` (finetune --init-from).
 
     Backbone tensors (patch_embed, blocks) must all be in the file with the model's shapes, or
     ValueError names what is missing or mismatched. `fc_norm` and `head` come from the file when

@@ -1,4 +1,4 @@
-"""The finetuning loop, read top to bottom: settings, processes, data, model, --init weights,
+"""The finetuning loop, read top to bottom: settings, processes, data, model, --init-from weights,
 layer-decay optimiser, resume, compile, wrap, loop, checkpoints, final multi-view test.
 
 Shares the pretraining machinery: train_loop.py (the loop's skeleton: resume, wrap, gradient
@@ -84,7 +84,7 @@ def schedule(s: FinetuneSettings, urls: list[str]) -> tuple[int, LrSchedule]:
 
 
 def build_optimisation(s: FinetuneSettings, runtime: rt.Runtime, peak_lr: float):
-    """Model (with --init weights), layer-decay AdamW and scaler; plus the init key report."""
+    """Model (with --init-from weights), layer-decay AdamW and scaler; plus the init key report."""
     torch.manual_seed(s.seed)
     model = build_model(s).to(runtime.device)
     init_report = None
