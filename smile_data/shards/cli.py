@@ -32,9 +32,9 @@ def validate_command(
 def preview_command(
     folder: str = typer.Argument(..., help="Dataset folder or URL, or a single shard."),
     out: Path = typer.Option(Path("preview.png"), "--out", "-o", help="Contact sheet PNG to write."),
-    clips: int = typer.Option(None, "--clips", help="Rows: the first N clips [8]."),
-    frames: int = typer.Option(None, "--frames", help="Evenly spaced frames per clip [8]."),
-    cell_size: int = typer.Option(None, "--cell-size", help="Pixels per frame cell [128]."),
+    clips: int = typer.Option(None, "--clips", help="Rows: the first N clips (default: 8)."),
+    frames: int = typer.Option(None, "--frames", help="Evenly spaced frames per clip (default: 8)."),
+    cell_size: int = typer.Option(None, "--cell-size", help="Pixels per frame cell (default: 128)."),
     gif: bool = typer.Option(None, "--gif/--no-gif", help="Also write <out>-<key>.gif per clip."),
     config: Path = config_option("PreviewSettings"),
     set_options: list[str] = set_option("PreviewSettings field"),
@@ -64,7 +64,7 @@ def merge_shards_command(
 def fetch_command(
     url: str = typer.Argument(..., help="Dataset URL (https://, s3://, gs://, hf://) or folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Local folder to mirror the dataset into."),
-    shards: str = typer.Option(None, "--shards", help="Card positions to fetch, e.g. 0-9,12 [all]."),
+    shards: str = typer.Option(None, "--shards", help="Card positions to fetch, e.g. 0-9,12 (default: all)."),
     workers: int = typer.Option(4, "--workers", "-w", min=1, help="Parallel downloads."),
     card_sha256: str = typer.Option(None, "--card-sha256", help=CARD_SHA256_HELP),
 ) -> None:
