@@ -40,7 +40,7 @@ from bench_reader import pin_to_one_core  # noqa: E402
 from bench_render import make_bank  # noqa: E402
 
 from smile_data.samples import sample_videos  # noqa: E402
-from smile_train.sampling import crop_resize, multiscale_crop_box, window_indices  # noqa: E402
+from smile_train.sampling import crop_resize_clip, multiscale_crop_box, window_indices  # noqa: E402
 from smile_train.sources import SourceSampler, SourceSettings  # noqa: E402
 
 FPS, SECONDS, SHORT_SIDE = 25, 10, 320
@@ -84,7 +84,7 @@ def decord_clip(path: str, rng: np.random.Generator) -> np.ndarray:
     reader = decord.VideoReader(path, num_threads=1)
     frames = reader.get_batch(window_indices(rng, len(reader), FRAMES, STRIDE).tolist()).asnumpy()
     box = multiscale_crop_box(rng, frames.shape[1], frames.shape[2], INPUT_SIZE, SCALES, 1)
-    return crop_resize(frames, np.zeros((FRAMES, 0, 4), np.float32), box, INPUT_SIZE)[0]
+    return crop_resize_clip(frames, np.zeros((FRAMES, 0, 4), np.float32), box, INPUT_SIZE)[0]
 
 
 def clip_maker(name: str, videos: list[bytes], paths: list[str], bank: str):

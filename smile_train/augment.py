@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from smile_train.data import crop_resize, hflip
+from smile_data.images import FLIP_PROBABILITY
+from smile_train.sampling import crop_resize_clip, hflip
 
-FLIP_PROBABILITY = 0.5
 CROP_ATTEMPTS = 10  # random resized crop: tries before the centred fall-back
 LEVEL_MAX = 10.0  # RandAugment magnitudes are out of 10
 FILL = (128, 128, 128)  # what geometric operations move in (timm's default fill)
@@ -266,7 +266,7 @@ def augment_clip(frames: np.ndarray, rng: np.random.Generator, s: Any,
     height, width = frames.shape[1:3]
     box = random_resized_crop_box(rng, height, width, tuple(s.crop_scale), tuple(s.crop_ratio))
     no_boxes = np.zeros((frames.shape[0], 0, 4), np.float32)
-    frames, _ = crop_resize(frames, no_boxes, box, s.input_size)
+    frames, _ = crop_resize_clip(frames, no_boxes, box, s.input_size)
     if s.flip and rng.random() < FLIP_PROBABILITY:
         frames, _ = hflip(frames, no_boxes)
     return np.ascontiguousarray(frames)

@@ -28,7 +28,6 @@ from smile_data.shards.dataset import CARD_FILE, load_card
 from smile_train import masking
 from smile_train.allocator import keep_freed_memory
 from smile_train.geometry import PATCH, TUBELET, token_grid
-from smile_train.sampling import center_square_box, crop_resize, hflip  # noqa: F401 (re-exported)
 from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
     SourceSampler, SourceSettings, base_source, check_modes, object_boxes, stage_sources,
 )

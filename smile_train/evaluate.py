@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from smile_data.config import settings_to_dict
+from smile_data.images import resize_short_side
 from smile_data.io import write_json_atomic
 from smile_data.shards.reader import decode_sample
 from smile_train import runtime as rt
@@ -47,19 +48,12 @@ TOP_K = 5
 # --- views -------------------------------------------------------------------------------------
 
 
-def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
-    """(T, H, W, 3) -> (T, H', W', 3) with min(H', W') == size, aspect kept."""
-    height, width = frames.shape[1:3]
-    scale = size / min(height, width)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    if (new_h, new_w) == (height, width):
-        return frames
-    return np.stack([cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames])
-
-
 def spatial_views(frames: np.ndarray, size: int, crops: int) -> np.ndarray:
-    """(T, H, W, 3) -> (crops, T, size, size, 3): squares evenly spaced along the long side."""
-    frames = resize_short_side(frames, size)
+    """(T, H, W, 3) -> (crops, T, size, size, 3): squares evenly spaced along the long side of
+    the frames scaled (bilinearly, up or down) to a short side of `size`."""
+    if min(frames.shape[1:3]) != size:
+        frames = np.stack([resize_short_side(f, size, upscale=True, interpolation=cv2.INTER_LINEAR)
+                           for f in frames])
     height, width = frames.shape[1:3]
     room = max(height, width) - size
     starts = [room // 2] if crops == 1 else [int(k * room / (crops - 1)) for k in range(crops)]

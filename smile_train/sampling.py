@@ -30,6 +30,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from smile_data.images import crop_resize
+
 TEMPORAL_MODES = ("window", "segments")
 CROP_OFFSET_MODES = ("grid", "corners", "uniform")  # 13 fixed positions | 5 | anywhere
 SNAP_PIXELS = 3  # a crop side this close (exclusive) to the input size becomes the input size
@@ -160,16 +162,17 @@ def center_square_box(height: int, width: int) -> tuple[int, int, int, int]:
     return (width - side) // 2, (height - side) // 2, side, side
 
 
-def crop_resize(
+def crop_resize_clip(
     frames: np.ndarray, boxes: np.ndarray, box: tuple[int, int, int, int], size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Crop (T, H, W, 3) frames to `box` and resize to size x size; boxes (T, K, 4) follow."""
+    """Crop (T, H, W, 3) frames to `box` and resize to size x size (images.crop_resize, the
+    renderer's own); boxes (T, K, 4) follow."""
     x0, y0, w, h = box
     if (x0, y0, w, h) == (0, 0, frames.shape[2], frames.shape[1]) and w == h == size:
         return frames, boxes
     out = np.empty((frames.shape[0], size, size, 3), np.uint8)
     for t, frame in enumerate(frames):
-        cv2.resize(frame[y0 : y0 + h, x0 : x0 + w], (size, size), dst=out[t], interpolation=cv2.INTER_LINEAR)
+        crop_resize(frame, box, size, out=out[t])
     scale = np.array([size / w, size / h, size / w, size / h], np.float32)
     moved = (boxes - np.array([x0, y0, x0, y0], np.float32)) * scale
     return out, np.clip(moved, 0, size).astype(np.float32)

@@ -30,17 +30,17 @@ from typing import Any, Iterator
 import numpy as np
 
 from smile_data.config import SettingsError, apply_overrides
+from smile_data.images import FLIP_PROBABILITY
 from smile_data.shards import layout, reader
 from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_video_sample
 from smile_data.video import VideoLimits, decode_frames, probe_video
 from smile_train.overlays import LoaderOverlays, loader_render_settings
 from smile_train.sampling import (
-    CROP_OFFSET_MODES, TEMPORAL_MODES, center_square_box, crop_resize, hflip, multiscale_crop_box,
+    CROP_OFFSET_MODES, TEMPORAL_MODES, center_square_box, crop_resize_clip, hflip, multiscale_crop_box,
     training_indices,
 )
 
 CROP_MODES = ("multiscale", "none")
-FLIP_PROBABILITY = 0.5
 MAX_SOURCES = 64  # each source keeps its own shard stream and shuffle buffer in every worker
 MAX_STRIDE = 64  # frames between sampled frames (K400 4, SSv2 2)
 MAX_WEIGHT = 1e6
@@ -179,7 +179,7 @@ class SourceSampler:
                                       s.crop_max_distort, s.crop_offsets)
         else:
             box = center_square_box(height, width)
-        frames, boxes = crop_resize(frames, boxes, box, self.input_size)
+        frames, boxes = crop_resize_clip(frames, boxes, box, self.input_size)
         if s.flip and rng.random() < FLIP_PROBABILITY:
             frames, boxes = hflip(frames, boxes, in_place=frames.flags.writeable)  # ours alone
         if self.overlays.active:

@@ -24,13 +24,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
+from smile_data.images import FLIP_PROBABILITY, crop_resize
 from smile_data.render.settings import RenderSettings
 
 NOISE_LEVELS = 256
-FLIP_PROBABILITY = 0.5
 
 
 @dataclass(frozen=True)
@@ -75,13 +74,6 @@ def crop_box(draw: BackgroundDraw, height: int, width: int) -> tuple[int, int, i
     x = min(width - crop_w, math.floor(draw.crop_x * (width - crop_w + 1)))
     y = min(height - crop_h, math.floor(draw.crop_y * (height - crop_h + 1)))
     return x, y, crop_w, crop_h
-
-
-def crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int, flip: bool) -> np.ndarray:
-    """(h, w, 3) -> (size, size, 3): crop, resize bilinearly, optionally mirror."""
-    x, y, w, h = box
-    out = cv2.resize(image[y : y + h, x : x + w], (size, size), interpolation=cv2.INTER_LINEAR)
-    return cv2.flip(out, 1) if flip else out
 
 
 def still_clip(image: np.ndarray, draw: BackgroundDraw, s: RenderSettings) -> tuple[np.ndarray, dict]:

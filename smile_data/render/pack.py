@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from smile_data.images import resize_short_side
 from smile_data.render.clip import clip_metadata, encode_frames, sample_members
 from smile_data.render.settings import PackSettings
 from smile_data.render.sources import (
-    Source, SourceError, failure_reason, prepare_process, read_video_frames, resize_short_side,
+    Source, SourceError, failure_reason, prepare_process, read_video_frames,
 )
 from smile_data.shards import layout
 from smile_data.shards.runner import ShardSample, TaskResult

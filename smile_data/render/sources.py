@@ -182,18 +182,6 @@ def list_sources(spec: str, root: str, extensions: frozenset[str], what: str) ->
     raise FileNotFoundError(f"{spec}: {what} folder or list not found")
 
 
-def resize_short_side(image: np.ndarray, short_side: int, upscale: bool = False) -> np.ndarray:
-    """Resize (h, w, 3) so min(h, w) == short_side (downscale only unless `upscale`)."""
-    height, width = image.shape[:2]
-    current = min(height, width)
-    if short_side <= 0 or current == short_side or (current < short_side and not upscale):
-        return image
-    scale = short_side / current
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(image, size, interpolation=interpolation)
-
-
 def _check_file(path: str) -> None:
     """Refuse what is not a regular file before anything opens it (a FIFO would hang)."""
     try:

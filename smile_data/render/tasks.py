@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from smile_data.images import resize_short_side
 from smile_data.objects.bank import BankObject, ObjectBank
 from smile_data.render import backgrounds as bg
 from smile_data.render.clip import clip_metadata, clip_rng, draw_overlays, render_frames, sample_members
@@ -31,7 +32,6 @@ from smile_data.render.settings import RenderSettings, parse_backgrounds
 from smile_data.render.trajectory import draw_index
 from smile_data.render.sources import (
     Source, SourceError, failure_reason, prepare_process, read_image, read_video_frames,
-    resize_short_side,
 )
 from smile_data.shards import layout
 from smile_data.shards.runner import ShardSample, TaskResult

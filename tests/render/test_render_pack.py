@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from smile_data.cli import app
 from smile_data.render.pack import packed_clip_indices
 from smile_data.render.settings import PackSettings
-from smile_data.render.sources import resize_short_side
+from smile_data.images import resize_short_side
 from smile_data.shards import layout
 from smile_data.shards.reader import read_samples
 

@@ -12,10 +12,10 @@ import pytest
 from smile_data.render.backgrounds import (
     BackgroundDraw, crop_box, draw_background, natural_indices, single_frame_indices,
 )
+from smile_data.images import resize_short_side
 from smile_data.render.settings import RenderSettings, parse_backgrounds
 from smile_data.render.sources import (
     VIDEO_EXTENSIONS, SourceError, list_sources, parse_list, read_image, read_video_frames,
-    resize_short_side,
 )
 
 CARPHONE_FRAMES = 120

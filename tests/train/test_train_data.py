@@ -13,10 +13,9 @@ from smile_train.data import (
     PretrainClips,
     batches_skipped_per_worker,
     count_samples,
-    crop_resize,
     expand_urls,
-    hflip,
 )
+from smile_train.sampling import crop_resize_clip, hflip
 from smile_train.settings import PretrainSettings
 
 
@@ -41,7 +40,7 @@ def test_crop_resize_and_flip_move_boxes_with_pixels():
     frames = np.zeros((2, 100, 200, 3), np.uint8)
     frames[:, 20:40, 120:160] = 255  # a white box at x 120..160, y 20..40
     boxes = np.array([[[120, 20, 160, 40]]] * 2, np.float32)  # (T, K, 4)
-    out, moved = crop_resize(frames, boxes, (100, 0, 100, 100), 50)  # right half, halved
+    out, moved = crop_resize_clip(frames, boxes, (100, 0, 100, 100), 50)  # right half, halved
     np.testing.assert_allclose(moved[0, 0], [10, 10, 30, 20])
     assert out[0, 12:18, 12:28].min() == 255 and out[0, 30:, :].max() == 0
     flipped, flipped_boxes = hflip(out, moved)
