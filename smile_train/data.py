@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from webdataset.gopen import gopen
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from smile_data.render.trajectory import draw_index
@@ -34,7 +33,6 @@ from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
 
 log = logging.getLogger(__name__)
 
-REMOTE_PREFIXES = ("pipe:", *(f"{scheme}://" for scheme in remote.SCHEME_EXTRAS))
 PREFETCH_BATCHES_PER_WORKER = 4
 SHARD_STREAM, SOURCE_CHOICE_STREAM = 1, 2  # generator streams of a worker besides its samples
 
@@ -53,7 +51,7 @@ def expand_urls(spec: str, card_sha256: str = "") -> list[str]:
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     urls = []
     for part in parts:
-        if remote.is_url(part) and not part.startswith("pipe:"):
+        if remote.is_url(part):
             remote.check_url(part)
         if _is_dataset(part):
             card = load_card(part, card_sha256 or None)
@@ -63,14 +61,14 @@ def expand_urls(spec: str, card_sha256: str = "") -> list[str]:
     if not urls:
         raise ValueError(f"shards: {spec!r} names no shard")
     for url in urls:
-        if not url.startswith(REMOTE_PREFIXES) and not os.path.isfile(url):
+        if remote.is_local(url) and not os.path.isfile(url):
             raise FileNotFoundError(f"shards: {url} not found")
     return urls
 
 
 def _is_dataset(part: str) -> bool:
     """A dataset folder or URL, rather than shards (a .tar name, a pattern, pipe:)."""
-    if part.startswith("pipe:") or any(c in part for c in "{*?["):
+    if remote.is_pipe(part) or any(c in part for c in "{*?["):
         return False
     if remote.is_url(part):
         return not part.rstrip("/").endswith(".tar")
@@ -82,7 +80,7 @@ def count_samples(urls: list[str]) -> int:
     cards: dict[str, dict[str, int]] = {}
     total = 0
     for url in urls:
-        if url.startswith("pipe:"):
+        if remote.is_pipe(url):
             return 0
         folder, name = integrity.split_shard_location(url)
         if str(folder) not in cards:
@@ -98,14 +96,6 @@ def shard_stream(urls: list[str], rng: np.random.Generator) -> Iterator[dict[str
     """Endless resampled shard URLs (each node and worker draws its own sequence)."""
     while True:
         yield {"url": urls[int(rng.integers(len(urls)))]}
-
-
-def open_shard(url: str):
-    """A binary stream of one shard: local files directly, the user's `pipe:` commands through
-    webdataset, URLs through fsspec (remote.open_binary)."""
-    if url.startswith("pipe:"):
-        return gopen(url, "rb")
-    return remote.open_binary(url)
 
 
 def integrity_settings(settings: Any) -> integrity.IntegritySettings:
@@ -127,8 +117,8 @@ def tar_samples(shards: Iterator[dict[str, str]], on_error: Callable[[Exception]
     for shard in shards:
         url = shard["url"]
         try:
-            with open_shard(url) as stream:
-                if url.startswith("pipe:"):
+            with remote.open_shard(url) as stream:
+                if remote.is_pipe(url):
                     yield from reader.iter_tar_samples(stream)
                 else:
                     yield from integrity.checked_samples(url, stream, checks, on_error,
@@ -316,7 +306,7 @@ def build_loader(settings: Any, sources: list[StageSource] | list[str], micro_ba
     urls = [url for source in sources for url in ([source] if isinstance(source, str) else source.urls)]
     if checks.mode != "off":  # card errors now, not in a worker; forked workers inherit these
         for url in urls:
-            if not url.startswith("pipe:"):
+            if not remote.is_pipe(url):
                 integrity.index_for_shard(url, checks.pins)
     per_worker = batches_skipped_per_worker(resume_batches)
     dataset = dataset_class(sources, settings, rank, lambda w, n: per_worker(w, n) * micro_batch)

@@ -22,10 +22,11 @@ import torch.nn.functional as F
 
 from smile_data.config import settings_to_dict
 from smile_data.io import atomic_path, sha256_file, write_json_atomic
+from smile_data.shards import remote
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
 from smile_train.checkpoint import CheckpointInfo, feature_encoder_from_checkpoint, read_checkpoint
-from smile_train.data import REMOTE_PREFIXES, expand_urls
+from smile_train.data import expand_urls
 from smile_train.evaluate import ClipOutput, accuracy_report, collect_outputs, video_scores, view_loader
 from smile_train.finetune_settings import ProbeSettings, read_class_names
 from smile_train.lr_schedule import cosine_lr
@@ -40,7 +41,7 @@ STD_FLOOR = 1e-6
 
 def shard_fingerprint(url: str) -> list[Any]:
     """A local shard by name, size and modification time; a remote one by URL."""
-    if url.startswith(REMOTE_PREFIXES):
+    if not remote.is_local(url):
         return [url]
     stat = os.stat(url)
     return [os.path.abspath(url), stat.st_size, stat.st_mtime_ns]

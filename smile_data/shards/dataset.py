@@ -131,13 +131,19 @@ def schema_problem(version: Any) -> str | None:
     return None
 
 
+class CardPinError(ValueError):
+    """A card whose sha256 is none of the pinned ones."""
+
+
 def check_card_sha256(data: bytes, pinned: str | None, where: str | Path) -> None:
-    """Refuse a card whose bytes are not the pinned ones (the user's root of trust)."""
-    if not pinned:
+    """Refuse a card whose bytes are not the pinned ones (the user's root of trust); `pinned`
+    is one sha256 or several, comma-separated (the card must have one of them)."""
+    pins = [pin.strip().lower() for pin in (pinned or "").split(",") if pin.strip()]
+    if not pins:
         return
     actual = hashlib.sha256(data).hexdigest()
-    if actual != pinned.strip().lower():
-        raise ValueError(f"{where}: sha256 {actual} is not the pinned {pinned} "
+    if actual not in pins:
+        raise CardPinError(f"{where}: sha256 {actual} is not the pinned {pinned} "
                          "(--card-sha256): the card changed or is not the one you trust")
 
 
@@ -177,12 +183,17 @@ def read_card_bytes(folder: str | Path) -> bytes:
         raise FileNotFoundError(f"{location} not found: not a dataset URL") from None
 
 
-def load_card(folder: str | Path, card_sha256: str | None = None) -> dict[str, Any]:
-    """The checked card of a finished dataset folder or dataset URL (see parse_card); with
-    `card_sha256`, only if the card's bytes have that sha256."""
+def read_card(folder: str | Path, card_sha256: str | None = None) -> tuple[bytes, dict[str, Any]]:
+    """The bytes and the checked card (see parse_card) of a finished dataset folder or dataset
+    URL; with `card_sha256` (check_card_sha256), only if the bytes have a pinned sha256."""
     data = read_card_bytes(folder)
     check_card_sha256(data, card_sha256, card_location(folder))
-    return parse_card(data, card_location(folder))
+    return data, parse_card(data, card_location(folder))
+
+
+def load_card(folder: str | Path, card_sha256: str | None = None) -> dict[str, Any]:
+    """The checked card of a finished dataset folder or dataset URL (read_card)."""
+    return read_card(folder, card_sha256)[1]
 
 
 def write_rank_part(out_dir: Path, part: dict[str, Any], rows: pa.Table) -> None:

@@ -25,9 +25,7 @@ from typing import Any, Callable
 from smile_data.io import sha256_file, write_bytes_atomic
 from smile_data.progress_bar import progress_bar
 from smile_data.shards import remote
-from smile_data.shards.dataset import (
-    CARD_FILE, MANIFEST_FILE, check_card_sha256, parse_card, read_card_bytes,
-)
+from smile_data.shards.dataset import CARD_FILE, MANIFEST_FILE, read_card
 
 PARTIAL_SUFFIX = ".partial"
 README_FILE = "README.md"
@@ -143,9 +141,7 @@ def fetch_dataset(source: str | Path, out: str | Path, shards: str | None = None
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, not {workers}")
     out = Path(out)
-    card_bytes = read_card_bytes(source)
-    check_card_sha256(card_bytes, card_sha256, remote.join(source, CARD_FILE))
-    card = parse_card(card_bytes, remote.join(source, CARD_FILE))
+    card_bytes, card = read_card(source, card_sha256)
     out.mkdir(parents=True, exist_ok=True)
     _check_destination(out, card_bytes)
     manifest = _fetch_manifest(source, card)

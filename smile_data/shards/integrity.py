@@ -27,8 +27,7 @@ import pyarrow.parquet as pq
 
 from smile_data.shards import remote
 from smile_data.shards.dataset import (
-    CARD_FILE, MANIFEST_FILE, MAX_CARD_BYTES, SAMPLE_DIGEST_COLUMN, check_card_sha256,
-    parse_card,
+    CARD_FILE, MANIFEST_FILE, SAMPLE_DIGEST_COLUMN, CardPinError, load_card,
 )
 from smile_data.shards.layout import SHARD_NAME_PATTERN
 
@@ -96,14 +95,10 @@ class DatasetIndex:
 
     @classmethod
     def load(cls, folder: str | Path, pins: tuple[str, ...] = ()) -> "DatasetIndex":
-        where = remote.join(folder, CARD_FILE)
-        data = remote.read_bytes(where, MAX_CARD_BYTES)
-        if pins:
-            try:
-                check_card_sha256(data, _matching_pin(data, pins), where)
-            except ValueError as error:
-                raise IntegrityError(str(error)) from None
-        card = parse_card(data, where)
+        try:
+            card = load_card(folder, ",".join(pins))
+        except CardPinError as error:
+            raise IntegrityError(str(error)) from None
         return cls(folder, card, _load_digests(folder, card))
 
     def shard_problem(self, name: str, sha256: str, size: int) -> str | None:
@@ -126,11 +121,6 @@ class DatasetIndex:
             return (f"{self.folder}: shard {name}: sample {key}: sha256 differs from "
                     f"{MANIFEST_FILE}")
         return None
-
-
-def _matching_pin(data: bytes, pins: tuple[str, ...]) -> str:
-    actual = hashlib.sha256(data).hexdigest()
-    return actual if actual in pins else ",".join(pins)
 
 
 class SampleDigests:

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from smile_data.shards import layout
+from smile_data.shards import layout, remote
 from smile_data.shards.image_header import image_size
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
     expanded = []
     for url in [urls] if isinstance(urls, (str, Path)) else urls:
         for item in braceexpand.braceexpand(str(url)):
-            if "://" in item or item.startswith("pipe:") or not any(c in item for c in GLOB_CHARACTERS):
+            if not remote.is_local(item) or not any(c in item for c in GLOB_CHARACTERS):
                 expanded.append(item)
             else:
                 matches = sorted(glob.glob(item))
@@ -306,24 +306,15 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
     return expanded
 
 
-def _open_url(url: str) -> IO[bytes]:
-    if "://" in url or url.startswith("pipe:"):
-        from webdataset.gopen import gopen
-
-        return gopen(url, "rb")
-    if not Path(url).is_file():
-        raise FileNotFoundError(f"shard {url} not found")
-    return open(url, "rb")
-
-
 def read_samples(urls: str | Sequence[str]) -> Iterator[ClipSample]:
-    """Decoded clips of the shards `urls` (paths, globs, brace patterns, pipe:, http(s)://).
+    """Decoded clips of the shards `urls` (paths, globs, brace patterns, pipe:, URLs), each
+    opened as the trainer opens its shards (remote.open_shard).
 
     The urls are the caller's own: a `pipe:` url runs its command. Shard names read from a
     dataset folder's card go through `read_shard_files`, which opens files only.
     """
     for url in expand_urls(urls):
-        with _open_url(url) as stream:
+        with remote.open_shard(url) as stream:
             for raw in iter_tar_samples(stream):
                 yield decode_sample(raw)
 
@@ -335,7 +326,7 @@ def read_shard_files(locations: Sequence[str | Path], integrity: Any = None,
     With `integrity` (integrity.IntegritySettings), samples are first checked against the card
     beside their shard (integrity.checked_samples). `decode` replaces decode_sample (preview
     passes one that also takes video samples)."""
-    from smile_data.shards import integrity as checks, remote
+    from smile_data.shards import integrity as checks
 
     indexes: checks.IndexCache = {}  # this call's own: the folders may be rewritten later
     for location in locations:

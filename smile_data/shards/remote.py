@@ -1,4 +1,6 @@
-"""Dataset locations: a local folder or a URL (https, s3, gs, hf) opened through fsspec.
+"""Dataset and shard locations: a local path, a URL (https, s3, gs, hf) opened through fsspec,
+or (for shards the user names himself) a `pipe:` command. The one definition of which is which
+(`is_url`, `is_pipe`, `is_local`) and of how a shard is opened (`open_shard`).
 
 A dataset URL points at the folder that holds `dataset.json`; shard names come from the card
 (checked plain names, layout.SHARD_NAME_PATTERN) and are joined under that URL only, so a card
@@ -28,13 +30,25 @@ SCHEME_EXTRAS = {
     "gcs": ("gcsfs", "smile[gcs]"),
     "hf": ("huggingface_hub", "smile[hf]"),
 }
+PIPE_PREFIX = "pipe:"  # webdataset's convention: the shard is the output of this shell command
 STREAM_BLOCK_BYTES = 8 << 20   # read-ahead of one remote stream: few requests per shard
 CHUNK_BYTES = 1 << 20          # copy and hash in pieces of this size
 
 
+def is_pipe(location: str | Path) -> bool:
+    """Whether `location` is a `pipe:` command (only ever run from a list the user typed)."""
+    return isinstance(location, str) and location.startswith(PIPE_PREFIX)
+
+
 def is_url(location: str | Path) -> bool:
-    """Whether `location` names a remote resource (`scheme://...`) rather than a local path."""
-    return isinstance(location, str) and "://" in location
+    """Whether `location` names a remote resource (`scheme://...`) rather than a local path or
+    a `pipe:` command."""
+    return isinstance(location, str) and "://" in location and not is_pipe(location)
+
+
+def is_local(location: str | Path) -> bool:
+    """Whether `location` is a path on this machine: neither a URL nor a `pipe:` command."""
+    return not is_url(location) and not is_pipe(location)
 
 
 def scheme_of(url: str) -> str:
@@ -83,6 +97,17 @@ def open_binary(location: str | Path, offset: int = 0,
     if offset:
         handle.seek(offset)
     return handle
+
+
+def open_shard(location: str | Path) -> IO[bytes]:
+    """A binary stream of one shard the user named: a `pipe:` command's output (webdataset's
+    opener runs it), a local file or a URL (`open_binary`). Shard names read from a card never
+    come here; they go to `open_binary`, which runs nothing."""
+    if is_pipe(location):
+        from webdataset.gopen import gopen
+
+        return gopen(location, "rb")
+    return open_binary(location)
 
 
 def read_bytes(location: str | Path, limit: int) -> bytes:
