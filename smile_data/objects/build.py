@@ -41,6 +41,7 @@ STAGING_DIR = "staging"
 RUN_SETTINGS_FILE = "settings.json"
 BATCH_RECORD = "batch"
 CLASS_RECORD = "class"
+MAX_JOURNAL_NUMBER = 1 << 31  # LVIS ids and candidate numbers read back from a journal
 DESCRIPTION = (
     "Objects generated with a text-to-image diffusion pipeline (X-Paste recipe), segmented, "
     "filtered (mask area, minimum side, CLIP floor when a CLIP model was given) and tight-cropped."
@@ -115,17 +116,43 @@ def load_run_settings(root: Path) -> BuildSettings:
     return apply_overrides(BuildSettings(), json.loads(path.read_text()), source=str(path))
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_JOURNAL_NUMBER
+
+
+def _record_problem(record: dict[str, Any]) -> str | None:
+    """Why a journal record is not one this module writes (None if it is one). Candidate numbers
+    name staged files, so they must be plain integers."""
+    if record.get("kind") not in (BATCH_RECORD, CLASS_RECORD):
+        return f"kind {record.get('kind')!r} is neither {BATCH_RECORD!r} nor {CLASS_RECORD!r}"
+    if not _is_number(record.get("lvis_id")):
+        return f"lvis_id {record.get('lvis_id')!r} is not an integer in 0..{MAX_JOURNAL_NUMBER}"
+    rows = record.get("rows")
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        return "rows is not a list of objects"
+    if record["kind"] == BATCH_RECORD and not all(_is_number(row.get("candidate")) for row in rows):
+        return f"a candidate is not an integer in 0..{MAX_JOURNAL_NUMBER}"
+    return None
+
+
 def read_progress(root: Path) -> tuple[dict[int, dict[int, dict]], dict[int, list[dict]]]:
-    """From every rank's journal: candidate rows by class and candidate; decided classes' rows."""
+    """From every rank's journal: candidate rows by class and candidate; decided classes' rows.
+
+    A bank folder may come from elsewhere: a record that is not one this module writes is an
+    error naming its journal."""
     candidates: dict[int, dict[int, dict]] = {}
     decided: dict[int, list[dict]] = {}
     for path in sorted(progress_dir(root).glob("rank-*.jsonl")):
-        for record in Journal(path).records():
-            lvis_id = int(record["lvis_id"])
+        for number, record in enumerate(Journal(path).records()):
+            problem = _record_problem(record)
+            if problem is not None:
+                raise ValueError(f"{path}: record {number} is not a build-objects record "
+                                 f"({problem}); delete {progress_dir(root)} to build the bank anew")
+            lvis_id = record["lvis_id"]
             if record["kind"] == BATCH_RECORD:
                 for row in record["rows"]:
-                    candidates.setdefault(lvis_id, {})[int(row["candidate"])] = row
-            elif record["kind"] == CLASS_RECORD:
+                    candidates.setdefault(lvis_id, {})[row["candidate"]] = row
+            else:
                 decided[lvis_id] = record["rows"]
     return candidates, decided
 

@@ -26,7 +26,7 @@ from smile_data.config import settings_to_dict
 from smile_data.io import atomic_path, write_bytes_atomic, write_json_atomic
 from smile_data.jobs import Journal
 from smile_data.objects.bank import (
-    OBJECTS_DIR, UNKNOWN_CLASS_ID, natural_order, object_number, objects_base,
+    OBJECT_PATH_PATTERN, OBJECTS_DIR, UNKNOWN_CLASS_ID, natural_order, object_number, objects_base,
 )
 from smile_data.objects.extract import ALPHA_MAX, png_bytes
 from smile_data.objects.manifest import empty_row, remove_bank_temporaries, write_bank_files
@@ -161,12 +161,30 @@ def _file_stamp(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
+def _is_import_record(record: dict[str, Any]) -> bool:
+    """Whether a journal record is one `import_objects` writes: rows naming a source file and an
+    object path (or none), and a [size, mtime] stamp for each."""
+    rows, stamps = record.get("rows"), record.get("stamps")
+    if not isinstance(rows, list) or not isinstance(stamps, list) or len(rows) != len(stamps):
+        return False
+    rows_ok = all(isinstance(row, dict) and isinstance(row.get("source"), str)
+                  and (row.get("path") is None or OBJECT_PATH_PATTERN.fullmatch(str(row["path"])))
+                  for row in rows)
+    stamps_ok = all(isinstance(stamp, list) and len(stamp) == 2
+                    and all(isinstance(n, int) and not isinstance(n, bool) for n in stamp)
+                    for stamp in stamps)
+    return rows_ok and stamps_ok
+
+
 def _journaled_rows(journal: Journal, base: Path, out: Path, context: dict) -> dict[str, dict]:
     """Rows of files imported by an earlier run of the same import whose source is unchanged."""
     rows = {}
-    for record in journal.records():
+    for number, record in enumerate(journal.records()):
         if record.get("context") != context:
             continue
+        if not _is_import_record(record):
+            raise ValueError(f"{journal.path}: record {number} is not an import-objects record; "
+                             "delete it to import anew")
         for row, stamp in zip(record["rows"], record["stamps"]):
             source = base / row["source"]
             fresh = source.is_file() and _file_stamp(source) == stamp

@@ -88,3 +88,40 @@ def test_a_shard_linked_from_elsewhere_or_a_fifo_is_refused(case, kind):
         os.symlink(write_shard(case.input / "elsewhere" / "clips-000000.tar", clip_members()), shard)
     outcome = case.run("smile-data", "preview", str(shard), "--out", "out/p.png", timeout=30)
     outcome.refused("clips-000000.tar", "outside" if kind == "link out" else "no such dataset folder or shard")
+
+
+def build_journal(bank, *records) -> None:
+    """A bank being built by build-objects whose rank 0 journal holds `records`."""
+    from smile_data.config import settings_to_dict
+    from smile_data.objects.settings import BuildSettings
+
+    progress = bank / "progress"
+    progress.mkdir(parents=True)
+    (progress / "settings.json").write_text(json.dumps(settings_to_dict(BuildSettings())))
+    (progress / "rank-00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+GOOD_BATCH = {"kind": "batch", "lvis_id": 3, "rows": [{"candidate": 0}]}
+
+
+@pytest.mark.parametrize("record, problem", [
+    ({"kind": "batch", "lvis_id": 3, "rows": [{"candidate": "../../../../tmp/x"}]},
+     "a candidate is not an integer"),
+    ({"kind": "class", "lvis_id": "3", "rows": []}, "lvis_id '3' is not an integer"),
+    ({"kind": "batch", "lvis_id": 3, "rows": "x"}, "rows is not a list of objects"),
+    ({"kind": "shell", "lvis_id": 3, "rows": []}, "kind 'shell' is neither"),
+])
+def test_a_build_journal_from_elsewhere_is_checked_before_use(tmp_path, record, problem):
+    from smile_data.objects.build import read_progress
+
+    build_journal(tmp_path / "bank", GOOD_BATCH, record)
+    with pytest.raises(ValueError, match=f"rank-00000.jsonl: record 1 .*{problem}"):
+        read_progress(tmp_path / "bank")
+
+
+def test_merge_bank_refuses_a_hostile_build_journal(case):
+    case.out.mkdir()
+    build_journal(case.out / "bank", {"kind": "batch", "lvis_id": 3, "rows": [{"candidate": "../x"}]})
+    outcome = case.run("smile-data", "merge-bank", "out/bank")
+    outcome.refused("rank-00000.jsonl: record 0 is not a build-objects record",
+                    "a candidate is not an integer")

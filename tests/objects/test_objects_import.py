@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from smile_data.jobs import Journal
 from smile_data.objects.bank import ObjectBank
 from smile_data.objects.importer import read_png_header
-from smile_data.jobs import Journal
 
 MONITOR = "monitor_(computer_equipment) computer_monitor"  # LVIS id 698
 
@@ -119,6 +119,18 @@ def test_rerun_resumes_from_the_journal_and_redoes_changed_files(source, invoke,
     assert [len(r["rows"]) for r in Journal(journal).records()] == [10, 1]
     report = json.loads((out / "import_report.json").read_text())
     assert report["imported"] == 4 and "cat/3.png" not in {b["file"] for b in report["bad"]}
+
+
+def test_a_journal_row_pointing_outside_the_objects_folder_is_refused(source, invoke, tmp_path):
+    out = tmp_path / "bank"
+    assert invoke("import-objects", source, "--out", out, "--no-progress").exit_code == 0
+    journal = out / "progress" / "import.jsonl"
+    record = json.loads(journal.read_text())
+    record["rows"][0]["path"] = "../../outside.png"
+    journal.write_text(json.dumps(record) + "\n")
+    result = invoke("import-objects", source, "--out", out, "--no-progress")
+    assert result.exit_code == 2
+    assert "import.jsonl: record 0 is not an import-objects record" in result.output
 
 
 def test_a_rerun_removes_its_own_stale_temporaries_only(source, invoke, tmp_path):
