@@ -34,6 +34,7 @@ import torch
 
 from smile_data.config import load_settings, parse_set_options, settings_to_dict
 from smile_data.io import write_bytes_atomic, write_json_atomic
+from smile_data.shards.dataset import load_card
 from smile_train import checkpoint as ckpt
 from smile_train.finetune import run_finetune
 from smile_train.finetune_settings import FinetuneSettings, ProbeSettings
@@ -128,8 +129,7 @@ def shards(folder: Path) -> str:
 
 
 def direction_classes(folder: Path) -> int:
-    card = json.loads((folder / "dataset.json").read_text())
-    return int(card["settings"]["direction_classes"])
+    return int(load_card(folder)["settings"]["direction_classes"])
 
 
 # --- the three steps of an arm -----------------------------------------------------------------
@@ -224,7 +224,7 @@ def results_table(e: ExperimentSettings, runs: list[dict[str, Any]], chance: flo
 
 
 def budget_line(e: ExperimentSettings, data: dict[str, Path]) -> str:
-    counts = {name: json.loads((folder / "dataset.json").read_text())["counts"]["samples"]
+    counts = {name: load_card(folder)["counts"]["samples"]
               for name, folder in data.items()}
     [(_, pretraining)] = load_pretrain_stages(e.pretrain_config, {})
     tuning = load_settings(FinetuneSettings, e.finetune_config)

@@ -23,12 +23,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from smile_data.shards.remote import PIPE_PREFIX as COMMAND_PREFIX  # a URL that runs a command
+
 T = TypeVar("T")
 
 MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few hundred bytes; anything near 1 MiB is not one
 MAX_CONFIG_DEPTH = 16  # nesting of mappings and lists (a staged config needs 4)
 MAX_CONFIG_NODES = 20_000  # values after alias expansion (a config holds well under a hundred)
-COMMAND_PREFIX = "pipe:"  # a webdataset URL that runs a shell command
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # one path component, no `..`, no `/`
 
 
