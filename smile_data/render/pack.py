@@ -37,8 +37,8 @@ def packed_clip_indices(length: int, s: PackSettings) -> list[list[int]]:
 
 
 @dataclass
-class PackTask:
-    """Callable run_task for write_dataset: task t packs video t of the list."""
+class VideoListTask:
+    """A run_task for write_dataset over a list of videos: task t handles video t."""
 
     settings: PackSettings
     videos: list[Source]
@@ -46,6 +46,10 @@ class PackTask:
     @property
     def task_count(self) -> int:
         return len(self.videos)
+
+
+class PackTask(VideoListTask):
+    """Task t packs video t of the list as `clips_per_video` clips of frames."""
 
     def __call__(self, task_index: int) -> TaskResult:
         prepare_process()

@@ -9,12 +9,10 @@ its first and last frames decoded. A video that fails is skipped with the reason
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smile_data.render.settings import PackSettings
-from smile_data.render.sources import Source
+from smile_data.render.pack import VideoListTask
 from smile_data.shards import layout
 from smile_data.shards.runner import ShardSample, TaskResult
 from smile_data.video import VideoError, VideoInfo, VideoLimits, decode_frames, probe_video
@@ -53,16 +51,8 @@ def video_metadata(key: str, source: str, info: VideoInfo, keyframe_interval: in
     }
 
 
-@dataclass
-class PackVideoTask:
-    """Callable run_task for write_dataset: task t stores video t of the list."""
-
-    settings: PackSettings
-    videos: list[Source]
-
-    @property
-    def task_count(self) -> int:
-        return len(self.videos)
+class PackVideoTask(VideoListTask):
+    """Task t stores video t of the list whole, as one sample."""
 
     def _stored(self, data: bytes) -> tuple[bytes, VideoInfo, str]:
         s, limits = self.settings, VideoLimits()
