@@ -34,6 +34,7 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 from smile_data.images import FLIP_PROBABILITY
+from smile_train.finetune_settings import ERASE_MODES
 from smile_train.sampling import crop_resize_clip, hflip
 
 CROP_ATTEMPTS = 10  # random resized crop: tries before the centred fall-back
@@ -53,7 +54,6 @@ BYTE_MAX = 255
 ERASE_MIN_AREA, ERASE_MAX_AREA = 0.02, 1.0 / 3.0  # share of the frame's area
 ERASE_MIN_ASPECT = 0.3  # h / w in (0.3, 1 / 0.3), log-uniform
 ERASE_ATTEMPTS = 100  # the video variant tries 100 boxes, then erases nothing
-ERASE_MODES = ("pixel", "rand", "const")
 NO_BOX = (0, 0, 0, 0)  # (top, left, height, width) of "nothing erased"
 
 
