@@ -29,13 +29,12 @@ from smile_data.shards import remote
 from smile_data.shards.dataset import (
     CARD_FILE, MANIFEST_FILE, SAMPLE_DIGEST_COLUMN, CardPinError, load_card,
 )
-from smile_data.shards.layout import SHARD_NAME_PATTERN
+from smile_data.shards.layout import KEY_FIELD, SHARD_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
 INTEGRITY_MODES = ("sample", "shard", "off")
 MISMATCH_POLICIES = ("stop", "skip")
-KEY_FIELD = "__key__"
 LENGTH_BYTES = 8  # a member's length in the sample digest, big-endian
 
 OnMismatch = Callable[[Exception], Any]

@@ -75,6 +75,7 @@ MEMBER_BYTE_LIMITS = {
     **{extension: VIDEO_MEMBER_BYTES for extension in VIDEO_EXTENSIONS},
 }
 
+KEY_FIELD = "__key__"  # the key of a grouped sample, under webdataset's name for it
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 FRAME_EXTENSION_PATTERN = re.compile(r"^(\d{2})\.(jpg|png)$")
 SHARD_NAME_PATTERN = re.compile(r"^(?P<prefix>[A-Za-z0-9_-]+)-(?P<index>\d{6,})\.tar$")

@@ -27,6 +27,7 @@ import simplejpeg
 
 from smile_data.shards import layout, remote
 from smile_data.shards.image_header import image_size
+from smile_data.shards.layout import KEY_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ MAX_CLIP_PIXELS = 100 * 1024 * 1024  # frames x height x width of one decoded cl
 # Frames are stored upright: an EXIF orientation tag must not turn them on decoding.
 FRAME_DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG"}  # frame extension -> format name in messages
-KEY_FIELD = "__key__"
 GLOB_CHARACTERS = "*?["
 PLAIN_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
 HEADER_EXTENSION_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,

@@ -115,8 +115,8 @@ def inspect_shard(location: str | Path) -> ShardContents:
             hashing = HashingReader(stream)
             try:
                 for raw in iter_tar_samples(hashing, on_refused=refuse):
-                    found.keys.append(raw["__key__"])
-                    found.digests[raw["__key__"]] = raw_sample_digest(raw)
+                    found.keys.append(raw[layout.KEY_FIELD])
+                    found.digests[raw[layout.KEY_FIELD]] = raw_sample_digest(raw)
                     found.problems += [f"{name}: {p}" for p in _sample_problems(raw)]
             finally:  # the file's sha256 also when its tar is unreadable
                 hashing.drain()

@@ -23,8 +23,6 @@ from smile_data.shards import layout
 from smile_data.shards.reader import ClipSample
 from smile_data.video import VideoError, VideoLimits, decode_frames, probe_video
 
-KEY_FIELD = "__key__"
-
 
 @dataclass
 class VideoSample:
@@ -106,7 +104,7 @@ def decode_video_sample(raw: dict[str, Any], label_field: str = "",
     Raises ValueError naming the key and member: no or several video members, bad JSON or
     metadata, a bad label or caption. A sample with no label anywhere has label None.
     """
-    key = raw.get(KEY_FIELD)
+    key = raw.get(layout.KEY_FIELD)
     if not isinstance(key, str) or not layout.KEY_PATTERN.match(key):
         raise ValueError(f"sample key {key!r} does not match {layout.KEY_PATTERN.pattern}")
     try:
