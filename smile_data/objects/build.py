@@ -31,12 +31,11 @@ from smile_data.jobs import Journal, WorkShare
 from smile_data.objects import generate
 from smile_data.objects.extract import Extractor, png_bytes
 from smile_data.objects.filters import decide_class
-from smile_data.objects.manifest import empty_row, object_path, write_bank_files
+from smile_data.objects.manifest import PROGRESS_DIR, empty_row, object_path, write_bank_files
 from smile_data.objects.settings import RUN_ONLY_SETTINGS, BuildSettings, validate_build
 from smile_data.progress_bar import progress_bar
 from smile_data.vocabulary import LvisClass, load_vocabulary
 
-PROGRESS_DIR = "progress"
 STAGING_DIR = "staging"
 RUN_SETTINGS_FILE = "settings.json"
 BATCH_RECORD = "batch"

@@ -45,6 +45,7 @@ MERGE_LOCK = "merge"  # held while the ranks' parts are merged into the card and
 OLDEST_CARD_SCHEMA_VERSION = 1
 SAMPLE_DIGEST_COLUMN = "sample_sha256"
 MAX_CARD_BYTES = 64 << 20  # a card lists every shard: a few hundred bytes each
+MAX_SCHEMA1_MANIFEST_BYTES = 4 << 30  # a schema-1 card does not record its manifest's size
 README_PREVIEW_CLIPS, README_PREVIEW_FRAMES = 4, 8  # the README's contact sheet
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 SHARD_ENTRY_FIELDS = ("name", "sha256", "bytes", "samples")

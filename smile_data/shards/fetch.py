@@ -25,12 +25,11 @@ from typing import Any, Callable
 from smile_data.io import sha256_file, write_bytes_atomic
 from smile_data.progress_bar import progress_bar
 from smile_data.shards import remote
-from smile_data.shards.dataset import CARD_FILE, MANIFEST_FILE, read_card
+from smile_data.shards.card_readme import README_FILE
+from smile_data.shards.dataset import CARD_FILE, MANIFEST_FILE, MAX_SCHEMA1_MANIFEST_BYTES, read_card
 
 PARTIAL_SUFFIX = ".partial"
-README_FILE = "README.md"
 MAX_README_BYTES = 1 << 20
-MAX_SCHEMA1_MANIFEST_BYTES = 4 << 30  # a schema-1 card does not record its manifest's size
 DEFAULT_FETCH_WORKERS = 4
 FETCH_BLOCK_BYTES = 1 << 20  # one range request each: what a killed run keeps at most loses
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 
 from smile_data.io import remove_stale_temporaries, temporary_target
 from smile_data.jobs import Journal, WorkShare
-from smile_data.processes import exit_with_parent, folder_lock
+from smile_data.processes import WORKER_START_METHOD, exit_with_parent, folder_lock
 from smile_data.progress_bar import ProgressBar, progress_bar
 from smile_data.shards import layout
 from smile_data.shards.dataset import (
@@ -67,8 +67,6 @@ __all__ = ["ShardSample", "TaskResult", "TaskFailed", "write_dataset", "finalize
 
 # Finished-but-unconsumed task results held per worker: keeps workers busy, bounds memory.
 TASKS_IN_FLIGHT_PER_WORKER = 2
-# Worker processes start fresh (no inherited threads, locks or accelerator state).
-WORKER_START_METHOD = "spawn"
 ROW_VALUE_TYPES = (str, int, float, bool, type(None))
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]+")  # the prefix part of layout.SHARD_NAME_PATTERN
 

@@ -29,18 +29,15 @@ import pyarrow as pa
 
 import pyarrow.parquet as pq
 
-from smile_data.processes import exit_with_parent
+from smile_data.processes import WORKER_START_METHOD, exit_with_parent
 from smile_data.shards import layout, remote
 from smile_data.shards.dataset import (
-    CARD_FILE, MANIFEST_FILE, SAMPLE_DIGEST_COLUMN, load_card,
+    CARD_FILE, MANIFEST_FILE, MAX_SCHEMA1_MANIFEST_BYTES, SAMPLE_DIGEST_COLUMN, load_card,
 )
 from smile_data.shards.integrity import HashingReader, raw_sample_digest
 from smile_data.shards.reader import UnreadableShard, decode_sample, iter_tar_samples
 from smile_data.shards.video_sample import is_video_sample, video_sample_problems
 from smile_data.shards.writer import END_OF_ARCHIVE
-
-WORKER_START_METHOD = "spawn"
-MAX_MANIFEST_BYTES = 4 << 30  # a schema-1 card does not record its manifest's size
 
 
 @dataclass
@@ -171,7 +168,7 @@ def _manifest_rows(folder: str | Path, card: dict[str, Any]) -> tuple[list[dict]
     if not remote.exists(location):
         return [], [f"{MANIFEST_FILE}: missing"]
     try:
-        data = remote.read_bytes(location, entry["bytes"] if entry else MAX_MANIFEST_BYTES)
+        data = remote.read_bytes(location, entry["bytes"] if entry else MAX_SCHEMA1_MANIFEST_BYTES)
     except ValueError:
         return [], [f"{MANIFEST_FILE}: larger than the {entry['bytes']} bytes in {CARD_FILE}"]
     if entry and hashlib.sha256(data).hexdigest() != entry["sha256"]:
