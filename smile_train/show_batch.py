@@ -25,11 +25,10 @@ import cv2
 import numpy as np
 
 from smile_data.io import write_bytes_atomic
-from smile_train.data import PretrainClips, epoch_clips, resolve_sources
-from smile_train.data import batches_skipped_per_worker
+from smile_train.data import PretrainClips, batches_skipped_per_worker, epoch_clips, resolve_sources
 from smile_train.geometry import PATCH, TUBELET
-from smile_train.train_loop import micro_batch_plan
 from smile_train.settings import load_pretrain_stages
+from smile_train.train_loop import micro_batch_plan
 
 BOX_COLOUR = (0, 255, 0)  # RGB
 MASK_SHADE = 0.55  # masked tokens keep this share of their brightness
