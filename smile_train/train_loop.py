@@ -140,9 +140,9 @@ class TrainingLog:
     """
 
     def __init__(self, name: str, out_dir: Path, runtime: rt.Runtime, total_steps: int, step: int,
-                 log_every_steps: int, samples_per_step: int, checkpoint_folder: Path):
+                 log_every_steps: int, clips_per_step: int, checkpoint_folder: Path):
         self.name, self.runtime, self.total_steps = name, runtime, total_steps
-        self.log_every_steps, self.samples_per_step = log_every_steps, samples_per_step
+        self.log_every_steps, self.clips_per_step = log_every_steps, clips_per_step
         self.checkpoint_folder = checkpoint_folder
         self.metrics = rt.MetricsLog(out_dir, runtime.is_main)
         self.bar = progress_bar(total=total_steps, initial=step, desc=name, unit="step",
@@ -160,7 +160,7 @@ class TrainingLog:
         self.bar.update(1)
         if step % self.log_every_steps == 0 or step == self.total_steps:
             self.settle(step)
-            metrics = self.window.metrics(self.samples_per_step)
+            metrics = self.window.metrics(self.clips_per_step)
             self.metrics.write(step, {**metrics, "lr": lr, "grad_norm": self.grad_norm_value,
                                       "corrupt_samples": self.corrupt})
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{lr:.2e}")

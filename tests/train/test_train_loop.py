@@ -16,10 +16,9 @@ import torch
 from smile_train import masking
 from smile_train import runtime as rt
 from smile_train.checkpoint import load_checkpoint
-from smile_train.data import PretrainClips, expand_urls
 from smile_train.model import build_pretrain_model
 from smile_train.pretrain import masked_loss, run_pretrain
-from smile_train.settings import PretrainSettings, load_pretrain_stages
+from smile_train.settings import load_pretrain_stages
 from smile_train.train_loop import TrainingLog, micro_batch_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,7 +142,7 @@ def test_the_log_reads_the_device_once_per_log_line_and_names_a_diverged_step(tm
     reads = []
     monkeypatch.setattr(rt, "mean_across_ranks", lambda value, runtime: reads.append(len(value)) or value)
     cpu = rt.Runtime(0, 1, 0, torch.device("cpu"), torch.float32)
-    log = TrainingLog("stage", tmp_path, cpu, total_steps=7, step=0, log_every_steps=3, samples_per_step=4,
+    log = TrainingLog("stage", tmp_path, cpu, total_steps=7, step=0, log_every_steps=3, clips_per_step=4,
                       checkpoint_folder=tmp_path / "checkpoints")
     losses = [1.0, 2.0, 4.0, 0.5, 0.25, 0.125, 8.0]
     for step, loss in enumerate(losses, start=1):
@@ -157,7 +156,7 @@ def test_the_log_reads_the_device_once_per_log_line_and_names_a_diverged_step(tm
         (3, 7 / 3, 30.0, 3), (6, 0.875 / 3, 60.0, 6), (7, 8.0, 70.0, 7)]
 
     diverged = TrainingLog("stage", tmp_path / "nan", cpu, total_steps=9, step=0, log_every_steps=3,
-                           samples_per_step=4, checkpoint_folder=tmp_path / "checkpoints")
+                           clips_per_step=4, checkpoint_folder=tmp_path / "checkpoints")
     diverged.step(1, torch.tensor(1.0), torch.tensor(1.0), lr=0.1, corrupt=0, waited=0.0)
     diverged.step(2, torch.tensor(float("nan")), torch.tensor(1.0), lr=0.1, corrupt=0, waited=0.0)
     with pytest.raises(FloatingPointError, match="loss is nan at step 2;.*checkpoints"):
