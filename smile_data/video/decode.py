@@ -23,7 +23,6 @@ import bisect
 import contextlib
 import io
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Iterator, Sequence
 
 import av

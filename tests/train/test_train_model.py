@@ -9,7 +9,6 @@ import torch
 from smile_train.checkpoint_keys import encoder_state_from_foreign, pretrain_state_to_classifier
 from smile_train.model import (
     SIZES,
-    ClassifierModel,
     PretrainModel,
     VideoViTEncoder,
     build_classifier,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 
 import av
-import pytest
 
 from smile_data.samples import sample_videos
 from smile_data.video import decode_frames, probe_video
