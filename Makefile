@@ -9,7 +9,7 @@ WORK ?= work
 # torch pinned to the CPU build that lies on these machines; on a GPU machine set TORCH_SPEC.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv test mutation objects pretrain finetune toy-experiment gpu-check bench clean
+.PHONY: venv test mutation fingerprint objects pretrain finetune toy-experiment gpu-check bench clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,12 @@ mutation: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[test,mutation]"
 	$(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MUTANTS),"$(m)")
 	$(BIN)/mutmut results
+
+# Behaviour fingerprint (docs/testing.md): shard hashes and losses of small fixed-seed runs of the
+# tree TREE (default: this one) with this venv; a restructuring commit must leave it unchanged.
+TREE ?= .
+fingerprint: $(STAMP)
+	BIN=$(abspath $(BIN)) bash scripts/fingerprint.sh $(TREE)
 
 objects: $(STAMP)
 	$(BIN)/smile-data build-objects --source photos --out $(WORK)/bank
