@@ -45,6 +45,15 @@ def pin_to_one_core() -> str:
     return "unpinned"
 
 
+def peak_resident_mb() -> float:
+    """VmHWM: this process's peak resident memory in MiB (unlike ru_maxrss, not carried over
+    from the parent across exec); NaN where /proc does not tell."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def write_shards(folder: Path, clips: int, frames: int, size: int, codec: str) -> list[str]:
     task = SyntheticClips(samples_per_task=CLIPS_PER_TASK, frames=frames, height=size, width=size,
                           codec=codec)

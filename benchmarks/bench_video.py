@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import av
 import cv2
 import numpy as np
 
+from bench_reader import peak_resident_mb, pin_to_one_core
 from smile_data.samples import sample_videos
 from smile_data.shards.reader import iter_tar_samples
 from smile_data.shards.video_sample import decode_video_sample
@@ -44,13 +44,6 @@ from smile_data.video.encode import even_size
 
 SHORT_SIDE, SECONDS, FPS = 320, 10, 25
 WINDOW, STRIDE = 16, 4
-
-
-def pin_to_one_core() -> str:
-    cv2.setNumThreads(1)
-    core = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {core})
-    return f"core {core}"
 
 
 def k400_like(source: Path, out: Path) -> None:
@@ -123,15 +116,6 @@ def clips_per_cpu_second(videos: list[bytes], plan: list[tuple[int, list[int]]])
     return [len(plan) / seconds[name] for name in DECODERS]
 
 
-def _peak_rss_mib() -> float:
-    """VmHWM: this process's peak resident memory (ru_maxrss would include the parent's, which
-    Linux carries across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def memory_child(decoder: str, video_file: str, count: int) -> None:
     """Run in a fresh process: print the peak RSS growth of `count` windows (MiB)."""
     import decord  # noqa: F401  (both decoders' libraries loaded before the baseline)
@@ -140,10 +124,10 @@ def memory_child(decoder: str, video_file: str, count: int) -> None:
     videos = json.loads(Path(video_file).read_text())
     videos = [Path(v).read_bytes() for v in videos]
     plan = windows(videos, count)
-    baseline = _peak_rss_mib()
+    baseline = peak_resident_mb()
     for video, indices in plan:
         DECODERS[decoder](videos[video], indices)
-    print(json.dumps({"baseline": baseline, "peak": _peak_rss_mib()}))
+    print(json.dumps({"baseline": baseline, "peak": peak_resident_mb()}))
 
 
 def peak_memory(decoder: str, videos: list[bytes], folder: Path, count: int) -> dict:

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_reader import pin_to_one_core  # noqa: E402
+from bench_reader import peak_resident_mb, pin_to_one_core  # noqa: E402
 from bench_render import make_bank  # noqa: E402
 
 from smile_data.samples import sample_videos  # noqa: E402
@@ -96,14 +96,6 @@ def clip_maker(name: str, videos: list[bytes], paths: list[str], bank: str):
                             bank=bank if overlay == "objects" else "")
     sampler = SourceSampler(source, INPUT_SIZE, FRAMES)
     return lambda i, rng: sampler({"__key__": f"v{i}", "mp4": videos[i % len(videos)]}, rng).frames
-
-
-def peak_resident_mb() -> float:
-    """VmHWM of this process (unlike ru_maxrss, not carried over from the parent across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def time_rows(names: list[str], videos: list[bytes], paths: list[str], clips: int, bank: str, queue) -> None:
