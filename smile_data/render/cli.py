@@ -18,7 +18,9 @@ import typer
 from smile_data.cli_options import (
     SettingFlag, config_option, rank_option, set_option, setting_flags, world_size_option,
 )
-from smile_data.config import apply_overrides, apply_sources, command_line_overrides, settings_sources
+from smile_data.config import (
+    apply_overrides, apply_sources, command_line_overrides, load_settings, settings_sources,
+)
 from smile_data.distributed import resolve_work_share
 from smile_data.render.settings import PackSettings, RenderSettings
 
@@ -100,7 +102,7 @@ def _report(out: Path, card: dict[str, Any], what: str = "clips") -> None:
 
 
 def pack_settings(config: Path | None, overrides: dict[str, Any]) -> PackSettings:
-    return apply_sources(PackSettings(), settings_sources(config, overrides))
+    return load_settings(PackSettings, config, overrides)
 
 
 def _write_render(settings: RenderSettings, out: Path, **run: Any) -> dict[str, Any]:
