@@ -23,6 +23,7 @@ PACK_STORES = ("clips", "video")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")
 X264_CRF_RANGE = (0, 51)
+MAX_KEYFRAME_JITTER = 1.0  # at most a whole spacing: the released key frames stay in the clip
 
 
 @dataclass
@@ -197,6 +198,9 @@ def check_render_settings(s: RenderSettings) -> None:
         raise ValueError("gaussian_points >= 2 and 0 < gaussian_extent_min <= gaussian_extent_max")
     _check_non_negative(s, ("box_jitter", "scale_step", "rotation_step", "linear_max_shift",
                             "keyframe_jitter", "source_retries"))
+    if s.keyframe_jitter > MAX_KEYFRAME_JITTER:
+        raise ValueError(f"setting keyframe_jitter: must be within [0, {MAX_KEYFRAME_JITTER}] (a fraction "
+                         f"of the key-frame spacing), got {s.keyframe_jitter}")
     if not 0 <= s.patch_opacity_min <= s.patch_opacity_max <= 1:
         raise ValueError("patch opacity must satisfy 0 <= min <= max <= 1")
     if not 0 <= s.patch_soft_edge_prob <= 1:

@@ -125,6 +125,19 @@ def test_sampler_and_reference_size_are_checked():
         check_render_settings(RenderSettings(reference_size=0))
 
 
+def test_key_frames_stay_inside_the_clip_whatever_the_jitter():
+    # a config's keyframe_jitter sizes the trajectory arrays: it is bounded, and even at the
+    # bound (a whole spacing) every key frame lies in the clip and the trajectory has T frames
+    with pytest.raises(ValueError, match="keyframe_jitter"):
+        check_render_settings(RenderSettings(keyframe_jitter=5.0))
+    s = RenderSettings(keyframe_jitter=1.0, inner_keyframe_probs=[0, 0, 1.0])
+    check_render_settings(s)
+    for seed in range(50):
+        keys = released_key_frames(np.random.default_rng(seed), 16, s)
+        assert keys[0] == 0 and keys[-1] == 15
+        assert generate_trajectory(np.random.default_rng(seed), s, 16, 64, 64).centres.shape == (16, 2)
+
+
 def test_patch_opacity_keys_follow_the_sampler():
     from smile_data.render.patches import make_patch
 
