@@ -111,9 +111,17 @@ def open_shard(location: str | Path) -> IO[bytes]:
 
 
 def read_bytes(location: str | Path, limit: int) -> bytes:
-    """The whole content of a file or URL, refused (ValueError) if it is over `limit` bytes."""
+    """The whole content of a file or URL, refused (ValueError) if it is over `limit` bytes.
+    Read in chunks: `limit` may come from a card, and one read of that size would allocate it."""
+    chunks, have = [], 0
     with open_binary(location) as handle:
-        data = handle.read(limit + 1)
+        while have <= limit:
+            chunk = handle.read(min(CHUNK_BYTES, limit + 1 - have))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            have += len(chunk)
+    data = b"".join(chunks)
     if len(data) > limit:
         raise ValueError(f"{location}: more than {limit} bytes")
     return data

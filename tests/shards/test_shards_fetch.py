@@ -4,6 +4,7 @@ request, verified against the card, atomic, and a subset of shards."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -82,3 +83,12 @@ def test_fetch_subset_pin_and_altered_shard(dataset, tmp_path):
     assert not (tmp_path / "all" / "dataset.json").exists()
     with pytest.raises(ValueError, match="outside 0-3"):
         select_shards("2-7", 4)
+
+
+def test_fetch_card_with_a_huge_manifest_size_is_refused(dataset, tmp_path):
+    """The card's manifest size bounds the read, it does not size one allocation."""
+    card = json.loads((dataset / "dataset.json").read_text())
+    card["manifest"]["bytes"] = 10**15
+    (dataset / "dataset.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="manifest.parquet: differs from the sha256 and size"):
+        fetch_dataset(dataset, tmp_path / "mirror", show_progress=False)
