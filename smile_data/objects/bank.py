@@ -47,6 +47,7 @@ UNNUMBERED_LAST = 1 << 62
 # Cut-outs are small; anything larger than this is not an object crop and may be a bomb.
 MAX_OBJECT_PIXELS = 4096 * 4096
 MAX_OBJECT_BYTES = 256 << 20  # a PNG of MAX_OBJECT_PIXELS RGBA pixels compresses to well below this
+MAX_CARD_BYTES = 16 << 20  # bank.json: settings, counts and provenance, a few kilobytes
 PIL_ERRORS = (OSError, EOFError, SyntaxError, ValueError, Image.DecompressionBombError)
 SKIPPED_NAMES_SHOWN = 5  # unknown class folders named in the warning
 
@@ -222,8 +223,14 @@ class ObjectBank:
         """Identifies the bank in dataset cards wherever it lies: a hash of bank.json (if any)
         and of the object list (path, LVIS id, name of every object, in bank order)."""
         digest = hashlib.sha256()
-        card = self.root / CARD_FILE
-        digest.update(card.read_bytes() if card.is_file() else b"")
+        digest.update(read_card_bytes(self.root))
         for entry in self.entries:
             digest.update(f"\n{entry.path}\t{entry.lvis_id}\t{entry.name}".encode())
         return digest.hexdigest()
+
+
+def read_card_bytes(root: str | Path) -> bytes:
+    """The bytes of the bank's `bank.json` (empty if it has none); UnsafeFile (a ValueError)
+    naming it if it is a link out of the bank, not a regular file, or over MAX_CARD_BYTES."""
+    card = Path(root) / CARD_FILE
+    return read_inside(card, root, MAX_CARD_BYTES) if os.path.lexists(card) else b""

@@ -13,14 +13,12 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 README_FILE = "README.md"
 PREVIEW_FILE = "preview.png"
-BANK_CARD_FILE = "bank.json"
 PACKAGE = "smile"
 VERSIONED_PACKAGES = ("smile", "torch", "numpy", "opencv-python-headless", "pillow", "pyarrow")
 MAX_SKIPPED_LISTED = 20   # longer lists are summarised
@@ -58,11 +56,13 @@ def read_bank_card(card: dict[str, Any]) -> dict[str, Any] | None:
     bank = (card.get("inputs") or {}).get("object_bank")
     if not isinstance(bank, dict) or not bank.get("path"):
         return None
-    path = Path(str(bank["path"])) / BANK_CARD_FILE
+    from smile_data.objects.bank import read_card_bytes  # OpenCV and PIL: only when needed
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        bank_card = json.loads(read_card_bytes(str(bank["path"])).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # UnsafeFile and UnicodeDecodeError included
         return None
+    return bank_card if isinstance(bank_card, dict) else None
 
 
 def object_source_licence(bank_card: dict[str, Any]) -> tuple[str, str]:

@@ -100,3 +100,18 @@ def test_bank_tools_remove_only_their_own_temporaries(tmp_path):
         path.write_bytes(b"x")
     assert remove_bank_temporaries(root, ("report.json",)) == len(own)
     assert not any(p.exists() for p in own) and all(p.exists() for p in foreign)
+
+
+def test_a_bank_card_linked_out_of_the_bank_is_never_read(tmp_path):
+    """bank.json is hashed into dataset cards and quoted in their README: a link out of the
+    bank (here to a private file) is refused, naming the file, and the README leaves it out."""
+    from smile_data.shards.card_readme import read_bank_card
+
+    root = tmp_path / "bank"
+    _object(root / "objects/cat/0.png")
+    (tmp_path / "private.json").write_text('{"source": "photos"}')
+    (root / "bank.json").symlink_to(tmp_path / "private.json")
+    bank = ObjectBank(_bank(root, [_row("objects/cat/0.png")]))
+    with pytest.raises(ValueError, match=r"bank\.json: a link to .*private\.json, outside"):
+        bank.content_sha256
+    assert read_bank_card({"inputs": {"object_bank": {"path": str(root)}}}) is None
