@@ -197,6 +197,21 @@ def load_card(folder: str | Path, card_sha256: str | None = None) -> dict[str, A
     return read_card(folder, card_sha256)[1]
 
 
+class ManifestMismatch(ValueError):
+    """A manifest whose bytes are not the ones its card records."""
+
+
+def read_checked_manifest(folder: str | Path, card: dict[str, Any]) -> bytes:
+    """The bytes of a dataset's manifest, checked against the sha256 and size in its card (a
+    schema-1 card records neither: then up to MAX_SCHEMA1_MANIFEST_BYTES, unchecked)."""
+    entry = card.get("manifest")
+    location = remote.join(folder, MANIFEST_FILE)
+    data = remote.read_bytes(location, entry["bytes"] if entry else MAX_SCHEMA1_MANIFEST_BYTES)
+    if entry and (len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]):
+        raise ManifestMismatch(f"{location}: differs from the sha256 and size in {CARD_FILE}")
+    return data
+
+
 def write_rank_part(out_dir: Path, part: dict[str, Any], rows: pa.Table) -> None:
     """Write a rank's manifest part, then its card part (the rank's "done" marker)."""
     rank, world_size = part["rank"], part["world_size"]

@@ -26,7 +26,7 @@ from smile_data.io import sha256_file, write_bytes_atomic
 from smile_data.progress_bar import progress_bar
 from smile_data.shards import remote
 from smile_data.shards.card_readme import README_FILE
-from smile_data.shards.dataset import CARD_FILE, MANIFEST_FILE, MAX_SCHEMA1_MANIFEST_BYTES, read_card
+from smile_data.shards.dataset import CARD_FILE, MANIFEST_FILE, read_card, read_checked_manifest
 
 PARTIAL_SUFFIX = ".partial"
 MAX_README_BYTES = 1 << 20
@@ -115,15 +115,6 @@ def _is_verified(path: Path, entry: dict[str, Any]) -> bool:
             and sha256_file(path) == entry["sha256"])
 
 
-def _fetch_manifest(source: str | Path, card: dict[str, Any]) -> bytes:
-    entry = card.get("manifest")
-    location = remote.join(source, MANIFEST_FILE)
-    data = remote.read_bytes(location, entry["bytes"] if entry else MAX_SCHEMA1_MANIFEST_BYTES)
-    if entry and (len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]):
-        raise ValueError(f"{location}: differs from the sha256 and size in {CARD_FILE}")
-    return data
-
-
 def _check_destination(out: Path, card_bytes: bytes) -> None:
     existing = out / CARD_FILE
     if existing.is_file() and existing.read_bytes() != card_bytes:
@@ -143,7 +134,7 @@ def fetch_dataset(source: str | Path, out: str | Path, shards: str | None = None
     card_bytes, card = read_card(source, card_sha256)
     out.mkdir(parents=True, exist_ok=True)
     _check_destination(out, card_bytes)
-    manifest = _fetch_manifest(source, card)
+    manifest = read_checked_manifest(source, card)
     entries = [card["shards"][i] for i in select_shards(shards, len(card["shards"]))]
     present = [e["name"] for e in entries if _is_verified(out / e["name"], e)]
     wanted = [e for e in entries if e["name"] not in present]

@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 
 from smile_data.shards import remote
 from smile_data.shards.dataset import (
-    CARD_FILE, MANIFEST_FILE, SAMPLE_DIGEST_COLUMN, CardPinError, load_card,
+    CARD_FILE, MANIFEST_FILE, SAMPLE_DIGEST_COLUMN, CardPinError, ManifestMismatch, load_card,
+    read_checked_manifest,
 )
 from smile_data.shards.layout import KEY_FIELD, SHARD_NAME_PATTERN
 
@@ -148,13 +149,13 @@ class SampleDigests:
 
 def _load_digests(folder: str | Path, card: dict[str, Any]) -> SampleDigests | None:
     """Sample digests from the manifest, whose bytes are first checked against the card."""
-    entry = card.get("manifest")
-    if entry is None:
+    if card.get("manifest") is None:
         return None
     where = remote.join(folder, MANIFEST_FILE)
-    data = remote.read_bytes(where, entry["bytes"])
-    if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise IntegrityError(f"{where}: differs from the sha256 and size in {CARD_FILE}")
+    try:
+        data = read_checked_manifest(folder, card)
+    except ManifestMismatch as error:
+        raise IntegrityError(str(error)) from None
     try:
         table = pq.read_table(pa.BufferReader(data), columns=["shard", "key", SAMPLE_DIGEST_COLUMN])
     except (pa.ArrowException, KeyError) as error:
