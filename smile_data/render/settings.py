@@ -24,6 +24,9 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
                 "slower", "veryslow")
 X264_CRF_RANGE = (0, 51)
 MAX_KEYFRAME_JITTER = 1.0  # at most a whole spacing: the released key frames stay in the clip
+# scale_step x (frames - 1): a box grows or shrinks at most e^20-fold over a clip, so its size
+# stays finite (the released sampler does not clip sizes to the frame)
+MAX_LOG_SIZE_CHANGE = 20.0
 
 
 @dataclass
@@ -198,6 +201,9 @@ def check_render_settings(s: RenderSettings) -> None:
         raise ValueError("gaussian_points >= 2 and 0 < gaussian_extent_min <= gaussian_extent_max")
     _check_non_negative(s, ("box_jitter", "scale_step", "rotation_step", "linear_max_shift",
                             "keyframe_jitter", "source_retries"))
+    if s.scale_step * (s.frames - 1) > MAX_LOG_SIZE_CHANGE:
+        raise ValueError(f"setting scale_step: scale_step x (frames - 1) must be at most "
+                         f"{MAX_LOG_SIZE_CHANGE}, got {s.scale_step} x {s.frames - 1}")
     if s.keyframe_jitter > MAX_KEYFRAME_JITTER:
         raise ValueError(f"setting keyframe_jitter: must be within [0, {MAX_KEYFRAME_JITTER}] (a fraction "
                          f"of the key-frame spacing), got {s.keyframe_jitter}")

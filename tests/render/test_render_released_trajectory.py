@@ -138,6 +138,18 @@ def test_key_frames_stay_inside_the_clip_whatever_the_jitter():
         assert generate_trajectory(np.random.default_rng(seed), s, 16, 64, 64).centres.shape == (16, 2)
 
 
+def test_sizes_stay_finite_whatever_the_scale_step():
+    # the released sampler lets a box outgrow the frame: scale_step is bounded so that sizes
+    # (and the centres of the rounded boxes) stay finite numbers
+    with pytest.raises(ValueError, match="scale_step"):
+        check_render_settings(RenderSettings(scale_step=100.0))
+    s = RenderSettings(scale_step=20 / 15, frames=16)
+    check_render_settings(s)
+    for seed in range(20):
+        t = generate_trajectory(np.random.default_rng(seed), s, 16, 64, 64)
+        assert np.isfinite(t.sizes).all() and np.isfinite(t.centres).all()
+
+
 def test_patch_opacity_keys_follow_the_sampler():
     from smile_data.render.patches import make_patch
 
