@@ -27,6 +27,7 @@ from smile_data.progress_bar import progress_bar
 from smile_data.shards import remote
 from smile_data.shards.card_readme import README_FILE
 from smile_data.shards.dataset import CARD_FILE, MANIFEST_FILE, read_card, read_checked_manifest
+from smile_data.shards.integrity import HashingReader
 
 PARTIAL_SUFFIX = ".partial"
 MAX_README_BYTES = 1 << 20
@@ -61,13 +62,12 @@ def select_shards(spec: str | None, count: int) -> list[int]:
 
 
 def _hash_prefix(path: Path) -> tuple[Any, int]:
-    digest, size = hashlib.sha256(), 0
-    if path.is_file():
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(remote.CHUNK_BYTES), b""):
-                digest.update(chunk)
-                size += len(chunk)
-    return digest, size
+    if not path.is_file():
+        return hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        hashing = HashingReader(handle)
+        hashing.drain()
+    return hashing.digest, hashing.size
 
 
 def _download_shard(source: str | Path, out: Path, entry: dict[str, Any],

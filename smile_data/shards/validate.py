@@ -128,13 +128,11 @@ def inspect_shard(location: str | Path) -> ShardContents:
     return found
 
 
-def _sha256_and_size(location: str | Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
+def _file_sha256(location: str | Path) -> str:
     with remote.open_binary(location) as handle:
-        for chunk in iter(lambda: handle.read(remote.CHUNK_BYTES), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+        hashing = HashingReader(handle)
+        hashing.drain()
+    return hashing.digest.hexdigest()
 
 
 def _file_problems(folder: str | Path, card: dict[str, Any],
@@ -156,7 +154,7 @@ def _file_problems(folder: str | Path, card: dict[str, Any],
         size = remote.size(location)
         if size != shard["bytes"]:
             problems.append(f"{shard['name']}: {size} bytes, {CARD_FILE} says {shard['bytes']}")
-        elif hash_files and _sha256_and_size(location)[0] != shard["sha256"]:
+        elif hash_files and _file_sha256(location) != shard["sha256"]:
             problems.append(f"{shard['name']}: sha256 differs from {CARD_FILE}")
     return problems, present
 
