@@ -33,6 +33,8 @@ import numpy as np
 from smile_data.images import crop_resize
 
 TEMPORAL_MODES = ("window", "segments")
+MAX_STRIDE = 64  # frames between sampled frames (K400 4, SSv2 2)
+CROP_MODES = ("multiscale", "none")  # multi-scale crop (SPEC §4) | centre square
 CROP_OFFSET_MODES = ("grid", "corners", "uniform")  # 13 fixed positions | 5 | anywhere
 SNAP_PIXELS = 3  # a crop side this close (exclusive) to the input size becomes the input size
 GRID_STEPS = 4  # the offset grid divides the free room into 4 steps per axis

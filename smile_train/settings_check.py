@@ -24,12 +24,12 @@ from smile_train.geometry import PATCH, TUBELET
 from smile_train.lr_schedule import SCHEDULE_PACES
 from smile_train.masking import MASK_KINDS, OBJECT_CELLS
 from smile_train.model import ATTENTION_IMPLS, SIZES, TARGETS
+from smile_train.sampling import CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES
 
 MAX_INPUT_SIZE = 1024  # pixels per side; 4.6x the reference 224, far past any recipe
 MAX_FRAMES = 128  # frames per clip; 8x the reference 16
 MAX_SEED = (1 << 63) - 1  # torch seeds are 64-bit
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-CROPS = ("multiscale", "none")
 DEVICES = ("auto", "cpu", "cuda")
 SECOND_MASKS = ("own", "shuffled")  # pretrain.second_masks
 
@@ -104,7 +104,10 @@ RULES: dict[str, Rule] = {
     "erase_mode": _one_of(ERASE_MODES),
     "attention": _one_of(ATTENTION_IMPLS),
     "precision": _one_of(PRECISIONS),
-    "crop": _one_of(CROPS),
+    "crop": _one_of(CROP_MODES),
+    "crop_offsets": _one_of(CROP_OFFSET_MODES),
+    "temporal": _one_of(TEMPORAL_MODES),
+    "stride": _between(1, MAX_STRIDE),
     "integrity": _one_of(INTEGRITY_MODES),
     "on_integrity_mismatch": _one_of(MISMATCH_POLICIES),
     "card_sha256": ((lambda v: all(SHA256_PATTERN.fullmatch(p.strip().lower())

@@ -36,13 +36,11 @@ from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_
 from smile_data.video import VideoLimits, decode_frames, probe_video
 from smile_train.overlays import LoaderOverlays, loader_render_settings
 from smile_train.sampling import (
-    CROP_OFFSET_MODES, TEMPORAL_MODES, center_square_box, crop_resize_clip, hflip, multiscale_crop_box,
-    training_indices,
+    CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES, center_square_box, crop_resize_clip, hflip,
+    multiscale_crop_box, training_indices,
 )
 
-CROP_MODES = ("multiscale", "none")
 MAX_SOURCES = 64  # each source keeps its own shard stream and shuffle buffer in every worker
-MAX_STRIDE = 64  # frames between sampled frames (K400 4, SSv2 2)
 MAX_WEIGHT = 1e6
 
 

@@ -9,10 +9,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from smile_data.config import SettingsError
 from smile_train.checkpoint import save_checkpoint
 from smile_train.cli import app
 from smile_train.evaluate import ClipOutput, accuracy_report, select_clips, spatial_views, video_scores
+from smile_train.finetune_settings import EvalSettings
 from smile_train.model import ClassifierModel, PretrainModel
+from smile_train.settings_check import check_settings
 from tests.conftest import write_test_shards
 
 
@@ -111,3 +114,10 @@ def test_cli_evaluate_writes_the_report_and_refuses_a_pretraining_checkpoint(lab
     save_checkpoint(tmp_path / "pre.pt", {"model": pretrain.state_dict(), "settings": {"model": "tiny"}})
     result = runner.invoke(app, [*args[:2], str(tmp_path / "pre.pt"), *args[3:]])
     assert result.exit_code != 0 and "linear-probe" in str(result.exception)
+
+
+@pytest.mark.parametrize("setting, value", [("stride", 0), ("stride", -2), ("temporal", "frames")])
+def test_video_view_settings_are_checked_at_start(setting, value):
+    # a stride of 0 or below would surface as ZeroDivisionError / IndexError in a loader worker
+    with pytest.raises(SettingsError, match=f"setting '{setting}' must be"):
+        check_settings(EvalSettings(checkpoint="c.pt", shards="s.tar", **{setting: value}))
