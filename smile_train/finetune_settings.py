@@ -15,6 +15,8 @@ from pathlib import Path
 
 KINETICS_TEST_CLIPS = 7  # the released SMILE K400 script: --test_num_segment 7
 TEST_CROPS = 3
+MAX_TEST_CLIPS = 64  # temporal views a video sample is decoded into (K400 7, SSv2 2)
+MAX_CROPS = 16  # spatial views per clip: each is a clip-sized array (3-crop test)
 # Bounds of the augmentation settings (checked in settings_check.py)
 MAX_REPEATED_AUGMENT = 16
 MAX_RAND_AUGMENT_OPS = 16

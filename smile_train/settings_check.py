@@ -18,7 +18,8 @@ from smile_data.config import SettingsError
 from smile_data.shards.dataset import SHA256_PATTERN
 from smile_data.shards.integrity import INTEGRITY_MODES, MISMATCH_POLICIES
 from smile_train.finetune_settings import (
-    ERASE_MODES, MAX_RAND_AUGMENT_OPS, MAX_REPEATED_AUGMENT, RAND_AUGMENT_LEVEL_MAX,
+    ERASE_MODES, MAX_CROPS, MAX_RAND_AUGMENT_OPS, MAX_REPEATED_AUGMENT, MAX_TEST_CLIPS,
+    RAND_AUGMENT_LEVEL_MAX,
 )
 from smile_train.geometry import PATCH, TUBELET
 from smile_train.lr_schedule import SCHEDULE_PACES
@@ -69,8 +70,7 @@ def _ordered_pair(test_item: Callable[[float], bool], what: str) -> Rule:
 
 
 POSITIVE = ("batch_size", "epochs", "mask_repeats", "save_every_steps", "log_every_steps",
-            "keep_checkpoints", "num_classes", "test_clips", "test_crops", "train_crops",
-            "feature_batch_size")
+            "keep_checkpoints", "num_classes", "feature_batch_size")
 NON_NEGATIVE = ("max_steps", "clips_per_epoch", "micro_batch_size", "num_workers", "shuffle_buffer",
                 "max_corrupt_samples", "warmup_epochs", "schedule_epochs", "crop_max_distort",
                 "base_lr", "lr", "min_lr", "weight_decay", "clip_grad", "mixup", "cutmix",
@@ -83,6 +83,9 @@ RULES: dict[str, Rule] = {
     **{name: _at_least(0) for name in NON_NEGATIVE},
     **{name: _between(0, 1) for name in FRACTIONS},
     "seed": _between(0, MAX_SEED),
+    "test_clips": _between(1, MAX_TEST_CLIPS),
+    "test_crops": _between(1, MAX_CROPS),
+    "train_crops": _between(1, MAX_CROPS),
     "mask_ratio": _between(0, 1, open_low=True, open_high=True),
     "layer_decay": _between(0, 1, open_low=True),
     "model_ema_decay": _between(0, 1, open_high=True),

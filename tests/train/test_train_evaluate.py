@@ -116,8 +116,10 @@ def test_cli_evaluate_writes_the_report_and_refuses_a_pretraining_checkpoint(lab
     assert result.exit_code != 0 and "linear-probe" in str(result.exception)
 
 
-@pytest.mark.parametrize("setting, value", [("stride", 0), ("stride", -2), ("temporal", "frames")])
+@pytest.mark.parametrize("setting, value", [("stride", 0), ("stride", -2), ("temporal", "frames"),
+                                            ("test_clips", 10**6), ("test_crops", 10**6)])
 def test_video_view_settings_are_checked_at_start(setting, value):
-    # a stride of 0 or below would surface as ZeroDivisionError / IndexError in a loader worker
+    # a stride of 0 or below would surface as ZeroDivisionError / IndexError in a loader worker;
+    # a million views would be a million clip-sized arrays per sample
     with pytest.raises(SettingsError, match=f"setting '{setting}' must be"):
         check_settings(EvalSettings(checkpoint="c.pt", shards="s.tar", **{setting: value}))
