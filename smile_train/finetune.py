@@ -178,6 +178,7 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
                             test_crops=s.test_crops, num_workers=s.num_workers, device=s.device,
                             precision=s.precision, temporal=s.temporal, stride=s.stride,
                             label_field=s.label_field)
+    urls = expand_urls(s.val_shards)
     weights = {"eval.json": None}
     if s.model_ema:
         weights["eval_ema.json"] = ckpt.load_checkpoint(final_path)["model_ema"]
@@ -185,7 +186,7 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
     for name, state in weights.items():
         if state is not None:
             model.load_state_dict(state, strict=True)
-        report = evaluate_model(model, expand_urls(s.val_shards), settings, runtime, s.num_classes, info.class_names)
+        report = evaluate_model(model, urls, settings, runtime, s.num_classes, info.class_names)
         if runtime.is_main:
             write_json_atomic(Path(s.out_dir) / name, {**report, "checkpoint": str(final_path),
                                                        "weights": "model_ema" if state is not None else "model"})
