@@ -39,6 +39,7 @@ from smile_train.sampling import (
     CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES, center_square_box, crop_resize_clip, hflip,
     multiscale_crop_box, training_indices,
 )
+from smile_train.settings_check import check_settings
 
 MAX_SOURCES = 64  # each source keeps its own shard stream and shuffle buffer in every worker
 MAX_WEIGHT = 1e6
@@ -78,7 +79,9 @@ def check_modes(s: SourceSettings, where: str) -> None:
 
 
 def check_source(s: SourceSettings, where: str) -> None:
+    """A source entry's values, by the rules the stage's own settings pass (settings_check.py)."""
     check_modes(s, where)
+    check_settings(s, where)  # crop_scales, crop_max_distort, ...: an entry may override them
     if not s.shards:
         raise SettingsError(f"{where}: no shards given")
     if not 0 < s.weight <= MAX_WEIGHT:

@@ -132,3 +132,7 @@ def test_source_numbers_are_bounded():
         stage_sources(settings(shards="x", sources=[{"weight": -1}]))
     with pytest.raises(SettingsError, match="at most 64"):
         stage_sources(settings(shards="x", sources=[{}] * 65))
+    # no crop pair to draw from: every sample would be counted as corrupt
+    for entry in ({"crop_scales": []}, {"crop_max_distort": -1}):
+        with pytest.raises(SettingsError, match=rf"sources\[1\]: setting '{next(iter(entry))}' must be"):
+            stage_sources(settings(shards="x", crop="multiscale", sources=[entry]))
