@@ -30,6 +30,8 @@ from smile_train.sampling import CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMP
 MAX_INPUT_SIZE = 1024  # pixels per side; 4.6x the reference 224, far past any recipe
 MAX_FRAMES = 128  # frames per clip; 8x the reference 16
 MAX_SEED = (1 << 63) - 1  # torch seeds are 64-bit
+MAX_LOADER_WORKERS = 256  # processes per rank; each keeps its own shard streams and buffers
+MAX_SHUFFLE_BUFFER = 100_000  # raw samples held per source and worker; 100x the reference 1000
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 SECOND_MASKS = ("own", "shuffled")  # pretrain.second_masks
@@ -71,7 +73,7 @@ def _ordered_pair(test_item: Callable[[float], bool], what: str) -> Rule:
 
 POSITIVE = ("batch_size", "epochs", "mask_repeats", "save_every_steps", "log_every_steps",
             "keep_checkpoints", "num_classes", "feature_batch_size")
-NON_NEGATIVE = ("max_steps", "clips_per_epoch", "micro_batch_size", "num_workers", "shuffle_buffer",
+NON_NEGATIVE = ("max_steps", "clips_per_epoch", "micro_batch_size",
                 "max_corrupt_samples", "warmup_epochs", "schedule_epochs", "crop_max_distort",
                 "base_lr", "lr", "min_lr", "weight_decay", "clip_grad", "mixup", "cutmix",
                 "rand_augment_magnitude_std")
@@ -83,6 +85,8 @@ RULES: dict[str, Rule] = {
     **{name: _at_least(0) for name in NON_NEGATIVE},
     **{name: _between(0, 1) for name in FRACTIONS},
     "seed": _between(0, MAX_SEED),
+    "num_workers": _between(0, MAX_LOADER_WORKERS),
+    "shuffle_buffer": _between(0, MAX_SHUFFLE_BUFFER),
     "test_clips": _between(1, MAX_TEST_CLIPS),
     "test_crops": _between(1, MAX_CROPS),
     "train_crops": _between(1, MAX_CROPS),

@@ -117,9 +117,9 @@ def test_cli_evaluate_writes_the_report_and_refuses_a_pretraining_checkpoint(lab
 
 
 @pytest.mark.parametrize("setting, value", [("stride", 0), ("stride", -2), ("temporal", "frames"),
-                                            ("test_clips", 10**6), ("test_crops", 10**6)])
-def test_video_view_settings_are_checked_at_start(setting, value):
+                                            ("test_clips", 10**6), ("test_crops", 10**6), ("num_workers", 10**6)])
+def test_view_and_loader_settings_are_bounded_at_start(setting, value):
     # a stride of 0 or below would surface as ZeroDivisionError / IndexError in a loader worker;
-    # a million views would be a million clip-sized arrays per sample
+    # a million views (or loader workers) would be a million clip-sized arrays (or processes)
     with pytest.raises(SettingsError, match=f"setting '{setting}' must be"):
         check_settings(EvalSettings(checkpoint="c.pt", shards="s.tar", **{setting: value}))
