@@ -167,8 +167,8 @@ def read_checkpoint(path: str | Path, input_size: int = 0, frames: int = 0) -> C
     state = {k: v for k, v in state.items() if k.split(".")[-1] not in POSITION_TABLES}
     settings = raw.get("settings") if isinstance(raw.get("settings"), dict) else {}
     prefix = "encoder." if layout == "pretrain" else ""
+    kernel = patch_kernel_shape(state, prefix, path)
     size = infer_size(state, prefix, settings.get("model"), str(path))
-    kernel = state[f"{prefix}patch_embed.proj.weight"].shape  # (width, 3, tubelet, patch, patch)
     head = state.get("head.weight")
     names = raw.get("class_names") if isinstance(raw.get("class_names"), list) else []
     info = CheckpointInfo(
@@ -181,6 +181,17 @@ def read_checkpoint(path: str | Path, input_size: int = 0, frames: int = 0) -> C
     )
     check_geometry(info)
     return info
+
+
+def patch_kernel_shape(state: dict[str, torch.Tensor], prefix: str, path: str | Path) -> torch.Size:
+    """(width, 3, tubelet, patch, patch) of the patch embedding; ValueError naming the file when a
+    file of a known layout lacks it or holds another shape."""
+    kernel = state.get(f"{prefix}patch_embed.proj.weight")
+    if kernel is None or kernel.dim() != 5:
+        found = "missing" if kernel is None else f"of shape {tuple(kernel.shape)}"
+        raise ValueError(f"{path}: {prefix}patch_embed.proj.weight is {found}, expected a "
+                         "(width, 3, tubelet, patch, patch) video patch kernel")
+    return kernel.shape
 
 
 def _stored_number(settings: dict[str, Any], name: str, default: int, path: str | Path) -> int:

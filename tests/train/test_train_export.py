@@ -125,6 +125,12 @@ def test_import_refuses_files_it_cannot_convert(tmp_path):
     torch.save(wide, tmp_path / "odd.pth")
     with pytest.raises(ValueError, match="not a known size"):
         import_authors(tmp_path / "odd.pth", tmp_path / "out.pt")
+    for kernel in ({}, {"encoder.patch_embed.proj.weight": torch.zeros(100, 3, 16, 16)}):  # none / 2-D
+        odd = {"model": {"encoder.patch_embed.proj.bias": torch.zeros(100), **kernel,
+                         "encoder.blocks.0.norm1.weight": torch.zeros(100)}}
+        torch.save(odd, tmp_path / "odd.pth")
+        with pytest.raises(ValueError, match=r"odd\.pth: encoder\.patch_embed\.proj\.weight is"):
+            import_authors(tmp_path / "odd.pth", tmp_path / "out.pt")
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pth")  # not weights only
     with pytest.raises(ValueError, match="weights only"):
         import_authors(tmp_path / "pickled.pth", tmp_path / "out.pt")
