@@ -15,7 +15,7 @@ from smile_train.data import (
     count_samples,
     expand_urls,
 )
-from smile_train.sampling import crop_resize_clip, hflip
+from smile_data.sampling import crop_resize_clip, hflip
 from smile_train.settings import PretrainSettings
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from smile_train.sampling import segment_indices, window_indices
+from smile_data.sampling import segment_indices, window_indices
 from smile_train.sources import SourceSampler, SourceSettings
 from tests.video.video_files import encode_video, read_counter
 
@@ -66,7 +66,7 @@ def low_counter_bits(frame: np.ndarray, bits: int = 4) -> int:
 @pytest.mark.parametrize("temporal", ["window", "segments"])
 def test_test_views_of_a_video_are_the_formula_frames_with_their_crops(counter_mp4, temporal):
     from smile_train.evaluate import VideoViews, ViewClips
-    from smile_train.sampling import test_indices
+    from smile_data.sampling import test_indices
 
     dataset = ViewClips([], 64, 3, 16, videos=VideoViews(clips=3, temporal=temporal, stride=4))
     items = dataset._video_items({**raw_video(counter_mp4), "cls": b"1"})
