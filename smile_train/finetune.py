@@ -7,7 +7,7 @@ lr_schedule.py (the cosine), checkpoint.py (atomic step checkpoints, weights-onl
 data.py (shard stream, seeding, resume skipping, corrupt-sample limit).
 
 Iteration: resampled shards like pretraining (each process and worker draws shards with
-replacement); an epoch is `clips_per_epoch` clips (default: the shards' dataset.json count), so
+replacement); an epoch is `clips_per_epoch` clips (default: the shards' sample count, data.epoch_clips), so
 the schedule is counted in steps = epochs x clips_per_epoch / batch_size, and resuming is exact.
 `batch_size` counts loaded clips, as the released scripts do (the lr scales with it); with
 repeated augmentation each step trains on batch_size x repeated_augment augmented copies.
@@ -30,7 +30,7 @@ from smile_train import runtime as rt
 from smile_train import train_loop as loop
 from smile_train.augment import erase_boxes
 from smile_train.checkpoint_keys import pretrain_state_to_classifier
-from smile_train.data import count_samples, expand_urls
+from smile_train.data import epoch_clips, expand_urls
 from smile_train.evaluate import evaluate_model
 from smile_train.finetune_data import build_finetune_loader, mix_batch, soft_cross_entropy
 from smile_train.finetune_settings import EvalSettings, FinetuneSettings, read_class_names
@@ -71,9 +71,7 @@ def schedule(s: FinetuneSettings, urls: list[str]) -> tuple[int, LrSchedule]:
     the cosine from the peak to min_lr ending where training stops. warmup_lr, min_lr and the
     peak scale with the batch (per 256 clips). The released run starts the warm-up at 0
     (warmup_lr 0, the default): its --warmup_lr never reaches the scheduler."""
-    clips_per_epoch = s.clips_per_epoch or count_samples(urls)
-    if clips_per_epoch < 1:
-        raise ValueError(f"shards {s.shards!r}: no dataset.json gives their size; set clips_per_epoch")
+    clips_per_epoch, _ = epoch_clips(s.clips_per_epoch, [(s.shards, urls)])
     steps_per_epoch, total_steps = run_length(clips_per_epoch, s.batch_size, s.epochs, s.max_steps)
     warmup_steps = min(warmup_share(total_steps, s.warmup_epochs, s.epochs), total_steps)
     return total_steps, LrSchedule(

@@ -20,7 +20,7 @@ from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
 from smile_train import train_loop as loop
 from smile_train.checkpoint_keys import pretrain_state_to_pretrain
-from smile_train.data import build_loader, epoch_clips, epoch_summary, resolve_sources
+from smile_train.data import build_loader, epoch_summary, resolve_sources, stage_epoch_clips
 from smile_train.lr_schedule import LrSchedule, per_batch, run_length, warmup_share
 from smile_train.model import build_pretrain_model, mask_order, masked_count, take_tokens
 from smile_train.settings import PretrainSettings, load_pretrain_stages
@@ -96,11 +96,11 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     # A teacher that cannot be loaded is an error before any data is read.
     teacher = FeatureTeacher.from_pretrained(s.teacher, runtime.device, runtime.dtype) if s.target == "clip" else None
     sources = resolve_sources(s)
-    clips_per_epoch = epoch_clips(s, sources)
+    clips_per_epoch, counted_from = stage_epoch_clips(s, sources)
     micro, accumulation = loop.micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size, s.mask_repeats)
     total_steps, lr_schedule = schedule(s, clips_per_epoch)
     if runtime.is_main:
-        print(f"[{name}] {epoch_summary(s, clips_per_epoch, total_steps)}")
+        print(f"[{name}] {epoch_summary(s, clips_per_epoch, total_steps, counted_from)}")
 
     torch.manual_seed(s.seed)  # the same initial weights on every rank
     model = build_pretrain_model(
