@@ -27,6 +27,7 @@ from smile_data.config import load_settings, settings_to_dict
 from smile_data.io import write_json_atomic
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
+from smile_train import plan
 from smile_train import train_loop as loop
 from smile_train.augment import erase_boxes
 from smile_train.checkpoint_keys import pretrain_state_to_classifier
@@ -192,6 +193,52 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
                               "videos": report["videos"]}))
         reports[name] = report
     return reports["eval.json"]
+
+
+def plan_finetune(config: str | None, overrides: dict[str, Any], init_from: str | None = None,
+                  allow_commands: bool = False, world_size: int | None = None) -> str:
+    """`smile-train finetune --dry-run`: the run's plan (plan.py), nothing trained."""
+    s = check_settings(load_settings(FinetuneSettings, config, overrides, allow_commands), str(config or "settings"))
+    if init_from:
+        s.init_from = init_from
+    if not s.shards:
+        raise ValueError("finetune needs shards (--shards or `shards:` in the config)")
+    urls = expand_urls(s.shards)
+    total_steps, lr_schedule = schedule(s, urls)
+    samples, counted_from = epoch_clips(0, [(s.shards, urls)])
+    clips_per_epoch, _ = epoch_clips(s.clips_per_epoch, [(s.shards, urls)])
+    stage = plan.StagePlan(STAGE, total_steps, lr_schedule.steps_per_epoch,
+                           [plan.model_line(s.model) + f"; {s.num_classes} classes, drop path {s.drop_path:g}"])
+    stage.lines += [
+        plan.data_line(s.shards, samples, counted_from, s),
+        f"  augmentation: {augmentation_summary(s)}",
+        f"test: {test_summary(s)}",
+        f"epoch: {clips_per_epoch:,} clips = {lr_schedule.steps_per_epoch:,} steps; {s.epochs} epochs"
+        f"{f', stopped at max_steps {s.max_steps:,}' if s.max_steps else ''} = {total_steps:,} steps",
+        plan.batch_line(s.batch_size, s.micro_batch_size, plan.planned_world_size(world_size), 1, "clips"),
+        *plan.lr_lines(lr_schedule, total_steps),
+        f"  layer decay {s.layer_decay:g}, weight decay {s.weight_decay:g}",
+        plan.checkpoint_line(Path(s.out_dir), s.save_every_steps, s.keep_checkpoints, s.init_from),
+    ]
+    return plan.format_plan(f"finetuning plan for {config or 'the default settings'}", [stage])
+
+
+def augmentation_summary(s: FinetuneSettings) -> str:
+    parts = [f"random resized crop {tuple(s.crop_scale)}"]
+    if s.rand_augment:
+        parts.insert(0, f"RandAugment n{s.rand_augment_ops} m{s.rand_augment_magnitude:g} before the crop")
+    parts += [f"erasing {s.erase_prob:g}", f"mixup {s.mixup:g} / cutmix {s.cutmix:g}",
+              f"label smoothing {s.label_smoothing:g}", f"repeated augmentation {s.repeated_augment}"]
+    return ", ".join(parts)
+
+
+def test_summary(s: FinetuneSettings) -> str:
+    if not s.val_shards:
+        return "none (no val_shards)"
+    urls = expand_urls(s.val_shards)
+    counted = epoch_clips(0, [(s.val_shards, urls)])
+    return (f"{s.val_shards} -> {counted[0]:,} samples ({counted[1]}), {s.test_clips} clips x {s.test_crops} "
+            f"crops per video, after the last step")
 
 
 def run_finetune(config: str | None, overrides: dict[str, Any], resume: bool,
