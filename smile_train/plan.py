@@ -10,13 +10,13 @@ last step's rate), masks, model and target, and where checkpoints go.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from smile_train.lr_schedule import LrSchedule
 from smile_train.model import SIZES
+from smile_train.runtime import launch_from_environment
 from smile_train.train_loop import micro_batch_plan
 
 
@@ -35,9 +35,7 @@ class StagePlan:
 
 def planned_world_size(world_size: int | None) -> int:
     """Processes the plan assumes: the given number, else the launcher's (torchrun, SLURM), else 1."""
-    if world_size:
-        return world_size
-    return int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
+    return world_size or launch_from_environment().world_size
 
 
 def warmup_end_step(schedule: LrSchedule) -> int | None:
