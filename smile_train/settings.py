@@ -61,6 +61,7 @@ class PretrainSettings:
     model: str = "base"  # tiny | small | base
     target: str = "clip"  # "clip" (SMILE) or "pixel" (VideoMAE)
     teacher: str = "openai/clip-vit-base-patch16"  # folder or hub id, used when target == clip
+    pixel_norm: bool = True  # pixel target: each tube normalised by its own mean and std (VideoMAE's default)
     drop_path: float = 0.0
     attention: str = "sdpa"  # "sdpa" or "explicit" (reference softmax attention)
     grad_checkpointing: bool = False
