@@ -6,17 +6,12 @@ only assembles them and holds the vocabulary look-up.
 
 from __future__ import annotations
 
-import sys
-import tarfile
-
 import typer
 
 from smile_data.cli_options import make_app
-from smile_data.config import SettingsError
 from smile_data.objects.cli import register as register_object_commands
 from smile_data.render.cli import register as register_render_commands
 from smile_data.shards.cli import register as register_shard_commands
-from smile_data.shards.integrity import IntegrityError
 from smile_data.vocabulary import FREQUENCIES, load_vocabulary
 
 app = make_app("SMILE data tools: object banks, overlaid-motion clips, webdataset shards.")
@@ -69,12 +64,9 @@ register_shard_commands(app)
 
 
 def main() -> None:
-    """Run the CLI; bad input (settings, files, data) ends with `error: ...` and status 2."""
-    try:
-        app()
-    except (SettingsError, ValueError, OSError, tarfile.TarError, IntegrityError) as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    """Run the CLI; bad input (settings, files, data) ends with `error: ...` and status 2
+    (cli_options.AppGroup)."""
+    app()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from smile_data.config import did_you_mean
 from smile_data.io import write_bytes_atomic
 from smile_train.data import PretrainClips, batches_skipped_per_worker, epoch_clips, resolve_sources
 from smile_train.geometry import PATCH, TUBELET
@@ -41,7 +42,8 @@ def pick_stage(config: str | None, overrides: dict[str, Any], stage: str | None)
     if stage is None:
         return stages[0]
     if stage not in names:
-        raise ValueError(f"{config}: no stage named {stage!r} (stages: {names})")
+        raise ValueError(f"--stage {stage}: {config or 'the settings'} have no stage of that name"
+                         f"{did_you_mean(stage, names)}; stages: {', '.join(names)}")
     return stages[names.index(stage)]
 
 

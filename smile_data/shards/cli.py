@@ -8,7 +8,9 @@ import typer
 
 from smile_data.cli_options import command_settings, config_option, set_option
 
-CARD_SHA256_HELP = "Refuse the dataset unless dataset.json has this sha256 (your root of trust)."
+CARD_SHA256_OPTION = typer.Option(
+    None, "--card-sha256", metavar="SHA256",
+    help="Refuse the dataset unless dataset.json has this sha256 (your root of trust).")
 
 
 def validate_command(
@@ -16,7 +18,7 @@ def validate_command(
                                  "holding shards + dataset.json + manifest.parquet."),
     quick: bool = typer.Option(False, "--quick", help="Only hashes, sizes and counts; no decoding."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes reading shards."),
-    card_sha256: str = typer.Option(None, "--card-sha256", help=CARD_SHA256_HELP),
+    card_sha256: str = CARD_SHA256_OPTION,
 ) -> None:
     """Check every shard against dataset.json and the manifest, and every sample against the layout."""
     from smile_data.shards.validate import validate_dataset
@@ -31,14 +33,15 @@ def validate_command(
 
 def preview_command(
     folder: str = typer.Argument(..., help="Dataset folder or URL, or a single shard."),
-    out: Path = typer.Option(Path("preview.png"), "--out", "-o", help="Contact sheet PNG to write."),
+    out: Path = typer.Option(Path("preview.png"), "--out", "-o", metavar="FILE.png",
+                             help="Contact sheet PNG to write."),
     clips: int = typer.Option(None, "--clips", help="Rows: the first N clips (default: 8)."),
     frames: int = typer.Option(None, "--frames", help="Evenly spaced frames per clip (default: 8)."),
     cell_size: int = typer.Option(None, "--cell-size", help="Pixels per frame cell (default: 128)."),
     gif: bool = typer.Option(None, "--gif/--no-gif", help="Also write <out>-<key>.gif per clip."),
     config: Path = config_option("PreviewSettings"),
     set_options: list[str] = set_option("PreviewSettings field"),
-    card_sha256: str = typer.Option(None, "--card-sha256", help=CARD_SHA256_HELP),
+    card_sha256: str = CARD_SHA256_OPTION,
 ) -> None:
     """Contact sheet (and GIFs) of the first clips, with every object's box and class name."""
     from smile_data.shards.preview import PreviewSettings, make_preview
@@ -63,10 +66,11 @@ def merge_shards_command(
 
 def fetch_command(
     url: str = typer.Argument(..., help="Dataset URL (https://, s3://, gs://, hf://) or folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Local folder to mirror the dataset into."),
-    shards: str = typer.Option(None, "--shards", help="Card positions to fetch, e.g. 0-9,12 (default: all)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Local folder to mirror the dataset into."),
+    shards: str = typer.Option(None, "--shards", metavar="RANGES",
+                               help="Card positions to fetch, e.g. 0-9,12 (default: all)."),
     workers: int = typer.Option(4, "--workers", "-w", min=1, help="Parallel downloads."),
-    card_sha256: str = typer.Option(None, "--card-sha256", help=CARD_SHA256_HELP),
+    card_sha256: str = CARD_SHA256_OPTION,
 ) -> None:
     """Mirror a dataset to local disk: parallel, resumable, every shard verified before it is kept."""
     from smile_data.shards.fetch import fetch_dataset
