@@ -11,6 +11,7 @@ import typer
 from smile_data.cli_options import make_app
 from smile_data.objects.cli import register as register_object_commands
 from smile_data.render.cli import register as register_render_commands
+from smile_data.settings_listing import settings_command
 from smile_data.shards.cli import register as register_shard_commands
 from smile_data.vocabulary import FREQUENCIES, load_vocabulary
 
@@ -61,6 +62,7 @@ def samples(kind: str = typer.Argument("videos", help="videos or photos")) -> No
 register_object_commands(app)
 register_render_commands(app)
 register_shard_commands(app)
+app.command("settings")(settings_command("smile-data", "smile_data.settings_meanings"))
 
 
 def main() -> None:

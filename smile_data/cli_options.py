@@ -105,8 +105,10 @@ def config_option(what: str = "settings", *names: str) -> Any:
                         help=f"YAML file of {what} (differences only).")
 
 
-def set_option(what: str = "setting") -> Any:
-    return typer.Option(None, "--set", metavar="KEY=VALUE", help=f"key=value override of any {what} (repeatable).")
+def set_option(what: str = "setting", program: str = "smile-data") -> Any:
+    return typer.Option(None, "--set", metavar="KEY=VALUE",
+                        help=f"key=value override of any {what} (repeatable; `{program} settings "
+                             f"COMMAND` lists every key).")
 
 
 def rank_option() -> Any:

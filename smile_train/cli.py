@@ -1,7 +1,9 @@
 """`smile-train`: pretraining, finetuning, evaluation, linear probing and export.
 
-Every command takes `--config FILE.yaml` (differences from the settings dataclass) and
-repeatable `--set key=value`; multi-stage pretraining configs also accept `--set stage.key=value`.
+The commands that take settings (pretrain, show-batch, finetune, evaluate, linear-probe) take
+`--config FILE.yaml` (differences from the settings dataclass) and repeatable `--set key=value`;
+multi-stage pretraining configs also accept `--set stage.key=value`; `smile-train settings
+COMMAND` lists every key (smile_data/settings_listing.py).
 Settings resolve as: defaults, then the file, then `--set`, then the explicit flags (the flags
 of finetune, evaluate and linear-probe are derived from their settings: smile_data/cli_options.py).
 `--out` is always where the command writes; `--init-from` the weights it starts from.
@@ -16,13 +18,14 @@ from smile_data.cli_options import (
     SettingFlag, command_settings, config_option, make_app, set_option, setting_flags,
 )
 from smile_data.config import command_line_overrides, parse_set_options
+from smile_data.settings_listing import settings_command
 from smile_train.finetune_settings import EvalSettings, FinetuneSettings, ProbeSettings
 
 app = make_app("SMILE trainer: pretrain, finetune, evaluate, linear-probe, export.")
 
 CONFIG_OPTION = config_option("settings", "-c")
-SET_OPTION = set_option("setting")
-STAGE_SET_OPTION = set_option("setting; a stage's as stage.key=value")
+SET_OPTION = set_option("setting", "smile-train")
+STAGE_SET_OPTION = set_option("setting; a stage's as stage.key=value", "smile-train")
 COMMANDS_OPTION = typer.Option(
     False, "--allow-commands",
     help="Let the config file's shard URLs run `pipe:` commands (refused without this flag).")
@@ -198,6 +201,9 @@ def import_checkpoint(
 
     summary = import_authors(checkpoint, out, input_size, frames, read_class_names(class_names or ""))
     typer.echo(json.dumps(summary, sort_keys=True))
+
+
+app.command("settings")(settings_command("smile-train", "smile_train.settings_meanings"))
 
 
 def main() -> None:
