@@ -1,4 +1,5 @@
-"""`smile-data validate`, `preview` and `merge-shards`: check, look at and finish datasets."""
+"""`smile-data validate`, `preview`, `merge-shards`, `fetch` and `publish`: check, look at, finish,
+receive and send datasets."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from smile_data.cli_options import command_settings, config_option, set_option
+from smile_data.cli_options import command_settings, config_option, progress_option, set_option
 
 CARD_SHA256_OPTION = typer.Option(
     None, "--card-sha256", metavar="SHA256",
@@ -80,8 +81,27 @@ def fetch_command(
                f"{len(report.already_present)} already present, {report.bytes_read} bytes read")
 
 
+def publish_command(
+    folder: Path = typer.Argument(..., help="Finished dataset folder (shards + manifest.parquet + dataset.json)."),
+    url: str = typer.Argument(..., help="Where to: a folder, s3://BUCKET/PATH, gs://BUCKET/PATH or "
+                              "hf://datasets/ORG/NAME."),
+    quick: bool = typer.Option(False, "--quick", help="Validate only hashes, sizes and counts; no decoding."),
+    workers: int = typer.Option(4, "--workers", "-w", min=1, help="Parallel uploads and validating processes."),
+    progress: bool = progress_option(),
+) -> None:
+    """Validate a dataset, upload its own files (shards, manifest, README, the card last; a rerun
+    resumes) and print the line the receiving lab runs."""
+    from smile_data.shards.publish import publish_dataset
+
+    report = publish_dataset(folder, url, quick=quick, workers=workers, show_progress=progress)
+    typer.echo(f"{url}: {len(report.uploaded)} files uploaded ({report.bytes_sent} bytes), "
+               f"{len(report.already_there)} already there. The receiving lab runs:", err=True)
+    typer.echo(report.fetch_command)
+
+
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate_command)
     app.command("preview")(preview_command)
     app.command("merge-shards")(merge_shards_command)
     app.command("fetch")(fetch_command)
+    app.command("publish")(publish_command)
