@@ -260,8 +260,9 @@ class PretrainClips(IterableDataset):
         repeats = 1 if s.second_mask == "shuffled" else s.mask_repeats
         masks = np.stack([self._make_mask(rng, clip.boxes) for _ in range(repeats)])
         prepared = {"video": torch.from_numpy(clip.frames), "masks": torch.from_numpy(masks), "key": clip.key}
-        if self.keep_boxes:
+        if self.keep_boxes:  # show-batch: what it draws and labels
             prepared["boxes"] = clip.boxes  # (T, K, 4): K differs between clips
+            prepared["shard"] = raw.get(URL_FIELD, "")
         return prepared
 
     def _raw_streams(self, seed: list[int], counter: CorruptSampleCounter) -> list[Iterator[dict]]:
