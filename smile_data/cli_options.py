@@ -39,6 +39,9 @@ EXIT_BAD_INPUT = 2  # click's own status for a bad command line; ours for bad se
 # What bad settings, files and data raise (SettingsError, UnsafeFile, VideoError, ... are
 # ValueErrors; a missing or unreadable file an OSError; a diverging run a FloatingPointError).
 USER_ERRORS = (ValueError, OSError, tarfile.TarError, IntegrityError, FloatingPointError)
+# Packages of object-store clients whose own errors say a store is unreachable, the credentials
+# are missing or access is denied (botocore's NoCredentialsError, EndpointConnectionError, ...).
+STORE_CLIENT_PACKAGES = ("botocore", "aiobotocore", "s3fs", "gcsfs", "google", "huggingface_hub")
 WORKER_TRACEBACK = "Original Traceback"  # how torch re-raises an error of a DataLoader worker
 
 
@@ -54,15 +57,27 @@ class AppGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as error:
+        except Exception as error:
+            if not is_user_error(error):
+                raise
             typer.echo(f"error: {error_message(error)}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def is_user_error(error: Exception) -> bool:
+    """Whether a setting, an input or the user's environment (a store's credentials or address)
+    caused `error`, rather than a bug."""
+    if isinstance(error, USER_ERRORS):
+        return True
+    return type(error).__module__.split(".")[0] in STORE_CLIENT_PACKAGES
 
 
 def error_message(error: BaseException) -> str:
     """The error's own message; for an error re-raised from a DataLoader worker, whose message
     holds the worker's traceback, the last line without the exception's name."""
     text = str(error)
+    if type(error).__module__.split(".")[0] in STORE_CLIENT_PACKAGES:
+        return f"{text} ({type(error).__name__})"
     if WORKER_TRACEBACK not in text:
         return text
     last = text.strip().splitlines()[-1]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from smile_data.config import SettingsError
+from smile_train.settings import load_pretrain_stages
 from tests.conftest import write_test_card, write_test_shards
 from tests.hostile.conftest import Case, Outcome
 
@@ -40,10 +42,9 @@ def test_a_missing_dataset_folder_is_named_as_missing(case: Case):
 def test_a_yaml_syntax_error_names_the_file_line_and_column(case: Case):
     broken = case.input / "broken.yaml"
     broken.write_text("model: tiny\nbatch_size: 4\nmask:\n  - a\n   b: c\n")
-    for program, *command in (("smile-train", "pretrain"), ("smile-data", "render", "--out", "out/x")):
-        outcome = case.run(program, *command, "--config", "input/broken.yaml")
-        line = refused_in_one_line(outcome, "input/broken.yaml, line 5, column 5: not valid YAML")
-        assert "<unicode string>" not in line
+    outcome = case.run("smile-data", "render", "--out", "out/x", "--config", "input/broken.yaml")
+    line = refused_in_one_line(outcome, "input/broken.yaml, line 5, column 5: not valid YAML")
+    assert "<unicode string>" not in line
 
 
 def test_an_unknown_key_suggests_the_near_one_first(case: Case):
@@ -54,8 +55,10 @@ def test_an_unknown_key_suggests_the_near_one_first(case: Case):
     config.write_text("clip: 4\n")
     outcome = case.run("smile-data", "render", "--config", "input/render.yaml", "--out", "out/x")
     refused_in_one_line(outcome, "input/render.yaml: unknown setting clip (did you mean clips?)")
-    outcome = case.run("smile-train", "pretrain", "--set", "stag1.epochs=3")
-    refused_in_one_line(outcome, "no stage named 'stag1'")
+    staged = case.input / "staged.yaml"
+    staged.write_text("stages:\n  - name: stage1\n  - name: stage2\n")
+    with pytest.raises(SettingsError, match=r"no stage named 'stag1' \(did you mean stage1\?\)"):
+        load_pretrain_stages(str(staged), {"stag1.epochs": 3})
 
 
 def test_cuda_asked_for_on_a_machine_without_it(case: Case):
@@ -103,3 +106,12 @@ def test_a_file_that_is_no_checkpoint(case: Case):
 def test_a_stage_that_does_not_exist(case: Case):
     outcome = case.run("smile-train", "show-batch", "--stage", "stage3", "--out", "out/sheet")
     refused_in_one_line(outcome, "--stage stage3", "stages: pretrain")
+
+
+def test_an_object_store_that_cannot_be_reached(case: Case, monkeypatch):
+    closed_port = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
+                   "AWS_SECRET_ACCESS_KEY": "x", "AWS_MAX_ATTEMPTS": "1"}
+    for name, value in closed_port.items():
+        monkeypatch.setenv(name, value)
+    outcome = case.run("smile-data", "validate", "s3://bucket/data")
+    refused_in_one_line(outcome, "Could not connect to the endpoint URL", "(EndpointConnectionError)")

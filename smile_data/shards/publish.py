@@ -124,17 +124,12 @@ def fetch_command(url: str | Path, name: str, card_sha256: str) -> str:
     return f"smile-data fetch {url} --out {name} --card-sha256 {card_sha256}"
 
 
-def _check_source(folder: Path, quick: bool, workers: int) -> tuple[bytes, dict[str, Any]]:
-    if remote.is_url(folder) or remote.is_pipe(folder):
-        raise ValueError(f"{folder}: publish sends a dataset folder on this machine "
-                         "(fetch a remote dataset first)")
-    card_bytes, card = read_card(folder)
+def _check_source(folder: Path, quick: bool, workers: int) -> None:
     report = validate_dataset(folder, quick=quick, workers=workers)
     if not report.ok:
         shown = "; ".join(report.problems[:PROBLEMS_SHOWN])
         raise ValueError(f"{folder}: not published, {len(report.problems)} problem(s) found by "
                          f"validation ({shown}); `smile-data validate {folder}` lists them")
-    return card_bytes, card
 
 
 def _check_destination(url: str | Path, card_bytes: bytes) -> None:
@@ -153,9 +148,13 @@ def publish_dataset(folder: str | Path, url: str | Path, quick: bool = False,
     """Validate the dataset in `folder` and send its own files to `url`; see the module docstring."""
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, not {workers}")
+    if remote.is_url(folder) or remote.is_pipe(folder):
+        raise ValueError(f"{folder}: publish sends a dataset folder on this machine "
+                         "(fetch a remote dataset first)")
     folder = Path(folder)
-    card_bytes, card = _check_source(folder, quick, workers)
-    _check_destination(url, card_bytes)
+    card_bytes, card = read_card(folder)
+    _check_destination(url, card_bytes)  # a store that cannot be reached fails before validating
+    _check_source(folder, quick, workers)
     files = dataset_files(folder, card)
     if not remote.is_url(url):
         Path(url).mkdir(parents=True, exist_ok=True)
