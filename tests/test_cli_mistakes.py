@@ -115,3 +115,12 @@ def test_an_object_store_that_cannot_be_reached(case: Case, monkeypatch):
         monkeypatch.setenv(name, value)
     outcome = case.run("smile-data", "validate", "s3://bucket/data")
     refused_in_one_line(outcome, "Could not connect to the endpoint URL", "(EndpointConnectionError)")
+
+
+def test_a_bank_whose_objects_do_not_decode(case: Case):
+    for index in range(3):
+        (case.input / "bank" / "dog").mkdir(parents=True, exist_ok=True)
+        (case.input / "bank" / "dog" / f"{index}.png").write_bytes(b"not a png")
+    outcome = case.run("smile-data", "render", "--bank", "input/bank", "--bg", "noise", "--clips", "2",
+                       "--size", "32", "--frames", "2", "--workers", "2", "--out", "out/clips")
+    refused_in_one_line(outcome, "input/bank: 4 objects in a row could not be decoded")
