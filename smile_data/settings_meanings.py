@@ -59,7 +59,7 @@ RENDER = {
     "box_aspects": "initial box aspect ratios (width / height), drawn uniformly",
     "box_jitter": Meaning("each of width and height times exp(u), u ~ U[-box_jitter, box_jitter]",
                           allowed="at least 0"),
-    "inner_keyframe_probs": Meaning("probabilities of 1, 2 and 3 key frames inside the clip",
+    "inner_keyframe_probs": Meaning("probabilities of 0, 1 and 2 key frames between the first and last",
                                     allowed="3 values summing to 1"),
     "keyframe_jitter": Meaning("key-frame jitter, a fraction of the key-frame spacing",
                                allowed=f"0..{MAX_KEYFRAME_JITTER}"),

@@ -38,7 +38,7 @@ VIEWS = {
 }
 MODEL = {
     "model": "ViT size",
-    "drop_path": "stochastic depth rate of the last block",
+    "drop_path": "stochastic depth: the last block's rate (0 at the first block, rising linearly)",
     "attention": "attention implementation: PyTorch's fused SDPA or the reference softmax",
     "grad_checkpointing": "recompute activations in the backward pass (less memory, slower)",
     "compile": "torch.compile the model",
