@@ -14,6 +14,7 @@ from smile_data.render.settings import (
     LABELS, MAX_KEYFRAME_JITTER, MOTIONS, OVERLAY_MODES, PACK_STORES, TRAJECTORY_SAMPLERS,
     X264_CRF_RANGE, X264_PRESETS, PackSettings, RenderSettings,
 )
+from smile_data.sampling import CROP_OFFSET_MODES
 from smile_data.settings_listing import Listing, Meaning
 from smile_data.shards.layout import BACKGROUND_KINDS, FRAME_CODECS, MAX_FRAMES
 from smile_data.shards.preview import PreviewSettings
@@ -48,7 +49,11 @@ RENDER = {
     "size": Meaning("clip height and width in pixels", allowed="at least 8"),
     "crop_scales": Meaning("multi-scale crop: side fractions of the short side (docs/method.md §4)",
                            allowed="fractions in (0, 1]"),
-    "flip": "random horizontal flip (Kinetics yes, SSv2 no)",
+    "crop_max_distort": Meaning("multi-scale crop: |i - j| at most between the scale indices of "
+                                "width and height", allowed="0..len(crop_scales) - 1"),
+    "crop_offsets": Meaning("multi-scale crop positions: the released 13 fixed offsets, 5 corners, "
+                            "or anywhere", CROP_OFFSET_MODES),
+    "flip": "random horizontal flip (the released pretraining never flips; SSv2 labels must not be)",
     "decode_short_side": "decoded frames larger than this are downscaled first (0 keeps every pixel)",
     "source_retries": Meaning("sources (or bank objects) tried after one that cannot be read",
                               allowed="at least 0"),
