@@ -39,9 +39,10 @@ EXIT_BAD_INPUT = 2  # click's own status for a bad command line; ours for bad se
 # What bad settings, files and data raise (SettingsError, UnsafeFile, VideoError, ... are
 # ValueErrors; a missing or unreadable file an OSError; a diverging run a FloatingPointError).
 USER_ERRORS = (ValueError, OSError, tarfile.TarError, IntegrityError, FloatingPointError)
-# Packages of object-store clients whose own errors say a store is unreachable, the credentials
+# Modules of object-store clients whose own errors say a store is unreachable, the credentials
 # are missing or access is denied (botocore's NoCredentialsError, EndpointConnectionError, ...).
-STORE_CLIENT_PACKAGES = ("botocore", "aiobotocore", "s3fs", "gcsfs", "google", "huggingface_hub")
+STORE_CLIENT_MODULES = ("botocore.", "aiobotocore.", "s3fs.", "gcsfs.", "google.auth.",
+                        "google.api_core.", "huggingface_hub.")
 WORKER_TRACEBACK = "Original Traceback"  # how torch re-raises an error of a DataLoader worker
 
 
@@ -67,16 +68,18 @@ class AppGroup(TyperGroup):
 def is_user_error(error: Exception) -> bool:
     """Whether a setting, an input or the user's environment (a store's credentials or address)
     caused `error`, rather than a bug."""
-    if isinstance(error, USER_ERRORS):
-        return True
-    return type(error).__module__.split(".")[0] in STORE_CLIENT_PACKAGES
+    return isinstance(error, USER_ERRORS) or _from_a_store_client(error)
+
+
+def _from_a_store_client(error: BaseException) -> bool:
+    return f"{type(error).__module__}.".startswith(STORE_CLIENT_MODULES)
 
 
 def error_message(error: BaseException) -> str:
     """The error's own message; for an error re-raised from a DataLoader worker, whose message
     holds the worker's traceback, the last line without the exception's name."""
     text = str(error)
-    if type(error).__module__.split(".")[0] in STORE_CLIENT_PACKAGES:
+    if _from_a_store_client(error):
         return f"{text} ({type(error).__name__})"
     if WORKER_TRACEBACK not in text:
         return text

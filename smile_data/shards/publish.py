@@ -50,11 +50,12 @@ class PublishReport:
 
 @dataclass(frozen=True)
 class DatasetFile:
-    """One file to publish, with the size and sha256 it must have (None: not in the card)."""
+    """One file to publish with the size and sha256 it must have: the card's for the shards and
+    the manifest, as hashed here for the files the card does not record (README, the card)."""
 
     name: str
     size: int
-    sha256: str | None
+    sha256: str
 
 
 def dataset_files(folder: Path, card: dict[str, Any]) -> list[DatasetFile]:
