@@ -33,6 +33,8 @@ STEP_PATTERN = re.compile(r"^step-(\d{9})\.pt$")
 FINAL_NAME = "final.pt"
 MAX_TOKENS = 32 * 1568  # tokens per clip; 32x the reference 8 x 14 x 14 (position tables grow with it)
 BLOCK_PATTERN = re.compile(r"^blocks\.(\d+)\.")
+# Where torch.load's refusal of an unsafe object says why, and where its advice starts.
+UNPICKLER_PROBLEM, TORCH_LOAD_ADVICE = "WeightsUnpickler error:", "Check the documentation"
 
 
 def step_path(folder: Path, step: int) -> Path:
@@ -67,7 +69,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
-        raise ValueError(f"{path}: not a readable checkpoint (weights only): {error}") from None
+        raise ValueError(f"{path}: not a readable checkpoint: {_load_problem(error)}") from None
+
+
+def _load_problem(error: Exception) -> str:
+    """torch.load's reason in one line. Its message for an object it refuses to unpickle is a
+    paragraph that suggests weights_only=False (running code from the file): only the
+    unpickler's own reason is kept."""
+    text = str(error)
+    if UNPICKLER_PROBLEM in text:
+        reason = text.split(UNPICKLER_PROBLEM, 1)[1].split(TORCH_LOAD_ADVICE, 1)[0]
+        return f"not a file of tensors and plain containers ({' '.join(reason.split())})"
+    if isinstance(error, EOFError):
+        return "the file is empty or cut short"
+    return " ".join(text.split()) or type(error).__name__
 
 
 class RunCheckpoints:

@@ -35,6 +35,7 @@ from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
 log = logging.getLogger(__name__)
 
 PREFETCH_BATCHES_PER_WORKER = 4
+URL_FIELD = "__url__"  # the shard a raw sample came from, under webdataset's name for it
 SHARD_STREAM, SOURCE_CHOICE_STREAM = 1, 2  # generator streams of a worker besides its samples
 
 
@@ -103,10 +104,15 @@ def tar_samples(shards: Iterator[dict[str, str]], on_error: Callable[[Exception]
         try:
             with remote.open_shard(url) as stream:
                 if remote.is_pipe(url):
-                    yield from reader.iter_tar_samples(stream)
+                    samples = reader.iter_tar_samples(stream)
                 else:
-                    yield from integrity.checked_samples(url, stream, checks, on_error,
-                                                         reader.iter_tar_samples)
+                    samples = integrity.checked_samples(url, stream, checks, on_error,
+                                                        reader.iter_tar_samples)
+                for raw in samples:
+                    raw[URL_FIELD] = url  # a sample found corrupt later names its shard
+                    yield raw
+        except TooManyCorruptSamples:
+            raise  # on_error's own verdict, not another unreadable shard
         except (OSError, ValueError, tarfile.TarError) as error:
             on_error(ValueError(f"shard {url}: {error}"))
 
@@ -131,8 +137,13 @@ def shuffle(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator)
 # --- the dataset -----------------------------------------------------------------------------
 
 
+class TooManyCorruptSamples(ValueError):
+    """A loader worker met more unreadable samples than max_corrupt_samples allows."""
+
+
 class CorruptSampleCounter:
-    """Counts samples (and shards) a worker could not read; raises past the configured limit."""
+    """Counts samples (and shards) a worker could not read; raises TooManyCorruptSamples past
+    the configured limit."""
 
     def __init__(self, limit: int):
         self.limit, self.total, self.pending = limit, 0, 0
@@ -142,11 +153,15 @@ class CorruptSampleCounter:
         self.pending += 1
         log.warning("skipping unreadable sample or shard: %s", error)
         if self.total > self.limit:
-            raise RuntimeError(
+            raise TooManyCorruptSamples(
                 f"more than {self.limit} corrupt samples in one loader worker (last: {error}); "
                 "run `smile-data validate` on the shards, or raise max_corrupt_samples"
             )
         return True
+
+    def bad_sample(self, raw: dict[str, Any], error: Exception) -> None:
+        """Count a sample of `tar_samples` that could not be prepared, naming its shard."""
+        self(ValueError(f"shard {raw.get(URL_FIELD, '?')}: {error}"))
 
     def take_pending(self) -> int:
         pending, self.pending = self.pending, 0
@@ -237,8 +252,9 @@ class PretrainClips(IterableDataset):
         repeats = 1 if s.second_mask == "shuffled" else s.mask_repeats
         masks = np.stack([self._make_mask(rng, clip.boxes) for _ in range(repeats)])
         prepared = {"video": torch.from_numpy(clip.frames), "masks": torch.from_numpy(masks), "key": clip.key}
-        if self.keep_boxes:
+        if self.keep_boxes:  # show-batch: what it draws and labels
             prepared["boxes"] = clip.boxes  # (T, K, 4): K differs between clips
+            prepared["shard"] = raw.get(URL_FIELD, "")
         return prepared
 
     def _raw_streams(self, seed: list[int], counter: CorruptSampleCounter) -> list[Iterator[dict]]:
@@ -273,7 +289,7 @@ class PretrainClips(IterableDataset):
             try:
                 prepared = self._prepare(samplers[index], sample, rng)
             except ValueError as error:
-                counter(error)
+                counter.bad_sample(sample, error)
                 continue
             prepared["corrupt"] = counter.take_pending()
             yield prepared

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from smile_data.config import SettingsError, apply_overrides, plain_name, read_yaml
+from smile_data.config import SettingsError, apply_overrides, did_you_mean, plain_name, read_yaml
 from smile_train.settings_check import check_settings
 
 
@@ -103,7 +103,8 @@ def split_stage_overrides(overrides: dict[str, Any], stage_names: list[str]) -> 
         if dot and stage in per_stage:
             per_stage[stage][rest] = value
         elif dot:
-            raise SettingsError(f"--set {key}: no stage named {stage!r} (stages: {stage_names})")
+            raise SettingsError(f"--set {key}: no stage named {stage!r}{did_you_mean(stage, stage_names)}; "
+                                f"stages: {', '.join(stage_names)}")
         else:
             shared[key] = value
     return shared, per_stage

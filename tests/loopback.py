@@ -1,5 +1,6 @@
-"""Real servers on 127.0.0.1 for tests: a static file server with range requests, and moto's
-S3-compatible server. Both serve a bounded number of seconds and stop by themselves.
+"""Real servers on 127.0.0.1 for tests: a static file server with range requests, moto's
+S3-compatible server, and a TCP relay that slows uploads to a server. All serve a bounded number
+of seconds and stop by themselves.
 
 Python's http.server answers GET without ranges; RangeFileHandler answers `Range: bytes=a-b`
 (and `a-`) with 206 and Content-Range, as web servers and CDNs that host datasets do.
@@ -10,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
 MAX_SERVE_SECONDS = 300     # a server left running by a failed test stops by itself
@@ -171,3 +174,56 @@ def _forget_s3_clients() -> None:
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+RELAY_CHUNK_BYTES = 4096  # a throttled relay forwards pieces this size, evenly spaced
+
+
+def _relay(source: socket.socket, target: socket.socket, bytes_per_second: int) -> None:
+    """Forward `source` to `target` until either side closes (0: unthrottled)."""
+    try:
+        while chunk := source.recv(RELAY_CHUNK_BYTES):
+            target.sendall(chunk)
+            if bytes_per_second:
+                time.sleep(len(chunk) / bytes_per_second)
+    except OSError:
+        pass
+    finally:
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+
+def _accept_until(listener: socket.socket, target_port: int, bytes_per_second: int,
+                  stop: threading.Event, deadline: float) -> None:
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            client, _ = listener.accept()
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+        upstream = socket.create_connection((LOOPBACK, target_port))
+        for source, target, rate in ((client, upstream, bytes_per_second), (upstream, client, 0)):
+            threading.Thread(target=_relay, args=(source, target, rate), daemon=True).start()
+    listener.close()
+
+
+@contextlib.contextmanager
+def throttled_relay(target_url: str, bytes_per_second: int) -> Iterator[str]:
+    """A TCP relay on 127.0.0.1 to the server at `target_url` that forwards what clients send at
+    `bytes_per_second` per connection (answers at full speed): an upload through it takes
+    seconds. Yields the relay's URL."""
+    target_port = urlsplit(target_url).port
+    listener = socket.create_server((LOOPBACK, 0))
+    listener.settimeout(POLL_SECONDS)
+    stop = threading.Event()
+    thread = threading.Thread(target=_accept_until, daemon=True,
+                              args=(listener, target_port, bytes_per_second, stop,
+                                    time.monotonic() + MAX_SERVE_SECONDS))
+    thread.start()
+    try:
+        yield f"http://{LOOPBACK}:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=10)

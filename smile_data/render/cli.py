@@ -34,17 +34,18 @@ OUTPUT_FLAGS = {
     "quality": "JPEG quality.",
     "prefix": "Shard name prefix.",
     "shard_size": "Samples (clips or videos) per shard at most.",
-    "shard_bytes": SettingFlag("Bytes per shard at most.", default="1 GiB"),
+    "shard_bytes": SettingFlag("Bytes per shard at most.", default="1073741824, i.e. 1 GiB", metavar="BYTES"),
 }
 RENDER_FLAGS = {
     "bg": SettingFlag("Background kind[:weight]: natural, frame, image, black, noise (repeatable).",
-                      field="backgrounds"),
-    "videos": "Videos: a folder, a file list or a VideoMAE-style CSV (`path label`).",
+                      field="backgrounds", metavar="KIND[:WEIGHT]"),
+    "videos": SettingFlag("Videos: a folder, a file list or a VideoMAE-style CSV (`path label`).",
+                          metavar="PATH"),
     "root": SettingFlag("Folder that relative paths of a video list are resolved against "
-                        "(default: the list's folder).", field="video_root"),
-    "images": "Still images: a folder or a file list.",
+                        "(default: the list's folder).", field="video_root", metavar="DIR"),
+    "images": SettingFlag("Still images: a folder or a file list.", metavar="PATH"),
     "overlay": "objects | patches | none.",
-    "bank": "Object bank folder (for --overlay objects).",
+    "bank": SettingFlag("Object bank folder (for --overlay objects).", metavar="DIR"),
     "objects": "Overlays per clip (default: 2; --label motion-direction: 1).",
     "motion": "gaussian | linear.",
     "label": ("none | motion-direction: one object per clip, labelled with the direction it moves in "
@@ -58,10 +59,11 @@ RENDER_FLAGS = {
     **OUTPUT_FLAGS,
 }
 PACK_FLAGS = {
-    "csv": SettingFlag("VideoMAE-style annotation file: `path label` per line.", field="videos"),
-    "videos": "A folder of videos (no labels) instead of --csv.",
+    "csv": SettingFlag("VideoMAE-style annotation file: `path label` per line.", field="videos",
+                       metavar="FILE"),
+    "videos": SettingFlag("A folder of videos (no labels) instead of --csv.", metavar="DIR"),
     "root": SettingFlag("Folder that relative paths in --csv are resolved against "
-                        "(default: the CSV's folder).", field="video_root"),
+                        "(default: the CSV's folder).", field="video_root", metavar="DIR"),
     "clips_per_video": "Clips per video, evenly spaced.",
     "store": "clips: cut into JPEG/PNG clips | video: one sample per whole video.",
     "short_side": "Resize frames so the short side is this (default: 256; --store video: 0 keeps it).",
@@ -120,7 +122,7 @@ def _write_pack(settings: PackSettings, out: Path, **run: Any) -> dict[str, Any]
 def _dataset_command(cls: type, table: dict[str, SettingFlag], resolve, write, summary: str):
     """A command that resolves `cls` from its command line and writes a dataset with `write`."""
     def command(
-        out: Path = typer.Option(..., "--out", "-o", help=DATASET_HELP),
+        out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help=DATASET_HELP),
         given_flags: dict = None,
         workers: int = WORKERS_OPTION,
         rank: int = rank_option(),

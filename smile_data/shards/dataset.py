@@ -25,6 +25,7 @@ from smile_data.shards.progress import (
     card_part_path,
     first_difference,
     manifest_part_path,
+    progress_dir,
     read_identity,
 )
 
@@ -176,12 +177,21 @@ def read_card_bytes(folder: str | Path) -> bytes:
     """The raw bytes of a dataset folder's (or dataset URL's) card."""
     location = card_location(folder)
     if not remote.is_url(folder) and not Path(location).is_file():
-        raise FileNotFoundError(f"{location} not found: not a finished dataset folder "
-                                "(unfinished ranks? run `smile-data merge-shards` when all are done)")
+        raise FileNotFoundError(_missing_card_problem(Path(folder)))
     try:
         return remote.read_bytes(location, MAX_CARD_BYTES)
     except FileNotFoundError:
         raise FileNotFoundError(f"{location} not found: not a dataset URL") from None
+
+
+def _missing_card_problem(folder: Path) -> str:
+    """Why a local folder has no card: no folder, no dataset, or ranks still to finish."""
+    if not folder.is_dir():
+        return f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder"
+    if not progress_dir(folder).is_dir():
+        return f"{folder}: not a dataset folder (no {CARD_FILE})"
+    return (f"{folder / CARD_FILE} not found: not a finished dataset folder "
+            "(unfinished ranks? run `smile-data merge-shards` when all are done)")
 
 
 def read_card(folder: str | Path, card_sha256: str | None = None) -> tuple[bytes, dict[str, Any]]:

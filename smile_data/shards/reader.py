@@ -320,12 +320,14 @@ def read_samples(urls: str | Sequence[str]) -> Iterator[ClipSample]:
 
 
 def read_shard_files(locations: Sequence[str | Path], integrity: Any = None,
-                     decode: Callable[[dict[str, Any]], ClipSample] | None = None) -> Iterator[ClipSample]:
+                     decode: Callable[[dict[str, Any]], ClipSample] | None = None,
+                     keep: Callable[[str], bool] | None = None) -> Iterator[ClipSample]:
     """Decoded clips of local shard files or shard URLs named by a card (remote.join), each
     opened as a plain file or through fsspec: never a pattern, `pipe:` or webdataset's opener.
     With `integrity` (integrity.IntegritySettings), samples are first checked against the card
     beside their shard (integrity.checked_samples). `decode` replaces decode_sample (preview
-    passes one that also takes video samples)."""
+    passes one that also takes video samples); with `keep`, samples whose key it refuses are
+    passed over undecoded."""
     from smile_data.shards import integrity as checks
 
     indexes: checks.IndexCache = {}  # this call's own: the folders may be rewritten later
@@ -337,7 +339,8 @@ def read_shard_files(locations: Sequence[str | Path], integrity: Any = None,
                 raws = checks.checked_samples(location, stream, integrity, _raise,
                                               iter_tar_samples, indexes)
             for raw in raws:
-                yield (decode or decode_sample)(raw)
+                if keep is None or keep(raw[KEY_FIELD]):
+                    yield (decode or decode_sample)(raw)
 
 
 def _raise(error: Exception) -> None:

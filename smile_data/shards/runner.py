@@ -63,7 +63,7 @@ from smile_data.shards.progress import (
 )
 from smile_data.shards.writer import ShardRecord, ShardWriter, encode_sample
 
-__all__ = ["ShardSample", "TaskResult", "TaskFailed", "write_dataset", "finalize_dataset"]
+__all__ = ["ShardSample", "TaskResult", "TaskFailed", "TaskInputRefused", "write_dataset", "finalize_dataset"]
 
 # Finished-but-unconsumed task results held per worker: keeps workers busy, bounds memory.
 TASKS_IN_FLIGHT_PER_WORKER = 2
@@ -86,6 +86,11 @@ class TaskResult:
 
 class TaskFailed(RuntimeError):
     """A task raised: a bug, not a bad source. Finished shards are kept; a rerun resumes."""
+
+
+class TaskInputRefused(ValueError):
+    """A task found an input it cannot use (a ValueError or OSError naming it, e.g. a bank whose
+    objects do not decode): the user's to fix, not a bug. Finished shards are kept."""
 
 
 def _check_arguments(prefix: str, task_count: int, samples_per_task: int, workers: int,
@@ -196,9 +201,11 @@ def _run_installed_task(index: int) -> TaskResult:
     return _WORKER_TASK(index)
 
 
-def _task_failed(index: int, error: BaseException) -> TaskFailed:
-    return TaskFailed(f"task {index} raised {type(error).__name__}: {error}; the shards "
-                      "finished so far are kept, rerun the same command to resume")
+def _task_failed(index: int, error: BaseException) -> TaskFailed | TaskInputRefused:
+    kept = "the shards finished so far are kept, rerun the same command to resume"
+    if isinstance(error, (ValueError, OSError)):
+        return TaskInputRefused(f"task {index}: {error}; {kept}")
+    return TaskFailed(f"task {index} raised {type(error).__name__}: {error}; {kept}")
 
 
 def _check_picklable(run_task: Callable[[int], TaskResult], workers: int) -> None:
@@ -358,8 +365,9 @@ def write_dataset(
     `run_task(i)` must be deterministic and, for workers > 1, picklable: it is pickled once
     and installed in each worker process when that process starts, so state it builds lazily
     (open files, caches) lives on in the worker for all the tasks it runs. It reports bad
-    sources as `skipped`; an exception from it stops the run (TaskFailed, with the worker's
-    traceback chained) keeping every finished shard.
+    sources as `skipped`; an exception from it stops the run keeping every finished shard:
+    TaskInputRefused for an input it cannot use (a ValueError or OSError), else TaskFailed, with
+    the worker's traceback chained.
     Returns the dataset card, or this rank's summary while other ranks are still running.
     """
     out = Path(out_dir)
