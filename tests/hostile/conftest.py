@@ -9,7 +9,9 @@ in a fresh folder laid out as
     case/out/        the only folder the command may write to
     case/marker      the file a payload tries to create
 
-and `run_cli` reports what the command printed and every file that appeared outside `out/`.
+and `Case.run` reports what the command printed, every file that appeared outside `out/`, and the
+command's wall time and peak resident memory. With SMILE_HOSTILE_LOG=<file>, each run appends a
+JSON line (test, command, seconds, peak RSS) to that file: the table of cases in a report.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import os
 import resource
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +33,9 @@ REPO = Path(__file__).resolve().parents[2]
 # 4 GiB leaves room for that and still stops the multi-gigabyte blow-ups these cases provoke.
 ADDRESS_SPACE_LIMIT = 4 << 30
 TIME_LIMIT_SECONDS = 60
+# What a refusal may cost: the whole command, torch and the CLI included (about 0.5 GB).
+PEAK_RSS_LIMIT_MB = 1536
+LOG_VARIABLE = "SMILE_HOSTILE_LOG"
 CLI_MODULES = {"smile-data": "smile_data.cli", "smile-train": "smile_train.cli"}
 
 
@@ -38,6 +45,8 @@ class Outcome:
     output: str  # stdout and stderr together
     written_outside: list[str]  # files that appeared outside out/ (besides the inputs)
     marker_exists: bool  # a payload ran
+    seconds: float = 0.0  # wall time of the command
+    peak_rss_mb: float = 0.0  # the command's peak resident memory (its own process)
 
     def refused(self, *fragments: str) -> None:
         """Exit status 2 with a message holding every fragment, and nothing written elsewhere."""
@@ -47,6 +56,7 @@ class Outcome:
             assert fragment in self.output, f"{fragment!r} not in:\n{self.output[-3000:]}"
         assert not self.written_outside, self.written_outside
         assert not self.marker_exists, "a payload ran: the marker file exists"
+        assert self.peak_rss_mb < PEAK_RSS_LIMIT_MB, f"peak RSS {self.peak_rss_mb:.0f} MB"
 
 
 def _limit_resources() -> None:
@@ -72,14 +82,53 @@ class Case:
         before = _files(self.root)
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         command = [sys.executable, "-c", f"from {CLI_MODULES[program]} import main; main()", *args]
-        try:
-            done = subprocess.run(command, cwd=self.root, env=env, capture_output=True, text=True,
-                                  timeout=timeout, preexec_fn=_limit_resources)
-        except subprocess.TimeoutExpired:
+        returncode, output, seconds, peak_rss_mb = _run_measured(command, self.root, env, timeout)
+        if returncode is None:
             pytest.fail(f"{program} {' '.join(args)}: still running after {timeout} s")
+        _log_run(program, args, seconds, peak_rss_mb, returncode)
         after = _files(self.root)
         outside = sorted(p for p in after - before if not p.startswith("out/") and p != "out")
-        return Outcome(done.returncode, done.stdout + done.stderr, outside, self.marker.exists())
+        return Outcome(returncode, output, outside, self.marker.exists(), seconds, peak_rss_mb)
+
+
+def _run_measured(command: list[str], cwd: Path, env: dict[str, str],
+                  timeout: float) -> tuple[int | None, str, float, float]:
+    """(exit status or None when killed at `timeout`, stdout and stderr, seconds, peak RSS in
+    MB). The child is reaped with wait4, whose resource usage is the child's own."""
+    start = time.monotonic()
+    child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, preexec_fn=_limit_resources)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.append(child.stdout.read()), daemon=True)
+    reader.start()
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        child.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    _, status, usage = os.wait4(child.pid, 0)
+    timer.cancel()
+    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    reader.join()
+    child.stdout.close()
+    output = b"".join(chunks).decode("utf-8", "replace")
+    returncode = None if killed.is_set() else child.returncode
+    return returncode, output, time.monotonic() - start, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def _log_run(program: str, args: tuple[str, ...], seconds: float, peak_rss_mb: float,
+             returncode: int) -> None:
+    log = os.environ.get(LOG_VARIABLE)
+    if not log:
+        return
+    record = {"test": os.environ.get("PYTEST_CURRENT_TEST", "").removesuffix(" (call)"),
+              "command": " ".join([program, *args])[:200], "exit": returncode,
+              "seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb)}
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 @pytest.fixture
