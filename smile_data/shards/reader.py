@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Sequence
 
-import braceexpand
 import cv2
 import numpy as np
 import simplejpeg
@@ -28,6 +27,7 @@ import simplejpeg
 from smile_data.shards import layout, remote
 from smile_data.shards.image_header import image_size
 from smile_data.shards.layout import KEY_FIELD
+from smile_data.shards.patterns import MAX_SHARD_NAMES, PatternTooLarge, expand_braces
 
 log = logging.getLogger(__name__)
 
@@ -291,11 +291,13 @@ def decode_webdataset_sample(sample: dict[str, Any]) -> ClipSample:
     return decode_sample({KEY_FIELD: key, **members})
 
 
-def expand_urls(urls: str | Sequence[str]) -> list[str]:
-    """Brace patterns ({000000..000009}) and globs expanded; `pipe:` and URLs kept as is."""
+def expand_urls(urls: str | Sequence[str], setting: str = "shards") -> list[str]:
+    """Brace patterns ({000000..000009}) and globs expanded; `pipe:` and URLs kept as is.
+    More than MAX_SHARD_NAMES names in all is refused (PatternTooLarge naming `setting`),
+    a pattern before it is expanded (patterns.py)."""
     expanded = []
     for url in [urls] if isinstance(urls, (str, Path)) else urls:
-        for item in braceexpand.braceexpand(str(url)):
+        for item in expand_braces(str(url), setting, already=len(expanded)):
             if not remote.is_local(item) or not any(c in item for c in GLOB_CHARACTERS):
                 expanded.append(item)
             else:
@@ -303,6 +305,9 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
                 if not matches:
                     raise FileNotFoundError(f"no shard matches {item}")
                 expanded += matches
+        if len(expanded) > MAX_SHARD_NAMES:  # globs: counted once matched
+            raise PatternTooLarge(f"{setting}: {len(expanded)} shards, more than the "
+                                  f"{MAX_SHARD_NAMES} a shard list may hold")
     return expanded
 
 
