@@ -201,7 +201,7 @@ def import_checkpoint(
 def main() -> None:
     try:
         app()
-    except (SettingsError, FileNotFoundError, ValueError, FloatingPointError, IntegrityError) as error:
+    except (SettingsError, OSError, ValueError, FloatingPointError, IntegrityError) as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
 

@@ -32,6 +32,7 @@ MAX_FRAMES = 128  # frames per clip; 8x the reference 16
 MAX_SEED = (1 << 63) - 1  # torch seeds are 64-bit
 MAX_LOADER_WORKERS = 256  # processes per rank; each keeps its own shard streams and buffers
 MAX_SHUFFLE_BUFFER = 100_000  # raw samples held per source and worker; 100x the reference 1000
+MAX_CLASSES = 100_000  # classifier outputs: 4x ImageNet-21k's 21,843 (each a row of the head)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 SECOND_MASKS = ("own", "shuffled")  # pretrain.second_masks

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -59,9 +60,12 @@ class Outcome:
         assert self.peak_rss_mb < PEAK_RSS_LIMIT_MB, f"peak RSS {self.peak_rss_mb:.0f} MB"
 
 
-def _limit_resources() -> None:
+def _limit_resources(file_size_limit: int | None = None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if file_size_limit is not None:  # writes past it fail (EFBIG) instead of killing the child
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
 
 def _files(folder: Path) -> set[str]:
@@ -78,11 +82,15 @@ class Case:
         self.marker = root / "marker"
         self.input.mkdir(parents=True)
 
-    def run(self, program: str, *args: str, timeout: float = TIME_LIMIT_SECONDS) -> Outcome:
+    def run(self, program: str, *args: str, timeout: float = TIME_LIMIT_SECONDS,
+            prefix: tuple[str, ...] = (), file_size_limit: int | None = None) -> Outcome:
+        """Run the CLI in a child; `prefix` runs it through another command (which must end
+        by exec-ing its arguments), `file_size_limit` caps every file it writes."""
         before = _files(self.root)
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        command = [sys.executable, "-c", f"from {CLI_MODULES[program]} import main; main()", *args]
-        returncode, output, seconds, peak_rss_mb = _run_measured(command, self.root, env, timeout)
+        command = [*prefix, sys.executable, "-c", f"from {CLI_MODULES[program]} import main; main()", *args]
+        returncode, output, seconds, peak_rss_mb = _run_measured(command, self.root, env, timeout,
+                                                                 file_size_limit)
         if returncode is None:
             pytest.fail(f"{program} {' '.join(args)}: still running after {timeout} s")
         _log_run(program, args, seconds, peak_rss_mb, returncode)
@@ -91,13 +99,14 @@ class Case:
         return Outcome(returncode, output, outside, self.marker.exists(), seconds, peak_rss_mb)
 
 
-def _run_measured(command: list[str], cwd: Path, env: dict[str, str],
-                  timeout: float) -> tuple[int | None, str, float, float]:
+def _run_measured(command: list[str], cwd: Path, env: dict[str, str], timeout: float,
+                  file_size_limit: int | None = None) -> tuple[int | None, str, float, float]:
     """(exit status or None when killed at `timeout`, stdout and stderr, seconds, peak RSS in
     MB). The child is reaped with wait4, whose resource usage is the child's own."""
     start = time.monotonic()
     child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, preexec_fn=_limit_resources)
+                             stderr=subprocess.STDOUT,
+                             preexec_fn=lambda: _limit_resources(file_size_limit))
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.append(child.stdout.read()), daemon=True)
     reader.start()
