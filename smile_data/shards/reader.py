@@ -330,7 +330,8 @@ def read_shard_files(locations: Sequence[str | Path], integrity: Any = None,
     opened as a plain file or through fsspec: never a pattern, `pipe:` or webdataset's opener.
     With `integrity` (integrity.IntegritySettings), samples are first checked against the card
     beside their shard (integrity.checked_samples). `decode` replaces decode_sample (preview
-    passes one that also takes video samples)."""
+    passes one that also takes video samples); a sample it refuses is a ValueError naming the
+    shard and the sample."""
     from smile_data.shards import integrity as checks
 
     indexes: checks.IndexCache = {}  # this call's own: the folders may be rewritten later
@@ -342,7 +343,11 @@ def read_shard_files(locations: Sequence[str | Path], integrity: Any = None,
                 raws = checks.checked_samples(location, stream, integrity, _raise,
                                               iter_tar_samples, indexes)
             for raw in raws:
-                yield (decode or decode_sample)(raw)
+                try:
+                    sample = (decode or decode_sample)(raw)
+                except ValueError as error:  # the sample is named; name its shard too
+                    raise ValueError(f"{location}: {error}") from None
+                yield sample
 
 
 def _raise(error: Exception) -> None:
