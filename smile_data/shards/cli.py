@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from smile_data.cli_options import command_settings, config_option, set_option
+from smile_data.processes import MAX_WORKERS
+from smile_data.shards.fetch import MAX_FETCH_WORKERS
 
 CARD_SHA256_HELP = "Refuse the dataset unless dataset.json has this sha256 (your root of trust)."
 
@@ -15,7 +17,8 @@ def validate_command(
     folder: str = typer.Argument(..., help="Dataset folder or URL (https://, s3://, gs://, hf://) "
                                  "holding shards + dataset.json + manifest.parquet."),
     quick: bool = typer.Option(False, "--quick", help="Only hashes, sizes and counts; no decoding."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes reading shards."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, max=MAX_WORKERS,
+                                help="Processes reading shards."),
     card_sha256: str = typer.Option(None, "--card-sha256", help=CARD_SHA256_HELP),
 ) -> None:
     """Check every shard against dataset.json and the manifest, and every sample against the layout."""
@@ -65,7 +68,8 @@ def fetch_command(
     url: str = typer.Argument(..., help="Dataset URL (https://, s3://, gs://, hf://) or folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Local folder to mirror the dataset into."),
     shards: str = typer.Option(None, "--shards", help="Card positions to fetch, e.g. 0-9,12 (default: all)."),
-    workers: int = typer.Option(4, "--workers", "-w", min=1, help="Parallel downloads."),
+    workers: int = typer.Option(4, "--workers", "-w", min=1, max=MAX_FETCH_WORKERS,
+                                help="Parallel downloads."),
     card_sha256: str = typer.Option(None, "--card-sha256", help=CARD_SHA256_HELP),
 ) -> None:
     """Mirror a dataset to local disk: parallel, resumable, every shard verified before it is kept."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from smile_data.config import SettingsError, check_bounds
 from smile_data.io import write_bytes_atomic
 from smile_data.shards import layout, remote
 from smile_data.shards.dataset import CARD_FILE, load_card
@@ -30,6 +31,15 @@ BOX_LINE_WIDTH = 2        # px
 TEXT_MARGIN = 3           # px between a box corner (or cell corner) and its text
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895  # hue step: neighbouring objects get distant hues
 BOX_SATURATION, BOX_VALUE = 0.85, 1.0
+
+
+PREVIEW_BOUNDS = {
+    "clips": (1, 1000),  # rows of the sheet, each a decoded clip held until the sheet is drawn
+    "frames": (1, layout.MAX_FRAMES),
+    "cell_size": (1, 1024),
+    "gif_frame_ms": (1, 60_000),
+}
+MAX_SHEET_PIXELS = 100_000_000  # a 10,000 x 10,000 contact sheet
 
 
 @dataclass
@@ -126,14 +136,24 @@ def clip_gif(sample: ClipSample, frame_ms: int) -> bytes:
     return buffer.getvalue()
 
 
+def check_preview_settings(settings: PreviewSettings) -> None:
+    """Each count within PREVIEW_BOUNDS and the sheet within MAX_SHEET_PIXELS (SettingsError)."""
+    check_bounds(settings, PREVIEW_BOUNDS, "preview settings")
+    cell = settings.cell_size
+    pixels = settings.clips * cell * (KEY_COLUMN_WIDTH + settings.frames * cell)
+    if pixels > MAX_SHEET_PIXELS:
+        raise SettingsError(f"preview settings: clips {settings.clips} x frames {settings.frames} "
+                            f"of {cell} px make a sheet of {pixels} pixels, more than "
+                            f"{MAX_SHEET_PIXELS}")
+
+
 def make_preview(source: str | Path, out: str | Path,
                  settings: PreviewSettings = PreviewSettings(),
                  card_sha256: str | None = None) -> list[Path]:
     """Write the contact sheet `out` (PNG) and, with settings.gif, `<out stem>-<key>.gif`
     next to it for every clip; return the written paths. `source` is a dataset folder or URL
     or one shard; samples are checked against the card beside their shard (if any) first."""
-    if settings.clips < 1 or settings.frames < 1 or settings.cell_size < 1:
-        raise ValueError("preview clips, frames and cell_size must all be >= 1")
+    check_preview_settings(settings)
     out = Path(out)
     samples: list[ClipSample] = []
     integrity = IntegritySettings(card_sha256=card_sha256 or "")
