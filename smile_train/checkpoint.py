@@ -31,7 +31,7 @@ from smile_train.settings_check import MAX_FRAMES, MAX_INPUT_SIZE
 
 FORMAT = "smile-train-checkpoint"
 FORMAT_VERSION = 1
-STEP_PATTERN = re.compile(r"^step-(\d{9})\.pt$")
+STEP_PATTERN = re.compile(r"^step-(\d{9})\.pt\Z")
 FINAL_NAME = "final.pt"
 MAX_TOKENS = 32 * 1568  # tokens per clip; 32x the reference 8 x 14 x 14 (position tables grow with it)
 BLOCK_PATTERN = re.compile(r"^blocks\.(\d+)\.")
