@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import string
+from typing import Iterator
 
 import braceexpand
 
@@ -56,14 +57,21 @@ def split_list(spec: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-def _comma_parts(expression: str) -> list[str] | None:
-    """The parts of a comma list at brace depth 0; None when it is not one."""
-    parts, start, depth, position = [], 0, 0, 0
-    while position < len(expression):
-        character = expression[position]
-        if character == ESCAPE:
+def _unescaped(text: str) -> Iterator[tuple[int, str]]:
+    """(position, character) of each character that no backslash escapes."""
+    position = 0
+    while position < len(text):
+        if text[position] == ESCAPE:
             position += 2
             continue
+        yield position, text[position]
+        position += 1
+
+
+def _comma_parts(expression: str) -> list[str] | None:
+    """The parts of a comma list at brace depth 0; None when it is not one."""
+    parts, start, depth = [], 0, 0
+    for position, character in _unescaped(expression):
         if character == "{":
             depth += 1
         elif character == "}":
@@ -71,7 +79,6 @@ def _comma_parts(expression: str) -> list[str] | None:
         elif character == "," and depth == 0:
             parts.append(expression[start:position])
             start = position + 1
-        position += 1
     if depth != 0 or not parts:
         return None
     return [*parts, expression[start:]]
@@ -93,12 +100,8 @@ def count_names(pattern: str, depth: int = 0) -> int:
     ValueError for unbalanced or too deeply nested braces."""
     if depth > MAX_BRACE_DEPTH:
         raise ValueError(f"braces nested deeper than {MAX_BRACE_DEPTH} levels")
-    total, start, level, position = 1, 0, 0, 0
-    while position < len(pattern):
-        character = pattern[position]
-        if character == ESCAPE:
-            position += 2
-            continue
+    total, start, level = 1, 0, 0
+    for position, character in _unescaped(pattern):
         if character == "{":
             if level == 0:
                 start = position
@@ -108,7 +111,6 @@ def count_names(pattern: str, depth: int = 0) -> int:
             if level == 0:
                 total *= _expression_count(pattern[start + 1:position], depth)
                 start = position + 1
-        position += 1
     if level != 0:
         raise ValueError("unbalanced braces")
     return total
