@@ -35,7 +35,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from smile_data.images import FLIP_PROBABILITY
 from smile_train.finetune_settings import ERASE_MODES
-from smile_train.sampling import crop_resize_clip, hflip
+from smile_data.sampling import crop_resize_clip, hflip
 
 CROP_ATTEMPTS = 10  # random resized crop: tries before the centred fall-back
 LEVEL_MAX = 10.0  # RandAugment magnitudes are out of 10

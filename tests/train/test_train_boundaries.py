@@ -13,7 +13,7 @@ from smile_train import runtime as rt
 from smile_train.finetune import schedule as finetune_schedule
 from smile_train.finetune_settings import FinetuneSettings
 from smile_train.pretrain import schedule as pretrain_schedule
-from smile_train.sampling import CORNER_OFFSETS, MORE_OFFSETS, SNAP_PIXELS, crop_sides
+from smile_data.sampling import CORNER_OFFSETS, MORE_OFFSETS, SNAP_PIXELS, crop_sides
 from smile_train.settings import PretrainSettings
 from smile_train.sources import SourceSampler, SourceSettings
 from tests.conftest import png_members
