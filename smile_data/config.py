@@ -38,6 +38,19 @@ class SettingsError(ValueError):
     """A settings file or override that does not match the settings dataclass."""
 
 
+Bounds = dict[str, tuple[float, float]]  # setting -> (lowest, highest), both allowed
+
+
+def check_bounds(settings: Any, bounds: Bounds, source: str = "settings") -> None:
+    """SettingsError naming the first setting outside its bounds. Every count that sizes a
+    loop, a process pool or an allocation has one, checked before any work starts (a shared
+    config of `objects: 100000000` must not run for minutes first)."""
+    for name, (low, high) in bounds.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise SettingsError(f"{source}: setting {name!r} must be in [{low}, {high}], got {value!r}")
+
+
 class _BoundedLoader(yaml.SafeLoader):
     """PyYAML's safe loader with limits on nesting depth and on alias expansion.
 

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from smile_data.render.trajectory import draw_index
 from smile_data.shards import integrity, reader, remote
 from smile_data.shards.dataset import load_card
+from smile_data.shards.patterns import MAX_SHARD_NAMES, PatternTooLarge, split_list
 from smile_data.shards.sample_count import count_samples
 from smile_train import masking
 from smile_train.allocator import keep_freed_memory
@@ -42,16 +43,17 @@ SHARD_STREAM, SOURCE_CHOICE_STREAM = 1, 2  # generator streams of a worker besid
 # --- shard lists ---------------------------------------------------------------------------
 
 
-def expand_urls(spec: str, card_sha256: str = "") -> list[str]:
-    """Comma-separated paths, globs, brace patterns, URLs and datasets -> the list of shard URLs.
+def expand_urls(spec: str, card_sha256: str = "", setting: str = "shards") -> list[str]:
+    """Comma-separated (outside braces) paths, globs, brace patterns, URLs and datasets -> the list of shard URLs.
 
     A dataset (a local folder or a URL, https:// s3:// gs:// hf://, holding dataset.json)
     stands for the shards its card lists, named under it only; `card_sha256` pins its card.
-    Unsupported URL schemes and missing local shards are errors at start, before any loader
-    worker runs.
+    Unsupported URL schemes, missing local shards and more than MAX_SHARD_NAMES shards (a
+    pattern is counted before it is expanded) are errors at start naming `setting`, before
+    any loader worker runs.
     """
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
-    urls = []
+    parts = split_list(spec)
+    urls: list[str] = []
     for part in parts:
         if remote.is_url(part):
             remote.check_url(part)
@@ -59,12 +61,15 @@ def expand_urls(spec: str, card_sha256: str = "") -> list[str]:
             card = load_card(part, card_sha256 or None)
             urls += [str(remote.join(part, shard["name"])) for shard in card["shards"]]
         else:
-            urls += reader.expand_urls([part])
+            urls += reader.expand_urls([part], setting)
+        if len(urls) > MAX_SHARD_NAMES:
+            raise PatternTooLarge(f"{setting}: {len(urls)} shards, more than the "
+                                  f"{MAX_SHARD_NAMES} a shard list may hold")
     if not urls:
-        raise ValueError(f"shards: {spec!r} names no shard")
+        raise ValueError(f"{setting}: {spec!r} names no shard")
     for url in urls:
         if remote.is_local(url) and not os.path.isfile(url):
-            raise FileNotFoundError(f"shards: {url} not found")
+            raise FileNotFoundError(f"{setting}: {url} not found")
     return urls
 
 

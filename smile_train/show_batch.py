@@ -31,6 +31,7 @@ from smile_data.io import write_bytes_atomic
 from smile_train.data import PretrainClips, batches_skipped_per_worker, resolve_sources, stage_epoch_clips
 from smile_train.geometry import PATCH, TUBELET
 from smile_train.settings import load_pretrain_stages
+from smile_train.settings_check import MAX_EPOCHS
 from smile_train.train_loop import micro_batch_plan
 
 BOX_COLOUR = (0, 255, 0)  # RGB
@@ -44,6 +45,7 @@ SWATCH = 12  # side of a legend swatch
 SWATCH_GREY = (200, 200, 200)  # a visible token's brightness in the legend
 TEXT_MARGIN = 4
 TEXT_COLOUR = (0, 0, 0)
+MAX_SHOWN_CLIPS = 256  # rows of the sheet, each a loaded clip with its masks
 
 
 def pick_stage(config: str | None, overrides: dict[str, Any], stage: str | None):
@@ -166,8 +168,9 @@ def padded_boxes(clips: list[dict[str, Any]]) -> np.ndarray:
 def show_batch(config: str | None, overrides: dict[str, Any], stage: str | None, epoch: int,
                out: str | Path, count: int) -> dict[str, str]:
     """Write the contact sheet and the arrays of the first `count` clips of `epoch`."""
-    if epoch < 0 or count < 1:
-        raise ValueError(f"--epoch must be >= 0 and --clips >= 1 (got {epoch}, {count})")
+    if not 0 <= epoch <= MAX_EPOCHS or not 1 <= count <= MAX_SHOWN_CLIPS:
+        raise ValueError(f"--epoch must be in 0..{MAX_EPOCHS} and --clips in 1..{MAX_SHOWN_CLIPS} "
+                         f"(got {epoch}, {count})")
     name, settings = pick_stage(config, overrides, stage)
     clips = first_clips(settings, epoch, count)
     folder = Path(out)

@@ -22,6 +22,7 @@ from smile_data.config import (
     apply_overrides, apply_sources, command_line_overrides, load_settings, settings_sources,
 )
 from smile_data.distributed import resolve_work_share
+from smile_data.processes import MAX_WORKERS
 from smile_data.render.settings import PackSettings, RenderSettings
 
 # Settings a label mode changes from the SPEC defaults unless the command sets them itself.
@@ -77,7 +78,7 @@ PACK_FLAGS = {
 }
 
 
-WORKERS_OPTION = typer.Option(1, "--workers", "-w", min=1,
+WORKERS_OPTION = typer.Option(1, "--workers", "-w", min=1, max=MAX_WORKERS,
                               help="Processes rendering in parallel on this machine (one core each).")
 OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace a dataset made with other settings.")
 

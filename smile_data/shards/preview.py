@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
+from smile_data.config import SettingsError, check_bounds
 from smile_data.io import write_bytes_atomic
 from smile_data.shards import layout, remote
 from smile_data.shards.dataset import CARD_FILE, load_card, read_checked_manifest
@@ -36,6 +37,15 @@ TEXT_MARGIN = 3           # px between a box corner (or cell corner) and its tex
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895  # hue step: neighbouring objects get distant hues
 BOX_SATURATION, BOX_VALUE = 0.85, 1.0
 KEY_COLUMN, BACKGROUND_COLUMN = "key", "background"  # manifest columns (render writes both)
+
+
+PREVIEW_BOUNDS = {
+    "clips": (1, 1000),  # rows of the sheet, each a decoded clip held until the sheet is drawn
+    "frames": (1, layout.MAX_FRAMES),
+    "cell_size": (1, 1024),
+    "gif_frame_ms": (1, 60_000),
+}
+MAX_SHEET_PIXELS = 100_000_000  # a 10,000 x 10,000 contact sheet
 
 
 @dataclass
@@ -174,6 +184,17 @@ def clip_gif(sample: ClipSample, frame_ms: int) -> bytes:
     return buffer.getvalue()
 
 
+def check_preview_settings(settings: PreviewSettings) -> None:
+    """Each count within PREVIEW_BOUNDS and the sheet within MAX_SHEET_PIXELS (SettingsError)."""
+    check_bounds(settings, PREVIEW_BOUNDS, "preview settings")
+    cell = settings.cell_size
+    pixels = settings.clips * cell * (KEY_COLUMN_WIDTH + settings.frames * cell)
+    if pixels > MAX_SHEET_PIXELS:
+        raise SettingsError(f"preview settings: clips {settings.clips} x frames {settings.frames} "
+                            f"of {cell} px make a sheet of {pixels} pixels, more than "
+                            f"{MAX_SHEET_PIXELS}")
+
+
 def preview_samples(source: str | Path, settings: PreviewSettings,
                     card_sha256: str | None = None) -> list[ClipSample]:
     """The clips to show: the first of each background kind (keys_of_each_background), or the
@@ -199,8 +220,7 @@ def make_preview(source: str | Path, out: str | Path,
     """Write the contact sheet `out` (PNG) and, with settings.gif, `<out stem>-<key>.gif`
     next to it for every clip; return the written paths. `source` is a dataset folder or URL
     or one shard; samples are checked against the card beside their shard (if any) first."""
-    if settings.clips < 1 or settings.frames < 1 or settings.cell_size < 1:
-        raise ValueError("preview clips, frames and cell_size must all be >= 1")
+    check_preview_settings(settings)
     out = Path(out)
     samples = preview_samples(source, settings, card_sha256)
     if not samples:

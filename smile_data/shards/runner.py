@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 
 from smile_data.io import remove_stale_temporaries, temporary_target
 from smile_data.jobs import Journal, WorkShare
-from smile_data.processes import WORKER_START_METHOD, exit_with_parent, folder_lock
+from smile_data.processes import MAX_WORKERS, WORKER_START_METHOD, exit_with_parent, folder_lock
 from smile_data.progress_bar import ProgressBar, progress_bar
 from smile_data.shards import layout
 from smile_data.shards.dataset import (
@@ -97,9 +97,9 @@ def _check_arguments(prefix: str, task_count: int, samples_per_task: int, worker
                      card: dict[str, Any]) -> None:
     if not PREFIX_PATTERN.fullmatch(prefix):
         raise ValueError(f"shard prefix {prefix!r} may hold only letters, digits, '_' and '-'")
-    if task_count < 0 or samples_per_task < 1 or workers < 1:
+    if task_count < 0 or samples_per_task < 1 or not 1 <= workers <= MAX_WORKERS:
         raise ValueError(f"need task_count >= 0 ({task_count}), samples_per_task >= 1 "
-                         f"({samples_per_task}) and workers >= 1 ({workers})")
+                         f"({samples_per_task}) and workers in 1..{MAX_WORKERS} ({workers})")
     reserved = sorted(set(card) & set(RESERVED_CARD_FIELDS))
     if reserved:
         raise ValueError(f"card field(s) {', '.join(reserved)} are set by the writer")
