@@ -24,7 +24,8 @@ from PIL import Image, ImageDraw, ImageFont
 from smile_data.config import SettingsError, check_bounds
 from smile_data.io import write_bytes_atomic
 from smile_data.shards import layout, remote
-from smile_data.shards.dataset import CARD_FILE, load_card, read_checked_manifest
+from smile_data.shards.dataset import CARD_FILE, MANIFEST_FILE, load_card
+from smile_data.shards.manifest import checked_manifest, read_manifest_table
 from smile_data.shards.integrity import IntegritySettings
 from smile_data.shards.reader import ClipSample, decode_sample, read_shard_files
 from smile_data.shards.video_sample import is_video_sample, video_preview_clip
@@ -117,10 +118,13 @@ def keys_of_each_background(source: str | Path, count: int, card_sha256: str | N
     folder = _dataset_folder(source)
     if folder is None:
         return None
-    manifest = pq.ParquetFile(io.BytesIO(read_checked_manifest(folder, load_card(folder, card_sha256))))
-    if BACKGROUND_COLUMN not in manifest.schema_arrow.names:
-        return None
-    table = manifest.read(columns=[KEY_COLUMN, BACKGROUND_COLUMN])
+    card = load_card(folder, card_sha256)
+    with checked_manifest(folder, card) as handle:
+        if BACKGROUND_COLUMN not in pq.ParquetFile(handle).schema_arrow.names:
+            return None
+        handle.seek(0)
+        table = read_manifest_table(handle, card, remote.join(folder, MANIFEST_FILE),
+                                    columns=[KEY_COLUMN, BACKGROUND_COLUMN])
     kinds = [str(kind) for kind in table.column(BACKGROUND_COLUMN).to_pylist()]
     if len(set(kinds)) < 2:
         return None
