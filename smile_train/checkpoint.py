@@ -23,7 +23,7 @@ import torch
 
 from smile_data.io import atomic_path, remove_stale_temporaries
 from smile_data.processes import hold_until_exit
-from smile_train.checkpoint_archive import check_archive
+from smile_train.checkpoint_archive import check_archive, load_problem
 from smile_train.checkpoint_keys import POSITION_TABLES, detect_layout, unwrap_state
 from smile_train.geometry import FRAMES, IMG_SIZE
 from smile_train.model import SIZES, ClassifierModel, VideoViTEncoder, size_spec
@@ -36,7 +36,6 @@ FINAL_NAME = "final.pt"
 MAX_TOKENS = 32 * 1568  # tokens per clip; 32x the reference 8 x 14 x 14 (position tables grow with it)
 BLOCK_PATTERN = re.compile(r"^blocks\.(\d+)\.")
 # Where torch.load's refusal of an unsafe object says why, and where its advice starts.
-UNPICKLER_PROBLEM, TORCH_LOAD_ADVICE = "WeightsUnpickler error:", "Check the documentation"
 
 
 def step_path(folder: Path, step: int) -> Path:
@@ -110,20 +109,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
-        raise ValueError(f"{path}: not a readable checkpoint: {_load_problem(error)}") from None
-
-
-def _load_problem(error: Exception) -> str:
-    """torch.load's reason in one line. Its message for an object it refuses to unpickle is a
-    paragraph that suggests weights_only=False (running code from the file): only the
-    unpickler's own reason is kept."""
-    text = str(error)
-    if UNPICKLER_PROBLEM in text:
-        reason = text.split(UNPICKLER_PROBLEM, 1)[1].split(TORCH_LOAD_ADVICE, 1)[0]
-        return f"not a file of tensors and plain containers ({' '.join(reason.split())})"
-    if isinstance(error, EOFError):
-        return "the file is empty or cut short"
-    return " ".join(text.split()) or type(error).__name__
+        raise ValueError(f"{path}: not a readable checkpoint: {load_problem(error)}") from None
 
 
 class RunCheckpoints:

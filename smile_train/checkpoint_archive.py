@@ -33,6 +33,7 @@ MAX_RECORDS = 100_000  # one per tensor storage: a ViT-B state with AdamW and EM
 MAX_PICKLE_BYTES = 64 << 20  # the object tree without tensor data: ~100 kB for ViT-B
 LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then name and extra field lengths
 LOCAL_HEADER_SIGNATURE = b"PK\x03\x04"
+UNPICKLER_PROBLEM, TORCH_LOAD_ADVICE = "WeightsUnpickler error:", "Check the documentation"
 MAX_TREE_ITEMS = 10_000_000  # containers and leaves walked in the object tree
 
 
@@ -88,6 +89,19 @@ def _record_problem(info: zipfile.ZipInfo, offset: int, size: int) -> str | None
     return None
 
 
+def load_problem(error: Exception) -> str:
+    """torch.load's reason in one line. Its message for an object it refuses to unpickle is a
+    paragraph that suggests weights_only=False (running code from the file): only the
+    unpickler's own reason is kept."""
+    text = str(error)
+    if UNPICKLER_PROBLEM in text:
+        reason = text.split(UNPICKLER_PROBLEM, 1)[1].split(TORCH_LOAD_ADVICE, 1)[0]
+        return f"not a file of tensors and plain containers ({' '.join(reason.split())})"
+    if isinstance(error, EOFError):
+        return "the file is empty or cut short"
+    return " ".join(text.split()) or type(error).__name__
+
+
 def _data_offset(info: zipfile.ZipInfo, handle) -> int:
     """Where a record's bytes start: after its local header, name and extra field."""
     handle.seek(info.header_offset)
@@ -102,7 +116,7 @@ def _check_tensors(path: Path, records: dict[int, zipfile.ZipInfo]) -> None:
     try:
         tree = torch.load(path, map_location="meta", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
-        raise ValueError(f"{path}: not a readable checkpoint (weights only): {error}") from None
+        raise ValueError(f"{path}: not a readable checkpoint: {load_problem(error)}") from None
     unplaced: dict[int, int] = {}  # storages torch did not tell the place of: id -> bytes
     for name, tensor in _tensors(tree, path):
         storage = tensor.untyped_storage()

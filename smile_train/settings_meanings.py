@@ -74,6 +74,7 @@ PRETRAIN = {
     "second_mask": "copies after the first take another clip's mask (released), or draw their own",
     "target": "reconstruct the teacher's CLIP features (SMILE) or normalised pixels (VideoMAE)",
     "teacher": "teacher model folder or hub id (target clip): CLIP, DINO or DINOv2",
+    "pixel_norm": "pixel target: each tube normalised by its own mean and std (VideoMAE's default); false keeps the [0, 1] pixels",
     "epochs": "effective epochs (clips x mask_repeats): K400 300 + 300, SSv2 400 + 400",
     "schedule_epochs": "cosine horizon in epochs (0: it ends where training stops; released 801)",
     "schedule_pace": "read the schedule per step, or per pass like the released engine",

@@ -99,7 +99,7 @@ def test_reaching_max_corrupt_samples_in_a_loader_worker(case: Case):
 def test_a_file_that_is_no_checkpoint(case: Case):
     (case.input / "weights.pt").write_bytes(b"\x80\x07 not a checkpoint" * 8)
     outcome = case.run("smile-train", "export", "--checkpoint", "input/weights.pt", "--out", "out/hf")
-    line = refused_in_one_line(outcome, "input/weights.pt: not a readable checkpoint")
+    line = refused_in_one_line(outcome, "input/weights.pt: not a zip checkpoint")
     assert "weights_only" not in line and "arbitrary code" not in line
 
 

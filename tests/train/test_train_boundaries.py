@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from smile_data.config import SettingsError
 from smile_data.shards import layout
 from smile_train import runtime as rt
 from smile_train.finetune import schedule as finetune_schedule
@@ -109,5 +110,5 @@ def test_device_modes():
     if torch.cuda.is_available():
         assert rt.setup("cuda").device.type == "cuda"
     else:
-        with pytest.raises(RuntimeError, match="device cuda was asked for, but torch sees no CUDA"):
+        with pytest.raises(SettingsError, match="'device' is 'cuda', but torch .* sees no CUDA"):
             rt.setup("cuda")

@@ -12,7 +12,7 @@ CONFIGS = sorted(PRETRAIN_CONFIGS.glob("*.yaml"))
 
 
 def test_configs_exist():
-    assert len(CONFIGS) >= 5
+    assert len(CONFIGS) >= 4  # SMILE ViT-B K400 and SSv2, ViT-S K400, VideoMAE ViT-B K400
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
