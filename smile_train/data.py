@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from smile_data.render.trajectory import draw_index
-from smile_data.shards import integrity, reader, remote
+from smile_data.shards import integrity, layout, reader, remote
 from smile_data.shards.dataset import CARD_FILE, load_card
 from smile_train import masking
 from smile_train.allocator import keep_freed_memory
@@ -119,10 +119,12 @@ def tar_samples(shards: Iterator[dict[str, str]], on_error: Callable[[Exception]
         try:
             with remote.open_shard(url) as stream:
                 if remote.is_pipe(url):
-                    yield from reader.iter_tar_samples(stream)
+                    raws = reader.iter_tar_samples(stream)
                 else:
-                    yield from integrity.checked_samples(url, stream, checks, on_error,
-                                                         reader.iter_tar_samples)
+                    raws = integrity.checked_samples(url, stream, checks, on_error, reader.iter_tar_samples)
+                for raw in raws:
+                    raw[layout.SHARD_FIELD] = url  # named in the messages of a sample that fails
+                    yield raw
         except (OSError, ValueError, tarfile.TarError) as error:
             on_error(ValueError(f"shard {url}: {error}"))
 
