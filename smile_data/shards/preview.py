@@ -3,13 +3,16 @@ A video sample (pack --store video) shows frames evenly spaced over the whole vi
 
 Sheet layout: one row per clip, the key in a column at the row start, then `frames` evenly
 spaced frames, each scaled to fit a `cell_size` square; each object's box is drawn in its own
-colour with its class name. The output depends only on the shards and the settings.
+colour with its class name. The output depends only on the shards and the settings. A sample
+that cannot be shown (corrupt, or a video over a limit) is skipped with a warning naming its
+shard and key; the preview fails only when no sample can be shown.
 """
 
 from __future__ import annotations
 
 import colorsys
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from smile_data.shards.dataset import CARD_FILE, load_card
 from smile_data.shards.integrity import IntegritySettings
 from smile_data.shards.reader import ClipSample, decode_sample, read_shard_files
 from smile_data.shards.video_sample import is_video_sample, video_preview_clip
+
+log = logging.getLogger(__name__)
 
 KEY_COLUMN_WIDTH = 96     # px at the row start for the sample key
 SHEET_BACKGROUND = (32, 32, 32)
@@ -126,6 +131,30 @@ def clip_gif(sample: ClipSample, frame_ms: int) -> bytes:
     return buffer.getvalue()
 
 
+def _first_samples(locations: list, integrity: IntegritySettings,
+                   settings: PreviewSettings) -> tuple[list[ClipSample], list[str]]:
+    """The first `settings.clips` samples that decode, and why each skipped one did not."""
+    samples: list[ClipSample] = []
+    skipped: list[str] = []
+    for location in locations:
+        shard = str(location).replace("\\", "/").rsplit("/", 1)[-1]
+
+        def decode(raw: dict, shard: str = shard) -> ClipSample | None:  # a video: `frames` of it
+            try:
+                return video_preview_clip(raw, settings.frames) if is_video_sample(raw) else decode_sample(raw)
+            except ValueError as error:
+                skipped.append(f"{shard}: {error}")
+                log.warning("%s: sample skipped: %s", shard, error)
+                return None
+
+        for sample in read_shard_files([location], integrity, decode):
+            if sample is not None:
+                samples.append(sample)
+            if len(samples) == settings.clips:
+                return samples, skipped
+    return samples, skipped
+
+
 def make_preview(source: str | Path, out: str | Path,
                  settings: PreviewSettings = PreviewSettings(),
                  card_sha256: str | None = None) -> list[Path]:
@@ -135,17 +164,13 @@ def make_preview(source: str | Path, out: str | Path,
     if settings.clips < 1 or settings.frames < 1 or settings.cell_size < 1:
         raise ValueError("preview clips, frames and cell_size must all be >= 1")
     out = Path(out)
-    samples: list[ClipSample] = []
     integrity = IntegritySettings(card_sha256=card_sha256 or "")
-    def decode(raw: dict) -> ClipSample:  # a video sample shows `frames` frames of the video
-        return video_preview_clip(raw, settings.frames) if is_video_sample(raw) else decode_sample(raw)
-
-    for sample in read_shard_files(shard_paths(source, card_sha256), integrity, decode):
-        samples.append(sample)
-        if len(samples) == settings.clips:
-            break
+    samples, skipped = _first_samples(shard_paths(source, card_sha256), integrity, settings)
+    if skipped:
+        log.warning("%d samples skipped", len(skipped))
     if not samples:
-        raise ValueError(f"{source}: the shards hold no samples")
+        could = f" that can be shown ({len(skipped)} skipped; first: {skipped[0]})" if skipped else ""
+        raise ValueError(f"{source}: the shards hold no samples{could}")
     write_bytes_atomic(out, _png_bytes(contact_sheet(samples, settings)))
     written = [out]
     if settings.gif:

@@ -19,6 +19,8 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 # 4 GiB leaves room for that and still stops the multi-gigabyte blow-ups these cases provoke.
 ADDRESS_SPACE_LIMIT = 4 << 30
 TIME_LIMIT_SECONDS = 60
+POLL_SECONDS = 0.02  # how often a running case is checked for its end
 CLI_MODULES = {"smile-data": "smile_data.cli", "smile-train": "smile_train.cli"}
 
 
@@ -38,6 +41,8 @@ class Outcome:
     output: str  # stdout and stderr together
     written_outside: list[str]  # files that appeared outside out/ (besides the inputs)
     marker_exists: bool  # a payload ran
+    seconds: float = 0.0  # wall time of the command
+    peak_rss_mb: float = 0.0  # the command's peak resident memory (its own and its children's)
 
     def refused(self, *fragments: str) -> None:
         """Exit status 2 with a message holding every fragment, and nothing written elsewhere."""
@@ -72,14 +77,37 @@ class Case:
         before = _files(self.root)
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         command = [sys.executable, "-c", f"from {CLI_MODULES[program]} import main; main()", *args]
-        try:
-            done = subprocess.run(command, cwd=self.root, env=env, capture_output=True, text=True,
-                                  timeout=timeout, preexec_fn=_limit_resources)
-        except subprocess.TimeoutExpired:
+        returncode, output, seconds, peak = _run_measured(command, self.root, env, timeout)
+        if returncode is None:
             pytest.fail(f"{program} {' '.join(args)}: still running after {timeout} s")
         after = _files(self.root)
         outside = sorted(p for p in after - before if not p.startswith("out/") and p != "out")
-        return Outcome(done.returncode, done.stdout + done.stderr, outside, self.marker.exists())
+        return Outcome(returncode, output, outside, self.marker.exists(), seconds, peak)
+
+
+def _run_measured(command: list[str], cwd: Path, env: dict, timeout: float) -> tuple[int | None, str, float, float]:
+    """(exit status or None after a timeout, stdout + stderr, seconds, peak RSS MiB) of the
+    command under the case's limits; wait4 reports the peak RSS of the child itself."""
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        started = time.monotonic()
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
+                                   preexec_fn=_limit_resources)
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - started > timeout:
+                process.kill()
+                os.wait4(process.pid, 0)
+                process.returncode = -9
+                return None, "", timeout, 0.0
+            time.sleep(POLL_SECONDS)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - started
+        stdout.seek(0)
+        stderr.seek(0)
+        output = stdout.read().decode(errors="replace") + stderr.read().decode(errors="replace")
+    return process.returncode, output, seconds, usage.ru_maxrss / 1024
 
 
 @pytest.fixture
