@@ -47,7 +47,7 @@ class EncodeSettings:
     keyframe_interval: int
     crf: int              # x264 constant rate factor (quality; 23 is x264's default)
     preset: str           # x264 speed preset
-    fast_decode: bool = False  # x264's fastdecode coding tools (module docstring)
+    fast_decode: bool = True  # x264's fastdecode coding tools (module docstring)
     b_frames: int = B_FRAMES  # non-reference B-frames between reference frames
 
 
