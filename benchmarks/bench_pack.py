@@ -32,15 +32,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reader import pin_to_one_core  # noqa: E402
-from k400_like import FPS, SECONDS, load_average, write_k400_like  # noqa: E402
+from k400_like import FPS, INPUT_SIZE, SECONDS, load_average, training_draw, write_k400_like  # noqa: E402
 
 from smile_data.render.settings import PackSettings  # noqa: E402
 from smile_data.shards.reader import decode_sample, iter_tar_samples  # noqa: E402
 from smile_data.shards.video_sample import decode_video_sample, open_video_sample  # noqa: E402
-from smile_train.sampling import multiscale_crop_box, window_indices  # noqa: E402
 
-WINDOW, STRIDE, INPUT_SIZE = 16, 4, 224
-SCALES = (1.0, 0.875, 0.75, 0.66)
 FRAMES_PER_SOURCE = SECONDS * FPS
 # Training videos and frames per video (assumed typical lengths: K400 clips are cut to 10 s at
 # about 30 fps; SSv2 videos are a few seconds at 12 fps; UCF101 averages about 7 s at 25 fps;
@@ -76,9 +73,7 @@ def window_ms(raws: list[dict], windows: int) -> float:
     start = time.process_time()
     for i in range(windows):
         with open_video_sample(samples[i % len(samples)]) as video:
-            info = video.info
-            indices = window_indices(rng, info.frames, WINDOW, STRIDE)
-            box = multiscale_crop_box(rng, info.height, info.width, INPUT_SIZE, SCALES, 1)
+            indices, box = training_draw(rng, video.info.frames, video.info.height, video.info.width)
             video.frames(indices, crop=box, size=INPUT_SIZE)
     return (time.process_time() - start) / windows * 1000
 

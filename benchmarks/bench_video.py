@@ -35,14 +35,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reader import pin_to_one_core  # noqa: E402
-from k400_like import SHORT_SIDE, load_average, write_k400_like  # noqa: E402
+from k400_like import (  # noqa: E402
+    CLIP_FRAMES, CLIP_STRIDE, INPUT_SIZE, SHORT_SIDE, load_average, training_draw, write_k400_like,
+)
 
 from smile_data.video import OpenVideo, VideoLimits, index_from_record, probe_video  # noqa: E402
 from smile_data.video.encode import EncodeSettings, reencode_video  # noqa: E402
-from smile_train.sampling import crop_resize_clip, multiscale_crop_box, window_indices  # noqa: E402
+from smile_train.sampling import crop_resize_clip  # noqa: E402
 
-WINDOW, STRIDE, INPUT_SIZE = 16, 4, 224
-SCALES = (1.0, 0.875, 0.75, 0.66)
 PSNR_FRAME_STEP = 10
 CRF, PRESET = 23, "veryfast"  # pack's defaults
 
@@ -83,9 +83,7 @@ class Row:
         self.windows = []
         for i in range(count):
             info = infos[i % len(videos)]
-            indices = window_indices(rng, info.frames, WINDOW, STRIDE).tolist()
-            box = multiscale_crop_box(rng, info.height, info.width, INPUT_SIZE, SCALES, 1)
-            self.windows.append((i % len(videos), indices, box))
+            self.windows.append((i % len(videos), *training_draw(rng, info.frames, info.height, info.width)))
         self.seconds = {"ours": 0.0, "decord": 0.0}
 
     def ours(self, window: int) -> np.ndarray:
@@ -99,7 +97,7 @@ class Row:
 
         video, indices, box = self.windows[window]
         frames = decord.VideoReader(io.BytesIO(self.videos[video]), num_threads=1).get_batch(indices).asnumpy()
-        return crop_resize_clip(frames, np.zeros((WINDOW, 0, 4), np.float32), box, INPUT_SIZE)[0]
+        return crop_resize_clip(frames, np.zeros((len(indices), 0, 4), np.float32), box, INPUT_SIZE)[0]
 
     def time(self, window: int) -> None:
         for decoder in self.seconds:
@@ -116,7 +114,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         paths = write_k400_like(Path(folder))
         originals = [p.read_bytes() for p in paths]
-    sources = [list(OpenVideo(v).iter_frames()) for v in originals]
+    sources = []
+    for video in originals:
+        with OpenVideo(video) as opened:
+            sources.append(list(opened.iter_frames()))
     rows = [(Row("authors' input: x264 defaults, 320 px", originals, args.windows), None)]
     for name, settings in CHOICES:
         videos = [reencode_video(v, settings)[0] for v in originals]
@@ -128,7 +129,7 @@ def main() -> None:
             row.time(window)
     timed = args.windows - 1
     authors = rows[0][0].seconds["decord"] / timed
-    print(f"random {WINDOW}-frame windows at stride {STRIDE} + multi-scale crop to {INPUT_SIZE} of "
+    print(f"random {CLIP_FRAMES}-frame windows at stride {CLIP_STRIDE} + multi-scale crop to {INPUT_SIZE} of "
           f"{len(originals)} K400-like videos (10 s, 30 fps, {SHORT_SIDE}-px short side), one core "
           f"({pinned}), {timed} windows per cell, CPU time; {load_average()}")
     print("| packing | MB/video | PSNR dB | ours ms/window | decord ms/window (same bytes) | "

@@ -43,13 +43,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reader import peak_resident_mb, pin_to_one_core  # noqa: E402
 from bench_render import make_bank  # noqa: E402
-from k400_like import load_average, write_k400_like  # noqa: E402
+from k400_like import (  # noqa: E402
+    CLIP_FRAMES, CLIP_STRIDE, CROP_SCALES, INPUT_SIZE, load_average, write_k400_like,
+)
 
 from smile_data.render.settings import PackSettings  # noqa: E402
 from smile_train.sampling import crop_resize_clip, multiscale_crop_box, window_indices  # noqa: E402
 
-FRAMES, STRIDE, INPUT_SIZE = 16, 4, 224
-SCALES = (1.0, 0.875, 0.75, 0.66)
 BANK_OBJECTS = 200
 CHILD_POLL_SECONDS = 1.0  # how often the parent checks that a benchmark process is alive
 ANCHOR = "decord + crop (OpenCV), authors' input"
@@ -80,15 +80,15 @@ def decord_clips(paths: list[str], crop: str):
     for i in itertools.count():
         rng = np.random.default_rng([1, i])
         reader = decord.VideoReader(paths[i % len(paths)], num_threads=1)
-        frames = reader.get_batch(window_indices(rng, len(reader), FRAMES, STRIDE).tolist()).asnumpy()
+        frames = reader.get_batch(window_indices(rng, len(reader), CLIP_FRAMES, CLIP_STRIDE).tolist()).asnumpy()
         # Freed now, as the authors' loader frees it: a live reader's thread keeps polling
         # (about 15 % of a core), which the next row in turn would be charged for.
         del reader
-        box = multiscale_crop_box(rng, frames.shape[1], frames.shape[2], INPUT_SIZE, SCALES, 1)
+        box = multiscale_crop_box(rng, frames.shape[1], frames.shape[2], INPUT_SIZE, CROP_SCALES, 1)
         if crop == "pil":
             yield pil_crop(frames, box)
         else:
-            yield crop_resize_clip(frames, np.zeros((FRAMES, 0, 4), np.float32), box, INPUT_SIZE)[0]
+            yield crop_resize_clip(frames, np.zeros((len(frames), 0, 4), np.float32), box, INPUT_SIZE)[0]
 
 
 def worker_clips(shards: list[str], overlay: str, bank: str):
@@ -96,7 +96,7 @@ def worker_clips(shards: list[str], overlay: str, bank: str):
     from smile_train.data import PretrainClips
     from smile_train.settings import PretrainSettings
 
-    settings = PretrainSettings(input_size=INPUT_SIZE, frames=FRAMES, stride=STRIDE, crop="multiscale",
+    settings = PretrainSettings(input_size=INPUT_SIZE, frames=CLIP_FRAMES, stride=CLIP_STRIDE, crop="multiscale",
                                 overlay=overlay, bank=bank if overlay == "objects" else "",
                                 mask="trajectory", mask_repeats=2, second_mask="own", shuffle_buffer=0,
                                 num_workers=0)
@@ -196,8 +196,8 @@ def main() -> None:
     print(f"{len(originals)} K400-like videos (10 s, 30 fps, 320-px short side, libx264 defaults, "
           f"{megabytes['originals']:.2f} MB each); pack defaults: short side {defaults.short_side}, "
           f"keyframe every {defaults.keyframe_interval} ({megabytes['defaults']:.2f} MB per video in the "
-          f"shards; 320 px {megabytes['320']:.2f}, --copy {megabytes['copy']:.2f}); clip: {FRAMES} frames "
-          f"at stride {STRIDE}, multi-scale crop to {INPUT_SIZE}; one core, rows in turn, CPU time")
+          f"shards; 320 px {megabytes['320']:.2f}, --copy {megabytes['copy']:.2f}); clip: {CLIP_FRAMES} frames "
+          f"at stride {CLIP_STRIDE}, multi-scale crop to {INPUT_SIZE}; one core, rows in turn, CPU time")
     print(f"{before} before, {after} after")
     print("| pipeline | clips/s per core | ms/clip | vs the anchor | peak RSS MB |")
     print("| --- | ---: | ---: | ---: | ---: |")

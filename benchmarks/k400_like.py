@@ -21,8 +21,12 @@ import numpy as np
 
 from smile_data.samples import sample_videos
 from smile_data.video.encode import even_size
+from smile_train.sampling import multiscale_crop_box, window_indices
 
 SECONDS, FPS, SHORT_SIDE = 10, 30, 320
+# The authors' K400 training clip: 16 frames at stride 4, multi-scale crop to 224 px.
+CLIP_FRAMES, CLIP_STRIDE, INPUT_SIZE = 16, 4, 224
+CROP_SCALES = (1.0, 0.875, 0.75, 0.66)
 
 
 def source_frames(path: Path, short_side: int = SHORT_SIDE) -> list[np.ndarray]:
@@ -60,6 +64,13 @@ def write_k400_like(folder: Path, short_side: int = SHORT_SIDE) -> list[Path]:
         path.write_bytes(x264_defaults(source_frames(source, short_side)))
         paths.append(path)
     return paths
+
+
+def training_draw(rng: np.random.Generator, frames: int, height: int,
+                  width: int) -> tuple[list[int], tuple[int, int, int, int]]:
+    """A training clip's frame indices (a random window) and crop box (x, y, width, height)."""
+    indices = window_indices(rng, frames, CLIP_FRAMES, CLIP_STRIDE).tolist()
+    return indices, multiscale_crop_box(rng, height, width, INPUT_SIZE, CROP_SCALES, 1)
 
 
 def load_average() -> str:

@@ -157,7 +157,9 @@ def _load_digests(folder: str | Path, card: dict[str, Any]) -> SampleDigests | N
     except ManifestMismatch as error:
         raise IntegrityError(str(error)) from None
     try:
-        table = pq.read_table(pa.BufferReader(data), columns=["shard", "key", SAMPLE_DIGEST_COLUMN])
+        # One thread: pyarrow's reader threads can abort the interpreter at exit (apache/arrow#34314).
+        table = pq.read_table(pa.BufferReader(data), columns=["shard", "key", SAMPLE_DIGEST_COLUMN],
+                              use_threads=False)
     except (pa.ArrowException, KeyError) as error:
         raise ValueError(f"{where}: unreadable or without shard, key and {SAMPLE_DIGEST_COLUMN} "
                          f"columns, which schema {card['schema_version']} cards require "

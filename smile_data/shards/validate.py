@@ -172,7 +172,8 @@ def _manifest_rows(folder: str | Path, card: dict[str, Any]) -> tuple[list[dict]
     if entry and hashlib.sha256(data).hexdigest() != entry["sha256"]:
         return [], [f"{MANIFEST_FILE}: sha256 differs from {CARD_FILE}"]
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        # One thread: pyarrow's reader threads can abort the interpreter at exit (apache/arrow#34314).
+        table = pq.read_table(pa.BufferReader(data), use_threads=False)
     except (OSError, pa.ArrowException) as error:
         return [], [f"{MANIFEST_FILE}: unreadable ({error})"]
     if entry and SAMPLE_DIGEST_COLUMN not in table.column_names:

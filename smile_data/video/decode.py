@@ -329,10 +329,3 @@ def decode_frames(data: bytes, indices: Sequence[int], limits: VideoLimits = Vid
     index then spares reading the packets again."""
     with OpenVideo(data, limits, info.index if info else None) as video:
         return video.frames(indices)
-
-
-def iter_frames(data: bytes, limits: VideoLimits = VideoLimits(),
-                info: VideoInfo | None = None) -> Iterator[np.ndarray]:
-    """Every frame of the video in order (OpenVideo.iter_frames)."""
-    with OpenVideo(data, limits, info.index if info else None) as video:
-        yield from video.iter_frames()

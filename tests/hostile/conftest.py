@@ -31,7 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 # 4 GiB leaves room for that and still stops the multi-gigabyte blow-ups these cases provoke.
 ADDRESS_SPACE_LIMIT = 4 << 30
 TIME_LIMIT_SECONDS = 60
-POLL_SECONDS = 0.02  # how often a running case is checked for its end
 CLI_MODULES = {"smile-data": "smile_data.cli", "smile-train": "smile_train.cli"}
 
 
@@ -42,7 +41,7 @@ class Outcome:
     written_outside: list[str]  # files that appeared outside out/ (besides the inputs)
     marker_exists: bool  # a payload ran
     seconds: float = 0.0  # wall time of the command
-    peak_rss_mb: float = 0.0  # the command's peak resident memory (its own and its children's)
+    peak_rss_mb: float = 0.0  # the command's peak resident memory (VmHWM at exit; NaN if killed)
 
     def refused(self, *fragments: str) -> None:
         """Exit status 2 with a message holding every fragment, and nothing written elsewhere."""
@@ -75,9 +74,7 @@ class Case:
 
     def run(self, program: str, *args: str, timeout: float = TIME_LIMIT_SECONDS) -> Outcome:
         before = _files(self.root)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        command = [sys.executable, "-c", f"from {CLI_MODULES[program]} import main; main()", *args]
-        returncode, output, seconds, peak = _run_measured(command, self.root, env, timeout)
+        returncode, output, seconds, peak = _run_measured(program, args, self.root, timeout)
         if returncode is None:
             pytest.fail(f"{program} {' '.join(args)}: still running after {timeout} s")
         after = _files(self.root)
@@ -85,29 +82,41 @@ class Case:
         return Outcome(returncode, output, outside, self.marker.exists(), seconds, peak)
 
 
-def _run_measured(command: list[str], cwd: Path, env: dict, timeout: float) -> tuple[int | None, str, float, float]:
-    """(exit status or None after a timeout, stdout + stderr, seconds, peak RSS MiB) of the
-    command under the case's limits; wait4 reports the peak RSS of the child itself."""
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+# The command runs under this wrapper, which writes the process's peak resident memory (VmHWM)
+# at exit: the ru_maxrss of wait4 would also count the test process's memory, which the child
+# held between fork and exec.
+PEAK_FILE_VARIABLE = "SMILE_TEST_PEAK_RSS_FILE"
+MEASURED_MAIN = f"""
+import atexit, os
+def _write_peak():
+    with open("/proc/self/status") as status:
+        peak = next((line.split()[1] for line in status if line.startswith("VmHWM:")), "nan")
+    with open(os.environ["{PEAK_FILE_VARIABLE}"], "w") as out:
+        out.write(peak)
+atexit.register(_write_peak)
+from {{module}} import main
+main()
+"""
+
+
+def _run_measured(program: str, args: tuple[str, ...], cwd: Path,
+                  timeout: float) -> tuple[int | None, str, float, float]:
+    """(exit status or None after a timeout, stdout + stderr, seconds, peak RSS MiB or NaN)
+    of the CLI command under the case's limits."""
+    with tempfile.TemporaryDirectory() as folder:
+        peak_file = Path(folder) / "peak_kib"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               PEAK_FILE_VARIABLE: str(peak_file)}
+        command = [sys.executable, "-c", MEASURED_MAIN.format(module=CLI_MODULES[program]), *args]
         started = time.monotonic()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
-                                   preexec_fn=_limit_resources)
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - started > timeout:
-                process.kill()
-                os.wait4(process.pid, 0)
-                process.returncode = -9
-                return None, "", timeout, 0.0
-            time.sleep(POLL_SECONDS)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        try:
+            done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                                  timeout=timeout, preexec_fn=_limit_resources)
+        except subprocess.TimeoutExpired:
+            return None, "", timeout, float("nan")
         seconds = time.monotonic() - started
-        stdout.seek(0)
-        stderr.seek(0)
-        output = stdout.read().decode(errors="replace") + stderr.read().decode(errors="replace")
-    return process.returncode, output, seconds, usage.ru_maxrss / 1024
+        peak = float(peak_file.read_text()) / 1024 if peak_file.is_file() else float("nan")
+    return done.returncode, done.stdout + done.stderr, seconds, peak
 
 
 @pytest.fixture

@@ -141,6 +141,13 @@ def test_preview_skips_each_and_counts_them(case, hostile_videos):
     assert (case.out / "p.png").is_file()
 
 
+def _each_skipped_with_its_shard(outcome, videos: dict, shard: str) -> None:
+    assert outcome.returncode == 0, outcome.output[-3000:]
+    for key, (extension, _, message) in videos.items():
+        assert f"shard {shard}: sample {key}: member {key}.{extension}: " in outcome.output
+        assert re.search(message, outcome.output), outcome.output[-3000:]
+
+
 TINY = ["model=tiny", "target=pixel", "input_size=32", "frames=4", "stride=4", "num_workers=0",
         "device=cpu", "shuffle_buffer=0", "max_corrupt_samples=10"]
 
@@ -156,10 +163,7 @@ def test_pretraining_skips_each_and_counts_them_with_their_shard(case, hostile_v
         "max_steps=1", "clips_per_epoch=2", "log_every_steps=1", "save_every_steps=1"),
         timeout=TRAINING_TIME_LIMIT)
     _bounded(outcome, "pretrain, all cases")
-    assert outcome.returncode == 0, outcome.output[-3000:]
-    for key, (extension, _, message) in hostile_videos.items():
-        assert f"shard {folder}/{SHARD}: sample {key}: member {key}.{extension}: " in outcome.output
-        assert re.search(message, outcome.output), outcome.output[-3000:]
+    _each_skipped_with_its_shard(outcome, hostile_videos, f"{folder}/{SHARD}")
 
 
 def test_evaluation_skips_each_and_counts_them_with_their_shard(case, hostile_videos):
@@ -175,8 +179,5 @@ def test_evaluation_skips_each_and_counts_them_with_their_shard(case, hostile_vi
                        *_sets("num_workers=0", "device=cpu", "max_corrupt_samples=10", "stride=4"),
                        timeout=TRAINING_TIME_LIMIT)
     _bounded(outcome, "evaluate, all cases")
-    assert outcome.returncode == 0, outcome.output[-3000:]
-    for key, (extension, _, message) in hostile_videos.items():
-        assert f"shard {folder}/{SHARD}: sample {key}: member {key}.{extension}: " in outcome.output
-        assert re.search(message, outcome.output), outcome.output[-3000:]
+    _each_skipped_with_its_shard(outcome, hostile_videos, f"{folder}/{SHARD}")
     assert json.loads((case.out / "eval.json").read_text())["videos"] == 1

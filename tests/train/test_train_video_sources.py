@@ -183,3 +183,21 @@ def test_the_packed_frame_index_is_used_and_a_false_one_refused(counter_mp4):
     with pytest.raises(ValueError, match=r"shard shards/videos-000003.tar: sample video0: member "
                                          r"video0.mp4: the recorded frame index does not match"):
         sampler(raw, np.random.default_rng(0))
+
+
+def test_a_video_sample_is_opened_once_and_its_recorded_index_spares_the_packet_pass(counter_mp4, monkeypatch):
+    import smile_data.video.decode as decode
+    from smile_data.render.pack_video import video_metadata
+    from smile_data.video import probe_video
+
+    metadata = video_metadata("video0", "counter.mp4", probe_video(counter_mp4), 8, None)
+    raw = {"__key__": "video0", "mp4": counter_mp4, "json": json.dumps(metadata).encode()}
+    opens, packet_passes = [], []
+    real_open, real_index = decode.av.open, decode.index_from_packets
+    monkeypatch.setattr(decode.av, "open", lambda *a, **k: opens.append(1) or real_open(*a, **k))
+    monkeypatch.setattr(decode, "index_from_packets", lambda *a: packet_passes.append(1) or real_index(*a))
+    sampler = SourceSampler(SourceSettings(shards="x", crop="multiscale"), 64, 16)
+    sampler(raw, np.random.default_rng(0))
+    assert (len(opens), len(packet_passes)) == (1, 0)
+    sampler(raw_video(counter_mp4), np.random.default_rng(0))  # no record: one open, one packet pass
+    assert (len(opens), len(packet_passes)) == (2, 1)
