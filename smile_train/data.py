@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from smile_data.render.trajectory import draw_index
-from smile_data.shards import integrity, reader, remote
+from smile_data.shards import integrity, layout, reader, remote
 from smile_data.shards.dataset import load_card
 from smile_data.shards.patterns import MAX_SHARD_NAMES, PatternTooLarge, split_list
 from smile_data.shards.sample_count import count_samples
@@ -36,7 +36,6 @@ from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
 log = logging.getLogger(__name__)
 
 PREFETCH_BATCHES_PER_WORKER = 4
-URL_FIELD = "__url__"  # the shard a raw sample came from, under webdataset's name for it
 SHARD_STREAM, SOURCE_CHOICE_STREAM = 1, 2  # generator streams of a worker besides its samples
 
 
@@ -114,7 +113,7 @@ def tar_samples(shards: Iterator[dict[str, str]], on_error: Callable[[Exception]
                     samples = integrity.checked_samples(url, stream, checks, on_error,
                                                         reader.iter_tar_samples)
                 for raw in samples:
-                    raw[URL_FIELD] = url  # a sample found corrupt later names its shard
+                    raw[layout.SHARD_FIELD] = url  # a sample found corrupt later names its shard
                     yield raw
         except TooManyCorruptSamples:
             raise  # on_error's own verdict, not another unreadable shard
@@ -166,7 +165,7 @@ class CorruptSampleCounter:
 
     def bad_sample(self, raw: dict[str, Any], error: Exception) -> None:
         """Count a sample of `tar_samples` that could not be prepared, naming its shard."""
-        self(ValueError(f"shard {raw.get(URL_FIELD, '?')}: {error}"))
+        self(ValueError(f"shard {raw.get(layout.SHARD_FIELD, '?')}: {error}"))
 
     def take_pending(self) -> int:
         pending, self.pending = self.pending, 0
@@ -259,7 +258,7 @@ class PretrainClips(IterableDataset):
         prepared = {"video": torch.from_numpy(clip.frames), "masks": torch.from_numpy(masks), "key": clip.key}
         if self.keep_boxes:  # show-batch: what it draws and labels
             prepared["boxes"] = clip.boxes  # (T, K, 4): K differs between clips
-            prepared["shard"] = raw.get(URL_FIELD, "")
+            prepared["shard"] = raw.get(layout.SHARD_FIELD, "")
         return prepared
 
     def _raw_streams(self, seed: list[int], counter: CorruptSampleCounter) -> list[Iterator[dict]]:

@@ -31,8 +31,8 @@ from smile_data.config import settings_to_dict
 from smile_data.images import resize_short_side
 from smile_data.io import write_json_atomic
 from smile_data.shards.reader import decode_sample
-from smile_data.shards.video_sample import decode_video_sample, is_video_sample
-from smile_data.video import VideoLimits, decode_frames, probe_video
+from smile_data.shards.video_sample import decode_video_sample, is_video_sample, open_video_sample
+from smile_data.video import VideoLimits
 from smile_train import runtime as rt
 from smile_train.checkpoint import classifier_from_checkpoint, read_checkpoint
 from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
@@ -111,12 +111,11 @@ class ViewClips(IterableDataset):
         if video.label is None:
             raise ValueError(f"sample {video.key}: no label (.cls or {v.label_field or 'label'}); "
                              "evaluation needs labelled shards")
-        with errors_named(video):
-            info = probe_video(video.video, v.limits)
-            plans = [test_indices(v.temporal, info.frames, self.frames, v.stride, view, v.clips)
+        with errors_named(video, raw), open_video_sample(video, v.limits) as opened:
+            plans = [test_indices(v.temporal, opened.info.frames, self.frames, v.stride, view, v.clips)
                      for view in range(v.clips)]
             wanted = sorted({int(i) for plan in plans for i in plan})
-            decoded = decode_frames(video.video, wanted, v.limits, info)  # (len(wanted), H, W, 3)
+            decoded = opened.frames(wanted)  # (len(wanted), H, W, 3)
         position = {index: row for row, index in enumerate(wanted)}
         return [{"key": f"{video.key}#{view:03d}", "source": f"video:{video.key}", "label": video.label,
                  "start": view, "views": torch.from_numpy(spatial_views(

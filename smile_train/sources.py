@@ -32,8 +32,8 @@ import numpy as np
 from smile_data.config import SettingsError, apply_overrides
 from smile_data.images import FLIP_PROBABILITY
 from smile_data.shards import layout, reader
-from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_video_sample
-from smile_data.video import VideoLimits, decode_frames, probe_video
+from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_video_sample, open_video_sample
+from smile_data.video import VideoLimits
 from smile_train.overlays import LoaderOverlays, loader_render_settings
 from smile_data.sampling import (
     CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES, center_square_box, crop_resize_clip, hflip,
@@ -136,12 +136,15 @@ def mask_boxes(frames: int, objects: list[dict[str, Any]], object_cells: str) ->
 
 
 @contextlib.contextmanager
-def errors_named(video: VideoSample) -> Iterator[None]:
-    """Decoder errors (VideoError is a ValueError) name the sample and its video member."""
+def errors_named(video: VideoSample, raw: dict[str, Any]) -> Iterator[None]:
+    """Decoder errors (VideoError is a ValueError) name the shard (when the loader recorded
+    it), the sample and its video member."""
     try:
         yield
     except ValueError as error:
-        raise ValueError(f"sample {video.key}: member {video.key}.{video.extension}: {error}") from None
+        shard = raw.get(layout.SHARD_FIELD)
+        where = f"shard {shard}: " if shard else ""
+        raise ValueError(f"{where}sample {video.key}: member {video.key}.{video.extension}: {error}") from None
 
 
 class SourceSampler:
@@ -164,24 +167,40 @@ class SourceSampler:
                 raise ValueError(f"sample {clip.key}: {clip.frames.shape[0]} frames, settings say {self.frames}")
             return clip.key, clip.frames, list(clip.metadata.get("objects", [])), clip.label
         video = decode_video_sample(raw, self.source.label_field)
-        with errors_named(video):
-            info = probe_video(video.video, self.limits)
-            indices = training_indices(rng, self.source.temporal, info.frames, self.frames, self.source.stride)
-            frames = decode_frames(video.video, indices, self.limits, info)
+        with errors_named(video, raw), open_video_sample(video, self.limits) as opened:
+            frames = opened.frames(self._frame_indices(rng, opened.info.frames))
         return video.key, frames, [], video.label
 
-    def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
+    def _frame_indices(self, rng: np.random.Generator, length: int) -> np.ndarray:
+        return training_indices(rng, self.source.temporal, length, self.frames, self.source.stride)
+
+    def _crop_box(self, rng: np.random.Generator, height: int, width: int) -> tuple[int, int, int, int]:
         s = self.source
-        key, frames, objects, label = self.decode(raw, rng)
-        boxes = mask_boxes(frames.shape[0], objects, self.object_cells)
-        height, width = frames.shape[1:3]
         if s.crop == "multiscale":
-            box = multiscale_crop_box(rng, height, width, self.input_size, tuple(s.crop_scales),
-                                      s.crop_max_distort, s.crop_offsets)
+            return multiscale_crop_box(rng, height, width, self.input_size, tuple(s.crop_scales),
+                                       s.crop_max_distort, s.crop_offsets)
+        return center_square_box(height, width)
+
+    def _cropped_video(self, raw: dict[str, Any], rng: np.random.Generator) -> tuple[str, np.ndarray, int | None]:
+        """(key, frames (T, S, S, 3), label) of a video sample: the temporal draw, then the crop
+        drawn on the video's frame size, decoded and converted for the crop only."""
+        video = decode_video_sample(raw, self.source.label_field)
+        with errors_named(video, raw), open_video_sample(video, self.limits) as opened:
+            indices = self._frame_indices(rng, opened.info.frames)
+            box = self._crop_box(rng, opened.info.height, opened.info.width)
+            frames = opened.frames(indices, crop=box, size=self.input_size)
+        return video.key, frames, video.label
+
+    def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
+        if is_video_sample(raw):
+            key, frames, label = self._cropped_video(raw, rng)
+            boxes = mask_boxes(frames.shape[0], [], self.object_cells)
         else:
-            box = center_square_box(height, width)
-        frames, boxes = crop_resize_clip(frames, boxes, box, self.input_size)
-        if s.flip and rng.random() < FLIP_PROBABILITY:
+            key, frames, objects, label = self.decode(raw, rng)
+            boxes = mask_boxes(frames.shape[0], objects, self.object_cells)
+            box = self._crop_box(rng, *frames.shape[1:3])
+            frames, boxes = crop_resize_clip(frames, boxes, box, self.input_size)
+        if self.source.flip and rng.random() < FLIP_PROBABILITY:
             frames, boxes = hflip(frames, boxes, in_place=frames.flags.writeable)  # ours alone
         if self.overlays.active:
             frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()

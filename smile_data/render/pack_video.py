@@ -4,7 +4,9 @@ Task t is video t of the list and its sample key is `sample_key(t)`. The video i
 memory, probed and decoded with the trainer's safe decoder (smile_data.video) within
 `VideoLimits`, then either re-encoded (short side, fixed keyframe interval, deterministic
 libx264; smile_data.video.encode) or, with `reencode: false`, stored as the source bytes after
-its first and last frames decoded. A video that fails is skipped with the reason in the card.
+its first and last frames decoded. The metadata records the stored video's frame index
+(`frame_index`), which spares the loader reading the packets. A video that fails is skipped
+with the reason in the card.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from smile_data.render.pack import VideoListTask
 from smile_data.shards import layout
 from smile_data.shards.runner import ShardSample, TaskResult
-from smile_data.video import VideoError, VideoInfo, VideoLimits, decode_frames, probe_video
+from smile_data.video import OpenVideo, VideoError, VideoInfo, VideoLimits
 from smile_data.video.decode import MATROSKA_MAGIC
 from smile_data.video.encode import EncodeSettings, reencode_video
 
@@ -34,15 +36,18 @@ def _read_source(path: str, limits: VideoLimits) -> bytes:
 
 def _copied(data: bytes, limits: VideoLimits) -> tuple[bytes, VideoInfo, str]:
     """The source bytes as they are, once its first and last frames decode."""
-    info = probe_video(data, limits)
-    decode_frames(data, [0, info.frames - 1], limits, info)
-    return data, info, "mkv" if data[:4] == MATROSKA_MAGIC else "mp4"
+    with OpenVideo(data, limits) as video:
+        video.frames([0, video.info.frames - 1])
+    return data, video.info, "mkv" if data[:4] == MATROSKA_MAGIC else "mp4"
 
 
 def video_metadata(key: str, source: str, info: VideoInfo, keyframe_interval: int | None,
                    label: int | None) -> dict[str, Any]:
-    """Schema-v1 metadata of a video sample (see smile_data.shards.layout)."""
-    return {
+    """Schema-v1 metadata of a video sample (see smile_data.shards.layout). The frame index is
+    recorded unless the header counts other frames than the index holds (frames an edit list
+    cuts): the loader would refuse that record."""
+    recorded = {layout.FRAME_INDEX_FIELD: info.index.record()} if info.declared_frames in (0, info.frames) else {}
+    return {**recorded,
         "schema_version": layout.SCHEMA_VERSION, "key": key, "kind": layout.VIDEO_KIND,
         "source": source, "fps": info.fps, "frames": info.frames,
         "duration": round(info.duration, DURATION_DECIMALS), "width": info.width,

@@ -39,6 +39,11 @@ Video metadata (`<key>.json` next to `<key>.mp4`), schema version 1:
     codec           str, e.g. "h264"
     keyframe_interval  int (frames between keyframes) | null (video stored as the source was)
     label           int | null
+    frame_index     optional (written since the record was added; older shards lack it): each
+                    frame's timestamp and the keyframes, so the loader need not read the
+                    packets: {"time_base": [num, den], "first_pts": int,
+                    "pts_steps": [[count, step], ...], "keyframes": [frame, ...]}
+                    (smile_data/video/frame_index.py; checked against the video when read)
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ MEMBER_BYTE_LIMITS = {
 }
 
 KEY_FIELD = "__key__"  # the key of a grouped sample, under webdataset's name for it
+SHARD_FIELD = "__url__"  # the shard a loader read the sample from (webdataset's name), for messages
+FRAME_INDEX_FIELD = "frame_index"  # video metadata: the frame index record (optional)
 # Patterns end in \Z, not $: `$` also matches before a final newline ("key\n" is no key).
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 FRAME_EXTENSION_PATTERN = re.compile(r"^(\d{2})\.(jpg|png)\Z")
@@ -230,6 +237,8 @@ def video_metadata_problems(metadata: Any) -> list[str]:
     label = metadata.get("label")
     if label is not None and not (_is_int(label) and 0 <= label <= MAX_LABEL):
         problems.append(f"label must be an integer in 0..{MAX_LABEL} or null")
+    if FRAME_INDEX_FIELD in metadata and not isinstance(metadata[FRAME_INDEX_FIELD], dict):
+        problems.append(f"{FRAME_INDEX_FIELD} must be an object (its fields are checked when the video is read)")
     return problems
 
 

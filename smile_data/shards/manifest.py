@@ -79,7 +79,8 @@ def read_manifest_table(handle: IO[bytes], card: dict[str, Any], where: str | Pa
         if rows > samples or (exact and rows != samples):
             raise ValueError(f"{where}: {rows} rows, the shards in {CARD_FILE} hold "
                              f"{samples} samples")
-        return parquet.read(columns=columns)
+        # One thread: pyarrow's reader threads can abort the interpreter at exit (apache/arrow#34314).
+        return parquet.read(columns=columns, use_threads=False)
     except (pa.ArrowException, KeyError) as error:
         wanted = f" or without the columns {', '.join(columns)}" if columns else ""
         raise ValueError(f"{where}: unreadable{wanted} ({error})") from None

@@ -7,13 +7,15 @@ source gives `--variants` clips.
 Sheet layout: one row per clip, the key (and background kind) in a column at the row start,
 then `frames` evenly spaced frames, each scaled to fit a `cell_size` square; each object's box
 is drawn in its own colour with its class name. The output depends only on the shards and the
-settings.
+settings. A sample that cannot be shown (corrupt, or a video over a limit) is skipped with a
+warning naming its shard and key; the preview fails only when no sample can be shown.
 """
 
 from __future__ import annotations
 
 import colorsys
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,8 @@ from smile_data.shards.manifest import checked_manifest, read_manifest_table
 from smile_data.shards.integrity import IntegritySettings
 from smile_data.shards.reader import ClipSample, decode_sample, read_shard_files
 from smile_data.shards.video_sample import is_video_sample, video_preview_clip
+
+log = logging.getLogger(__name__)
 
 KEY_COLUMN_WIDTH = 96     # px at the row start for the sample key
 SHEET_BACKGROUND = (32, 32, 32)
@@ -200,21 +204,35 @@ def check_preview_settings(settings: PreviewSettings) -> None:
 
 
 def preview_samples(source: str | Path, settings: PreviewSettings,
-                    card_sha256: str | None = None) -> list[ClipSample]:
+                    card_sha256: str | None = None) -> tuple[list[ClipSample], list[str]]:
     """The clips to show: the first of each background kind (keys_of_each_background), or the
-    first `settings.clips`; each checked against the card beside its shard first."""
+    first `settings.clips` that decode; each checked against the card beside its shard first.
+    Also, why each sample that could not be shown was skipped (`shard: reason`)."""
     integrity = IntegritySettings(card_sha256=card_sha256 or "")
-
-    def decode(raw: dict) -> ClipSample:  # a video sample shows `frames` frames of the video
-        return video_preview_clip(raw, settings.frames) if is_video_sample(raw) else decode_sample(raw)
-
     wanted = keys_of_each_background(source, settings.clips, card_sha256)
     keep = None if wanted is None else set(wanted).__contains__
+    enough = settings.clips if wanted is None else len(wanted)
     samples: list[ClipSample] = []
-    for sample in read_shard_files(shard_paths(source, card_sha256), integrity, decode, keep):
-        samples.append(sample)
-        if len(samples) == settings.clips or (wanted is not None and len(samples) == len(wanted)):
-            break
+    skipped: list[str] = []
+    for location in shard_paths(source, card_sha256):
+        shard = str(location).replace("\\", "/").rsplit("/", 1)[-1]
+
+        def decode(raw: dict, shard: str = shard) -> ClipSample | None:  # a video: `frames` of it
+            try:
+                return video_preview_clip(raw, settings.frames) if is_video_sample(raw) else decode_sample(raw)
+            except ValueError as error:
+                skipped.append(f"{shard}: {error}")
+                log.warning("%s: sample skipped: %s", shard, error)
+                return None
+
+        for sample in read_shard_files([location], integrity, decode, keep):
+            samples += [sample] if sample is not None else []
+            if len(samples) == enough:
+                return _in_order(samples, wanted), skipped
+    return _in_order(samples, wanted), skipped
+
+
+def _in_order(samples: list[ClipSample], wanted: list[str] | None) -> list[ClipSample]:
     return samples if wanted is None else sorted(samples, key=lambda s: wanted.index(s.key))
 
 
@@ -226,9 +244,12 @@ def make_preview(source: str | Path, out: str | Path,
     or one shard; samples are checked against the card beside their shard (if any) first."""
     check_preview_settings(settings)
     out = Path(out)
-    samples = preview_samples(source, settings, card_sha256)
+    samples, skipped = preview_samples(source, settings, card_sha256)
+    if skipped:
+        log.warning("%d samples skipped", len(skipped))
     if not samples:
-        raise ValueError(f"{source}: the shards hold no samples")
+        could = f" that can be shown ({len(skipped)} skipped; first: {skipped[0]})" if skipped else ""
+        raise ValueError(f"{source}: the shards hold no samples{could}")
     write_bytes_atomic(out, _png_bytes(contact_sheet(samples, settings)))
     written = [out]
     if settings.gif:

@@ -6,9 +6,10 @@ video2dataset layout is `<key>.mp4` + `<key>.json` (its own fields) + `<key>.txt
 The label is, in order: the `.cls` member; the `label` of our own metadata; the JSON field the
 caller names (`label_field`), an integer or a class name looked up in `class_names`.
 
-Nothing here decodes a frame: the raw sample's members were size-checked by the reader
-(layout.member_byte_limit) and the video is probed and decoded by smile_data.video in the
-loader, within its VideoLimits.
+Decoding is smile_data.video's, within its VideoLimits: `open_video_sample` opens the video
+once, with the frame index our own metadata records (`frame_index`, checked against the
+container) or, for other samples, the one read from the packets. The raw sample's members were
+size-checked by the reader (layout.member_byte_limit).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from smile_data.shards import layout
 from smile_data.shards.reader import ClipSample
-from smile_data.video import VideoError, VideoLimits, decode_frames, probe_video
+from smile_data.video import FrameIndex, OpenVideo, VideoError, VideoLimits, index_from_record
 
 
 @dataclass
@@ -127,37 +128,67 @@ def decode_video_sample(raw: dict[str, Any], label_field: str = "",
     return VideoSample(key, raw[extension], extension, metadata, label, caption)
 
 
+def open_video_sample(sample: VideoSample, limits: VideoLimits = VideoLimits()) -> OpenVideo:
+    """The sample's video opened once, with the frame index our metadata records (checked
+    against the container; none recorded: read from the packets). VideoError if it cannot be
+    opened, is over a limit, or its record is malformed or does not match."""
+    record = sample.metadata.get(layout.FRAME_INDEX_FIELD) if is_own_video_metadata(sample.metadata) else None
+    index = None if record is None else index_from_record(record, limits)
+    if index is not None and index.frames != sample.metadata["frames"]:
+        raise VideoError(f"the frame index holds {index.frames} frames, the metadata says "
+                         f"{sample.metadata['frames']}")
+    return OpenVideo(sample.video, limits, index)
+
+
 def video_preview_clip(raw: dict[str, Any], frames: int,
                        limits: VideoLimits = VideoLimits()) -> ClipSample:
     """`frames` evenly spaced frames of a video sample as a clip without objects (for
-    contact sheets); VideoError (a ValueError) if the video cannot be decoded."""
+    contact sheets); ValueError naming the sample if the video cannot be decoded."""
     sample = decode_video_sample(raw)
     try:
-        info = probe_video(sample.video, limits)
-        indices = np.linspace(0, info.frames - 1, min(frames, info.frames)).round().astype(int).tolist()
-        clip = decode_frames(sample.video, indices, limits, info)
+        with open_video_sample(sample, limits) as video:
+            count = video.info.frames
+            indices = np.linspace(0, count - 1, min(frames, count)).round().astype(int).tolist()
+            clip = video.frames(indices)
     except VideoError as error:
         raise VideoError(f"sample {sample.key}: member {sample.key}.{sample.extension}: {error}") from None
     metadata = {**sample.metadata, "frames": len(indices), "objects": [], "frame_indices": indices}
     return ClipSample(sample.key, clip, metadata, sample.label)
 
 
+def _record_problems(sample: VideoSample, found: FrameIndex, limits: VideoLimits) -> list[str]:
+    """Our metadata's frame index record (if any) against the one read from the packets."""
+    record = sample.metadata.get(layout.FRAME_INDEX_FIELD)
+    if record is None:
+        return []
+    try:
+        recorded = index_from_record(record, limits)
+    except VideoError as error:
+        return [str(error)]
+    if recorded != found:
+        return [f"{layout.FRAME_INDEX_FIELD} does not match the video's packets"]
+    return []
+
+
 def video_sample_problems(raw: dict[str, Any], limits: VideoLimits = VideoLimits()) -> list[str]:
-    """What `validate` finds wrong with a video sample: its members, a safe probe (limits before
-    decoding), its first and last frames decoded, and our metadata against the probe."""
+    """What `validate` finds wrong with a video sample: its members, a safe open (limits before
+    decoding, the frame index read from the packets), its first and last frames decoded, and
+    our metadata (geometry, frame index record) against what was found."""
     try:
         sample = decode_video_sample(raw)
     except ValueError as error:
         return [str(error)]
     where = f"sample {sample.key}: member {sample.key}.{sample.extension}"
     try:
-        info = probe_video(sample.video, limits)
-        decode_frames(sample.video, [0, info.frames - 1], limits, info)
+        with OpenVideo(sample.video, limits) as video:
+            info = video.info
+            video.frames([0, info.frames - 1])
     except VideoError as error:
         return [f"{where}: {error}"]
     if not is_own_video_metadata(sample.metadata):
         return [f"sample {sample.key}: member {sample.key}.json: not video metadata of schema "
                 f"version {layout.SCHEMA_VERSION}"]
     found = {"frames": info.frames, "width": info.width, "height": info.height}
-    return [f"{where}: {name} is {value}, the metadata says {sample.metadata[name]}"
-            for name, value in found.items() if sample.metadata[name] != value]
+    problems = [f"{name} is {value}, the metadata says {sample.metadata[name]}"
+                for name, value in found.items() if sample.metadata[name] != value]
+    return [f"{where}: {problem}" for problem in problems + _record_problems(sample, info.index, limits)]

@@ -6,7 +6,10 @@ held in memory. One thread, fixed options and FFmpeg's bit-exact flags make the 
 function of the input and the settings (with a given FFmpeg/x264 build). Keyframes come every
 `keyframe_interval` frames exactly (no scene-cut keyframes, closed GOPs), so a random window
 never needs more than `keyframe_interval - 1` frames decoded before its first frame, and every
-fourth frame is a reference: the others are decoded only when a window wants them.
+fourth frame is a reference: the others are decoded only when a window wants them. With
+`fast_decode` (the default) the stream is coded the way x264's `fastdecode` tune codes it:
+CAVLC instead of CABAC, no deblocking filter, no weighted prediction; decoding then costs about
+a third less for about 15 % more bytes at the same crf (docs/data.md has the table).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from av.codec.context import Flags
 import cv2
 import numpy as np
 
-from smile_data.video.decode import VideoInfo, VideoLimits, iter_frames, probe_video
+from smile_data.video.decode import OpenVideo, VideoInfo, probe_video
+from smile_data.video.limits import VideoLimits
 
 ENCODER = "libx264"
 PIXEL_FORMAT = "yuv420p"  # chroma is subsampled by two: frame sides must be even
@@ -29,6 +33,8 @@ ENCODE_THREADS = 1  # x264's output depends on its thread count: one thread, one
 # Always B_FRAMES B-frames between references and no B-frame a reference: a decoder skips
 # every B-frame a window does not want (3 of 4 frames), see docs/data.md.
 B_FRAMES, B_ADAPT, B_PYRAMID = 3, 0, "none"
+# x264's `fastdecode` tune: the entropy coder and in-loop filter that cost the decoder most.
+FAST_DECODE_PARAMS = "cabac=0:no-deblock=1:weightb=0:weightp=0"
 # x264's macroblock-tree rate control gave different bytes now and then for the same frames
 # (about one run in ten, more under load); without it the output was the same in every trial.
 MB_TREE = 0
@@ -41,6 +47,8 @@ class EncodeSettings:
     keyframe_interval: int
     crf: int              # x264 constant rate factor (quality; 23 is x264's default)
     preset: str           # x264 speed preset
+    fast_decode: bool = True  # x264's fastdecode coding tools (module docstring)
+    b_frames: int = B_FRAMES  # non-reference B-frames between reference frames
 
 
 def even_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -69,14 +77,12 @@ def encode_frames(frames: Iterable[np.ndarray], size: tuple[int, int], fps: Frac
         stream.codec_context.thread_count = ENCODE_THREADS
         stream.codec_context.flags |= Flags.bitexact
         interval = s.keyframe_interval
-        stream.options = {
-            "preset": s.preset, "crf": str(s.crf),
-            "x264-params": f"keyint={interval}:min-keyint={interval}:scenecut=0:"
-                           f"bframes={B_FRAMES}:b-adapt={B_ADAPT}:b-pyramid={B_PYRAMID}:"
-                           f"mbtree={MB_TREE}:"
-                           f"threads={ENCODE_THREADS}:"
-                           f"lookahead-threads={ENCODE_THREADS}",
-        }
+        params = (f"keyint={interval}:min-keyint={interval}:scenecut=0:"
+                  f"bframes={s.b_frames}:b-adapt={B_ADAPT}:b-pyramid={B_PYRAMID}:mbtree={MB_TREE}:"
+                  f"threads={ENCODE_THREADS}:lookahead-threads={ENCODE_THREADS}")
+        if s.fast_decode:
+            params += ":" + FAST_DECODE_PARAMS
+        stream.options = {"preset": s.preset, "crf": str(s.crf), "x264-params": params}
         for frame in frames:
             # OpenCV's conversion reads exactly the frame (swscale's from RGB gave a different
             # result now and then: not deterministic)
@@ -92,8 +98,8 @@ def reencode_video(data: bytes, s: EncodeSettings,
                    limits: VideoLimits = VideoLimits()) -> tuple[bytes, VideoInfo]:
     """The video re-encoded with `s` (decoded safely within `limits`); returns the new bytes and
     their probe. Raises VideoError if the source cannot be decoded."""
-    info = probe_video(data, limits)
-    size = even_size(info.width, info.height, s.short_side)
-    fps = Fraction(info.fps).limit_denominator(MAX_FPS_DENOMINATOR)
-    encoded = encode_frames(_resized(iter_frames(data, limits, info), size), size, fps, s)
+    with OpenVideo(data, limits) as source:
+        size = even_size(source.info.width, source.info.height, s.short_side)
+        fps = Fraction(source.info.fps).limit_denominator(MAX_FPS_DENOMINATOR)
+        encoded = encode_frames(_resized(source.iter_frames(), size), size, fps, s)
     return encoded, probe_video(encoded, limits)

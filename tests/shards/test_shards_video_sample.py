@@ -104,3 +104,21 @@ def test_a_preview_clip_spans_the_whole_video(video):
     clip = video_preview_clip(_raw(mp4=video, cls=b"3"), frames=5)
     assert [read_counter(f) for f in clip.frames] == [0, 5, 10, 14, 19]
     assert clip.label == 3 and clip.metadata["objects"] == [] and clip.metadata["frames"] == 5
+
+
+def test_validate_checks_the_frame_index_record_against_the_packets(video):
+    from smile_data.render.pack_video import video_metadata
+    from smile_data.shards.video_sample import video_sample_problems
+    from smile_data.video import probe_video
+
+    metadata = video_metadata("k1", "a.mp4", probe_video(video), 5, None)
+    assert metadata["frame_index"]["keyframes"] == [0, 5, 10, 15]
+    assert video_sample_problems(_raw(mp4=video, json=json.dumps(metadata).encode())) == []
+    older = {k: v for k, v in metadata.items() if k != "frame_index"}  # shards packed before the record
+    assert video_sample_problems(_raw(mp4=video, json=json.dumps(older).encode())) == []
+    for record, message in [({**metadata["frame_index"], "keyframes": [0, 5, 10]}, "does not match the video's packets"),
+                            ({**metadata["frame_index"], "first_pts": "0"}, "first_pts must be an integer"),
+                            ([1, 2], "frame_index must be an object")]:
+        raw = _raw(mp4=video, json=json.dumps({**metadata, "frame_index": record}).encode())
+        problems = video_sample_problems(raw)
+        assert len(problems) == 1 and message in problems[0] and "sample k1" in problems[0], problems

@@ -177,3 +177,60 @@ def test_the_k400_configs_run_unmodified_on_a_video2dataset_shard(counter_mp4, t
     run_finetune(str(configs / "finetune" / "smile_vitb_k400.yaml"), finetune, resume=False)
     report = json.loads((tmp_path / "finetune" / "eval.json").read_text())
     assert report["videos"] == 8 and report["views"] == 8 * 2 * 1
+@pytest.mark.parametrize("crop, offsets", [("multiscale", "grid"), ("multiscale", "uniform"), ("none", "grid")])
+def test_crops_converted_from_the_planes_equal_the_crops_of_whole_decoded_frames(crop, offsets):
+    """The loader converts only the crop of each frame; the same draws on whole frames, cropped
+    and resized afterwards (the way every clip sample goes), give the same pixels."""
+    from smile_data.samples import sample_videos
+    from smile_data.sampling import crop_resize_clip
+
+    bikes = next(p for p in sample_videos() if p.name == "bikes.mp4").read_bytes()  # 640 x 272
+    source = SourceSettings(shards="x", crop=crop, crop_offsets=offsets, flip=False)
+    sampler = SourceSampler(source, 112, 16)
+    for seed in range(3):
+        clip = sampler(raw_video(bikes), np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        _, frames, _, _ = sampler.decode(raw_video(bikes), rng)  # the same temporal draw
+        box = sampler._crop_box(rng, *frames.shape[1:3])         # then the same crop draw
+        expected, _ = crop_resize_clip(frames, np.zeros((16, 0, 4), np.float32), box, 112)
+        np.testing.assert_array_equal(clip.frames, expected)
+
+
+def test_the_packed_frame_index_is_used_and_a_false_one_refused(counter_mp4):
+    from smile_data.render.pack_video import video_metadata
+    from smile_data.video import probe_video
+
+    info = probe_video(counter_mp4)
+    metadata = video_metadata("video0", "counter.mp4", info, 8, None)
+    assert metadata["frame_index"]["keyframes"] == list(range(0, FRAMES, 8))
+    sampler = SourceSampler(SourceSettings(shards="x"), 64, 16)
+
+    def own(fields: dict) -> dict:
+        return {"__key__": "video0", "mp4": counter_mp4, "json": json.dumps(fields).encode()}
+
+    _, frames, _, _ = sampler.decode(own(metadata), np.random.default_rng(5))
+    _, without, _, _ = sampler.decode(raw_video(counter_mp4), np.random.default_rng(5))  # older shards
+    np.testing.assert_array_equal(frames, without)
+    lying = {**metadata, "frame_index": {**metadata["frame_index"], "time_base": [1, 25]}}
+    raw = {**own(lying), "__url__": "shards/videos-000003.tar"}
+    with pytest.raises(ValueError, match=r"shard shards/videos-000003.tar: sample video0: member "
+                                         r"video0.mp4: the recorded frame index does not match"):
+        sampler(raw, np.random.default_rng(0))
+
+
+def test_a_video_sample_is_opened_once_and_its_recorded_index_spares_the_packet_pass(counter_mp4, monkeypatch):
+    import smile_data.video.decode as decode
+    from smile_data.render.pack_video import video_metadata
+    from smile_data.video import probe_video
+
+    metadata = video_metadata("video0", "counter.mp4", probe_video(counter_mp4), 8, None)
+    raw = {"__key__": "video0", "mp4": counter_mp4, "json": json.dumps(metadata).encode()}
+    opens, packet_passes = [], []
+    real_open, real_index = decode.av.open, decode.index_from_packets
+    monkeypatch.setattr(decode.av, "open", lambda *a, **k: opens.append(1) or real_open(*a, **k))
+    monkeypatch.setattr(decode, "index_from_packets", lambda *a: packet_passes.append(1) or real_index(*a))
+    sampler = SourceSampler(SourceSettings(shards="x", crop="multiscale"), 64, 16)
+    sampler(raw, np.random.default_rng(0))
+    assert (len(opens), len(packet_passes)) == (1, 0)
+    sampler(raw_video(counter_mp4), np.random.default_rng(0))  # no record: one open, one packet pass
+    assert (len(opens), len(packet_passes)) == (2, 1)

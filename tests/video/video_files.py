@@ -53,3 +53,32 @@ def encode_video(frames: list[np.ndarray] | int, fps: int = 25, keyframe_interva
         for packet in stream.encode():
             output.mux(packet)
     return buffer.getvalue()
+
+
+def mp4_box(data: bytes, *path: str) -> tuple[int, int]:
+    """(payload start, payload end) of the first box at `path` (e.g. "moov", "trak", ...,
+    "stsz") of an MP4 with 32-bit box sizes, as our encoder writes them."""
+    start, end = 0, len(data)
+    for name in path:
+        position = start
+        while position < end:
+            size = int.from_bytes(data[position:position + 4], "big")
+            if data[position + 4:position + 8] == name.encode():
+                start, end = position + 8, position + size
+                break
+            position += size
+        else:
+            raise KeyError(f"no box {name!r} in {path}")
+    return start, end
+
+
+SAMPLE_TABLE = ("moov", "trak", "mdia", "minf", "stbl")
+
+
+def patch_sample_table(data: bytes, box: str, offset: int, value: int) -> bytes:
+    """The MP4 with the 32-bit field at `offset` of the payload of its first track's sample
+    table box `box` (stsz, stts, stsc, ctts, stco, ...) set to `value`: a header that lies."""
+    start, _ = mp4_box(data, *SAMPLE_TABLE, box)
+    patched = bytearray(data)
+    patched[start + offset:start + offset + 4] = value.to_bytes(4, "big")
+    return bytes(patched)
