@@ -299,8 +299,9 @@ def batches_skipped_per_worker(batches: int) -> Callable[[int, int], int]:
 
 def build_loader(settings: Any, sources: list[StageSource] | list[str], micro_batch: int, rank: int,
                  resume_batches: int = 0, dataset_class: type[PretrainClips] = PretrainClips,
-                 pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over `dataset_class`; `resume_batches` fast-forwards a resumed run."""
+                 pin_memory: bool = False, collate: Callable[[list], Any] | None = None) -> DataLoader:
+    """A DataLoader over `dataset_class`; `resume_batches` fast-forwards a resumed run;
+    `collate` replaces the default batching."""
     checks = integrity_settings(settings)
     checks.check()
     urls = [url for source in sources for url in ([source] if isinstance(source, str) else source.urls)]
@@ -317,6 +318,7 @@ def build_loader(settings: Any, sources: list[StageSource] | list[str], micro_ba
         batch_size=micro_batch,
         num_workers=workers,
         pin_memory=pin_memory,
+        collate_fn=collate,
         persistent_workers=workers > 0,
         prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers > 0 else None,
     )
