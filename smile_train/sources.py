@@ -36,8 +36,8 @@ from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_
 from smile_data.video import VideoLimits, decode_frames, probe_video
 from smile_train.overlays import LoaderOverlays, loader_render_settings
 from smile_train.sampling import (
-    CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES, center_square_box, crop_resize_clip, hflip,
-    multiscale_crop_box, training_indices,
+    CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES, center_square_box, crop_resize_clip, decode_crop_flip,
+    hflip, multiscale_crop_box, training_indices,
 )
 from smile_train.settings_check import check_settings
 
@@ -170,19 +170,36 @@ class SourceSampler:
             frames = decode_frames(video.video, indices, self.limits, info)
         return video.key, frames, [], video.label
 
+    def _crop_box(self, rng: np.random.Generator, height: int, width: int) -> tuple[int, int, int, int]:
+        s = self.source
+        if s.crop == "multiscale":
+            return multiscale_crop_box(rng, height, width, self.input_size, tuple(s.crop_scales),
+                                       s.crop_max_distort, s.crop_offsets)
+        return center_square_box(height, width)
+
+    def _clip_sample(self, raw: dict[str, Any], rng: np.random.Generator) -> tuple:
+        """A clip sample's crop and flip drawn from its frame size (nothing else is drawn before
+        them), then each frame decoded straight into its cropped, resized, mirrored place."""
+        clip = reader.open_sample(raw)
+        if len(clip.frames) != self.frames:
+            raise ValueError(f"sample {clip.key}: {len(clip.frames)} frames, settings say {self.frames}")
+        boxes = mask_boxes(self.frames, list(clip.metadata.get("objects", [])), self.object_cells)
+        box = self._crop_box(rng, clip.height, clip.width)
+        flip = self.source.flip and rng.random() < FLIP_PROBABILITY
+        frames, boxes = decode_crop_flip(clip, boxes, box, self.input_size, flip)
+        return clip.key, frames, boxes, clip.label
+
     def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
         s = self.source
-        key, frames, objects, label = self.decode(raw, rng)
-        boxes = mask_boxes(frames.shape[0], objects, self.object_cells)
-        height, width = frames.shape[1:3]
-        if s.crop == "multiscale":
-            box = multiscale_crop_box(rng, height, width, self.input_size, tuple(s.crop_scales),
-                                      s.crop_max_distort, s.crop_offsets)
+        if not is_video_sample(raw):
+            key, frames, boxes, label = self._clip_sample(raw, rng)
         else:
-            box = center_square_box(height, width)
-        frames, boxes = crop_resize_clip(frames, boxes, box, self.input_size)
-        if s.flip and rng.random() < FLIP_PROBABILITY:
-            frames, boxes = hflip(frames, boxes, in_place=frames.flags.writeable)  # ours alone
+            key, frames, objects, label = self.decode(raw, rng)
+            boxes = mask_boxes(frames.shape[0], objects, self.object_cells)
+            box = self._crop_box(rng, *frames.shape[1:3])
+            frames, boxes = crop_resize_clip(frames, boxes, box, self.input_size)
+            if s.flip and rng.random() < FLIP_PROBABILITY:
+                frames, boxes = hflip(frames, boxes, in_place=frames.flags.writeable)  # ours alone
         if self.overlays.active:
             frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
             drawn = self.overlays(rng, frames)
