@@ -40,7 +40,7 @@ from bench_reader import peak_resident_mb, pin_to_one_core  # noqa: E402
 from bench_render import make_bank  # noqa: E402
 
 from smile_data.samples import sample_videos  # noqa: E402
-from smile_train.sampling import crop_resize_clip, multiscale_crop_box, window_indices  # noqa: E402
+from smile_data.sampling import crop_resize_clip, multiscale_crop_box, window_indices  # noqa: E402
 from smile_train.sources import SourceSampler, SourceSettings  # noqa: E402
 
 FPS, SECONDS, SHORT_SIDE = 25, 10, 320

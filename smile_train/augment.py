@@ -35,8 +35,8 @@ import torch
 
 from smile_data.images import FLIP_PROBABILITY
 from smile_train.finetune_settings import ERASE_MODES
+from smile_data.sampling import crop_resize_clip, hflip
 from smile_train.rand_augment import apply_rand_augment
-from smile_train.sampling import crop_resize_clip, hflip
 
 CROP_ATTEMPTS = 10  # random resized crop: tries before the centred fall-back
 LEVEL_MAX = 10.0  # RandAugment magnitudes are out of 10

@@ -29,6 +29,11 @@ STAGE_SET_OPTION = set_option("setting; a stage's as stage.key=value")
 COMMANDS_OPTION = typer.Option(
     False, "--allow-commands",
     help="Let the config file's shard URLs run `pipe:` commands (refused without this flag).")
+DRY_RUN_OPTION = typer.Option(
+    False, "--dry-run", help="Print the plan (data, epochs, steps, batch, learning rate, masks, "
+    "checkpoints per stage) and exit without training.")
+WORLD_SIZE_OPTION = typer.Option(
+    None, "--world-size", help="With --dry-run: plan for this many processes (default: the launcher's, else 1).")
 INIT_FROM_HELP = ("Start from this checkpoint's weights: this project's pretraining or finetuning "
                   "checkpoint, or an authors' file.")
 CLASS_NAMES_HELP = "Text file: one class name per line."
@@ -74,14 +79,19 @@ def pretrain(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of each stage."),
     init_from: str = typer.Option(None, "--init-from", help=INIT_FROM_HELP + " Starts the first stage."),
     allow_commands: bool = COMMANDS_OPTION,
+    dry_run: bool = DRY_RUN_OPTION,
+    world_size: int = WORLD_SIZE_OPTION,
 ) -> None:
     """Masked video pretraining (SMILE: CLIP targets + trajectory masks; or VideoMAE pixels)."""
     from smile_train.settings import load_pretrain_stages
 
     overrides = parse_set_options(set_)
     load_pretrain_stages(config, overrides, allow_commands)  # refused before the slow imports
-    from smile_train.pretrain import run_pretrain
+    from smile_train.pretrain import plan_pretrain, run_pretrain
 
+    if dry_run:
+        typer.echo(plan_pretrain(config, overrides, init_from, allow_commands, world_size))
+        return
     run_pretrain(config, overrides, resume, init_from, allow_commands)
 
 
@@ -110,6 +120,8 @@ def finetune(
     given_flags: dict = None,
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
     allow_commands: bool = COMMANDS_OPTION,
+    dry_run: bool = DRY_RUN_OPTION,
+    world_size: int = WORLD_SIZE_OPTION,
 ) -> None:
     """Finetune a classifier (mean pool, fc_norm, linear head) on labelled clips (SPEC §7)."""
     from smile_data.config import load_settings
@@ -117,8 +129,11 @@ def finetune(
 
     overrides = command_line_overrides(set_, given_flags)
     check_settings(load_settings(FinetuneSettings, config, overrides, allow_commands))  # before slow imports
-    from smile_train.finetune import run_finetune
+    from smile_train.finetune import plan_finetune, run_finetune
 
+    if dry_run:
+        typer.echo(plan_finetune(config, overrides, allow_commands=allow_commands, world_size=world_size))
+        return
     typer.echo(str(run_finetune(config, overrides, resume, allow_commands=allow_commands)))
 
 

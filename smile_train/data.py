@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from smile_data.render.trajectory import draw_index
 from smile_data.shards import integrity, reader, remote
-from smile_data.shards.dataset import CARD_FILE, load_card
+from smile_data.shards.dataset import load_card
+from smile_data.shards.sample_count import count_samples
 from smile_train import masking
 from smile_train.allocator import keep_freed_memory
 from smile_train.geometry import PATCH, TUBELET, token_grid
@@ -73,23 +74,6 @@ def _is_dataset(part: str) -> bool:
     if remote.is_url(part):
         return not part.rstrip("/").endswith(".tar")
     return os.path.isdir(part)
-
-
-def count_samples(urls: list[str]) -> int:
-    """Samples in the given shards, read from the dataset.json beside them (0 if unknown)."""
-    cards: dict[str, dict[str, int]] = {}
-    total = 0
-    for url in urls:
-        if remote.is_pipe(url):
-            return 0
-        folder, name = integrity.split_shard_location(url)
-        if str(folder) not in cards:
-            card = load_card(folder) if remote.exists(remote.join(folder, CARD_FILE)) else {}
-            cards[str(folder)] = {s["name"]: int(s["samples"]) for s in card.get("shards", [])}
-        if name not in cards[str(folder)]:
-            return 0
-        total += cards[str(folder)][name]
-    return total
 
 
 def shard_stream(urls: list[str], rng: np.random.Generator) -> Iterator[dict[str, str]]:
@@ -182,24 +166,32 @@ def resolve_sources(settings: Any) -> list[StageSource]:
     return [StageSource(source, expand_urls(source.shards)) for source in stage_sources(settings)]
 
 
-def epoch_clips(settings: Any, sources: list[StageSource]) -> int:
-    """Samples in one epoch: `clips_per_epoch`, else every source's samples counted once from
-    the shards' dataset.json cards (a video shard holds one sample per video)."""
-    if settings.clips_per_epoch:
-        return settings.clips_per_epoch
-    counts = [count_samples(source.urls) for source in sources]
-    unknown = [source.settings.shards for source, count in zip(sources, counts) if count < 1]
+def epoch_clips(clips_per_epoch: int, shard_lists: list[tuple[str, list[str]]]) -> tuple[int, str]:
+    """(samples in one epoch, where that number came from): `clips_per_epoch` when set, else
+    the samples of every (setting, shard URLs) pair counted once (sample_count.py: cards,
+    video2dataset stats files or tar headers; a video shard holds one sample per video, so an
+    epoch is a pass over the videos)."""
+    if clips_per_epoch:
+        return clips_per_epoch, "clips_per_epoch"
+    counts = [count_samples(urls) for _, urls in shard_lists]
+    unknown = [shards for (shards, _), count in zip(shard_lists, counts) if count is None]
     if unknown:
-        raise ValueError(f"shards {unknown[0]!r}: no dataset.json gives their size; set clips_per_epoch")
-    return sum(counts)
+        raise ValueError(f"shards {unknown[0]!r}: neither a dataset.json, video2dataset stats files nor "
+                         "local tar headers give their size; set clips_per_epoch")
+    return sum(c.total for c in counts), "; ".join(c.describe() for c in counts)
 
 
-def epoch_summary(settings: Any, clips_per_epoch: int, total_steps: int) -> str:
+def stage_epoch_clips(settings: Any, sources: list[StageSource]) -> tuple[int, str]:
+    """epoch_clips of a pretraining stage's sources."""
+    return epoch_clips(settings.clips_per_epoch, [(source.settings.shards, source.urls) for source in sources])
+
+
+def epoch_summary(settings: Any, clips_per_epoch: int, total_steps: int, counted_from: str = "") -> str:
     """The line printed at the start of a stage: what an epoch is and how many steps it takes."""
     steps = max(1, clips_per_epoch // settings.batch_size)
     repeats = getattr(settings, "mask_repeats", 1)
-    text = (f"one epoch = {clips_per_epoch} samples = {steps} steps of {settings.batch_size} "
-            f"(masked samples); {total_steps} steps in all")
+    text = (f"one epoch = {clips_per_epoch} samples{f' ({counted_from})' if counted_from else ''} = "
+            f"{steps} steps of {settings.batch_size} (masked samples); {total_steps} steps in all")
     if repeats > 1:
         text += f"; each clip carries {repeats} masks, so a pass over the sources takes {repeats} epochs"
     return text

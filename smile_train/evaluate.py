@@ -6,7 +6,7 @@ video; clips without a source, and rendered clips with overlays, are videos of t
 `test_clips`, evenly spaced ones are used. A whole-video sample (`<key>.mp4`, video shards) gives
 its own `test_clips` temporal views, decoded here: `temporal: window` takes clips of T frames at
 `stride` evenly spaced over the whole video (K400), `segments` the TSN offsets (SSv2: views 2 =
-offsets 0 and 1/2 of a segment); smile_train/sampling.py has the formulas. Spatial views: the frames' short side is resized to
+offsets 0 and 1/2 of a segment); smile_data/sampling.py has the formulas. Spatial views: the frames' short side is resized to
 the input size, then `test_crops` squares are cut along the long side (3: left / centre / right,
 or top / centre / bottom), as VideoMAE's test-time 3-crop.
 
@@ -37,7 +37,7 @@ from smile_train import runtime as rt
 from smile_train.checkpoint import classifier_from_checkpoint, read_checkpoint
 from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
 from smile_train.finetune_settings import KINETICS_TEST_CLIPS, EvalSettings, read_class_names
-from smile_train.sampling import test_indices
+from smile_data.sampling import test_indices
 from smile_train.settings_check import check_settings
 from smile_train.sources import errors_named
 from smile_train.targets import normalize
@@ -68,7 +68,7 @@ def spatial_views(frames: np.ndarray, size: int, crops: int) -> np.ndarray:
 @dataclass
 class VideoViews:
     """How a whole-video sample becomes test clips: `clips` temporal views (window: evenly
-    spaced over the video; segments: TSN offsets; smile_train/sampling.py)."""
+    spaced over the video; segments: TSN offsets; smile_data/sampling.py)."""
 
     clips: int = KINETICS_TEST_CLIPS
     temporal: str = "window"

@@ -7,7 +7,7 @@ lr_schedule.py (the cosine), checkpoint.py (atomic step checkpoints, weights-onl
 data.py (shard stream, seeding, resume skipping, corrupt-sample limit).
 
 Iteration: resampled shards like pretraining (each process and worker draws shards with
-replacement); an epoch is `clips_per_epoch` clips (default: the shards' dataset.json count), so
+replacement); an epoch is `clips_per_epoch` clips (default: the shards' sample count, data.epoch_clips), so
 the schedule is counted in steps = epochs x clips_per_epoch / batch_size, and resuming is exact.
 `batch_size` counts loaded clips, as the released scripts do (the lr scales with it); with
 repeated augmentation each step trains on batch_size x repeated_augment augmented copies.
@@ -27,11 +27,12 @@ from smile_data.config import load_settings, settings_to_dict
 from smile_data.io import write_json_atomic
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
+from smile_train import plan
 from smile_train import train_loop as loop
 from smile_train.augment import erase_boxes
 from smile_train.augment_device import augment_batch
 from smile_train.checkpoint_keys import pretrain_state_to_classifier
-from smile_train.data import count_samples, expand_urls
+from smile_train.data import epoch_clips, expand_urls
 from smile_train.evaluate import evaluate_model
 from smile_train.finetune_data import build_finetune_loader, mix_batch, soft_cross_entropy
 from smile_train.finetune_settings import EvalSettings, FinetuneSettings, read_class_names
@@ -77,9 +78,7 @@ def schedule(s: FinetuneSettings, urls: list[str]) -> tuple[int, LrSchedule]:
     the cosine from the peak to min_lr ending where training stops. warmup_lr, min_lr and the
     peak scale with the batch (per 256 clips). The released run starts the warm-up at 0
     (warmup_lr 0, the default): its --warmup_lr never reaches the scheduler."""
-    clips_per_epoch = s.clips_per_epoch or count_samples(urls)
-    if clips_per_epoch < 1:
-        raise ValueError(f"shards {s.shards!r}: no dataset.json gives their size; set clips_per_epoch")
+    clips_per_epoch, _ = epoch_clips(s.clips_per_epoch, [(s.shards, urls)])
     steps_per_epoch, total_steps = run_length(clips_per_epoch, s.batch_size, s.epochs, s.max_steps)
     warmup_steps = min(warmup_share(total_steps, s.warmup_epochs, s.epochs), total_steps)
     return total_steps, LrSchedule(
@@ -200,6 +199,52 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
                               "videos": report["videos"]}))
         reports[name] = report
     return reports["eval.json"]
+
+
+def plan_finetune(config: str | None, overrides: dict[str, Any], init_from: str | None = None,
+                  allow_commands: bool = False, world_size: int | None = None) -> str:
+    """`smile-train finetune --dry-run`: the run's plan (plan.py), nothing trained."""
+    s = check_settings(load_settings(FinetuneSettings, config, overrides, allow_commands), str(config or "settings"))
+    if init_from:
+        s.init_from = init_from
+    if not s.shards:
+        raise ValueError("finetune needs shards (--shards or `shards:` in the config)")
+    urls = expand_urls(s.shards)
+    total_steps, lr_schedule = schedule(s, urls)
+    samples, counted_from = epoch_clips(0, [(s.shards, urls)])
+    clips_per_epoch, _ = epoch_clips(s.clips_per_epoch, [(s.shards, urls)])
+    stage = plan.StagePlan(STAGE, total_steps, lr_schedule.steps_per_epoch,
+                           [plan.model_line(s.model) + f"; {s.num_classes} classes, drop path {s.drop_path:g}"])
+    stage.lines += [
+        plan.data_line(s.shards, samples, counted_from, s),
+        f"  augmentation: {augmentation_summary(s)}",
+        f"test: {test_summary(s)}",
+        f"epoch: {clips_per_epoch:,} clips = {lr_schedule.steps_per_epoch:,} steps; {s.epochs} epochs"
+        f"{f', stopped at max_steps {s.max_steps:,}' if s.max_steps else ''} = {total_steps:,} steps",
+        plan.batch_line(s.batch_size, s.micro_batch_size, plan.planned_world_size(world_size), 1, "clips"),
+        *plan.lr_lines(lr_schedule, total_steps),
+        f"  layer decay {s.layer_decay:g}, weight decay {s.weight_decay:g}",
+        plan.checkpoint_line(Path(s.out_dir), s.save_every_steps, s.keep_checkpoints, s.init_from),
+    ]
+    return plan.format_plan(f"finetuning plan for {config or 'the default settings'}", [stage])
+
+
+def augmentation_summary(s: FinetuneSettings) -> str:
+    parts = [f"random resized crop {tuple(s.crop_scale)}"]
+    if s.rand_augment:
+        parts.insert(0, f"RandAugment n{s.rand_augment_ops} m{s.rand_augment_magnitude:g} before the crop")
+    parts += [f"erasing {s.erase_prob:g}", f"mixup {s.mixup:g} / cutmix {s.cutmix:g}",
+              f"label smoothing {s.label_smoothing:g}", f"repeated augmentation {s.repeated_augment}"]
+    return ", ".join(parts)
+
+
+def test_summary(s: FinetuneSettings) -> str:
+    if not s.val_shards:
+        return "none (no val_shards)"
+    urls = expand_urls(s.val_shards)
+    counted = epoch_clips(0, [(s.val_shards, urls)])
+    return (f"{s.val_shards} -> {counted[0]:,} samples ({counted[1]}), {s.test_clips} clips x {s.test_crops} "
+            f"crops per video, after the last step")
 
 
 def run_finetune(config: str | None, overrides: dict[str, Any], resume: bool,

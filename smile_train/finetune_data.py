@@ -15,7 +15,7 @@ label smoothing give soft targets that sum to 1.
 Iteration shares the pretraining stream (smile_train.data): resampled shards, seeded shuffle,
 per-sample generators seeded from (seed, rank, worker, sample number), resume by skipping. Video
 shards (`<key>.mp4`) give a new temporal draw every time a video comes round (`temporal`:
-window at `stride` for K400, TSN segments for SSv2; smile_train/sampling.py).
+window at `stride` for K400, TSN segments for SSv2; smile_data/sampling.py).
 """
 
 from __future__ import annotations

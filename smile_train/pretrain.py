@@ -18,10 +18,13 @@ from smile_data.config import settings_to_dict
 from smile_data.io import write_json_atomic
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
+from smile_train import plan
 from smile_train import train_loop as loop
 from smile_train.checkpoint_keys import pretrain_state_to_pretrain
-from smile_train.data import build_loader, epoch_clips, epoch_summary, resolve_sources
+from smile_train.data import build_loader, epoch_clips, epoch_summary, resolve_sources, stage_epoch_clips
+from smile_train.geometry import token_grid
 from smile_train.lr_schedule import LrSchedule, per_batch, run_length, warmup_share
+from smile_train.masking import tokens_to_mask
 from smile_train.model import build_pretrain_model, mask_order, masked_count, take_tokens
 from smile_train.settings import PretrainSettings, load_pretrain_stages
 from smile_train.targets import normalize, pixel_targets
@@ -96,11 +99,11 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     # A teacher that cannot be loaded is an error before any data is read.
     teacher = FeatureTeacher.from_pretrained(s.teacher, runtime.device, runtime.dtype) if s.target == "clip" else None
     sources = resolve_sources(s)
-    clips_per_epoch = epoch_clips(s, sources)
+    clips_per_epoch, counted_from = stage_epoch_clips(s, sources)
     micro, accumulation = loop.micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size, s.mask_repeats)
     total_steps, lr_schedule = schedule(s, clips_per_epoch)
     if runtime.is_main:
-        print(f"[{name}] {epoch_summary(s, clips_per_epoch, total_steps)}")
+        print(f"[{name}] {epoch_summary(s, clips_per_epoch, total_steps, counted_from)}")
 
     torch.manual_seed(s.seed)  # the same initial weights on every rank
     model = build_pretrain_model(
@@ -142,26 +145,83 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     return loop.finish_run(raw_model, checkpoints, step, state(), log, f"{name}: {s.model} / {s.target} target", runtime)
 
 
+def stage_runs(config: str | None, overrides: dict, init_from: str | None = None,
+               allow_commands: bool = False) -> list[tuple[str, PretrainSettings, Path]]:
+    """The stages of a config as (name, settings, run folder), in order: `init_from` starts the
+    first stage from another run's weights, and stage k > 1 starts from stage k-1's final
+    weights unless it names its own `init_from`."""
+    stages = load_pretrain_stages(config, overrides, allow_commands)
+    runs, previous_final = [], None
+    for name, settings in stages:
+        out_dir = Path(settings.out_dir) / name if len(stages) > 1 else Path(settings.out_dir)
+        if previous_final is None and init_from:
+            settings.init_from = init_from
+        elif previous_final is not None and not settings.init_from:
+            settings.init_from = str(previous_final)
+        runs.append((name, settings, out_dir))
+        previous_final = out_dir / "checkpoints" / ckpt.FINAL_NAME
+    return runs
+
+
 def run_pretrain(config: str | None, overrides: dict, resume: bool, init_from: str | None = None,
                  allow_commands: bool = False) -> list[Path]:
-    """Run every stage of a config in order; stage k > 1 starts from stage k-1's final weights.
-
-    `init_from` starts the first stage from another run's weights (e.g. stage 2 run alone);
-    `allow_commands` lets the config's shard URLs run `pipe:` commands.
-    """
-    stages = load_pretrain_stages(config, overrides, allow_commands)
-    if init_from:
-        stages[0][1].init_from = init_from
-    runtime = rt.setup(stages[0][1].device, stages[0][1].precision)
+    """Run every stage of a config in order (stage_runs); `allow_commands` lets the config's
+    shard URLs run `pipe:` commands."""
+    runs = stage_runs(config, overrides, init_from, allow_commands)
+    runtime = rt.setup(runs[0][1].device, runs[0][1].precision)
     finals: list[Path] = []
     with rt.process_group(runtime):
-        for name, settings in stages:
-            out_dir = Path(settings.out_dir) / name if len(stages) > 1 else Path(settings.out_dir)
-            if finals and not settings.init_from:
-                settings.init_from = str(finals[-1])
+        for name, settings, out_dir in runs:
             finals.append(pretrain_stage(name, settings, runtime, out_dir, resume))
             if runtime.is_main:
                 print(json.dumps({"stage": name, "checkpoint": str(finals[-1]),
                                   "metrics": str(out_dir / "metrics.jsonl"),
                                   "loss_curve": str(out_dir / "loss_curve.png")}))
     return finals
+
+
+def stage_plan(name: str, s: PretrainSettings, out_dir: Path, world_size: int) -> plan.StagePlan:
+    """What pretrain_stage will do, resolved as it resolves it (plan.py)."""
+    sources = resolve_sources(s)
+    clips_per_epoch, counted_from = stage_epoch_clips(s, sources)
+    total_steps, lr_schedule = schedule(s, clips_per_epoch)
+    steps_per_epoch = lr_schedule.steps_per_epoch
+    stage = plan.StagePlan(name, total_steps, steps_per_epoch, [plan.model_line(s.model, s.target, s.teacher)])
+    for source in sources:
+        samples, how = epoch_clips(0, [(source.settings.shards, source.urls)])
+        weight = source.settings.weight if len(sources) > 1 else None
+        stage.lines.append(plan.data_line(source.settings.shards, samples, how, source.settings, weight))
+        if source.settings.overlay == "objects":
+            stage.lines.append(plan.bank_line(source.settings.bank))
+    passes = f" (a pass over the sources is {s.mask_repeats} epochs: {s.mask_repeats} masks per clip)" \
+        if s.mask_repeats > 1 else ""
+    stop = f", stopped at max_steps {s.max_steps:,}" if s.max_steps else ""
+    stage.lines += [
+        f"epoch: {clips_per_epoch:,} samples ({counted_from}) = {steps_per_epoch:,} steps{passes}; "
+        f"{s.epochs} epochs{stop} = {total_steps:,} steps",
+        plan.batch_line(s.batch_size, s.micro_batch_size, world_size, s.mask_repeats, "masked samples"),
+        *plan.lr_lines(lr_schedule, total_steps),
+        mask_line(s),
+        plan.checkpoint_line(out_dir, s.save_every_steps, s.keep_checkpoints, s.init_from),
+    ]
+    return stage
+
+
+def mask_line(s: PretrainSettings) -> str:
+    frames, height, width = token_grid(s.frames, s.input_size)
+    text = (f"masks: {s.mask}, {tokens_to_mask((frames, height, width), s.mask_ratio):,} of "
+            f"{frames * height * width:,} tokens masked; {s.mask_repeats} per clip")
+    if s.mask_repeats > 1:
+        text += f" (second mask: {s.second_mask})"
+    if s.mask == "trajectory":
+        text += f"; object cells {s.object_cells}, {s.traj_unmask_ratio:g} of trajectory tokens visible"
+    return text
+
+
+def plan_pretrain(config: str | None, overrides: dict, init_from: str | None = None,
+                  allow_commands: bool = False, world_size: int | None = None) -> str:
+    """`smile-train pretrain --dry-run`: every stage's plan, nothing trained."""
+    processes = plan.planned_world_size(world_size)
+    stages = [stage_plan(name, settings, out_dir, processes)
+              for name, settings, out_dir in stage_runs(config, overrides, init_from, allow_commands)]
+    return plan.format_plan(f"pretraining plan for {config or 'the default settings'}", stages)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -21,6 +22,9 @@ import torch.distributed as dist
 from smile_data.io import write_bytes_atomic
 
 SEED_MASK = (1 << 63) - 1  # torch seeds are 64-bit
+DEFAULT_MASTER_PORT = 29500  # torchrun's default; srun jobs may set MASTER_PORT
+# A SLURM node list starts with a host name, then maybe a bracketed range list: `gpu[03-05,09]`
+SLURM_NODELIST_HEAD = re.compile(r"([^,\[]+)(?:\[([^\]]+)\])?")
 
 
 @dataclass
@@ -40,22 +44,62 @@ class Runtime:
         return self.world_size > 1
 
 
+@dataclass(frozen=True)
+class Launch:
+    """Where this process sits among the run's processes, as its launcher says."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    master: str = ""  # host:port of rank 0, for a launcher that does not rendezvous itself
+    launcher: str = "single process"
+
+
+def launch_from_environment(env: dict[str, str] | None = None) -> Launch:
+    """torchrun (RANK, WORLD_SIZE, LOCAL_RANK; it also runs the rendezvous), else SLURM's `srun`
+    without torchrun (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; rank 0 listens on the first
+    host of SLURM_JOB_NODELIST at MASTER_PORT, default 29500), else one process."""
+    env = os.environ if env is None else env
+    if "RANK" in env:
+        return Launch(int(env["RANK"]), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)),
+                      launcher="torchrun")
+    tasks = int(env.get("SLURM_NTASKS", 1))
+    if "SLURM_PROCID" in env and tasks > 1:
+        nodes = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST", "")
+        host = env.get("MASTER_ADDR") or first_host(nodes)
+        return Launch(int(env["SLURM_PROCID"]), tasks, int(env.get("SLURM_LOCALID", 0)),
+                      f"{host}:{int(env.get('MASTER_PORT', DEFAULT_MASTER_PORT))}", "SLURM")
+    return Launch()
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: `gpu[03-05,09],cpu1` -> `gpu03` (what `scontrol show
+    hostnames` would print first; no command is run)."""
+    match = SLURM_NODELIST_HEAD.match(nodelist.strip())
+    if not match:
+        raise ValueError(f"SLURM node list {nodelist!r}: cannot find the first host; set MASTER_ADDR")
+    prefix, ranges = match.group(1), match.group(2)
+    return prefix + ranges.split(",")[0].split("-")[0] if ranges else prefix
+
+
 def setup(device: str = "auto", precision: str = "auto") -> Runtime:
-    """Join the process group when launched by torchrun (gloo on CPU, NCCL on CUDA)."""
+    """Join the process group when launched by torchrun or srun (gloo on CPU, NCCL on CUDA)."""
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
         raise RuntimeError("device cuda was asked for, but torch sees no CUDA device")
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    torch_device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    launch = launch_from_environment()
+    torch_device = torch.device("cuda", launch.local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:  # before the process group, so NCCL binds each rank to its own GPU
-        torch.cuda.set_device(local_rank)
+        torch.cuda.set_device(launch.local_rank)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if world > 1 and not dist.is_initialized():
+    if launch.world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo",
+                                init_method=f"tcp://{launch.master}" if launch.master else None,
+                                rank=launch.rank, world_size=launch.world_size,
                                 device_id=torch_device if use_cuda else None)
-    return Runtime(rank, world, local_rank, torch_device, resolve_precision(precision, use_cuda))
+    return Runtime(launch.rank, launch.world_size, launch.local_rank, torch_device,
+                   resolve_precision(precision, use_cuda))
 
 
 def resolve_precision(precision: str, use_cuda: bool) -> torch.dtype:

@@ -25,7 +25,7 @@ from smile_train.geometry import PATCH, TUBELET
 from smile_train.lr_schedule import SCHEDULE_PACES
 from smile_train.masking import MASK_KINDS, OBJECT_CELLS
 from smile_train.model import ATTENTION_IMPLS, SIZES, TARGETS
-from smile_train.sampling import CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES
+from smile_data.sampling import CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES
 
 MAX_INPUT_SIZE = 1024  # pixels per side; 4.6x the reference 224, far past any recipe
 MAX_FRAMES = 128  # frames per clip; 8x the reference 16

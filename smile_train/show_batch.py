@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from smile_data.io import write_bytes_atomic
-from smile_train.data import PretrainClips, batches_skipped_per_worker, epoch_clips, resolve_sources
+from smile_train.data import PretrainClips, batches_skipped_per_worker, resolve_sources, stage_epoch_clips
 from smile_train.geometry import PATCH, TUBELET
 from smile_train.settings import load_pretrain_stages
 from smile_train.train_loop import micro_batch_plan
@@ -48,7 +48,7 @@ def pick_stage(config: str | None, overrides: dict[str, Any], stage: str | None)
 def first_clips(settings: Any, epoch: int, count: int) -> list[dict[str, Any]]:
     """The first `count` clips of `epoch` on rank 0, in the order the trainer receives them."""
     sources = resolve_sources(settings)
-    clips_per_epoch = epoch_clips(settings, sources)
+    clips_per_epoch, _ = stage_epoch_clips(settings, sources)
     micro, accumulation = micro_batch_plan(settings.batch_size, settings.micro_batch_size, 1,
                                            settings.mask_repeats)
     steps_per_epoch = max(1, clips_per_epoch // settings.batch_size)

@@ -35,7 +35,7 @@ from smile_data.shards import layout, reader
 from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_video_sample
 from smile_data.video import VideoLimits, decode_frames, probe_video
 from smile_train.overlays import LoaderOverlays, loader_render_settings
-from smile_train.sampling import (
+from smile_data.sampling import (
     CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES, center_square_box, crop_resize_clip, decode_crop_flip,
     hflip, multiscale_crop_box, training_indices,
 )

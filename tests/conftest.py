@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from smile_data.shards import layout
 
@@ -143,3 +144,23 @@ def labelled_tiny_shards(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("labelled_tiny_shards")
     write_test_shards(folder, clips=16, label_count=2)
     return folder
+
+
+def write_rgba(path: Path, rgba: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgba, "RGBA").save(path)
+
+
+@pytest.fixture
+def tiny_bank(tmp_path: Path) -> Path:
+    """A plain bank: <lvis_name>/<i>.png with opaque centres and transparent corners."""
+    root = tmp_path / "bank"
+    rng = np.random.default_rng(7)
+    for name in ("dog", "apple", "traffic_light"):
+        for index in range(2):
+            h, w = 24 + 8 * index, 18 + 6 * index
+            rgba = np.zeros((h, w, 4), np.uint8)
+            rgba[..., :3] = rng.integers(0, 256, size=3, dtype=np.uint8)
+            rgba[2:-2, 2:-2, 3] = 255
+            write_rgba(root / name / f"{index}.png", rgba)
+    return root

@@ -1,17 +1,16 @@
-"""Background clips of SPEC §4 at the final size, with the multi-scale crop and the flip.
+"""Background clips of docs/method.md §4 at the final size, sampled as the trainer's loader samples.
 
 Every random choice of a background is drawn from the clip's own generator *before* the source
-is known, as fractions (start position, frame position, crop offsets), so a clip keeps its draws
-when its task falls back to another source.
-
-Short videos follow VideoMAE's sampling: the T indices start + k*stride are clamped to the last
-frame, so a video shorter than (T-1)*stride+1 frames starts at frame 0 and repeats its last
-frame. Such videos are accepted; only a video with no decodable frame is skipped.
-
-The crop (SPEC §4): width and height are drawn independently from crop_scales times the short
-side, the offset uniformly, then the crop is resized to size x size (bilinear) and flipped
-horizontally with probability 1/2 when `flip` is on. Black and noise clips are made directly at
-the final size (cropping uniform noise and resizing it would smooth it).
+is known, so a clip keeps its draws when its task falls back to another source: the position of
+a `frame` background (a fraction of the video) and one seed for a generator of its own. That
+generator then makes, in the loader's order and with the loader's functions
+(smile_data/sampling.py), the temporal window (natural backgrounds: the released window rule at
+`stride`, which starts a short video at frame 0 and repeats the last index it reaches), the
+multi-scale crop (GroupMultiScaleCrop: `crop_scales` of the short side, width and height scale
+indices at most `crop_max_distort` apart, one of the fixed `crop_offsets`, resized to size x
+size) and, when `flip` is on, the horizontal flip. So a rendered clip takes exactly the window,
+crop and flip the loader would draw from the same generator. Black and noise clips are made
+directly at the final size (cropping uniform noise and resizing it would smooth it).
 
 Still backgrounds (frame, image, black, noise) are one frame seen T times: a read-only
 (T, S, S, 3) view that costs the memory of one frame; the renderer pastes each frame's overlays
@@ -28,37 +27,33 @@ import numpy as np
 
 from smile_data.images import FLIP_PROBABILITY, crop_resize
 from smile_data.render.settings import RenderSettings
+from smile_data.sampling import multiscale_crop_box, window_indices
 
 NOISE_LEVELS = 256
+SEED_RANGE = 2**63  # a background's own generator is seeded with one draw below this
 
 
 @dataclass(frozen=True)
 class BackgroundDraw:
     """One clip's background draws, independent of which source it ends up on."""
 
-    position: float  # start (natural) or frame (frame) as a fraction of the usable range
-    crop_w_scale: float
-    crop_h_scale: float
-    crop_x: float  # offsets as fractions of the free room
-    crop_y: float
-    flip: bool
+    position: float  # the frame of a `frame` background, as a fraction of the video's frames
+    sampling_seed: int  # seeds the window, crop and flip draws (sampling_rng)
 
 
-def draw_background(rng: np.random.Generator, s: RenderSettings) -> BackgroundDraw:
-    scales = np.asarray(s.crop_scales, dtype=np.float64)
-    position, crop_x, crop_y = rng.random(3)
-    crop_w_scale, crop_h_scale = rng.choice(scales, size=2)
-    flip = bool(rng.random() < FLIP_PROBABILITY) and s.flip
-    return BackgroundDraw(float(position), float(crop_w_scale), float(crop_h_scale),
-                          float(crop_x), float(crop_y), flip)
+def draw_background(rng: np.random.Generator) -> BackgroundDraw:
+    position = float(rng.random())
+    return BackgroundDraw(position, int(rng.integers(SEED_RANGE)))
 
 
-def natural_indices(position: float, length: int, frames: int, stride: int) -> list[int]:
-    """T frame indices at `stride` from a start drawn by `position`, clamped to the last frame."""
-    span = (frames - 1) * stride + 1
-    start = math.floor(position * (length - span + 1)) if length >= span else 0
-    indices = np.minimum(start + np.arange(frames) * stride, length - 1)
-    return indices.tolist()
+def sampling_rng(draw: BackgroundDraw) -> np.random.Generator:
+    """The generator of a clip's window, crop and flip, drawn in the loader's order."""
+    return np.random.default_rng(draw.sampling_seed)
+
+
+def natural_indices(draw: BackgroundDraw, length: int, s: RenderSettings) -> list[int]:
+    """T frame indices of the clip's training window (sampling.window_indices)."""
+    return window_indices(sampling_rng(draw), length, s.frames, s.stride).tolist()
 
 
 def single_frame_indices(position: float, length: int, frames: int) -> list[int]:
@@ -66,31 +61,31 @@ def single_frame_indices(position: float, length: int, frames: int) -> list[int]
     return [min(math.floor(position * length), length - 1)] * frames
 
 
-def crop_box(draw: BackgroundDraw, height: int, width: int) -> tuple[int, int, int, int]:
-    """(x, y, w, h) of the multi-scale crop inside a (height, width) image."""
-    short = min(height, width)
-    crop_w = min(width, max(1, round(short * draw.crop_w_scale)))
-    crop_h = min(height, max(1, round(short * draw.crop_h_scale)))
-    x = min(width - crop_w, math.floor(draw.crop_x * (width - crop_w + 1)))
-    y = min(height - crop_h, math.floor(draw.crop_y * (height - crop_h + 1)))
-    return x, y, crop_w, crop_h
+def crop_and_flip(rng: np.random.Generator, height: int, width: int, s: RenderSettings) -> tuple[tuple, bool]:
+    """The multi-scale crop box (x, y, w, h) of a (height, width) source and the flip, drawn
+    from `rng` after the window (sampling.multiscale_crop_box; the flip only when `flip` is on)."""
+    box = multiscale_crop_box(rng, height, width, s.size, tuple(s.crop_scales), s.crop_max_distort,
+                              s.crop_offsets)
+    return box, bool(s.flip and rng.random() < FLIP_PROBABILITY)
 
 
 def still_clip(image: np.ndarray, draw: BackgroundDraw, s: RenderSettings) -> tuple[np.ndarray, dict]:
     """One image (a still or a video frame) cropped once and repeated: (T, S, S, 3)."""
-    box = crop_box(draw, *image.shape[:2])
-    frame = crop_resize(image, box, s.size, draw.flip)
-    return repeated(frame, s.frames), _geometry(box, image.shape, draw.flip)
+    box, flip = crop_and_flip(sampling_rng(draw), *image.shape[:2], s)
+    frame = crop_resize(image, box, s.size, flip)
+    return repeated(frame, s.frames), _geometry(box, image.shape, flip)
 
 
 def natural_clip(
-    decoded: dict[int, np.ndarray], indices: list[int], draw: BackgroundDraw, s: RenderSettings
+    decoded: dict[int, np.ndarray], length: int, draw: BackgroundDraw, s: RenderSettings
 ) -> tuple[np.ndarray, dict]:
-    """T decoded frames cropped alike: (T, S, S, 3)."""
-    shape = decoded[indices[0]].shape
-    box = crop_box(draw, *shape[:2])
-    clip = np.stack([crop_resize(decoded[i], box, s.size, draw.flip) for i in indices])
-    return clip, _geometry(box, shape, draw.flip)
+    """T decoded frames of the clip's window, cropped alike: (T, S, S, 3)."""
+    rng = sampling_rng(draw)
+    indices = window_indices(rng, length, s.frames, s.stride)  # the same draw as natural_indices
+    shape = decoded[int(indices[0])].shape
+    box, flip = crop_and_flip(rng, *shape[:2], s)
+    clip = np.stack([crop_resize(decoded[int(i)], box, s.size, flip) for i in indices])
+    return clip, _geometry(box, shape, flip)
 
 
 def repeated(frame: np.ndarray, frames: int) -> np.ndarray:

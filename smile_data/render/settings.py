@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from smile_data.render.direction import check_direction_settings
+from smile_data.sampling import CROP_OFFSET_MODES
 from smile_data.shards.layout import BACKGROUND_KINDS, FRAME_CODECS
 
 OVERLAY_MODES = ("objects", "patches", "none")
@@ -58,12 +59,14 @@ class RenderSettings(ShardOutputSettings):
     bank: str = ""  # object bank folder (overlay = objects)
     balanced_classes: bool = False  # sample objects uniformly over classes, not over objects
 
-    # Clip geometry (SPEC §4).
+    # Clip geometry (SPEC §4): the window, crop and flip the trainer's loader draws (sampling.py).
     frames: int = 16
     stride: int = 4
     size: int = 224
     crop_scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
-    flip: bool = True
+    crop_max_distort: int = 1  # |i - j| between the scale indices of crop width and height
+    crop_offsets: str = "grid"  # grid: the released 13 fixed offsets | corners: 5 | uniform
+    flip: bool = False  # the released pretraining never flips; SSv2 labels must not be flipped
     decode_short_side: int = 320  # decoded frames larger than this are downscaled; 0 keeps all
     source_retries: int = 3  # a task whose source is unreadable tries up to this many others
 
@@ -195,6 +198,11 @@ def check_render_settings(s: RenderSettings) -> None:
         raise ValueError("objects must be >= 0")
     if not s.crop_scales or any(not 0 < c <= 1 for c in s.crop_scales):
         raise ValueError("crop_scales must be fractions in (0, 1]")
+    if not 0 <= s.crop_max_distort < len(s.crop_scales):
+        raise ValueError(f"setting crop_max_distort: must be within 0..{len(s.crop_scales) - 1} "
+                         f"(an index distance within crop_scales), got {s.crop_max_distort}")
+    if s.crop_offsets not in CROP_OFFSET_MODES:
+        raise ValueError(f"crop_offsets {s.crop_offsets!r} must be one of {', '.join(CROP_OFFSET_MODES)}")
     if not s.box_sides or not s.box_aspects or min(s.box_sides) <= 0 or min(s.box_aspects) <= 0:
         raise ValueError("box_sides and box_aspects must be positive and non-empty")
     if s.gaussian_points < 2 or not 0 < s.gaussian_extent_min <= s.gaussian_extent_max:

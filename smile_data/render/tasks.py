@@ -106,7 +106,7 @@ class RenderTask:
         s = self.settings
         indices = self.clip_indices(task_index)
         rngs = [clip_rng(s.seed, i) for i in indices]
-        draws = [bg.draw_background(rng, s) for rng in rngs]
+        draws = [bg.draw_background(rng) for rng in rngs]
         kind = self.background_kind(task_index)
         skipped: list[dict[str, str]] = []
         background = self._background(kind, task_index, draws, rngs, skipped)
@@ -142,14 +142,14 @@ class RenderTask:
 
         def frame_plan(length: int) -> list[list[int]]:
             if kind == "natural":
-                return [bg.natural_indices(d.position, length, s.frames, s.stride) for d in draws]
+                return [bg.natural_indices(d, length, s) for d in draws]
             return [bg.single_frame_indices(d.position, length, s.frames) for d in draws]
 
         decoded, length = read_video_frames(
             source.path, lambda length: sorted({i for plan in frame_plan(length) for i in plan}), shrink)
         plans = frame_plan(length)
         if kind == "natural":
-            made = [bg.natural_clip(decoded, plan, draw, s) for plan, draw in zip(plans, draws)]
+            made = [bg.natural_clip(decoded, length, draw, s) for draw in draws]
         else:
             made = [bg.still_clip(decoded[plan[0]], draw, s) for plan, draw in zip(plans, draws)]
         return _described(made, kind, source, plans)

@@ -28,7 +28,9 @@ import simplejpeg
 from smile_data.shards import layout, remote
 from smile_data.shards.image_header import image_size
 from smile_data.shards.layout import KEY_FIELD
-from smile_data.shards.tar_stream import UnreadableShard, tar_members  # noqa: F401 (UnreadableShard re-exported)
+from smile_data.shards.tar_stream import (  # noqa: F401 (UnreadableShard re-exported)
+    UnreadableShard, bounded_tarinfo, tar_members,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG"}  # frame extension -> format name 
 GLOB_CHARACTERS = "*?["
 PLAIN_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
 
+_BoundedTarInfo = bounded_tarinfo(MAX_HEADER_EXTENSION_BYTES)  # tarfile headers, extensions bounded
 RefusedMember = Callable[[tarfile.TarInfo, str], None]  # called with the member and the reason
 
 

@@ -106,7 +106,7 @@ class _Prefixed:
         return data + (self.stream.read(size - len(data)) if len(data) < size else b"")
 
 
-def _bounded_tarinfo(max_extension_bytes: int) -> type[tarfile.TarInfo]:
+def bounded_tarinfo(max_extension_bytes: int) -> type[tarfile.TarInfo]:
     class BoundedTarInfo(tarfile.TarInfo):
         """Refuses an oversized long-name or pax header before tarfile reads it (tarfile reads
         those blocks whole into memory, whatever size their header claims)."""
@@ -121,7 +121,7 @@ def _bounded_tarinfo(max_extension_bytes: int) -> type[tarfile.TarInfo]:
 
 
 def _tarfile_members(stream, label: str, max_extension_bytes: int) -> Iterator[Member]:
-    with tarfile.open(fileobj=stream, mode="r|", tarinfo=_bounded_tarinfo(max_extension_bytes)) as archive:
+    with tarfile.open(fileobj=stream, mode="r|", tarinfo=bounded_tarinfo(max_extension_bytes)) as archive:
         while True:
             info = archive.next()
             archive.members.clear()  # tarfile would keep every header of the stream

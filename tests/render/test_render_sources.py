@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from smile_data.render.backgrounds import (
-    BackgroundDraw, crop_box, draw_background, natural_indices, single_frame_indices,
+    BackgroundDraw, crop_and_flip, draw_background, natural_clip, natural_indices, sampling_rng,
+    single_frame_indices, still_clip,
 )
 from smile_data.images import resize_short_side
 from smile_data.render.settings import RenderSettings, parse_backgrounds
+from smile_data.sampling import crop_pairs, crop_sides, grid_offsets, multiscale_crop_box, window_indices
 from smile_data.render.sources import (
     VIDEO_EXTENSIONS, SourceError, list_sources, parse_list, read_image, read_video_frames,
 )
@@ -102,36 +104,65 @@ def test_an_over_reported_length_is_replanned_from_the_decodable_frames(tmp_path
     assert asked[0] == 30 and 0 < length < 30 and list(frames) == [length - 1]
 
 
-def test_short_videos_repeat_their_last_frame_like_videomae(tmp_path):
-    assert natural_indices(0.99, 10, 8, 4) == [0, 4, 8, 9, 9, 9, 9, 9]
-    assert natural_indices(0.0, 100, 4, 4) == [0, 4, 8, 12]
-    assert natural_indices(0.999, 100, 4, 4) == [87, 91, 95, 99]
+def test_short_videos_follow_the_released_window_rule(tmp_path):
+    s = dataclasses.replace(RenderSettings(), frames=8, stride=4)
+    for seed in range(20):  # 10 frames < 8 x 4: start 0, advance only while below length - 1
+        assert natural_indices(BackgroundDraw(0.5, seed), 10, s) == [0, 4, 8, 8, 8, 8, 8, 8]
+    s = dataclasses.replace(s, frames=4)
+    starts = {natural_indices(BackgroundDraw(0.5, seed), 100, s)[0] for seed in range(400)}
+    assert min(starts) == 0 and max(starts) == 100 - 4 * 4  # start uniform in [0, n - T x stride]
     assert single_frame_indices(0.5, 7, 3) == [3, 3, 3]
     path = tmp_path / "short.avi"
     _write_video(path, 5)
-    frames, length = read_video_frames(str(path), lambda n: sorted(set(natural_indices(0.3, n, 4, 2))))
-    assert length == 5 and sorted(frames) == [0, 2, 4]
+    s = dataclasses.replace(s, stride=2)
+    frames, length = read_video_frames(str(path), lambda n: sorted(set(natural_indices(BackgroundDraw(0.3, 1), n, s))))
+    assert length == 5 and sorted(frames) == [0, 2]
 
 
-def test_crop_sides_come_from_the_scales_of_the_short_side():
+def test_render_draws_the_window_crop_and_flip_the_loader_draws():
+    """A natural background takes sampling.window_indices, then sampling.multiscale_crop_box,
+    then the flip, from one generator, in the loader's order (smile_train/sources.py)."""
+    s = dataclasses.replace(RenderSettings(), frames=4, stride=3, size=32, flip=True)
+    height, width, length = 48, 64, 40
+    decoded = {i: np.full((height, width, 3), i, np.uint8) for i in range(length)}
+    decoded[0][:, :8] = 255  # a marked left edge shows where the crop and flip took the frame from
+    for seed in range(30):
+        draw = BackgroundDraw(0.0, seed)
+        clip, geometry = natural_clip(decoded, length, draw, s)
+        rng = np.random.default_rng(seed)
+        indices = window_indices(rng, length, s.frames, s.stride)
+        box = multiscale_crop_box(rng, height, width, s.size, tuple(s.crop_scales), s.crop_max_distort, "grid")
+        flip = bool(rng.random() < 0.5)
+        assert geometry["crop"] == list(box) and geometry["flip"] == flip
+        assert natural_indices(draw, length, s) == indices.tolist()
+        assert [int(frame[0, 0, 1]) for frame in clip[1:]] == indices[1:].tolist()  # grey level = index
+
+
+def test_crops_are_group_multiscale_crops_of_the_short_side():
     s = RenderSettings()
-    rng = np.random.default_rng(0)
-    allowed = {round(240 * c) for c in s.crop_scales}
-    for _ in range(200):
-        draw = draw_background(rng, s)
-        x, y, w, h = crop_box(draw, 240, 320)
-        assert w in allowed and h in allowed
-        assert 0 <= x <= 320 - w and 0 <= y <= 240 - h
-    corner = BackgroundDraw(0.0, 1.0, 1.0, 0.9999, 0.9999, False)
-    assert crop_box(corner, 240, 320) == (80, 0, 240, 240)
+    image = np.zeros((240, 320, 3), np.uint8)
+    sides = crop_sides(240, s.size, tuple(s.crop_scales))
+    pairs = set(crop_pairs(sides, 1))
+    seen = set()
+    for seed in range(300):
+        _, geometry = still_clip(image, BackgroundDraw(0.0, seed), s)
+        x, y, w, h = geometry["crop"]
+        assert (w, h) in pairs and (x, y) in grid_offsets(320, 240, w, h)
+        seen.add((w, h))
+    assert seen == pairs and all(abs(w / h - 1) < 0.25 for w, h in seen)  # never stretched more
+    assert geometry["flip"] is False  # render's default: no flip, as released
 
 
 def test_flip_is_drawn_only_when_enabled():
-    rng = np.random.default_rng(0)
-    no_flip = dataclasses.replace(RenderSettings(), flip=False)
-    assert not any(draw_background(rng, no_flip).flip for _ in range(50))
-    flips = [draw_background(rng, RenderSettings()).flip for _ in range(400)]
+    no_flip = RenderSettings()
+    assert no_flip.flip is False
+    assert not any(crop_and_flip(np.random.default_rng(i), 240, 320, no_flip)[1] for i in range(50))
+    flipping = dataclasses.replace(no_flip, flip=True)
+    flips = [crop_and_flip(np.random.default_rng(i), 240, 320, flipping)[1] for i in range(400)]
     assert 0.4 < np.mean(flips) < 0.6
+    draws = [draw_background(np.random.default_rng(i)) for i in range(3)]
+    assert len({d.sampling_seed for d in draws}) == 3
+    assert sampling_rng(draws[0]).random() == sampling_rng(draws[0]).random()
 
 
 def test_background_weights_are_parsed_and_checked():

@@ -12,7 +12,7 @@ from PIL import Image
 
 from smile_data.shards.reader import _decode_frame
 from smile_train.allocator import keep_freed_memory
-from smile_train.sampling import hflip
+from smile_data.sampling import hflip
 
 
 def _photo(rng: np.random.Generator) -> np.ndarray:

@@ -20,7 +20,8 @@ from smile_data.shards import dataset as dataset_module
 from smile_data.shards.integrity import IntegrityError, IntegritySettings
 from smile_data.shards.preview import make_preview
 from smile_data.shards.validate import validate_dataset
-from smile_train.data import CorruptSampleCounter, count_samples, expand_urls, tar_samples
+from smile_data.shards.sample_count import count_samples
+from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
 from tests.loopback import http_server, s3_server
 
 
@@ -72,7 +73,7 @@ def test_altered_shard_is_caught_at_its_first_bad_sample(dataset):
     key = alter_sample(dataset / "clips-000001.tar", 1)
     with http_server(dataset) as server:
         urls = expand_urls(server.url)
-        assert len(urls) == 4 and count_samples(urls) == 12
+        assert len(urls) == 4 and count_samples(urls).total == 12
         with pytest.raises(IntegrityError) as caught:
             keys, _ = [], loader_keys(urls[1], IntegritySettings())
         message = str(caught.value)
@@ -153,7 +154,7 @@ def test_dataset_over_s3(dataset, tmp_path):
         assert validate_dataset(url, quick=True).problems == [
             "clips-000009.tar: on disk but not in dataset.json"]
         urls = expand_urls(url)
-        assert urls[0] == "s3://labdata/clips/clips-000000.tar" and count_samples(urls) == 12
+        assert urls[0] == "s3://labdata/clips/clips-000000.tar" and count_samples(urls).total == 12
         keys, counter = loader_keys(urls[0], IntegritySettings())
         assert len(keys) == 3 and counter.total == 0
 

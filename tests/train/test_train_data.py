@@ -12,10 +12,10 @@ import torch
 from smile_train.data import (
     PretrainClips,
     batches_skipped_per_worker,
-    count_samples,
     expand_urls,
 )
-from smile_train.sampling import crop_resize_clip, hflip
+from smile_data.sampling import crop_resize_clip, hflip
+from smile_data.shards.sample_count import count_samples
 from smile_train.settings import PretrainSettings
 
 
@@ -28,7 +28,7 @@ def test_expand_urls_globs_braces_and_errors(tiny_shards):
     by_glob = expand_urls(str(tiny_shards / "clips-*.tar"))
     by_brace = expand_urls(str(tiny_shards / "clips-{000000..000002}.tar"))
     assert by_glob == by_brace and len(by_glob) == 3
-    assert count_samples(by_glob) == 12
+    assert count_samples(by_glob).total == 12
     with pytest.raises(FileNotFoundError, match="no shard matches"):
         expand_urls(str(tiny_shards / "nothing-*.tar"))
     with pytest.raises(FileNotFoundError, match="clips-000003.tar"):

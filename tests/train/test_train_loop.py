@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import shutil
 import subprocess
 import sys
@@ -125,17 +126,45 @@ def test_micro_batch_plan_counts_masked_samples():
         micro_batch_plan(6, 3, 2, repeats=2)
 
 
-def test_two_processes_under_torchrun_end_identical(tiny_shards, tmp_path):
-    sets = tiny_overrides(tiny_shards, tmp_path / "ddp", batch_size=4, max_steps=3)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "smile_train.cli", "pretrain"]
+def pretrain_command(sets: dict) -> list[str]:
+    command = ["-m", "smile_train.cli", "pretrain"]
     for key, value in sets.items():
         command += ["--set", f"{key}={value}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return command
+
+
+def test_two_processes_under_torchrun_or_srun_train_alike(tiny_shards, tmp_path):
+    """torchrun's variables and SLURM's (srun without torchrun) give the same process group:
+    the same ranks, the same gradient sync, the same losses and final weights."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_", "RANK", "WORLD_SIZE"))}
+    env["OMP_NUM_THREADS"] = "1"
+    sets = tiny_overrides(tiny_shards, tmp_path / "torchrun", batch_size=4, max_steps=3)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               *pretrain_command(sets)]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "parameters identical on 2 ranks" in result.stdout + result.stderr
-    assert (tmp_path / "ddp" / "checkpoints" / "final.pt").is_file()
+    # The same run as `srun --ntasks 2 python -m smile_train.cli pretrain ...` starts it.
+    port = free_port()
+    sets["out_dir"] = str(tmp_path / "srun")
+    ranks = [subprocess.Popen([sys.executable, *pretrain_command(sets)], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env={**env, "SLURM_PROCID": str(rank), "SLURM_NTASKS": "2", "SLURM_LOCALID": str(rank),
+                                   "SLURM_JOB_NODELIST": "localhost", "MASTER_PORT": str(port)})
+             for rank in range(2)]
+    outputs = [process.communicate(timeout=300)[0] for process in ranks]
+    assert [process.returncode for process in ranks] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "parameters identical on 2 ranks" in outputs[0]
+    assert metrics(tmp_path / "srun") == metrics(tmp_path / "torchrun")
+    weights = [torch.load(tmp_path / run / "checkpoints" / "final.pt", weights_only=True)["model"]
+               for run in ("torchrun", "srun")]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_the_log_reads_the_device_once_per_log_line_and_names_a_diverged_step(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smile_train.sampling import (
+from smile_data.sampling import (
     crop_pairs, crop_sides, grid_offsets, multiscale_crop_box, segment_indices, segment_test_indices,
     window_indices, window_test_indices,
 )

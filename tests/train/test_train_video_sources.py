@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from smile_train.sampling import segment_indices, window_indices
+from smile_data.sampling import segment_indices, window_indices
 from smile_train.sources import SourceSampler, SourceSettings
 from tests.video.video_files import encode_video, read_counter
 
@@ -66,7 +66,7 @@ def low_counter_bits(frame: np.ndarray, bits: int = 4) -> int:
 @pytest.mark.parametrize("temporal", ["window", "segments"])
 def test_test_views_of_a_video_are_the_formula_frames_with_their_crops(counter_mp4, temporal):
     from smile_train.evaluate import VideoViews, ViewClips
-    from smile_train.sampling import test_indices
+    from smile_data.sampling import test_indices
 
     dataset = ViewClips([], 64, 3, 16, videos=VideoViews(clips=3, temporal=temporal, stride=4))
     items = dataset._video_items({**raw_video(counter_mp4), "cls": b"1"})
@@ -104,12 +104,15 @@ def test_a_video2dataset_shard_trains_without_repacking(counter_mp4, tmp_path):
     from smile_train.settings import PretrainSettings
 
     shard = write_video2dataset_shard(tmp_path / "v2d", counter_mp4)
-    overrides = dict(shards=str(shard), clips_per_epoch=4, out_dir=str(tmp_path / "run"), model="tiny",
+    # No dataset.json and no clips_per_epoch: an epoch is the 4 videos, counted from tar headers.
+    overrides = dict(shards=str(shard), out_dir=str(tmp_path / "run"), model="tiny",
                      target="pixel", input_size=32, frames=16, batch_size=4, num_workers=0,
                      shuffle_buffer=2, max_steps=2, epochs=2, warmup_epochs=0, save_every_steps=2,
                      log_every_steps=1, device="cpu", stride=4, crop="multiscale", mask="tube")
+    del overrides["max_steps"]  # 2 epochs of 4 samples at batch 4: 2 steps
     final = run_pretrain(None, overrides, resume=False)[0]
-    assert final.is_file()
+    assert final.is_file() and json.loads((tmp_path / "run" / "settings.json").read_text())["clips_per_epoch"] == 0
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
     # Epochs differ, reruns repeat: four videos come round every 4 samples with new windows.
     s = PretrainSettings(**{k: v for k, v in overrides.items() if k in PretrainSettings.__dataclass_fields__})
     first = [x for _, x in zip(range(8), PretrainClips(resolve_sources(s), s))]

@@ -27,11 +27,15 @@ of 13 positions (corners, centre, edge centres and quarter points of a 4 x 4 ste
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
 from smile_data.images import crop_resize
-from smile_data.shards.reader import EncodedClip
+
+if TYPE_CHECKING:
+    from smile_data.shards.reader import EncodedClip
 
 TEMPORAL_MODES = ("window", "segments")
 MAX_STRIDE = 64  # frames between sampled frames (K400 4, SSv2 2)
