@@ -25,10 +25,15 @@ ALPHA_MAX = 255
 _EDGE_MARGIN = 1  # pixels around the rotated bounds that bilinear sampling may touch
 
 
+def premultiply(four_channels: np.ndarray) -> np.ndarray:
+    """(h, w, 4) uint8 with alpha last -> the same channel order, colour premultiplied by alpha
+    (each colour channel alike, rounding v*a/255)."""
+    return cv2.cvtColor(np.ascontiguousarray(four_channels), cv2.COLOR_RGBA2mRGBA)
+
+
 def premultiply_rgba(rgba: np.ndarray) -> np.ndarray:
     """(h, w, 4) RGBA uint8 -> (h, w, 4) BGRA uint8 with colour premultiplied by alpha."""
-    premultiplied = cv2.cvtColor(np.ascontiguousarray(rgba), cv2.COLOR_RGBA2mRGBA)  # rounds v*a/255
-    return cv2.cvtColor(premultiplied, cv2.COLOR_RGBA2BGRA)
+    return cv2.cvtColor(premultiply(rgba), cv2.COLOR_RGBA2BGRA)
 
 
 def shrink_to(sprite: np.ndarray, max_width: float, max_height: float) -> np.ndarray:
