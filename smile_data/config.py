@@ -13,6 +13,7 @@ the command line opts in (`--allow-commands`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import re
@@ -35,6 +36,19 @@ PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # one path compone
 
 class SettingsError(ValueError):
     """A settings file or override that does not match the settings dataclass."""
+
+
+Bounds = dict[str, tuple[float, float]]  # setting -> (lowest, highest), both allowed
+
+
+def check_bounds(settings: Any, bounds: Bounds, source: str = "settings") -> None:
+    """SettingsError naming the first setting outside its bounds. Every count that sizes a
+    loop, a process pool or an allocation has one, checked before any work starts (a shared
+    config of `objects: 100000000` must not run for minutes first)."""
+    for name, (low, high) in bounds.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise SettingsError(f"{source}: setting {name!r} must be in [{low}, {high}], got {value!r}")
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -136,7 +150,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return _coerce(value, inner[0], key)
     if origin in (list, tuple):
         if isinstance(value, str):
-            value = _parse_text(value, key) if value.strip().startswith("[") else value.split(",")
+            value = _parse_text(value, f"setting {key!r}") if value.strip().startswith("[") else value.split(",")
         if isinstance(value, dict):
             raise SettingsError(f"setting {key!r}: expected a list, got a mapping")
         if not isinstance(value, (list, tuple)):
@@ -146,7 +160,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if isinstance(value, str):
-            value = _parse_text(value, key)
+            value = _parse_text(value, f"setting {key!r}")
         if not isinstance(value, dict):
             raise SettingsError(f"setting {key!r}: expected a mapping, got {value!r}")
         return dict(value)
@@ -192,11 +206,29 @@ def _shorten(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _parse_text(text: str, key: str) -> Any:
+def _parse_text(text: str, source: str) -> Any:
     try:
         return parse_yaml(text)
     except yaml.YAMLError as error:
-        raise SettingsError(f"setting {key!r}: not valid YAML: {error}") from None
+        raise SettingsError(yaml_problem(error, source)) from None
+
+
+def yaml_problem(error: yaml.YAMLError, source: str) -> str:
+    """One line: `broken.yaml, line 3, column 4: what is wrong` (PyYAML's marks count from 0 and
+    name the text "<unicode string>", which the user never saw)."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    if mark is None or not problem:
+        return f"{source}: not valid YAML: {' '.join(str(error).split())}"
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context:
+        problem += f" ({context}" + (f" from line {context_mark.line + 1}" if context_mark else "") + ")"
+    return f"{source}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {problem}"
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """" (did you mean batch_size?)" for a near miss of one of `known`, else ""."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def apply_overrides(settings: T, overrides: dict[str, Any], source: str = "overrides") -> T:
@@ -204,10 +236,8 @@ def apply_overrides(settings: T, overrides: dict[str, Any], source: str = "overr
     types_by_name = _field_types(type(settings))
     unknown = sorted(str(key) for key in set(overrides) - set(types_by_name))
     if unknown:
-        raise SettingsError(
-            f"{source}: unknown setting(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(types_by_name))}"
-        )
+        named = ", ".join(key + did_you_mean(key, list(types_by_name)) for key in unknown)
+        raise SettingsError(f"{source}: unknown setting {named}; known: {', '.join(sorted(types_by_name))}")
     try:
         changes = {k: _coerce(v, types_by_name[k], k) for k, v in overrides.items()}
     except SettingsError as error:
@@ -248,7 +278,7 @@ def read_yaml(path: str | Path, allow_commands: bool = False) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         raise SettingsError(f"{path}: not UTF-8 text ({error})") from None
     except yaml.YAMLError as error:
-        raise SettingsError(f"{path}: not valid YAML: {error}") from None
+        raise SettingsError(yaml_problem(error, str(path))) from None
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: expected a mapping of setting: value at the top level")
     if not allow_commands:

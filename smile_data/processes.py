@@ -26,6 +26,7 @@ from typing import Iterator
 LOCK_PREFIX = ".lock-"
 # Worker processes start fresh (no inherited threads, locks or accelerator state).
 WORKER_START_METHOD = "spawn"
+MAX_WORKERS = 256  # worker processes one command starts on one machine
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _HELD_UNTIL_EXIT: dict[str, int] = {}  # lock file -> descriptor, see hold_until_exit
 _LOCK_DESCRIPTORS: set[int] = set()  # every lock descriptor this process holds

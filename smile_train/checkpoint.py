@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 
 from smile_data.io import atomic_path, remove_stale_temporaries
 from smile_data.processes import hold_until_exit
+from smile_train.checkpoint_archive import check_archive
 from smile_train.checkpoint_keys import POSITION_TABLES, detect_layout, unwrap_state
 from smile_train.geometry import FRAMES, IMG_SIZE
 from smile_train.model import SIZES, ClassifierModel, VideoViTEncoder, size_spec
@@ -29,10 +31,12 @@ from smile_train.settings_check import MAX_FRAMES, MAX_INPUT_SIZE
 
 FORMAT = "smile-train-checkpoint"
 FORMAT_VERSION = 1
-STEP_PATTERN = re.compile(r"^step-(\d{9})\.pt$")
+STEP_PATTERN = re.compile(r"^step-(\d{9})\.pt\Z")
 FINAL_NAME = "final.pt"
 MAX_TOKENS = 32 * 1568  # tokens per clip; 32x the reference 8 x 14 x 14 (position tables grow with it)
 BLOCK_PATTERN = re.compile(r"^blocks\.(\d+)\.")
+# Where torch.load's refusal of an unsafe object says why, and where its advice starts.
+UNPICKLER_PROBLEM, TORCH_LOAD_ADVICE = "WeightsUnpickler error:", "Check the documentation"
 
 
 def step_path(folder: Path, step: int) -> Path:
@@ -47,11 +51,48 @@ def list_step_checkpoints(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(STEP_PATTERN.match(p.name).group(1)))
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written (a full disk, most often); the message names the
+    file and the bytes it needs."""
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary name and rename: a kill leaves the previous checkpoints intact."""
+    """Write to a temporary name and rename: a kill or a full disk leaves the previous
+    checkpoints intact. A disk without room for the tensors is refused before writing, and a
+    write that fails says what it needed (CheckpointWriteError) instead of torch's message."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    needed = tensor_bytes(payload)
+    free = shutil.disk_usage(path.parent).free
+    if needed > free:
+        raise CheckpointWriteError(f"{path}: the disk is full: the checkpoint needs {needed} bytes "
+                                   f"of tensors, {free} bytes are free there; the earlier "
+                                   "checkpoints are kept")
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as a RuntimeError
+        free = shutil.disk_usage(path.parent).free
+        reason = " ".join(str(error).split())[:200]
+        raise CheckpointWriteError(f"{path}: the checkpoint ({needed} bytes of tensors) could not "
+                                   f"be written, {free} bytes are free there ({reason}); the "
+                                   "earlier checkpoints are kept") from None
+
+
+def tensor_bytes(tree: Any) -> int:
+    """Bytes of the tensors in nested dicts, lists and tuples (each storage counted once)."""
+    storages: dict[int, int] = {}
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            storages[item.untyped_storage().data_ptr()] = item.untyped_storage().nbytes()
+        elif isinstance(item, dict):
+            stack += item.values()
+        elif isinstance(item, (list, tuple)):
+            stack += item
+    return sum(storages.values())
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
@@ -60,14 +101,29 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load any checkpoint safely: only tensors and plain containers are accepted."""
+    """Load any checkpoint safely: its zip records checked first (checkpoint_archive.py), then
+    only tensors and plain containers are accepted."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
+    check_archive(path)  # records that could inflate inside torch.load are refused first
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
-        raise ValueError(f"{path}: not a readable checkpoint (weights only): {error}") from None
+        raise ValueError(f"{path}: not a readable checkpoint: {_load_problem(error)}") from None
+
+
+def _load_problem(error: Exception) -> str:
+    """torch.load's reason in one line. Its message for an object it refuses to unpickle is a
+    paragraph that suggests weights_only=False (running code from the file): only the
+    unpickler's own reason is kept."""
+    text = str(error)
+    if UNPICKLER_PROBLEM in text:
+        reason = text.split(UNPICKLER_PROBLEM, 1)[1].split(TORCH_LOAD_ADVICE, 1)[0]
+        return f"not a file of tensors and plain containers ({' '.join(reason.split())})"
+    if isinstance(error, EOFError):
+        return "the file is empty or cut short"
+    return " ".join(text.split()) or type(error).__name__
 
 
 class RunCheckpoints:

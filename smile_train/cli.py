@@ -1,7 +1,9 @@
 """`smile-train`: pretraining, finetuning, evaluation, linear probing and export.
 
-Every command takes `--config FILE.yaml` (differences from the settings dataclass) and
-repeatable `--set key=value`; multi-stage pretraining configs also accept `--set stage.key=value`.
+The commands that take settings (pretrain, show-batch, finetune, evaluate, linear-probe) take
+`--config FILE.yaml` (differences from the settings dataclass) and repeatable `--set key=value`;
+multi-stage pretraining configs also accept `--set stage.key=value`; `smile-train settings
+COMMAND` lists every key (smile_data/settings_listing.py).
 Settings resolve as: defaults, then the file, then `--set`, then the explicit flags (the flags
 of finetune, evaluate and linear-probe are derived from their settings: smile_data/cli_options.py).
 `--out` is always where the command writes; `--init-from` the weights it starts from.
@@ -10,22 +12,20 @@ Launch under torchrun for several processes or nodes; the commands read RANK / W
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from smile_data.cli_options import (
     SettingFlag, command_settings, config_option, make_app, set_option, setting_flags,
 )
-from smile_data.config import SettingsError, command_line_overrides, parse_set_options
-from smile_data.shards.integrity import IntegrityError
+from smile_data.config import command_line_overrides, parse_set_options
+from smile_data.settings_listing import settings_command
 from smile_train.finetune_settings import EvalSettings, FinetuneSettings, ProbeSettings
 
 app = make_app("SMILE trainer: pretrain, finetune, evaluate, linear-probe, export.")
 
 CONFIG_OPTION = config_option("settings", "-c")
-SET_OPTION = set_option("setting")
-STAGE_SET_OPTION = set_option("setting; a stage's as stage.key=value")
+SET_OPTION = set_option("setting", "smile-train")
+STAGE_SET_OPTION = set_option("setting; a stage's as stage.key=value", "smile-train")
 COMMANDS_OPTION = typer.Option(
     False, "--allow-commands",
     help="Let the config file's shard URLs run `pipe:` commands (refused without this flag).")
@@ -44,26 +44,26 @@ FINETUNE_FLAGS = {
     "num_classes": "Classes of the new head.",
     "model": "tiny | small | base.",
     "out": SettingFlag("Run folder to write: checkpoints/, metrics.jsonl, settings.json, eval.json.",
-                       field="out_dir"),
-    "init_from": INIT_FROM_HELP,
+                       field="out_dir", metavar="DIR"),
+    "init_from": SettingFlag(INIT_FROM_HELP, metavar="FILE"),
     "init": SettingFlag("Old spelling of --init-from.", field="init_from", deprecated=True),
 }
 EVALUATE_FLAGS = {
-    "checkpoint": "A finetuned checkpoint.",
+    "checkpoint": SettingFlag("A finetuned checkpoint.", metavar="FILE"),
     "shards": "Labelled test shards.",
-    "out": "JSON report file to write.",
+    "out": SettingFlag("JSON report file to write.", metavar="FILE.json"),
     "clips": SettingFlag("Temporal views per video (K400 7, SSv2 2, UCF / HMDB 5).", field="test_clips"),
     "crops": SettingFlag("Spatial views per clip.", field="test_crops"),
-    "class_names": CLASS_NAMES_HELP,
+    "class_names": SettingFlag(CLASS_NAMES_HELP, metavar="FILE"),
 }
 PROBE_FLAGS = {
-    "checkpoint": "Pretraining or finetuning checkpoint (frozen).",
+    "checkpoint": SettingFlag("Pretraining or finetuning checkpoint (frozen).", metavar="FILE"),
     "shards": "Labelled training shards.",
     "val_shards": "Labelled test shards.",
     "num_classes": "Classes of the linear head.",
     "epochs": "Epochs of training the head.",
     "out": SettingFlag("Folder to write: probe.pt, probe.json, settings.json and the feature cache.",
-                       field="out_dir"),
+                       field="out_dir", metavar="DIR"),
 }
 
 
@@ -77,7 +77,8 @@ def pretrain(
     config: str = CONFIG_OPTION,
     set_: list[str] = STAGE_SET_OPTION,
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of each stage."),
-    init_from: str = typer.Option(None, "--init-from", help=INIT_FROM_HELP + " Starts the first stage."),
+    init_from: str = typer.Option(None, "--init-from", metavar="FILE",
+                                  help=INIT_FROM_HELP + " Starts the first stage."),
     allow_commands: bool = COMMANDS_OPTION,
     dry_run: bool = DRY_RUN_OPTION,
     world_size: int = WORLD_SIZE_OPTION,
@@ -102,7 +103,8 @@ def show_batch(
     stage: str = typer.Option(None, "--stage", help="Stage name (default: the first)."),
     epoch: int = typer.Option(0, "--epoch", help="Epoch whose first clips to show (0-based)."),
     clips: int = typer.Option(8, "--clips", help="How many clips."),
-    out: str = typer.Option(..., "--out", help="Folder to write: the contact sheet (.png) and arrays (.npz)."),
+    out: str = typer.Option(..., "--out", metavar="DIR",
+                            help="Folder to write: the contact sheet (.png) and arrays (.npz)."),
 ) -> None:
     """The first clips of an epoch as the trainer gets them: boxes drawn, masked tokens shaded."""
     import json
@@ -180,11 +182,13 @@ app.command("linear-probe")(_report_command(
 
 @app.command()
 def export(
-    checkpoint: str = typer.Option(..., "--checkpoint", help="This project's checkpoint or an authors' file."),
-    out: str = typer.Option(..., "--out", help="Folder to write: config.json, model.safetensors, "
+    checkpoint: str = typer.Option(..., "--checkpoint", metavar="FILE",
+                                   help="This project's checkpoint or an authors' file."),
+    out: str = typer.Option(..., "--out", metavar="DIR", help="Folder to write: config.json, model.safetensors, "
                             "preprocessor_config.json."),
     format_: str = typer.Option("hf", "--format", help="hf: a transformers VideoMAE folder."),
-    class_names: str = typer.Option(None, "--class-names", help="Text file: one class name per line (id2label)."),
+    class_names: str = typer.Option(None, "--class-names", metavar="FILE",
+                                    help="Text file: one class name per line (id2label)."),
 ) -> None:
     """Export for transformers: VideoMAEModel (pretraining) or VideoMAEForVideoClassification (finetuned)."""
     from smile_train.export import export_hf
@@ -197,11 +201,12 @@ def export(
 
 @app.command("import")
 def import_checkpoint(
-    checkpoint: str = typer.Option(..., "--checkpoint", help="An authors' VideoMAE / SMILE file."),
-    out: str = typer.Option(..., "--out", help="Checkpoint file to write (.pt), in this project's format."),
+    checkpoint: str = typer.Option(..., "--checkpoint", metavar="FILE", help="An authors' VideoMAE / SMILE file."),
+    out: str = typer.Option(..., "--out", metavar="FILE.pt",
+                            help="Checkpoint file to write (.pt), in this project's format."),
     input_size: int = typer.Option(0, "--input-size", help="Clip side the model was trained at (0: 224)."),
     frames: int = typer.Option(0, "--frames", help="Frames per clip (0: 16)."),
-    class_names: str = typer.Option(None, "--class-names", help=CLASS_NAMES_HELP),
+    class_names: str = typer.Option(None, "--class-names", metavar="FILE", help=CLASS_NAMES_HELP),
 ) -> None:
     """Convert an authors' pretraining or finetuned file into this project's checkpoint format."""
     import json
@@ -213,12 +218,12 @@ def import_checkpoint(
     typer.echo(json.dumps(summary, sort_keys=True))
 
 
+app.command("settings")(settings_command("smile-train", "smile_train.settings_meanings"))
+
+
 def main() -> None:
-    try:
-        app()
-    except (SettingsError, FileNotFoundError, ValueError, FloatingPointError, IntegrityError) as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    """Run the CLI; bad input ends with `error: ...` and status 2 (cli_options.AppGroup)."""
+    app()
 
 
 if __name__ == "__main__":

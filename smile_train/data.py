@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from smile_data.render.trajectory import draw_index
 from smile_data.shards import integrity, reader, remote
 from smile_data.shards.dataset import load_card
+from smile_data.shards.patterns import MAX_SHARD_NAMES, PatternTooLarge, split_list
 from smile_data.shards.sample_count import count_samples
 from smile_train import masking
 from smile_train.allocator import keep_freed_memory
@@ -35,22 +36,24 @@ from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
 log = logging.getLogger(__name__)
 
 PREFETCH_BATCHES_PER_WORKER = 4
+URL_FIELD = "__url__"  # the shard a raw sample came from, under webdataset's name for it
 SHARD_STREAM, SOURCE_CHOICE_STREAM = 1, 2  # generator streams of a worker besides its samples
 
 
 # --- shard lists ---------------------------------------------------------------------------
 
 
-def expand_urls(spec: str, card_sha256: str = "") -> list[str]:
-    """Comma-separated paths, globs, brace patterns, URLs and datasets -> the list of shard URLs.
+def expand_urls(spec: str, card_sha256: str = "", setting: str = "shards") -> list[str]:
+    """Comma-separated (outside braces) paths, globs, brace patterns, URLs and datasets -> the list of shard URLs.
 
     A dataset (a local folder or a URL, https:// s3:// gs:// hf://, holding dataset.json)
     stands for the shards its card lists, named under it only; `card_sha256` pins its card.
-    Unsupported URL schemes and missing local shards are errors at start, before any loader
-    worker runs.
+    Unsupported URL schemes, missing local shards and more than MAX_SHARD_NAMES shards (a
+    pattern is counted before it is expanded) are errors at start naming `setting`, before
+    any loader worker runs.
     """
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
-    urls = []
+    parts = split_list(spec)
+    urls: list[str] = []
     for part in parts:
         if remote.is_url(part):
             remote.check_url(part)
@@ -58,12 +61,15 @@ def expand_urls(spec: str, card_sha256: str = "") -> list[str]:
             card = load_card(part, card_sha256 or None)
             urls += [str(remote.join(part, shard["name"])) for shard in card["shards"]]
         else:
-            urls += reader.expand_urls([part])
+            urls += reader.expand_urls([part], setting)
+        if len(urls) > MAX_SHARD_NAMES:
+            raise PatternTooLarge(f"{setting}: {len(urls)} shards, more than the "
+                                  f"{MAX_SHARD_NAMES} a shard list may hold")
     if not urls:
-        raise ValueError(f"shards: {spec!r} names no shard")
+        raise ValueError(f"{setting}: {spec!r} names no shard")
     for url in urls:
         if remote.is_local(url) and not os.path.isfile(url):
-            raise FileNotFoundError(f"shards: {url} not found")
+            raise FileNotFoundError(f"{setting}: {url} not found")
     return urls
 
 
@@ -103,10 +109,15 @@ def tar_samples(shards: Iterator[dict[str, str]], on_error: Callable[[Exception]
         try:
             with remote.open_shard(url) as stream:
                 if remote.is_pipe(url):
-                    yield from reader.iter_tar_samples(stream)
+                    samples = reader.iter_tar_samples(stream)
                 else:
-                    yield from integrity.checked_samples(url, stream, checks, on_error,
-                                                         reader.iter_tar_samples)
+                    samples = integrity.checked_samples(url, stream, checks, on_error,
+                                                        reader.iter_tar_samples)
+                for raw in samples:
+                    raw[URL_FIELD] = url  # a sample found corrupt later names its shard
+                    yield raw
+        except TooManyCorruptSamples:
+            raise  # on_error's own verdict, not another unreadable shard
         except (OSError, ValueError, tarfile.TarError) as error:
             on_error(ValueError(f"shard {url}: {error}"))
 
@@ -131,8 +142,13 @@ def shuffle(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator)
 # --- the dataset -----------------------------------------------------------------------------
 
 
+class TooManyCorruptSamples(ValueError):
+    """A loader worker met more unreadable samples than max_corrupt_samples allows."""
+
+
 class CorruptSampleCounter:
-    """Counts samples (and shards) a worker could not read; raises past the configured limit."""
+    """Counts samples (and shards) a worker could not read; raises TooManyCorruptSamples past
+    the configured limit."""
 
     def __init__(self, limit: int):
         self.limit, self.total, self.pending = limit, 0, 0
@@ -142,11 +158,15 @@ class CorruptSampleCounter:
         self.pending += 1
         log.warning("skipping unreadable sample or shard: %s", error)
         if self.total > self.limit:
-            raise RuntimeError(
+            raise TooManyCorruptSamples(
                 f"more than {self.limit} corrupt samples in one loader worker (last: {error}); "
                 "run `smile-data validate` on the shards, or raise max_corrupt_samples"
             )
         return True
+
+    def bad_sample(self, raw: dict[str, Any], error: Exception) -> None:
+        """Count a sample of `tar_samples` that could not be prepared, naming its shard."""
+        self(ValueError(f"shard {raw.get(URL_FIELD, '?')}: {error}"))
 
     def take_pending(self) -> int:
         pending, self.pending = self.pending, 0
@@ -237,8 +257,9 @@ class PretrainClips(IterableDataset):
         repeats = 1 if s.second_mask == "shuffled" else s.mask_repeats
         masks = self._make_masks(rng, clip.boxes, repeats)
         prepared = {"video": torch.from_numpy(clip.frames), "masks": torch.from_numpy(masks), "key": clip.key}
-        if self.keep_boxes:
+        if self.keep_boxes:  # show-batch: what it draws and labels
             prepared["boxes"] = clip.boxes  # (T, K, 4): K differs between clips
+            prepared["shard"] = raw.get(URL_FIELD, "")
         return prepared
 
     def _shards(self, urls: list[str], rng: np.random.Generator) -> Iterator[dict[str, str]]:
@@ -277,7 +298,7 @@ class PretrainClips(IterableDataset):
             try:
                 prepared = self._prepare(samplers[index], sample, rng)
             except ValueError as error:
-                counter(error)
+                counter.bad_sample(sample, error)
                 continue
             prepared["corrupt"] = counter.take_pending()
             yield prepared

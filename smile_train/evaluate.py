@@ -133,7 +133,7 @@ class ViewClips(IterableDataset):
             try:
                 items = self._video_items(raw) if is_video_sample(raw) else [self._clip_item(raw)]
             except ValueError as error:
-                counter(error)
+                counter.bad_sample(raw, error)
                 continue
             yield from items
 

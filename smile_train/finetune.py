@@ -125,6 +125,8 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
     check_settings(s)
     class_names = read_class_names(s.class_names, s.num_classes)
     urls = expand_urls(s.shards)
+    if s.val_shards:  # tested after training: a list that cannot work is refused now
+        expand_urls(s.val_shards, setting="val_shards")
     total_steps, lr_schedule = schedule(s, urls)
     micro, accumulation = loop.micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size)
     if runtime.is_main:
@@ -183,7 +185,7 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
                             test_crops=s.test_crops, num_workers=s.num_workers, device=s.device,
                             precision=s.precision, temporal=s.temporal, stride=s.stride,
                             label_field=s.label_field)
-    urls = expand_urls(s.val_shards)
+    urls = expand_urls(s.val_shards, setting="val_shards")
     weights = {"eval.json": None}
     if s.model_ema:
         weights["eval_ema.json"] = ckpt.load_checkpoint(final_path)["model_ema"]
@@ -241,7 +243,7 @@ def augmentation_summary(s: FinetuneSettings) -> str:
 def test_summary(s: FinetuneSettings) -> str:
     if not s.val_shards:
         return "none (no val_shards)"
-    urls = expand_urls(s.val_shards)
+    urls = expand_urls(s.val_shards, setting="val_shards")
     counted = epoch_clips(0, [(s.val_shards, urls)])
     return (f"{s.val_shards} -> {counted[0]:,} samples ({counted[1]}), {s.test_clips} clips x {s.test_crops} "
             f"crops per video, after the last step")

@@ -40,7 +40,7 @@ def loader_render_settings(mode: str, bank: str, overrides: dict[str, Any], inpu
     s = apply_overrides(s, {"size": input_size, "frames": frames, "overlay": mode, "bank": bank},
                         source=where)
     try:
-        check_render_settings(s)
+        check_render_settings(s, "overlay_settings")
     except ValueError as error:
         raise SettingsError(f"{where}: {error}") from None
     if mode == "objects" and not bank:

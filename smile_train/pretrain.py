@@ -67,7 +67,7 @@ def second_masks(masks: torch.Tensor, repeats: int, mode: str) -> torch.Tensor:
     return torch.stack(copies, dim=1)  # (B, R, N)
 
 
-def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> torch.Tensor:
+def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime, pixel_norm: bool = True) -> torch.Tensor:
     """MSE between predictions and targets of the masked tokens (SPEC §6).
 
     videos_uint8: (B, T, H, W, 3); masks: (B, R, N) bool, R masks per clip (multiple sampling).
@@ -77,7 +77,7 @@ def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime) -> tor
     num_masked = masked_count(masks.reshape(clips * repeats, tokens))  # checked on the host
     videos = normalize(videos_uint8.to(runtime.device, non_blocking=True))  # (B, 3, T, H, W)
     with torch.no_grad():
-        targets = teacher(videos) if teacher is not None else pixel_targets(videos)  # (B, N, D)
+        targets = teacher(videos) if teacher is not None else pixel_targets(videos, per_tube=pixel_norm)  # (B, N, D)
     videos = videos.repeat_interleave(repeats, dim=0)  # (B*R, 3, T, H, W)
     targets = targets.repeat_interleave(repeats, dim=0)
     mask = masks.to(runtime.device, non_blocking=True).reshape(clips * repeats, tokens)  # (B*R, N)
@@ -127,7 +127,7 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
 
     def micro_loss(batch: dict, micro_step: int) -> torch.Tensor:
         masks = second_masks(batch["masks"], s.mask_repeats, s.second_mask)
-        return masked_loss(model, teacher, batch["video"], masks, runtime)
+        return masked_loss(model, teacher, batch["video"], masks, runtime, s.pixel_norm)
 
     def state() -> dict:
         return loop.training_state(raw_model, optimizer, scaler, step, name, s)
@@ -186,7 +186,8 @@ def stage_plan(name: str, s: PretrainSettings, out_dir: Path, world_size: int) -
     clips_per_epoch, counted_from = stage_epoch_clips(s, sources)
     total_steps, lr_schedule = schedule(s, clips_per_epoch)
     steps_per_epoch = lr_schedule.steps_per_epoch
-    stage = plan.StagePlan(name, total_steps, steps_per_epoch, [plan.model_line(s.model, s.target, s.teacher)])
+    target = s.target if s.target == "clip" else f"pixel ({'each tube normalised' if s.pixel_norm else 'raw values'})"
+    stage = plan.StagePlan(name, total_steps, steps_per_epoch, [plan.model_line(s.model, target, s.teacher)])
     for source in sources:
         samples, how = epoch_clips(0, [(source.settings.shards, source.urls)])
         weight = source.settings.weight if len(sources) > 1 else None

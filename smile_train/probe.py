@@ -155,6 +155,8 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
     out_dir = Path(s.out_dir)
     info = read_checkpoint(s.checkpoint, s.input_size, s.frames)
     names = read_class_names(s.class_names, s.num_classes)
+    if s.val_shards:  # read after the training features: a list that cannot work is refused now
+        expand_urls(s.val_shards, setting="val_shards")
     digest = sha256_file(s.checkpoint)
     cache_dir = Path(s.cache_dir) if s.cache_dir else out_dir / "features"
     runtime = rt.setup(s.device, s.precision)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.distributed as dist
 
+from smile_data.config import SettingsError
 from smile_data.io import write_bytes_atomic
 
 SEED_MASK = (1 << 63) - 1  # torch seeds are 64-bit
@@ -86,7 +87,8 @@ def setup(device: str = "auto", precision: str = "auto") -> Runtime:
     """Join the process group when launched by torchrun or srun (gloo on CPU, NCCL on CUDA)."""
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device cuda was asked for, but torch sees no CUDA device")
+        raise SettingsError(f"setting 'device' is {device!r}, but torch {torch.__version__} sees no "
+                            "CUDA device on this machine; use device=auto or device=cpu")
     launch = launch_from_environment()
     torch_device = torch.device("cuda", launch.local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:  # before the process group, so NCCL binds each rank to its own GPU

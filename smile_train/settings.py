@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from smile_data.config import SettingsError, apply_overrides, plain_name, read_yaml
+from smile_data.config import SettingsError, apply_overrides, did_you_mean, plain_name, read_yaml
 from smile_train.settings_check import check_settings
 
 
@@ -61,6 +61,7 @@ class PretrainSettings:
     model: str = "base"  # tiny | small | base
     target: str = "clip"  # "clip" (SMILE) or "pixel" (VideoMAE)
     teacher: str = "openai/clip-vit-base-patch16"  # folder or hub id, used when target == clip
+    pixel_norm: bool = True  # pixel target: each tube normalised by its own mean and std (VideoMAE's default)
     drop_path: float = 0.0
     attention: str = "sdpa"  # "sdpa" or "explicit" (reference softmax attention)
     grad_checkpointing: bool = False
@@ -102,7 +103,8 @@ def split_stage_overrides(overrides: dict[str, Any], stage_names: list[str]) -> 
         if dot and stage in per_stage:
             per_stage[stage][rest] = value
         elif dot:
-            raise SettingsError(f"--set {key}: no stage named {stage!r} (stages: {stage_names})")
+            raise SettingsError(f"--set {key}: no stage named {stage!r}{did_you_mean(stage, stage_names)}; "
+                                f"stages: {', '.join(stage_names)}")
         else:
             shared[key] = value
     return shared, per_stage

@@ -32,6 +32,14 @@ MAX_FRAMES = 128  # frames per clip; 8x the reference 16
 MAX_SEED = (1 << 63) - 1  # torch seeds are 64-bit
 MAX_LOADER_WORKERS = 256  # processes per rank; each keeps its own shard streams and buffers
 MAX_SHUFFLE_BUFFER = 100_000  # raw samples held per source and worker; 100x the reference 1000
+MAX_CLASSES = 100_000  # classifier outputs: 4x ImageNet-21k's 21,843 (each a row of the head)
+MAX_BATCH = 1 << 16  # samples per step or forward pass, allocated at once: 256x the reference 256
+MAX_EPOCHS = 100_000  # 100x the longest recipe (800)
+MAX_STEPS = 10**9  # optimiser steps: decades at ten a second
+MAX_CLIPS_PER_EPOCH = 10**10  # 40,000 times Kinetics-400
+MAX_MASK_REPEATS = 64  # masked copies of each loaded clip in a batch (reference: 2)
+MAX_KEPT_CHECKPOINTS = 10_000
+MAX_CROP_SCALES = 16  # the multi-scale crop pairs every two of them (reference: 4)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 SECOND_MASKS = ("own", "shuffled")  # pretrain.second_masks
@@ -59,11 +67,12 @@ def _geometry(step: int, high: int) -> Rule:
     return (lambda v: 0 <= v <= high and v % step == 0), f"a multiple of {step} up to {high}"
 
 
-def _fractions(*, open_low: bool, count: int | None = None) -> Rule:
+def _fractions(*, open_low: bool, count: int | None = None, most: int | None = None) -> Rule:
     def test(values) -> bool:
         in_range = all((0 < v if open_low else 0 <= v) and v <= 1 for v in values)
-        return len(values) > 0 and (count is None or len(values) == count) and in_range
-    size = f"{count} " if count else "one or more "
+        sized = len(values) == count if count else 0 < len(values) <= (most or len(values))
+        return sized and in_range
+    size = f"{count} " if count else f"1 to {most} " if most else "one or more "
     return test, f"{size}numbers in {'(' if open_low else '['}0, 1]"
 
 
@@ -71,17 +80,24 @@ def _ordered_pair(test_item: Callable[[float], bool], what: str) -> Rule:
     return (lambda v: len(v) == 2 and v[0] <= v[1] and all(test_item(x) for x in v)), what
 
 
-POSITIVE = ("batch_size", "epochs", "mask_repeats", "save_every_steps", "log_every_steps",
-            "keep_checkpoints", "num_classes", "feature_batch_size")
-NON_NEGATIVE = ("max_steps", "clips_per_epoch", "micro_batch_size",
-                "max_corrupt_samples", "warmup_epochs", "schedule_epochs", "crop_max_distort",
-                "base_lr", "lr", "min_lr", "weight_decay", "clip_grad", "mixup", "cutmix",
+# Counts: each sizes a loop, a buffer or an allocation, so each has a ceiling (lowest, highest).
+COUNTS = {
+    "batch_size": (1, MAX_BATCH), "feature_batch_size": (1, MAX_BATCH),
+    "micro_batch_size": (0, MAX_BATCH), "epochs": (1, MAX_EPOCHS),
+    "warmup_epochs": (0, MAX_EPOCHS), "schedule_epochs": (0, MAX_EPOCHS),
+    "max_steps": (0, MAX_STEPS), "save_every_steps": (1, MAX_STEPS),
+    "log_every_steps": (1, MAX_STEPS), "max_corrupt_samples": (0, MAX_STEPS),
+    "clips_per_epoch": (0, MAX_CLIPS_PER_EPOCH), "mask_repeats": (1, MAX_MASK_REPEATS),
+    "keep_checkpoints": (1, MAX_KEPT_CHECKPOINTS), "num_classes": (1, MAX_CLASSES),
+    "crop_max_distort": (0, MAX_CROP_SCALES),
+}
+NON_NEGATIVE = ("base_lr", "lr", "min_lr", "weight_decay", "clip_grad", "mixup", "cutmix",
                 "rand_augment_magnitude_std")
 FRACTIONS = ("traj_unmask_ratio", "drop_path", "head_drop", "rand_augment_prob", "mixup_prob",
              "mixup_switch_prob", "label_smoothing", "erase_prob")
 
 RULES: dict[str, Rule] = {
-    **{name: _at_least(1) for name in POSITIVE},
+    **{name: _between(low, high) for name, (low, high) in COUNTS.items()},
     **{name: _at_least(0) for name in NON_NEGATIVE},
     **{name: _between(0, 1) for name in FRACTIONS},
     "seed": _between(0, MAX_SEED),
@@ -97,7 +113,7 @@ RULES: dict[str, Rule] = {
     "rand_augment_ops": _between(0, MAX_RAND_AUGMENT_OPS),
     "rand_augment_magnitude": _between(0, RAND_AUGMENT_LEVEL_MAX),
     "betas": ((lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)), "two numbers in [0, 1)"),
-    "crop_scales": _fractions(open_low=True),
+    "crop_scales": _fractions(open_low=True, most=MAX_CROP_SCALES),
     "crop_scale": _ordered_pair(lambda x: 0 < x <= 1, "two increasing numbers in (0, 1]"),
     "crop_ratio": _ordered_pair(lambda x: 0 < x, "two increasing positive numbers"),
     "input_size": _geometry(PATCH, MAX_INPUT_SIZE),

@@ -46,12 +46,14 @@ def unnormalize(videos: torch.Tensor) -> torch.Tensor:
     return videos * std[:, None, None, None] + mean[:, None, None, None]
 
 
-def pixel_targets(videos: torch.Tensor, tubelet: int = TUBELET, patch: int = PATCH) -> torch.Tensor:
-    """VideoMAE's normalised-pixel target: (B, 3, T, H, W) normalised -> (B, N, tubelet*patch^2*3).
+def pixel_targets(videos: torch.Tensor, tubelet: int = TUBELET, patch: int = PATCH,
+                  per_tube: bool = True) -> torch.Tensor:
+    """VideoMAE's pixel target: (B, 3, T, H, W) normalised -> (B, N, tubelet*patch^2*3).
 
     As VideoMAE's pretraining engine does: undo the ImageNet normalisation (pixels in [0, 1]);
     cut each tube into (tubelet * patch * patch, 3) values ordered (frame, row, column) x channel;
-    per tube and channel subtract the mean and divide by (unbiased std + 1e-6); then flatten with
+    with `per_tube` (VideoMAE's default, its --normlize_target) per tube and channel subtract the
+    mean and divide by (unbiased std + 1e-6), else keep the [0, 1] pixels; then flatten with
     the channel fastest: index = ((f * patch + r) * patch + c) * 3 + channel. Computed in float32.
     """
     batch, channels, frames, height, width = videos.shape
@@ -63,6 +65,8 @@ def pixel_targets(videos: torch.Tensor, tubelet: int = TUBELET, patch: int = PAT
     tubes = pixels.reshape(batch, channels, grid[0], tubelet, grid[1], patch, grid[2], patch)
     tubes = tubes.permute(0, 2, 4, 6, 3, 5, 7, 1)  # (B, t, h, w, tubelet, patch, patch, 3)
     tubes = tubes.reshape(batch, grid[0] * grid[1] * grid[2], tubelet * patch * patch, channels)
+    if not per_tube:
+        return tubes.flatten(2)
     mean = tubes.mean(dim=2, keepdim=True)
     std = tubes.var(dim=2, unbiased=True, keepdim=True).sqrt()
     return ((tubes - mean) / (std + TARGET_EPS)).flatten(2)  # (B, N, tubelet * patch^2 * 3)

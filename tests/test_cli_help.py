@@ -1,7 +1,10 @@
 """Every command's --help of both CLIs shows each option's help text as written in the source:
-nothing read as markup ("clip i is drawn from [seed, i]" once lost its brackets)."""
+nothing read as markup ("clip i is drawn from [seed, i]" once lost its brackets), and metavars
+that say what a user types (`--clips N`), not Python types (`<int>`)."""
 
 from __future__ import annotations
+
+import re
 
 import click
 import pytest
@@ -59,3 +62,21 @@ def test_every_help_text_appears_intact(app: typer.Typer):
 def test_brackets_in_render_help_survive():
     result = CliRunner().invoke(data_app, ["render", "--help"], catch_exceptions=False)
     assert "clip i is drawn from [seed, i]" in " ".join(result.output.split())
+
+
+PYTHON_TYPE = re.compile(r"<(str|int|float|bool|path|list\[|tuple|dict|int range|float range)")
+
+
+@pytest.mark.parametrize("app", [data_app, train_app], ids=["smile-data", "smile-train"])
+def test_metavars_show_what_a_user_types(app: typer.Typer):
+    group = typer.main.get_command(app)
+    for path in _commands(group):
+        shown = CliRunner().invoke(app, [*path, "--help"], catch_exceptions=False).output
+        assert not PYTHON_TYPE.search(shown), (path, shown)
+
+
+def test_render_metavars_name_the_value():
+    shown = " ".join(CliRunner().invoke(data_app, ["render", "--help"]).output.split())
+    for expected in ("--out DIR", "--bg KIND[:WEIGHT]", "--clips N", "--set KEY=VALUE", "--config FILE",
+                     "--shard-bytes BYTES Bytes per shard at most (default: 1073741824, i.e. 1 GiB)"):
+        assert expected in shown, expected

@@ -44,6 +44,16 @@ def test_classes_command():
     assert result.exit_code != 0
 
 
+def test_samples_command_prints_the_shipped_files_and_their_folder():
+    runner = CliRunner()
+    videos = runner.invoke(app, ["samples", "videos"], catch_exceptions=False).stdout.split()
+    folder = runner.invoke(app, ["samples", "video-folder"], catch_exceptions=False).stdout.strip()
+    assert videos and all(path.endswith(".mp4") and path.startswith(folder + "/") for path in videos)
+    photos = runner.invoke(app, ["samples", "photos"], catch_exceptions=False).stdout.split()
+    assert photos and all(path.endswith((".png", ".jpg")) for path in photos)
+    assert runner.invoke(app, ["samples", "music"]).exit_code == 2
+
+
 @dataclasses.dataclass
 class Example:
     ratio: float = 0.8

@@ -7,10 +7,9 @@ Heavy imports (torch, diffusers) happen inside the commands so `smile-data --hel
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -18,27 +17,16 @@ from smile_data.cli_options import (
     SettingFlag, command_settings, config_option, progress_option, rank_option, set_option,
     setting_flags, world_size_option,
 )
-from smile_data.config import SettingsError
 from smile_data.objects.settings import BuildSettings, ImportSettings, SegmentationSettings
 from smile_data.processes import folder_lock
 
 SUMMARY_EXAMPLES = 5
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 CONFIG_OPTION = config_option("settings")
 SET_OPTION = set_option("setting")
 PROGRESS_OPTION = progress_option()
-
-
-@contextlib.contextmanager
-def _reported_errors() -> Iterator[None]:
-    """Bad input ends the command with its message and exit code 2, not a traceback."""
-    try:
-        yield
-    except (SettingsError, FileNotFoundError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+BANK_OUT_OPTION = typer.Option(..., "--out", metavar="DIR", help="Bank folder to create or resume.")
 
 
 def _echo_counts(card: dict, out: Path) -> None:
@@ -72,8 +60,9 @@ SEGMENTATION_FIELDS = {f.name for f in dataclasses.fields(SegmentationSettings)}
 
 @setting_flags(BuildSettings, BUILD_FLAGS)
 def build_objects(
-    out: Path = typer.Option(..., "--out", help="Bank folder to create or resume."),
-    source: str = typer.Option("diffusion", help="diffusion (Stable Diffusion) or photos "
+    out: Path = BANK_OUT_OPTION,
+    source: str = typer.Option("diffusion", metavar="diffusion|photos",
+                               help="diffusion (Stable Diffusion) or photos "
                                "(the embedded bank: no weights, no network)."),
     given_flags: dict = None,
     rank: Optional[int] = rank_option(),
@@ -84,14 +73,13 @@ def build_objects(
 ) -> None:
     """Build an object bank: Stable Diffusion candidates (or the embedded photos), segmented,
     filtered and tight-cropped. Resumable; split over ranks with --rank/--world-size."""
-    with _reported_errors():
-        if source == "photos":
-            _refuse_generation_flags(given_flags, rank, world_size)
-            _build_photos(out, config, sets, given_flags)
-        elif source == "diffusion":
-            _build_diffusion(out, config, sets, given_flags, rank, world_size, progress)
-        else:
-            raise ValueError(f"--source {source!r}: choose diffusion or photos")
+    if source == "photos":
+        _refuse_generation_flags(given_flags, rank, world_size)
+        _build_photos(out, config, sets, given_flags)
+    elif source == "diffusion":
+        _build_diffusion(out, config, sets, given_flags, rank, world_size, progress)
+    else:
+        raise ValueError(f"--source {source!r}: choose diffusion or photos")
 
 
 def _refuse_generation_flags(given: dict[str, Any], rank, world_size) -> None:
@@ -147,7 +135,7 @@ IMPORT_FLAGS = {
 @setting_flags(ImportSettings, IMPORT_FLAGS)
 def import_objects(
     src: Path = typer.Argument(..., help="Folder of RGBA PNGs laid out as <lvis_name>/<i>.png."),
-    out: Path = typer.Option(..., "--out", help="Bank folder to create or resume."),
+    out: Path = BANK_OUT_OPTION,
     given_flags: dict = None,
     config: Optional[Path] = CONFIG_OPTION,
     sets: Optional[list[str]] = SET_OPTION,
@@ -156,10 +144,9 @@ def import_objects(
     """Import a folder of RGBA PNG cut-outs (e.g. the released 60,687-object set) as a bank."""
     from smile_data.objects.importer import REPORT_FILE, import_objects as run_import
 
-    with _reported_errors():
-        settings = command_settings(ImportSettings, config, sets, given_flags)
-        with folder_lock(out, "import"):  # a second import into the folder refuses
-            report = run_import(src, out, settings, show_progress=progress)
+    settings = command_settings(ImportSettings, config, sets, given_flags)
+    with folder_lock(out, "import"):  # a second import into the folder refuses
+        report = run_import(src, out, settings, show_progress=progress)
     _echo_import_report(report, out / REPORT_FILE)
     if report["imported"] == 0 or (settings.strict and report["bad"]):
         raise typer.Exit(EXIT_FAILED)
@@ -186,8 +173,7 @@ def merge_bank(
     """Merge the per-rank journals of a finished build into objects.parquet and bank.json."""
     from smile_data.objects.build import merge_bank as run_merge
 
-    with _reported_errors():
-        _echo_counts(run_merge(bank), bank)
+    _echo_counts(run_merge(bank), bank)
 
 
 def register(app: typer.Typer) -> None:

@@ -33,7 +33,7 @@ from smile_data.objects.manifest import empty_row, remove_bank_temporaries, writ
 from smile_data.objects.segment import alpha_box
 from smile_data.processes import exit_with_parent
 from smile_data.safe_files import outside_problem
-from smile_data.objects.settings import ImportSettings
+from smile_data.objects.settings import ImportSettings, validate_import
 from smile_data.progress_bar import progress_bar
 from smile_data.shards.image_header import PNG_HEADER_BYTES, PngHeader, png_header
 from smile_data.vocabulary import load_released_objects, load_vocabulary
@@ -217,6 +217,7 @@ def import_objects(src: str | Path, out: str | Path, settings: ImportSettings | 
     the released list). Raises only for a missing source folder; bad files are data.
     """
     settings = settings or ImportSettings()
+    validate_import(settings)
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: source folder not found")

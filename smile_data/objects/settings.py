@@ -10,12 +10,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from smile_data.config import check_bounds
 from smile_data.objects.bank import MAX_OBJECT_PIXELS
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SOURCES = ("diffusion", "photos")
 SEGMENTER_NAMES = ("classical", "clipseg")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+MAX_WORKERS = 256  # processes or threads on one machine
+MAX_SIDE = 4096  # pixels of an image side (the bank's objects are at most 4096 x 4096)
+# Bounds of the counts that size a loop, a pool or an allocation (config.check_bounds).
+SEGMENTATION_BOUNDS = {
+    "grabcut_iterations": (0, 100),
+    "work_side": (8, MAX_SIDE),
+    "refine_band_px": (0, 256),
+    "refine_iterations": (0, 100),
+    "segment_workers": (0, MAX_WORKERS),
+    "min_side_px": (1, MAX_SIDE),
+}
+BUILD_BOUNDS = {
+    **SEGMENTATION_BOUNDS,
+    "candidates_per_class": (1, 10_000),  # images generated per class (reference: 100)
+    "accepted_per_class": (1, 10_000),
+    "steps": (1, 1000),  # diffusion steps per image (reference: 50)
+    "resolution": (8, 2048),  # generated image side (reference: 512)
+    "batch_size": (1, 1024),  # images generated at once
+    "seed": (0, (1 << 63) - 1),
+}
+IMPORT_BOUNDS = {
+    "max_pixels": (1, MAX_OBJECT_PIXELS),
+    "workers": (1, MAX_WORKERS),
+    "chunk_size": (1, 100_000),  # files per journal record
+}
 
 
 @dataclass
@@ -91,6 +117,10 @@ class ImportSettings:
 RUN_ONLY_SETTINGS = ("batch_size", "segment_workers")
 
 
+def validate_import(settings: ImportSettings) -> None:
+    check_bounds(settings, IMPORT_BOUNDS, "import settings")
+
+
 def validate_segmentation(settings: SegmentationSettings) -> None:
     unknown = sorted(set(settings.segmenters) - set(SEGMENTER_NAMES))
     if unknown or not settings.segmenters:
@@ -101,6 +131,7 @@ def validate_segmentation(settings: SegmentationSettings) -> None:
         raise ValueError("segmenter 'clipseg' needs clipseg_model (a folder or hub id)")
     if not 0 <= settings.min_area_fraction < settings.max_area_fraction <= 1:
         raise ValueError("need 0 <= min_area_fraction < max_area_fraction <= 1")
+    check_bounds(settings, SEGMENTATION_BOUNDS, "segmentation settings")
 
 
 def validate_build(settings: BuildSettings) -> None:
@@ -116,3 +147,4 @@ def validate_build(settings: BuildSettings) -> None:
         raise ValueError(f"dtype {settings.dtype!r}: choose one of {', '.join(DTYPES)}")
     if "{name}" not in settings.prompt_template:
         raise ValueError(f"prompt_template {settings.prompt_template!r} must contain {{name}}")
+    check_bounds(settings, BUILD_BOUNDS, "build settings")

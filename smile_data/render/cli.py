@@ -22,6 +22,7 @@ from smile_data.config import (
     apply_overrides, apply_sources, command_line_overrides, load_settings, settings_sources,
 )
 from smile_data.distributed import resolve_work_share
+from smile_data.processes import MAX_WORKERS
 from smile_data.render.settings import PackSettings, RenderSettings
 
 # Settings a label mode changes from the SPEC defaults unless the command sets them itself.
@@ -34,17 +35,18 @@ OUTPUT_FLAGS = {
     "quality": "JPEG quality.",
     "prefix": "Shard name prefix.",
     "shard_size": "Samples (clips or videos) per shard at most.",
-    "shard_bytes": SettingFlag("Bytes per shard at most.", default="1 GiB"),
+    "shard_bytes": SettingFlag("Bytes per shard at most.", default="1073741824, i.e. 1 GiB", metavar="BYTES"),
 }
 RENDER_FLAGS = {
     "bg": SettingFlag("Background kind[:weight]: natural, frame, image, black, noise (repeatable).",
-                      field="backgrounds"),
-    "videos": "Videos: a folder, a file list or a VideoMAE-style CSV (`path label`).",
+                      field="backgrounds", metavar="KIND[:WEIGHT]"),
+    "videos": SettingFlag("Videos: a folder, a file list or a VideoMAE-style CSV (`path label`).",
+                          metavar="PATH"),
     "root": SettingFlag("Folder that relative paths of a video list are resolved against "
-                        "(default: the list's folder).", field="video_root"),
-    "images": "Still images: a folder or a file list.",
+                        "(default: the list's folder).", field="video_root", metavar="DIR"),
+    "images": SettingFlag("Still images: a folder or a file list.", metavar="PATH"),
     "overlay": "objects | patches | none.",
-    "bank": "Object bank folder (for --overlay objects).",
+    "bank": SettingFlag("Object bank folder (for --overlay objects).", metavar="DIR"),
     "objects": "Overlays per clip (default: 2; --label motion-direction: 1).",
     "motion": "gaussian | linear.",
     "label": ("none | motion-direction: one object per clip, labelled with the direction it moves in "
@@ -58,10 +60,11 @@ RENDER_FLAGS = {
     **OUTPUT_FLAGS,
 }
 PACK_FLAGS = {
-    "csv": SettingFlag("VideoMAE-style annotation file: `path label` per line.", field="videos"),
-    "videos": "A folder of videos (no labels) instead of --csv.",
+    "csv": SettingFlag("VideoMAE-style annotation file: `path label` per line.", field="videos",
+                       metavar="FILE"),
+    "videos": SettingFlag("A folder of videos (no labels) instead of --csv.", metavar="DIR"),
     "root": SettingFlag("Folder that relative paths in --csv are resolved against "
-                        "(default: the CSV's folder).", field="video_root"),
+                        "(default: the CSV's folder).", field="video_root", metavar="DIR"),
     "clips_per_video": "Clips per video, evenly spaced.",
     "store": "clips: cut into JPEG/PNG clips | video: one sample per whole video.",
     "short_side": "Resize frames so the short side is this (default: 256; --store video: 0 keeps it).",
@@ -75,7 +78,7 @@ PACK_FLAGS = {
 }
 
 
-WORKERS_OPTION = typer.Option(1, "--workers", "-w", min=1,
+WORKERS_OPTION = typer.Option(1, "--workers", "-w", min=1, max=MAX_WORKERS,
                               help="Processes rendering in parallel on this machine (one core each).")
 OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace a dataset made with other settings.")
 
@@ -120,7 +123,7 @@ def _write_pack(settings: PackSettings, out: Path, **run: Any) -> dict[str, Any]
 def _dataset_command(cls: type, table: dict[str, SettingFlag], resolve, write, summary: str):
     """A command that resolves `cls` from its command line and writes a dataset with `write`."""
     def command(
-        out: Path = typer.Option(..., "--out", "-o", help=DATASET_HELP),
+        out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help=DATASET_HELP),
         given_flags: dict = None,
         workers: int = WORKERS_OPTION,
         rank: int = rank_option(),

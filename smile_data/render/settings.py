@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from smile_data.config import SettingsError, check_bounds
 from smile_data.render.direction import check_direction_settings
 from smile_data.sampling import CROP_OFFSET_MODES
 from smile_data.shards.layout import BACKGROUND_KINDS, FRAME_CODECS
@@ -28,6 +29,38 @@ MAX_KEYFRAME_JITTER = 1.0  # at most a whole spacing: the released key frames st
 # scale_step x (frames - 1): a box grows or shrinks at most e^20-fold over a clip, so its size
 # stays finite (the released sampler does not clip sizes to the frame)
 MAX_LOG_SIZE_CHANGE = 20.0
+MAX_SIDE = 4096  # pixels: the reader's largest frame side (reader.MAX_FRAME_PIXELS)
+# Bounds of the counts that size a loop or an allocation (config.check_bounds), each with why.
+OUTPUT_BOUNDS = {
+    "quality": (1, 100),  # JPEG quality
+    "png_compression": (0, 9),  # zlib levels
+    "shard_size": (1, 1_000_000),  # a shard's manifest rows are held until it is cut
+    "shard_bytes": (1, 1 << 40),  # 1 TiB: one file per shard
+}
+RENDER_BOUNDS = {
+    **OUTPUT_BOUNDS,
+    "clips": (1, 10**9),  # a billion clips: 4,000 times Kinetics-400
+    "variants": (1, 1000),  # renders of one decoded source, held until its task is written
+    "seed": (0, (1 << 63) - 1),
+    "stride": (1, 1000),  # frames between sampled frames (K400 4): a window of a minute at 16
+    "decode_short_side": (0, MAX_SIDE),
+    "source_retries": (0, 100),  # other sources tried for a task whose source is unreadable
+    "objects": (0, 64),  # overlays per clip, each pasted on every frame (reference: 2)
+    "gaussian_points": (2, 10_000),  # control points of one Gaussian trajectory (reference: 48)
+    "reference_size": (1, MAX_SIDE),
+    "sprite_cache_mb": (0, 1 << 16),  # 64 GB of decoded objects per worker
+    "direction_classes": (4, 8),  # motion-direction labels: 4 or 8 (direction.py)
+}
+PACK_BOUNDS = {
+    **OUTPUT_BOUNDS,
+    "clips_per_video": (1, 1000),  # clips of one decoded video, held until its task is written
+    "seed": (0, (1 << 63) - 1),
+    "stride": (1, 1000),
+    "short_side": (0, MAX_SIDE),
+    "keyframe_interval": (1, 10_000),  # frames between key frames (docs/data.md: 32)
+    "crf": X264_CRF_RANGE,
+}
+MAX_LIST_ENTRIES = 64  # crop_scales, box_sides, box_aspects: a few values each (reference: 4-7)
 
 
 @dataclass
@@ -176,8 +209,17 @@ def _check_non_negative(s: RenderSettings, names: tuple[str, ...]) -> None:
             raise ValueError(f"setting {name}: must be >= 0, got {getattr(s, name)}")
 
 
-def check_render_settings(s: RenderSettings) -> None:
-    """Refuse settings that cannot render, with the setting's name in the message."""
+def _check_list_lengths(s: RenderSettings, names: tuple[str, ...]) -> None:
+    for name in names:
+        if len(getattr(s, name)) > MAX_LIST_ENTRIES:
+            raise SettingsError(f"render settings: setting {name!r} holds {len(getattr(s, name))} "
+                                f"values, at most {MAX_LIST_ENTRIES}")
+
+
+def check_render_settings(s: RenderSettings, source: str = "render settings") -> None:
+    """Refuse settings that cannot render, with the setting's name in the message (bounds
+    name `source`, where the settings came from)."""
+    _check_list_lengths(s, ("crop_scales", "box_sides", "box_aspects", "backgrounds"))
     parse_backgrounds(s.backgrounds)
     _check_clip_geometry(s.frames, s.stride, s.codec, s.quality)
     if s.clips < 1 or s.variants < 1:
@@ -227,9 +269,11 @@ def check_render_settings(s: RenderSettings) -> None:
         raise ValueError(f"label {s.label!r} must be one of {', '.join(LABELS)}")
     if s.label == "motion-direction":
         check_direction_settings(s)
+    check_bounds(s, RENDER_BOUNDS, source)
 
 
 def check_pack_settings(s: PackSettings) -> None:
+    check_bounds(s, PACK_BOUNDS, "pack settings")
     if s.store not in PACK_STORES:
         raise ValueError(f"store {s.store!r} must be one of {', '.join(PACK_STORES)}")
     if s.store == "video":

@@ -25,6 +25,7 @@ from smile_data.shards.progress import (
     card_part_path,
     first_difference,
     manifest_part_path,
+    progress_dir,
     read_identity,
 )
 
@@ -45,7 +46,10 @@ MERGE_LOCK = "merge"  # held while the ranks' parts are merged into the card and
 OLDEST_CARD_SCHEMA_VERSION = 1
 SAMPLE_DIGEST_COLUMN = "sample_sha256"
 MAX_CARD_BYTES = 64 << 20  # a card lists every shard: a few hundred bytes each
-MAX_SCHEMA1_MANIFEST_BYTES = 4 << 30  # a schema-1 card does not record its manifest's size
+MANIFEST_FIXED_BYTES = 1 << 20  # a parquet file's footer, schema and column statistics
+# One sample's manifest row: key, shard, digest, a source path and object names of up to 4096
+# characters each (layout.MAX_TEXT), stored compressed: far under this.
+MAX_MANIFEST_ROW_BYTES = 16 << 10
 README_PREVIEW_CLIPS, README_PREVIEW_FRAMES = 4, 8  # the README's contact sheet
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 SHARD_ENTRY_FIELDS = ("name", "sha256", "bytes", "samples")
@@ -109,13 +113,19 @@ def shard_entry_problem(entry: Any) -> str | None:
 
 
 def check_shard_entries(shards: Any, where: str | Path) -> None:
-    """Raise ValueError naming `where` and the entry when a `shards` list is malformed."""
+    """Raise ValueError naming `where` and the entry when a `shards` list is malformed or
+    names one shard twice."""
     if not isinstance(shards, list):
         raise ValueError(f"{where}: shards must be a list")
+    first_position: dict[str, int] = {}
     for index, entry in enumerate(shards):
         problem = shard_entry_problem(entry)
         if problem:
             raise ValueError(f"{where}: shards[{index}]: {problem}")
+        seen = first_position.setdefault(entry["name"], index)
+        if seen != index:  # one file cannot be two shards (fetch would write it twice at once)
+            raise ValueError(f"{where}: shards[{index}]: name {entry['name']} is also "
+                             f"shards[{seen}]")
 
 
 def card_location(folder: str | Path) -> str | Path:
@@ -169,19 +179,44 @@ def parse_card(data: bytes, where: str | Path) -> dict[str, Any]:
             and _is_count(manifest.get("bytes"))
             and SHA256_PATTERN.fullmatch(str(manifest.get("sha256")))):
         raise ValueError(f"{where}: manifest must be {{name: {MANIFEST_FILE}, sha256, bytes}}")
+    limit = manifest_byte_limit(card)
+    if manifest is not None and manifest["bytes"] > limit:
+        raise ValueError(f"{where}: manifest.bytes {manifest['bytes']} is more than a manifest "
+                         f"of its {card_samples(card)} samples can take ({limit} bytes at most); "
+                         "the card is damaged or not honest")
     return card
+
+
+def card_samples(card: dict[str, Any]) -> int:
+    """The samples a (checked) card's shard entries hold: its manifest's row count."""
+    return sum(entry["samples"] for entry in card["shards"])
+
+
+def manifest_byte_limit(card: dict[str, Any]) -> int:
+    """The most bytes a manifest of a (checked) card's samples can take: what a card that is
+    not pinned may make a reader read (manifest.py)."""
+    return MANIFEST_FIXED_BYTES + card_samples(card) * MAX_MANIFEST_ROW_BYTES
 
 
 def read_card_bytes(folder: str | Path) -> bytes:
     """The raw bytes of a dataset folder's (or dataset URL's) card."""
     location = card_location(folder)
     if not remote.is_url(folder) and not Path(location).is_file():
-        raise FileNotFoundError(f"{location} not found: not a finished dataset folder "
-                                "(unfinished ranks? run `smile-data merge-shards` when all are done)")
+        raise FileNotFoundError(_missing_card_problem(Path(folder)))
     try:
         return remote.read_bytes(location, MAX_CARD_BYTES)
     except FileNotFoundError:
         raise FileNotFoundError(f"{location} not found: not a dataset URL") from None
+
+
+def _missing_card_problem(folder: Path) -> str:
+    """Why a local folder has no card: no folder, no dataset, or ranks still to finish."""
+    if not folder.is_dir():
+        return f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder"
+    if not progress_dir(folder).is_dir():
+        return f"{folder}: not a dataset folder (no {CARD_FILE})"
+    return (f"{folder / CARD_FILE} not found: not a finished dataset folder "
+            "(unfinished ranks? run `smile-data merge-shards` when all are done)")
 
 
 def read_card(folder: str | Path, card_sha256: str | None = None) -> tuple[bytes, dict[str, Any]]:
@@ -199,17 +234,6 @@ def load_card(folder: str | Path, card_sha256: str | None = None) -> dict[str, A
 
 class ManifestMismatch(ValueError):
     """A manifest whose bytes are not the ones its card records."""
-
-
-def read_checked_manifest(folder: str | Path, card: dict[str, Any]) -> bytes:
-    """The bytes of a dataset's manifest, checked against the sha256 and size in its card (a
-    schema-1 card records neither: then up to MAX_SCHEMA1_MANIFEST_BYTES, unchecked)."""
-    entry = card.get("manifest")
-    location = remote.join(folder, MANIFEST_FILE)
-    data = remote.read_bytes(location, entry["bytes"] if entry else MAX_SCHEMA1_MANIFEST_BYTES)
-    if entry and (len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]):
-        raise ManifestMismatch(f"{location}: differs from the sha256 and size in {CARD_FILE}")
-    return data
 
 
 def write_rank_part(out_dir: Path, part: dict[str, Any], rows: pa.Table) -> None:

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Mapping
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from smile_data.shards import remote
 from smile_data.shards.dataset import (
     CARD_FILE, MANIFEST_FILE, SAMPLE_DIGEST_COLUMN, CardPinError, ManifestMismatch, load_card,
-    read_checked_manifest,
 )
+from smile_data.shards.manifest import checked_manifest, read_manifest_table
 from smile_data.shards.layout import KEY_FIELD, SHARD_NAME_PATTERN
 
 log = logging.getLogger(__name__)
@@ -148,20 +147,17 @@ class SampleDigests:
 
 
 def _load_digests(folder: str | Path, card: dict[str, Any]) -> SampleDigests | None:
-    """Sample digests from the manifest, whose bytes are first checked against the card."""
+    """Sample digests from the manifest, whose bytes are first checked against the card
+    (streamed, within the card's bound: manifest.py)."""
     if card.get("manifest") is None:
         return None
     where = remote.join(folder, MANIFEST_FILE)
     try:
-        data = read_checked_manifest(folder, card)
+        with checked_manifest(folder, card) as handle:
+            table = read_manifest_table(handle, card, where,
+                                        ["shard", "key", SAMPLE_DIGEST_COLUMN])
     except ManifestMismatch as error:
         raise IntegrityError(str(error)) from None
-    try:
-        table = pq.read_table(pa.BufferReader(data), columns=["shard", "key", SAMPLE_DIGEST_COLUMN])
-    except (pa.ArrowException, KeyError) as error:
-        raise ValueError(f"{where}: unreadable or without shard, key and {SAMPLE_DIGEST_COLUMN} "
-                         f"columns, which schema {card['schema_version']} cards require "
-                         f"({error})") from None
     return SampleDigests(table)
 
 

@@ -76,9 +76,10 @@ MEMBER_BYTE_LIMITS = {
 }
 
 KEY_FIELD = "__key__"  # the key of a grouped sample, under webdataset's name for it
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-FRAME_EXTENSION_PATTERN = re.compile(r"^(\d{2})\.(jpg|png)$")
-SHARD_NAME_PATTERN = re.compile(r"^(?P<prefix>[A-Za-z0-9_-]+)-(?P<index>\d{6,})\.tar$")
+# Patterns end in \Z, not $: `$` also matches before a final newline ("key\n" is no key).
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
+FRAME_EXTENSION_PATTERN = re.compile(r"^(\d{2})\.(jpg|png)\Z")
+SHARD_NAME_PATTERN = re.compile(r"^(?P<prefix>[A-Za-z0-9_-]+)-(?P<index>\d{6,})\.tar\Z")
 
 
 def shard_name(prefix: str, index: int) -> str:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Sequence
 
-import braceexpand
 import cv2
 import numpy as np
 import simplejpeg
@@ -28,6 +27,7 @@ import simplejpeg
 from smile_data.shards import layout, remote
 from smile_data.shards.image_header import image_size
 from smile_data.shards.layout import KEY_FIELD
+from smile_data.shards.patterns import MAX_SHARD_NAMES, PatternTooLarge, expand_braces
 from smile_data.shards.tar_stream import (  # noqa: F401 (UnreadableShard re-exported)
     UnreadableShard, bounded_tarinfo, tar_members,
 )
@@ -279,11 +279,13 @@ def decode_webdataset_sample(sample: dict[str, Any]) -> ClipSample:
     return decode_sample({KEY_FIELD: key, **members})
 
 
-def expand_urls(urls: str | Sequence[str]) -> list[str]:
-    """Brace patterns ({000000..000009}) and globs expanded; `pipe:` and URLs kept as is."""
+def expand_urls(urls: str | Sequence[str], setting: str = "shards") -> list[str]:
+    """Brace patterns ({000000..000009}) and globs expanded; `pipe:` and URLs kept as is.
+    More than MAX_SHARD_NAMES names in all is refused (PatternTooLarge naming `setting`),
+    a pattern before it is expanded (patterns.py)."""
     expanded = []
     for url in [urls] if isinstance(urls, (str, Path)) else urls:
-        for item in braceexpand.braceexpand(str(url)):
+        for item in expand_braces(str(url), setting, already=len(expanded)):
             if not remote.is_local(item) or not any(c in item for c in GLOB_CHARACTERS):
                 expanded.append(item)
             else:
@@ -291,6 +293,9 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
                 if not matches:
                     raise FileNotFoundError(f"no shard matches {item}")
                 expanded += matches
+        if len(expanded) > MAX_SHARD_NAMES:  # globs: counted once matched
+            raise PatternTooLarge(f"{setting}: {len(expanded)} shards, more than the "
+                                  f"{MAX_SHARD_NAMES} a shard list may hold")
     return expanded
 
 
@@ -308,12 +313,14 @@ def read_samples(urls: str | Sequence[str]) -> Iterator[ClipSample]:
 
 
 def read_shard_files(locations: Sequence[str | Path], integrity: Any = None,
-                     decode: Callable[[dict[str, Any]], ClipSample] | None = None) -> Iterator[ClipSample]:
+                     decode: Callable[[dict[str, Any]], ClipSample] | None = None,
+                     keep: Callable[[str], bool] | None = None) -> Iterator[ClipSample]:
     """Decoded clips of local shard files or shard URLs named by a card (remote.join), each
     opened as a plain file or through fsspec: never a pattern, `pipe:` or webdataset's opener.
     With `integrity` (integrity.IntegritySettings), samples are first checked against the card
     beside their shard (integrity.checked_samples). `decode` replaces decode_sample (preview
-    passes one that also takes video samples)."""
+    passes one that also takes video samples); a sample it refuses is a ValueError naming the
+    shard and the sample. With `keep`, samples whose key it refuses are passed over undecoded."""
     from smile_data.shards import integrity as checks
 
     indexes: checks.IndexCache = {}  # this call's own: the folders may be rewritten later
@@ -325,7 +332,13 @@ def read_shard_files(locations: Sequence[str | Path], integrity: Any = None,
                 raws = checks.checked_samples(location, stream, integrity, _raise,
                                               iter_tar_samples, indexes)
             for raw in raws:
-                yield (decode or decode_sample)(raw)
+                if keep is not None and not keep(raw[KEY_FIELD]):
+                    continue
+                try:
+                    sample = (decode or decode_sample)(raw)
+                except ValueError as error:  # the sample is named; name its shard too
+                    raise ValueError(f"{location}: {error}") from None
+                yield sample
 
 
 def _raise(error: Exception) -> None:

@@ -10,6 +10,9 @@ a ValueError before anything is read.
 
 S3-compatible servers other than AWS are reached through the standard AWS settings
 (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...), which s3fs reads.
+
+Every remote read has timeouts and retries transient errors with back-off (remote_stream.py);
+http(s) files are streamed by one GET each, never buffered whole.
 """
 
 from __future__ import annotations
@@ -20,18 +23,22 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from smile_data.safe_files import open_inside
+from smile_data.shards.remote_stream import (
+    HttpStream, RetryingStream, http_size, retrying, timeout_seconds,
+)
 
 # scheme -> (the module fsspec needs, the extra that installs it)
 SCHEME_EXTRAS = {
-    "http": ("aiohttp", "aiohttp"),  # a dependency of smile itself
-    "https": ("aiohttp", "aiohttp"),
+    "http": ("requests", "requests"),  # a dependency of smile itself
+    "https": ("requests", "requests"),
     "s3": ("s3fs", "smile[s3]"),
     "gs": ("gcsfs", "smile[gcs]"),
     "gcs": ("gcsfs", "smile[gcs]"),
     "hf": ("huggingface_hub", "smile[hf]"),
 }
 PIPE_PREFIX = "pipe:"  # webdataset's convention: the shard is the output of this shell command
-STREAM_BLOCK_BYTES = 8 << 20   # read-ahead of one remote stream: few requests per shard
+STREAM_BLOCK_BYTES = 8 << 20   # read-ahead of one object-store stream: few requests per shard
+HTTP_SCHEMES = ("http", "https")
 CHUNK_BYTES = 1 << 20          # copy and hash in pieces of this size
 
 
@@ -79,24 +86,44 @@ def join(base: str | Path, name: str) -> str | Path:
 
 
 def _filesystem(url: str):
+    """The fsspec file system of an object-store URL (not http), with this module's timeouts."""
     import fsspec
 
     check_url(url)
-    return fsspec.core.url_to_fs(url)
+    options = {}
+    if scheme_of(url) == "s3":  # botocore's own defaults wait a minute to connect
+        timeout = timeout_seconds()
+        options["config_kwargs"] = {"connect_timeout": timeout, "read_timeout": timeout}
+    return fsspec.core.url_to_fs(url, **options)
+
+
+def _is_http(location: str | Path) -> bool:
+    return is_url(location) and scheme_of(str(location)) in HTTP_SCHEMES
 
 
 def open_binary(location: str | Path, offset: int = 0,
                 block_size: int = STREAM_BLOCK_BYTES) -> IO[bytes]:
-    """A readable binary stream of a local file or URL, positioned at `offset`; remote files
-    are read by range requests of `block_size` bytes."""
+    """A readable binary stream of a local file or URL, positioned at `offset`. http(s) files
+    are streamed by one GET; object-store files are read by range requests of `block_size`
+    bytes; remote reads are retried (remote_stream.RetryingStream)."""
     if not is_url(location):  # a shard linked from outside its folder, or a FIFO, is refused
         handle = open_inside(location, Path(location).parent)
-    else:
-        fs, path = _filesystem(str(location))
+        if offset:
+            handle.seek(offset)
+        return handle
+    url = str(location)
+    if _is_http(url):
+        check_url(url)
+        return RetryingStream(url, lambda start: HttpStream(url, start), offset)
+    fs, path = _filesystem(url)
+
+    def open_at(start: int) -> IO[bytes]:
         handle = fs.open(path, "rb", block_size=block_size)
-    if offset:
-        handle.seek(offset)
-    return handle
+        if start:
+            handle.seek(start)
+        return handle
+
+    return RetryingStream(url, open_at, offset)
 
 
 def open_shard(location: str | Path) -> IO[bytes]:
@@ -130,9 +157,12 @@ def read_bytes(location: str | Path, limit: int) -> bytes:
 def exists(location: str | Path) -> bool:
     if not is_url(location):
         return Path(location).is_file()
+    if _is_http(location):
+        check_url(str(location))
+        return http_size(str(location), required=False) is not None
     fs, path = _filesystem(str(location))
     try:
-        return bool(fs.isfile(path))
+        return bool(retrying(str(location), lambda: fs.isfile(path), "looking it up"))
     except (OSError, ValueError):
         return False
 
@@ -140,8 +170,14 @@ def exists(location: str | Path) -> bool:
 def size(location: str | Path) -> int:
     if not is_url(location):
         return Path(location).stat().st_size
+    if _is_http(location):
+        check_url(str(location))
+        found = http_size(str(location))
+        if found is None:
+            raise FileNotFoundError(f"{location}: not found")
+        return found
     fs, path = _filesystem(str(location))
-    return int(fs.size(path))
+    return int(retrying(str(location), lambda: fs.size(path), "asking the size"))
 
 
 def list_names(folder: str | Path) -> list[str] | None:
@@ -151,8 +187,9 @@ def list_names(folder: str | Path) -> list[str] | None:
     if scheme_of(str(folder)) in ("http", "https"):
         return None
     fs, path = _filesystem(str(folder))
+    fs.invalidate_cache(path)  # the folder may have changed since this process listed it
     try:
-        return [entry.rstrip("/").rsplit("/", 1)[-1]
-                for entry in fs.ls(path, detail=False)]
+        entries = retrying(str(folder), lambda: fs.ls(path, detail=False), "listing it")
     except (OSError, ValueError):
         return None
+    return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries]

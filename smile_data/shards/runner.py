@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 
 from smile_data.io import remove_stale_temporaries, temporary_target
 from smile_data.jobs import Journal, WorkShare
-from smile_data.processes import WORKER_START_METHOD, exit_with_parent, folder_lock
+from smile_data.processes import MAX_WORKERS, WORKER_START_METHOD, exit_with_parent, folder_lock
 from smile_data.progress_bar import ProgressBar, progress_bar
 from smile_data.shards import layout
 from smile_data.shards.dataset import (
@@ -63,7 +63,7 @@ from smile_data.shards.progress import (
 )
 from smile_data.shards.writer import ShardRecord, ShardWriter, encode_sample
 
-__all__ = ["ShardSample", "TaskResult", "TaskFailed", "write_dataset", "finalize_dataset"]
+__all__ = ["ShardSample", "TaskResult", "TaskFailed", "TaskInputRefused", "write_dataset", "finalize_dataset"]
 
 # Finished-but-unconsumed task results held per worker: keeps workers busy, bounds memory.
 TASKS_IN_FLIGHT_PER_WORKER = 2
@@ -88,13 +88,18 @@ class TaskFailed(RuntimeError):
     """A task raised: a bug, not a bad source. Finished shards are kept; a rerun resumes."""
 
 
+class TaskInputRefused(ValueError):
+    """A task found an input it cannot use (a ValueError or OSError naming it, e.g. a bank whose
+    objects do not decode): the user's to fix, not a bug. Finished shards are kept."""
+
+
 def _check_arguments(prefix: str, task_count: int, samples_per_task: int, workers: int,
                      card: dict[str, Any]) -> None:
     if not PREFIX_PATTERN.fullmatch(prefix):
         raise ValueError(f"shard prefix {prefix!r} may hold only letters, digits, '_' and '-'")
-    if task_count < 0 or samples_per_task < 1 or workers < 1:
+    if task_count < 0 or samples_per_task < 1 or not 1 <= workers <= MAX_WORKERS:
         raise ValueError(f"need task_count >= 0 ({task_count}), samples_per_task >= 1 "
-                         f"({samples_per_task}) and workers >= 1 ({workers})")
+                         f"({samples_per_task}) and workers in 1..{MAX_WORKERS} ({workers})")
     reserved = sorted(set(card) & set(RESERVED_CARD_FIELDS))
     if reserved:
         raise ValueError(f"card field(s) {', '.join(reserved)} are set by the writer")
@@ -196,9 +201,11 @@ def _run_installed_task(index: int) -> TaskResult:
     return _WORKER_TASK(index)
 
 
-def _task_failed(index: int, error: BaseException) -> TaskFailed:
-    return TaskFailed(f"task {index} raised {type(error).__name__}: {error}; the shards "
-                      "finished so far are kept, rerun the same command to resume")
+def _task_failed(index: int, error: BaseException) -> TaskFailed | TaskInputRefused:
+    kept = "the shards finished so far are kept, rerun the same command to resume"
+    if isinstance(error, (ValueError, OSError)):
+        return TaskInputRefused(f"task {index}: {error}; {kept}")
+    return TaskFailed(f"task {index} raised {type(error).__name__}: {error}; {kept}")
 
 
 def _check_picklable(run_task: Callable[[int], TaskResult], workers: int) -> None:
@@ -358,8 +365,9 @@ def write_dataset(
     `run_task(i)` must be deterministic and, for workers > 1, picklable: it is pickled once
     and installed in each worker process when that process starts, so state it builds lazily
     (open files, caches) lives on in the worker for all the tasks it runs. It reports bad
-    sources as `skipped`; an exception from it stops the run (TaskFailed, with the worker's
-    traceback chained) keeping every finished shard.
+    sources as `skipped`; an exception from it stops the run keeping every finished shard:
+    TaskInputRefused for an input it cannot use (a ValueError or OSError), else TaskFailed, with
+    the worker's traceback chained.
     Returns the dataset card, or this rank's summary while other ranks are still running.
     """
     out = Path(out_dir)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import hashlib
 import multiprocessing
 import os
 import tarfile
@@ -25,15 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-import pyarrow.parquet as pq
 
 from smile_data.processes import WORKER_START_METHOD, exit_with_parent
 from smile_data.shards import layout, remote
 from smile_data.shards.dataset import (
-    CARD_FILE, MANIFEST_FILE, MAX_SCHEMA1_MANIFEST_BYTES, SAMPLE_DIGEST_COLUMN, load_card,
+    CARD_FILE, MANIFEST_FILE, SAMPLE_DIGEST_COLUMN, ManifestMismatch, load_card,
 )
+from smile_data.shards.manifest import checked_manifest, read_manifest_table
 from smile_data.shards.integrity import HashingReader, raw_sample_digest
 from smile_data.shards.reader import UnreadableShard, decode_sample, iter_tar_samples
 from smile_data.shards.video_sample import is_video_sample, video_sample_problems
@@ -160,22 +158,19 @@ def _file_problems(folder: str | Path, card: dict[str, Any],
 
 
 def _manifest_rows(folder: str | Path, card: dict[str, Any]) -> tuple[list[dict], list[str]]:
-    """The manifest's rows (none if it is unusable) and what is wrong with it."""
-    entry = card.get("manifest")
+    """The manifest's rows (none if it is unusable) and what is wrong with it; read streamed
+    within the card's bound (manifest.py)."""
     location = remote.join(folder, MANIFEST_FILE)
     if not remote.exists(location):
         return [], [f"{MANIFEST_FILE}: missing"]
     try:
-        data = remote.read_bytes(location, entry["bytes"] if entry else MAX_SCHEMA1_MANIFEST_BYTES)
-    except ValueError:
-        return [], [f"{MANIFEST_FILE}: larger than the {entry['bytes']} bytes in {CARD_FILE}"]
-    if entry and hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        return [], [f"{MANIFEST_FILE}: sha256 differs from {CARD_FILE}"]
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (OSError, pa.ArrowException) as error:
-        return [], [f"{MANIFEST_FILE}: unreadable ({error})"]
-    if entry and SAMPLE_DIGEST_COLUMN not in table.column_names:
+        with checked_manifest(folder, card) as handle:
+            table = read_manifest_table(handle, card, MANIFEST_FILE, exact=False)
+    except ManifestMismatch:
+        return [], [f"{MANIFEST_FILE}: sha256 or size differs from {CARD_FILE}"]
+    except ValueError as error:
+        return [], [str(error)]
+    if card.get("manifest") and SAMPLE_DIGEST_COLUMN not in table.column_names:
         return [], [f"{MANIFEST_FILE}: no {SAMPLE_DIGEST_COLUMN} column"]
     return table.to_pylist(), []
 

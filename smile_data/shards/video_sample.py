@@ -132,9 +132,12 @@ def video_preview_clip(raw: dict[str, Any], frames: int,
     """`frames` evenly spaced frames of a video sample as a clip without objects (for
     contact sheets); VideoError (a ValueError) if the video cannot be decoded."""
     sample = decode_video_sample(raw)
-    info = probe_video(sample.video, limits)
-    indices = np.linspace(0, info.frames - 1, min(frames, info.frames)).round().astype(int).tolist()
-    clip = decode_frames(sample.video, indices, limits, info)
+    try:
+        info = probe_video(sample.video, limits)
+        indices = np.linspace(0, info.frames - 1, min(frames, info.frames)).round().astype(int).tolist()
+        clip = decode_frames(sample.video, indices, limits, info)
+    except VideoError as error:
+        raise VideoError(f"sample {sample.key}: member {sample.key}.{sample.extension}: {error}") from None
     metadata = {**sample.metadata, "frames": len(indices), "objects": [], "frame_indices": indices}
     return ClipSample(sample.key, clip, metadata, sample.label)
 

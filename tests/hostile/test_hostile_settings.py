@@ -50,7 +50,7 @@ def test_finetuning_settings_that_cannot_work(setting, value):
 def test_the_cli_refuses_them_at_start(case):
     outcome = case.run("smile-train", "pretrain", *sets(*TINY, "shards=none.tar", "out_dir=out/run",
                                                        "mask_repeats=0"))
-    outcome.refused("setting 'mask_repeats' must be at least 1, got 0")
+    outcome.refused("setting 'mask_repeats' must be in [1, 64], got 0")
     assert not case.out.exists()
 
 

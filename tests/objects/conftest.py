@@ -10,6 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from smile_data.cli_options import make_app
 from smile_data.objects.cli import register
 
 _HELPER = Path(__file__).with_name("objects_tiny_models.py")
@@ -38,7 +39,8 @@ def tiny_clipseg(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def objects_app() -> typer.Typer:
-    app = typer.Typer()
+    """The object commands in an app made as smile-data's is (mistakes: `error: ...`, status 2)."""
+    app = make_app("object commands")
     register(app)
     return app
 

@@ -142,7 +142,7 @@ def test_the_label_mode_moves_one_object_unless_told_otherwise(tmp_path, tiny_ba
     base = ["render", "--out", str(tmp_path / "a"), *SMALL, "--clips", "2", "--bg", "black",
             "--bank", str(tiny_bank), "--label", "motion-direction"]
     result = CliRunner().invoke(app, [*base, "--objects", "2"])
-    assert result.exit_code != 0 and "objects=1" in str(result.exception)
+    assert result.exit_code == 2 and "objects=1" in result.stderr
     config = tmp_path / "direction.yaml"
     config.write_text("label: motion-direction\ndirection_classes: 8\n")
     card = _render("--out", str(tmp_path / "b"), *SMALL, "--clips", "2", "--bg", "black",

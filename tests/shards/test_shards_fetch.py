@@ -86,9 +86,15 @@ def test_fetch_subset_pin_and_altered_shard(dataset, tmp_path):
 
 
 def test_fetch_card_with_a_huge_manifest_size_is_refused(dataset, tmp_path):
-    """The card's manifest size bounds the read, it does not size one allocation."""
+    """The card's manifest size must fit its sample count; within it, the bytes must match."""
     card = json.loads((dataset / "dataset.json").read_text())
     card["manifest"]["bytes"] = 10**15
     (dataset / "dataset.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="manifest.bytes 1000000000000000 is more than a "
+                                         "manifest of its 12 samples can take"):
+        fetch_dataset(dataset, tmp_path / "mirror", show_progress=False)
+    card["manifest"]["bytes"] += 1 - 10**15 + (dataset / "manifest.parquet").stat().st_size
+    (dataset / "dataset.json").write_text(json.dumps(card))
     with pytest.raises(ValueError, match="manifest.parquet: differs from the sha256 and size"):
         fetch_dataset(dataset, tmp_path / "mirror", show_progress=False)
+    assert not list((tmp_path / "mirror").glob("manifest.parquet*"))

@@ -23,7 +23,7 @@ import pytest
 from smile_data.io import sha256_file
 from smile_data.shards import layout, reader
 from smile_data.shards.validate import validate_dataset
-from smile_train.data import PretrainClips
+from smile_train.data import PretrainClips, TooManyCorruptSamples
 from smile_train.settings import PretrainSettings
 
 SHARD = "clips-000000.tar"
@@ -223,7 +223,7 @@ def test_a_broken_rule_is_refused_by_reader_loader_and_validate(good_dataset, tm
     else:
         with pytest.raises(ValueError, match=message):
             read_with_reader(shard)
-        with pytest.raises(RuntimeError, match=message):  # max_corrupt_samples=0: the first one stops
+        with pytest.raises(TooManyCorruptSamples, match=message):  # max_corrupt_samples=0: the first one stops
             loader_draws(shard)
     report = validate_dataset(folder)
     assert not report.ok

@@ -17,7 +17,7 @@ from smile_train.augment import (
     NO_BOX, OP_NAMES, RandAugmentPolicy, augment_clip, augmented_copies, draw_erase_box, draw_rand_augment,
     erase_boxes, level_to_argument, random_resized_crop_box,
 )
-from smile_train.data import expand_urls
+from smile_train.data import TooManyCorruptSamples, expand_urls
 from smile_train.finetune_data import FinetuneClips, mix_batch, smoothed_one_hot, soft_cross_entropy
 from smile_train.finetune_settings import FinetuneSettings
 from smile_train.rand_augment import apply_rand_augment
@@ -267,5 +267,5 @@ def test_labelled_stream_yields_augmented_clips_and_refuses_unlabelled_shards(tm
     write_test_shards(unlabelled, clips=2, frames=4, size=32, per_shard=2)
     strict = FinetuneSettings(shards=str(unlabelled / "*.tar"), num_classes=3, input_size=16, frames=4,
                               num_workers=0, max_corrupt_samples=0)
-    with pytest.raises(RuntimeError, match="no label"):
+    with pytest.raises(TooManyCorruptSamples, match="no label"):
         next(iter(FinetuneClips(expand_urls(strict.shards), strict)))

@@ -11,6 +11,7 @@ import torch
 
 from smile_train.data import (
     PretrainClips,
+    TooManyCorruptSamples,
     batches_skipped_per_worker,
     expand_urls,
 )
@@ -94,7 +95,7 @@ def test_corrupt_samples_are_skipped_counted_and_bounded(tiny_shards, tmp_path):
     assert len(samples) == 3
     assert sum(int(s["corrupt"]) for s in samples) == 1
     strict = small_settings(shards=str(bad), shuffle_buffer=1, max_corrupt_samples=0)
-    with pytest.raises(RuntimeError, match="corrupt samples"):
+    with pytest.raises(TooManyCorruptSamples, match="corrupt samples"):
         next(iter(PretrainClips([str(bad)], strict)))
 
 

@@ -1,6 +1,9 @@
-"""show-batch: the trainer's own clips of an epoch, drawn and saved; epochs differ, reruns match."""
+"""show-batch: the trainer's own clips of an epoch, drawn and saved with a legend and row labels;
+epochs differ, reruns match."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -8,7 +11,10 @@ from typer.testing import CliRunner
 
 from smile_train.cli import app
 from smile_train.data import build_loader, resolve_sources
-from smile_train.show_batch import first_clips, pick_stage
+from smile_train.show_batch import (
+    BOX_COLOUR, LABEL_WIDTH, LEGEND_HEIGHT, MASK_SHADE, SWATCH, SWATCH_GREY, contact_sheet, first_clips,
+    pick_stage, row_label,
+)
 
 
 def write_config(tmp_path, tiny_shards) -> str:
@@ -51,3 +57,20 @@ def test_show_batch_cli_is_deterministic_and_epochs_differ(tiny_shards, tmp_path
     assert not np.array_equal(arrays["clips"], later["clips"])
     result = runner.invoke(app, ["show-batch", "--config", config, "--stage", "nope", "--out", str(tmp_path)])
     assert result.exit_code != 0
+
+
+def test_the_sheet_has_a_legend_and_labels_its_rows(tiny_shards, tmp_path):
+    _, settings = pick_stage(write_config(tmp_path, tiny_shards), {}, "stage1")
+    clips = first_clips(settings, epoch=1, count=2)
+    shard = Path(clips[0]["shard"])
+    assert shard.parent == tiny_shards and shard.suffix == ".tar"
+    assert row_label(clips[0], 1) == f"{clips[0]['key']}\n{tiny_shards.name}/{shard.name}\nepoch 1"
+    sheet = contact_sheet(clips, 1, "stage1, epoch 1")
+    legend = sheet[:LEGEND_HEIGHT]
+    dimmed = tuple(int(v * MASK_SHADE) for v in SWATCH_GREY)
+    for colour in (SWATCH_GREY, dimmed, BOX_COLOUR):  # visible, masked, box swatches
+        assert (legend == colour).all(-1).sum() >= SWATCH - 2, colour
+    labels = sheet[LEGEND_HEIGHT:, :LABEL_WIDTH]
+    assert (labels.max(-1) < 128).sum() > 100  # text drawn beside the rows
+    frames = sheet[LEGEND_HEIGHT:, LABEL_WIDTH:]
+    assert (frames != 255).any(-1).sum() >= 2 * 16 * 64 * 64 * 0.9  # both clips' frames

@@ -43,6 +43,8 @@ def test_pixel_targets_match_a_tube_normalised_by_hand():
     values = pixels.permute(1, 2, 3, 0).reshape(512, 3).double().numpy()  # (f, r, c) x channel
     expected = (values - values.mean(0)) / (values.std(0, ddof=1) + 1e-6)
     np.testing.assert_allclose(targets[batch, token].numpy(), expected.reshape(-1), atol=1e-4)
+    raw = pixel_targets(videos, per_tube=False)  # pixel_norm: false, the [0, 1] pixels in that order
+    np.testing.assert_allclose(raw[batch, token].numpy(), values.reshape(-1), atol=1e-6)
 
 
 def test_pixel_targets_are_per_tube_and_channel_normalised():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,34 @@ def test_unreadable_videos_in_a_shard_are_skipped_and_counted(counter_mp4, tmp_p
                          mask="tube", max_corrupt_samples=10)
     samples = [x for _, x in zip(range(4), PretrainClips([str(shard)], s))]
     assert {x["key"] for x in samples} <= {"v0", "v3"} and sum(x["corrupt"] for x in samples) >= 2
+
+
+def test_the_k400_configs_run_unmodified_on_a_video2dataset_shard(counter_mp4, tmp_path, tiny_bank):
+    """The shipped K400 SMILE pretraining config, with only size, shard and bank overrides, on a
+    folder of video2dataset shards (no dataset.json): stage 1 pastes objects drawn in the
+    loader, both stages draw other clips in epoch 1 than in epoch 0 (show-batch); the K400
+    finetuning config trains and tests on the same shard."""
+    from smile_train.finetune import run_finetune
+    from smile_train.show_batch import show_batch
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    shard = write_video2dataset_shard(tmp_path / "v2d", counter_mp4, count=8)
+    size = {"model": "tiny", "target": "pixel", "input_size": 32, "batch_size": 8, "num_workers": 1,
+            "shuffle_buffer": 4}
+    overrides = {**size, "shards": str(shard), "bank": str(tiny_bank), "out_dir": str(tmp_path / "pretrain")}
+    for stage in ("stage1", "stage2"):
+        arrays = []
+        for epoch in (0, 1):
+            written = show_batch(str(configs / "pretrain" / "smile_vitb_k400.yaml"), overrides, stage, epoch,
+                                 tmp_path / "sheets", 4)
+            arrays.append(np.load(written["arrays"]))
+        objects = [np.isfinite(a["boxes"][..., 0]).any(axis=(1, 2)) for a in arrays]
+        assert all(o.all() for o in objects) if stage == "stage1" else not any(o.any() for o in objects)
+        assert not np.array_equal(arrays[0]["clips"], arrays[1]["clips"])
+    finetune = {**size, "shards": str(shard), "val_shards": str(shard), "label_field": "class_id",
+                "num_classes": 2, "init_from": "", "max_steps": 2, "test_clips": 2, "test_crops": 1,
+                "out_dir": str(tmp_path / "finetune"), "device": "cpu"}
+    del finetune["target"]
+    run_finetune(str(configs / "finetune" / "smile_vitb_k400.yaml"), finetune, resume=False)
+    report = json.loads((tmp_path / "finetune" / "eval.json").read_text())
+    assert report["videos"] == 8 and report["views"] == 8 * 2 * 1
