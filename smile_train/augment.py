@@ -8,9 +8,10 @@ Per clip, from the clip's own seeded generator, in the released order:
    draws (whether it runs, its magnitude, its sign) are made once per clip and the operation is
    applied to every frame, as the authors' video RandAugment does; image statistics (the
    auto-contrast range, the equalisation histogram, the contrast mean) are those of each frame.
-   Geometric operations resample bicubically and fill with grey (128, 128, 128); they run in
-   OpenCV with PIL's sampling geometry (about ten times faster than PIL's affine warp; OpenCV's
-   cubic kernel is a = -0.75, PIL's -0.5, a difference of a level or two at edges).
+   Geometric operations resample bicubically and fill with grey (128, 128, 128). The pixel
+   work is smile_train/rand_augment.py (whole clips, OpenCV and PIL's own table arithmetic,
+   only the pixels the crop reads) in a loader worker, or smile_train/augment_device.py
+   (batched tensor operations on the training device) with `augment_device: device`.
 2. Random resized crop: area fraction in (0.25, 1), aspect w/h log-uniform in (3/4, 4/3), ten
    tries then the largest centred box; resized to the input size.
 3. Horizontal flip with probability 0.5 (Kinetics; off for SSv2).
@@ -19,28 +20,26 @@ Per clip, from the clip's own seeded generator, in the released order:
    in every frame. The box is drawn here; its pixels are replaced after ImageNet normalisation
    (`erase_boxes`, on the device) by per-pixel standard-normal values, new for every frame.
 
-Colour operations work on PIL images, one frame at a time, with the draws shared by the clip.
+Every draw of a copy (`CopyDraws`) is made before any pixel work and depends on the frame size
+alone, so both placements of the pixel work give the same clips for the same draws.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Collection
+from typing import Any, Collection
 
-import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance, ImageOps
 
 from smile_data.images import FLIP_PROBABILITY
 from smile_train.finetune_settings import ERASE_MODES
 from smile_data.sampling import crop_resize_clip, hflip
+from smile_train.rand_augment import apply_rand_augment
 
 CROP_ATTEMPTS = 10  # random resized crop: tries before the centred fall-back
 LEVEL_MAX = 10.0  # RandAugment magnitudes are out of 10
-FILL = (128, 128, 128)  # what geometric operations move in (timm's default fill)
-RESAMPLE = cv2.INTER_CUBIC  # the released finetuning's train_interpolation: bicubic
 ROTATE_MAX_DEGREES = 30.0
 SHEAR_MAX = 0.3
 TRANSLATE_MAX_FRACTION = 0.45  # of the frame's width (x) or height (y)
@@ -49,8 +48,6 @@ ENHANCE_SPAN, ENHANCE_MIN = 1.8, 0.1  # plain enhance ops: factor 0.1 + 1.8 x le
 POSTERIZE_BITS_SPAN = 4
 SOLARIZE_SPAN = 256
 SOLARIZE_ADD_MAX = 110
-SOLARIZE_ADD_THRESHOLD = 128
-BYTE_MAX = 255
 ERASE_MIN_AREA, ERASE_MAX_AREA = 0.02, 1.0 / 3.0  # share of the frame's area
 ERASE_MIN_ASPECT = 0.3  # h / w in (0.3, 1 / 0.3), log-uniform
 ERASE_ATTEMPTS = 100  # the video variant tries 100 boxes, then erases nothing
@@ -82,57 +79,10 @@ def random_resized_crop_box(rng: np.random.Generator, height: int, width: int,
     return (width - w) // 2, (height - h) // 2, w, h
 
 
-# --- RandAugment: operations on one PIL frame -------------------------------------------------
-
-
-def _affine(frame: Image.Image, coefficients: tuple[float, ...]) -> Image.Image:
-    """PIL's AFFINE transform: output pixel (x, y) samples the input at (a x + b y + c,
-    d x + e y + f), both measured from pixel corners (PIL's convention). OpenCV measures from
-    pixel centres, so the offsets move by half a pixel through the linear part."""
-    a, b, c, d, e, f = coefficients
-    matrix = np.array([[a, b, c + 0.5 * (a + b - 1)], [d, e, f + 0.5 * (d + e - 1)]], np.float64)
-    warped = cv2.warpAffine(np.asarray(frame), matrix, frame.size, flags=RESAMPLE | cv2.WARP_INVERSE_MAP,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=FILL)
-    return Image.fromarray(warped)
-
-
-def _rotate(frame: Image.Image, degrees: float) -> Image.Image:
-    """PIL's Image.rotate(degrees): counter-clockwise about the frame's centre, same size."""
-    width, height = frame.size
-    angle = -math.radians(degrees)
-    a, b, d, e = math.cos(angle), math.sin(angle), -math.sin(angle), math.cos(angle)
-    cx, cy = width / 2, height / 2
-    return _affine(frame, (a, b, cx - a * cx - b * cy, d, e, cy - d * cx - e * cy))
-
-
-def _solarize_add(frame: Image.Image, add: float) -> Image.Image:
-    table = [min(BYTE_MAX, i + int(add)) if i < SOLARIZE_ADD_THRESHOLD else i for i in range(256)]
-    return frame.point(table * 3)
-
-
-def _posterize(frame: Image.Image, bits: float) -> Image.Image:
-    return frame if bits >= 8 else ImageOps.posterize(frame, int(bits))
-
-
-# name -> operation (frame, argument) -> frame
-OPERATIONS: dict[str, Callable[[Image.Image, float], Image.Image]] = {
-    "AutoContrast": lambda frame, _: ImageOps.autocontrast(frame),
-    "Equalize": lambda frame, _: ImageOps.equalize(frame),
-    "Invert": lambda frame, _: ImageOps.invert(frame),
-    "Rotate": _rotate,
-    "Posterize": _posterize,
-    "Solarize": lambda frame, threshold: ImageOps.solarize(frame, threshold),
-    "SolarizeAdd": _solarize_add,
-    "Color": lambda frame, factor: ImageEnhance.Color(frame).enhance(factor),
-    "Contrast": lambda frame, factor: ImageEnhance.Contrast(frame).enhance(factor),
-    "Brightness": lambda frame, factor: ImageEnhance.Brightness(frame).enhance(factor),
-    "Sharpness": lambda frame, factor: ImageEnhance.Sharpness(frame).enhance(factor),
-    "ShearX": lambda frame, shear: _affine(frame, (1, shear, 0, 0, 1, 0)),
-    "ShearY": lambda frame, shear: _affine(frame, (1, 0, 0, shear, 1, 0)),
-    "TranslateX": lambda frame, share: _affine(frame, (1, 0, share * frame.size[0], 0, 1, 0)),
-    "TranslateY": lambda frame, share: _affine(frame, (1, 0, 0, 0, 1, share * frame.size[1])),
-}
-OP_NAMES = tuple(OPERATIONS)  # timm's RandAugment list (translations relative to the frame)
+OP_NAMES = (  # timm's RandAugment list (translations relative to the frame)
+    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color", "Contrast",
+    "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
+)
 ENHANCE_OPS = ("Color", "Contrast", "Brightness", "Sharpness")
 
 
@@ -199,19 +149,6 @@ def draw_rand_augment(rng: np.random.Generator, policy: RandAugmentPolicy) -> li
     return plan
 
 
-def apply_rand_augment(clip: np.ndarray, plan: list[tuple[str, float]]) -> np.ndarray:
-    """Apply a plan to every frame of a (T, H, W, 3) uint8 clip, one frame at a time."""
-    if not plan:
-        return clip
-    out = np.empty_like(clip)
-    for t, array in enumerate(clip):
-        frame = Image.fromarray(array)
-        for name, argument in plan:
-            frame = OPERATIONS[name](frame, argument)
-        out[t] = np.asarray(frame)
-    return out
-
-
 # --- random erasing ---------------------------------------------------------------------------
 
 
@@ -254,22 +191,54 @@ def erase_boxes(videos: torch.Tensor, boxes: torch.Tensor, mode: str, generator:
 # --- per-clip pipeline -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CopyDraws:
+    """Everything random about one augmented copy of a clip, drawn before any pixel work."""
+
+    plan: tuple[tuple[str, float], ...]  # RandAugment operations and arguments, in order
+    crop: tuple[int, int, int, int]  # x0, y0, w, h in the loaded frames
+    flip: bool
+    erase: tuple[int, int, int, int]  # top, left, h, w in the augmented clip, or NO_BOX
+
+
+def _draw_view(rng: np.random.Generator, s: Any, height: int, width: int) -> tuple:
+    """(plan, crop box, flip) in the released order."""
+    plan = tuple(draw_rand_augment(rng, policy_of(s))) if s.rand_augment else ()
+    crop = random_resized_crop_box(rng, height, width, tuple(s.crop_scale), tuple(s.crop_ratio))
+    return plan, crop, bool(s.flip and rng.random() < FLIP_PROBABILITY)
+
+
+def draw_copy(rng: np.random.Generator, s: Any, height: int, width: int) -> CopyDraws:
+    """One copy's draws in the released order: RandAugment plan, crop box, flip, erase box."""
+    view = _draw_view(rng, s, height, width)
+    return CopyDraws(*view, draw_erase_box(rng, s.input_size, s.input_size, s.erase_prob))
+
+
+def draw_copies(rng: np.random.Generator, s: Any, height: int, width: int) -> list[CopyDraws]:
+    """Repeated augmentation: the draws of `s.repeated_augment` independent copies of a clip."""
+    return [draw_copy(rng, s, height, width) for _ in range(s.repeated_augment)]
+
+
+def apply_copy(frames: np.ndarray, draws: CopyDraws, size: int,
+               keep_ops: Collection[str] | None = None) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, size, size, 3) uint8: RandAugment (computed only where the
+    crop reads), crop, flip. `keep_ops` applies only those RandAugment operations."""
+    x0, y0, w, h = draws.crop
+    plan = [op for op in draws.plan if keep_ops is None or op[0] in keep_ops]
+    frames = apply_rand_augment(frames, plan, keep=(x0, y0, x0 + w, y0 + h))
+    no_boxes = np.zeros((frames.shape[0], 0, 4), np.float32)
+    out, _ = crop_resize_clip(frames, no_boxes, draws.crop, size)
+    if draws.flip:
+        out, _ = hflip(out, no_boxes, in_place=out is not frames)
+    return np.ascontiguousarray(out)
+
+
 def augment_clip(frames: np.ndarray, rng: np.random.Generator, s: Any,
                  keep_ops: Collection[str] | None = None) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T, S, S, 3) uint8: RandAugment, crop, flip (the released order).
-
-    `keep_ops` applies only those RandAugment operations (the plan is drawn the same way).
-    """
-    if s.rand_augment:
-        plan = draw_rand_augment(rng, policy_of(s))
-        frames = apply_rand_augment(frames, [op for op in plan if keep_ops is None or op[0] in keep_ops])
-    height, width = frames.shape[1:3]
-    box = random_resized_crop_box(rng, height, width, tuple(s.crop_scale), tuple(s.crop_ratio))
-    no_boxes = np.zeros((frames.shape[0], 0, 4), np.float32)
-    frames, _ = crop_resize_clip(frames, no_boxes, box, s.input_size)
-    if s.flip and rng.random() < FLIP_PROBABILITY:
-        frames, _ = hflip(frames, no_boxes)
-    return np.ascontiguousarray(frames)
+    """One augmented view of (T, H, W, 3) uint8 frames: (T, S, S, 3) uint8 (RandAugment, crop
+    and flip drawn from `rng`; no erase box)."""
+    draws = CopyDraws(*_draw_view(rng, s, *frames.shape[1:3]), NO_BOX)
+    return apply_copy(frames, draws, s.input_size, keep_ops)
 
 
 def augmented_copies(frames: np.ndarray, rng: np.random.Generator, s: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -277,8 +246,6 @@ def augmented_copies(frames: np.ndarray, rng: np.random.Generator, s: Any) -> tu
 
     Returns videos (R, T, S, S, 3) uint8 and erase boxes (R, 4) int64 (top, left, h, w).
     """
-    videos, boxes = [], []
-    for _ in range(s.repeated_augment):
-        videos.append(augment_clip(frames, rng, s))
-        boxes.append(draw_erase_box(rng, s.input_size, s.input_size, s.erase_prob))
-    return np.stack(videos), np.array(boxes, np.int64)
+    copies = draw_copies(rng, s, *frames.shape[1:3])
+    videos = np.stack([apply_copy(frames, draws, s.input_size) for draws in copies])
+    return videos, np.array([draws.erase for draws in copies], np.int64)

@@ -244,29 +244,33 @@ class PretrainClips(IterableDataset):
     def _grid(self) -> tuple[int, int, int]:
         return token_grid(self.settings.frames, self.settings.input_size)
 
-    def _make_mask(self, rng: np.random.Generator, boxes: np.ndarray) -> np.ndarray:
+    def _make_masks(self, rng: np.random.Generator, boxes: np.ndarray, count: int) -> np.ndarray:
         s = self.settings
         settings = masking.MaskSettings(s.mask, s.mask_ratio, s.traj_unmask_ratio, s.object_cells)
-        return masking.sample_mask(rng, settings, self._grid(), boxes, PATCH, TUBELET)
+        return masking.sample_masks(rng, settings, count, self._grid(), boxes, PATCH, TUBELET)
 
     def _prepare(self, sampler: SourceSampler, raw: dict, rng: np.random.Generator) -> dict[str, Any]:
         clip = sampler(raw, rng)
         # With second_mask "shuffled" the loop gives the further copies other clips' masks.
         s = self.settings
         repeats = 1 if s.second_mask == "shuffled" else s.mask_repeats
-        masks = np.stack([self._make_mask(rng, clip.boxes) for _ in range(repeats)])
+        masks = self._make_masks(rng, clip.boxes, repeats)
         prepared = {"video": torch.from_numpy(clip.frames), "masks": torch.from_numpy(masks), "key": clip.key}
         if self.keep_boxes:  # show-batch: what it draws and labels
             prepared["boxes"] = clip.boxes  # (T, K, 4): K differs between clips
             prepared["shard"] = raw.get(layout.SHARD_FIELD, "")
         return prepared
 
+    def _shards(self, urls: list[str], rng: np.random.Generator) -> Iterator[dict[str, str]]:
+        """The shards a source's stream reads: resampled with replacement, endlessly."""
+        return shard_stream(urls, rng)
+
     def _raw_streams(self, seed: list[int], counter: CorruptSampleCounter) -> list[Iterator[dict]]:
         """Per source: resampled shards, read and shuffled with the source's own generator."""
         streams = []
         for index, source in enumerate(self.sources):
             stream_rng = np.random.default_rng([*seed, SHARD_STREAM, index])
-            raw = tar_samples(shard_stream(source.urls, stream_rng), counter, integrity_settings(self.settings))
+            raw = tar_samples(self._shards(source.urls, stream_rng), counter, integrity_settings(self.settings))
             streams.append(shuffle(raw, self.settings.shuffle_buffer, stream_rng))
         return streams
 
@@ -311,8 +315,9 @@ def batches_skipped_per_worker(batches: int) -> Callable[[int, int], int]:
 
 def build_loader(settings: Any, sources: list[StageSource] | list[str], micro_batch: int, rank: int,
                  resume_batches: int = 0, dataset_class: type[PretrainClips] = PretrainClips,
-                 pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over `dataset_class`; `resume_batches` fast-forwards a resumed run."""
+                 pin_memory: bool = False, collate: Callable[[list], Any] | None = None) -> DataLoader:
+    """A DataLoader over `dataset_class`; `resume_batches` fast-forwards a resumed run;
+    `collate` replaces the default batching."""
     checks = integrity_settings(settings)
     checks.check()
     urls = [url for source in sources for url in ([source] if isinstance(source, str) else source.urls)]
@@ -329,6 +334,7 @@ def build_loader(settings: Any, sources: list[StageSource] | list[str], micro_ba
         batch_size=micro_batch,
         num_workers=workers,
         pin_memory=pin_memory,
+        collate_fn=collate,
         persistent_workers=workers > 0,
         prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers > 0 else None,
     )

@@ -30,6 +30,7 @@ from smile_train import runtime as rt
 from smile_train import plan
 from smile_train import train_loop as loop
 from smile_train.augment import erase_boxes
+from smile_train.augment_device import augment_batch
 from smile_train.checkpoint_keys import pretrain_state_to_classifier
 from smile_train.data import epoch_clips, expand_urls
 from smile_train.evaluate import evaluate_model
@@ -55,8 +56,13 @@ def build_model(s: FinetuneSettings) -> ClassifierModel:
 def classification_loss(model, batch: dict[str, torch.Tensor], s: FinetuneSettings,
                         rng: np.random.Generator, runtime: rt.Runtime) -> torch.Tensor:
     """Soft-target cross entropy of one micro-batch after random erasing, mixup / cutmix and
-    label smoothing; the R augmented copies of each clip are samples of their own."""
-    videos = normalize(batch["video"].flatten(0, 1).to(runtime.device, non_blocking=True))  # (B*R, 3, T, S, S)
+    label smoothing; the R augmented copies of each clip are samples of their own. With
+    `augment_device: device` the batch holds decoded clips and their draws, augmented here."""
+    if s.augment_device == "device":
+        clips = augment_batch(batch, s.input_size, runtime.device)  # (B*R, T, S, S, 3) uint8
+    else:
+        clips = batch["video"].flatten(0, 1).to(runtime.device, non_blocking=True)
+    videos = normalize(clips)  # (B*R, 3, T, S, S)
     labels = batch["label"].flatten().to(runtime.device)
     noise = torch.Generator(device=runtime.device).manual_seed(int(rng.integers(2**SEED_BITS)))
     videos = erase_boxes(videos, batch["erase"].flatten(0, 1), s.erase_mode, noise)

@@ -1,9 +1,12 @@
 """Labelled clips for finetuning: per-clip augmentation, then mixup / cutmix per batch.
 
 Per clip (in a DataLoader worker, from the clip's own seeded generator): `smile_train.augment`
-gives `repeated_augment` independently augmented copies of each loaded clip (RandAugment, random
-resized crop, flip) and one random-erasing box per copy; the boxes are filled after
-normalisation, on the device (`augment.erase_boxes`).
+draws `repeated_augment` independent copies of each loaded clip (RandAugment, random resized
+crop, flip) and one random-erasing box per copy; the boxes are filled after normalisation, on
+the device (`augment.erase_boxes`). Where the pixel work runs is `augment_device`: `loader`
+(the worker ships the augmented copies) or `device` (the worker ships the decoded frames and
+the draws; `augment_device.augment_batch` does the pixel work in the training step). Both give
+the same clips for the same draws (tests/train/test_train_augment_device.py).
 
 Per batch (in the training loop, on the device): mixup or cutmix (timm's "batch" mode: one
 lambda per batch, each clip mixed with the batch reversed; one cutmix box for all frames) and
@@ -24,14 +27,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from smile_train.augment import augmented_copies
+from smile_train.augment import apply_copy, draw_copies
+from smile_train.augment_device import collate_padded, pack_draws
 from smile_train.data import PretrainClips, build_loader
 from smile_train.sources import SourceSampler
 
 
 class FinetuneClips(PretrainClips):
     """Endless stream of {"video": (R, T, S, S, 3) uint8, "label": (R,) int64, "erase": (R, 4)
-    int64, "corrupt": int}: R = `repeated_augment` augmented copies of each loaded clip.
+    int64, "corrupt": int}: R = `repeated_augment` augmented copies of each loaded clip. With
+    `augment_device: device`, "video" is the decoded (T, H, W, 3) clip and the copies' draws
+    come with it (`augment_device.pack_draws`, plus "frame_size" (2,) = H, W).
 
     The pretraining stream with a labelled-clip `_prepare`: shard sampling, shuffling, seeding,
     resume skipping and the corrupt-sample limit are the pretraining pipeline's own.
@@ -45,15 +51,23 @@ class FinetuneClips(PretrainClips):
                              "(`smile-data pack --csv LIST`)")
         if not 0 <= label < s.num_classes:
             raise ValueError(f"sample {key}: label {label} outside 0..{s.num_classes - 1}")
-        videos, erase = augmented_copies(frames, rng, s)
-        labels = torch.full((len(videos),), label, dtype=torch.int64)
-        return {"video": torch.from_numpy(videos), "label": labels, "erase": torch.from_numpy(erase)}
+        copies = draw_copies(rng, s, *frames.shape[1:3])
+        labels = torch.full((len(copies),), label, dtype=torch.int64)
+        erase = torch.tensor([copy.erase for copy in copies], dtype=torch.int64)
+        if s.augment_device == "device":
+            raw = torch.from_numpy(np.ascontiguousarray(frames))
+            return {"video": raw, "frame_size": torch.tensor(frames.shape[1:3]), "label": labels, "erase": erase,
+                    **pack_draws(copies, s.rand_augment_ops)}
+        videos = np.stack([apply_copy(frames, copy, s.input_size) for copy in copies])
+        return {"video": torch.from_numpy(videos), "label": labels, "erase": erase}
 
 
 def build_finetune_loader(settings: Any, urls: list[str], micro_batch: int, rank: int,
                           resume_batches: int = 0, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over `FinetuneClips`; `resume_batches` fast-forwards a resumed run."""
-    return build_loader(settings, urls, micro_batch, rank, resume_batches, FinetuneClips, pin_memory)
+    """A DataLoader over `FinetuneClips`; `resume_batches` fast-forwards a resumed run. With
+    `augment_device: device` a batch's decoded clips are padded to one frame size."""
+    collate = collate_padded if settings.augment_device == "device" else None
+    return build_loader(settings, urls, micro_batch, rank, resume_batches, FinetuneClips, pin_memory, collate)
 
 
 # --- mixup / cutmix (per batch, on the device) ---------------------------------------------------

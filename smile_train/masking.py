@@ -165,7 +165,8 @@ def balance_mask(rng: np.random.Generator, mask: np.ndarray, object_tokens: np.n
 def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
                     grid: tuple[int, int, int] = DEFAULT_GRID, ratio: float = 0.8,
                     traj_unmask_ratio: float = 0.1, patch: int = PATCH,
-                    tubelet: int = TUBELET, enclosing: bool = True) -> np.ndarray:
+                    tubelet: int = TUBELET, enclosing: bool = True,
+                    objects: np.ndarray | None = None) -> np.ndarray:
     """Stage-1 "tube + trajectory" mask (SPEC §5): bool (N,) with exactly tokens_to_mask() True.
 
     In order, each step drawing from `rng`:
@@ -175,9 +176,13 @@ def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
     3. `balance_mask` brings the count to floor(ratio * h * w) * t: a surplus is unmasked first
        among tube-masked non-object tokens, then among masked trajectory tokens; a deficit is
        filled first from visible non-object tokens, then from visible trajectory tokens.
+
+    `objects`: the clip's `trajectory_tokens`, when the caller already has them (they draw
+    nothing, so several masks of one clip can share them).
     """
     check_ratio("traj_unmask_ratio", traj_unmask_ratio)
-    objects = trajectory_tokens(boxes, grid, patch, tubelet, enclosing)
+    if objects is None:
+        objects = trajectory_tokens(boxes, grid, patch, tubelet, enclosing)
     mask = tube_mask(rng, grid, ratio)
     object_index = np.flatnonzero(objects)
     visible = rng.choice(object_index, size=floor_share(traj_unmask_ratio, object_index.size),
@@ -187,14 +192,24 @@ def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
     return balance_mask(rng, mask, objects, tokens_to_mask(grid, ratio))
 
 
+def sample_masks(rng: np.random.Generator, settings: MaskSettings, count: int,
+                 grid: tuple[int, int, int] = DEFAULT_GRID, boxes: np.ndarray | None = None,
+                 patch: int = PATCH, tubelet: int = TUBELET) -> np.ndarray:
+    """`count` masks of one clip, (count, N), drawn one after the other as `sample_mask` draws
+    them; a trajectory mask's object tokens are found once for all of them."""
+    if settings.kind == "tube":
+        return np.stack([tube_mask(rng, grid, settings.ratio) for _ in range(count)])
+    if boxes is None:
+        raise ValueError("a trajectory mask needs the clip's object boxes")
+    enclosing = settings.object_cells == "released"
+    objects = trajectory_tokens(boxes, grid, patch, tubelet, enclosing)
+    return np.stack([trajectory_mask(rng, boxes, grid, settings.ratio, settings.traj_unmask_ratio, patch, tubelet,
+                                     enclosing, objects) for _ in range(count)])
+
+
 def sample_mask(rng: np.random.Generator, settings: MaskSettings,
                 grid: tuple[int, int, int] = DEFAULT_GRID, boxes: np.ndarray | None = None,
                 patch: int = PATCH, tubelet: int = TUBELET) -> np.ndarray:
     """The mask `settings` asks for; a trajectory mask needs the clip's boxes (T, K, 4): the
     unrotated boxes, or the rotated bounds (layout.footprint_boxes) for object_cells "rotated"."""
-    if settings.kind == "tube":
-        return tube_mask(rng, grid, settings.ratio)
-    if boxes is None:
-        raise ValueError("a trajectory mask needs the clip's object boxes")
-    return trajectory_mask(rng, boxes, grid, settings.ratio, settings.traj_unmask_ratio,
-                           patch, tubelet, enclosing=settings.object_cells == "released")
+    return sample_masks(rng, settings, 1, grid, boxes, patch, tubelet)[0]

@@ -18,7 +18,7 @@ from smile_data.config import SettingsError
 from smile_data.shards.dataset import SHA256_PATTERN
 from smile_data.shards.integrity import INTEGRITY_MODES, MISMATCH_POLICIES
 from smile_train.finetune_settings import (
-    ERASE_MODES, MAX_CROPS, MAX_RAND_AUGMENT_OPS, MAX_REPEATED_AUGMENT, MAX_TEST_CLIPS,
+    AUGMENT_PLACEMENTS, ERASE_MODES, MAX_CROPS, MAX_RAND_AUGMENT_OPS, MAX_REPEATED_AUGMENT, MAX_TEST_CLIPS,
     RAND_AUGMENT_LEVEL_MAX,
 )
 from smile_train.geometry import PATCH, TUBELET
@@ -125,6 +125,7 @@ RULES: dict[str, Rule] = {
     "second_mask": _one_of(SECOND_MASKS),
     "schedule_pace": _one_of(SCHEDULE_PACES),
     "erase_mode": _one_of(ERASE_MODES),
+    "augment_device": _one_of(AUGMENT_PLACEMENTS),
     "attention": _one_of(ATTENTION_IMPLS),
     "precision": _one_of(PRECISIONS),
     "crop": _one_of(CROP_MODES),

@@ -105,6 +105,7 @@ FINETUNE = {
     "erase_prob": "random erasing probability (0: off)",
     "erase_mode": "random erasing fill: per-pixel noise, one random colour per channel, or zeros",
     "repeated_augment": "augmented copies of each loaded clip per step (--num_sample)",
+    "augment_device": "where RandAugment, crop, flip run: loader workers, or batched on the training device",
     "mixup": "mixup Beta(alpha, alpha) (0: off)",
     "cutmix": "cutmix Beta(alpha, alpha) (0: off)",
     "mixup_prob": "probability that a batch is mixed at all",

@@ -36,8 +36,8 @@ from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_
 from smile_data.video import VideoLimits
 from smile_train.overlays import LoaderOverlays, loader_render_settings
 from smile_data.sampling import (
-    CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES, center_square_box, crop_resize_clip, hflip,
-    multiscale_crop_box, training_indices,
+    CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES, center_square_box, decode_crop_flip,
+    hflip, multiscale_crop_box, training_indices,
 )
 from smile_train.settings_check import check_settings
 
@@ -181,27 +181,40 @@ class SourceSampler:
                                        s.crop_max_distort, s.crop_offsets)
         return center_square_box(height, width)
 
-    def _cropped_video(self, raw: dict[str, Any], rng: np.random.Generator) -> tuple[str, np.ndarray, int | None]:
-        """(key, frames (T, S, S, 3), label) of a video sample: the temporal draw, then the crop
-        drawn on the video's frame size, decoded and converted for the crop only."""
+    def _cropped_video(self, raw: dict[str, Any], rng: np.random.Generator) -> tuple:
+        """(key, frames (T, S, S, 3), boxes, label) of a video sample: the temporal draw, then
+        the crop drawn on the video's frame size, decoded and converted for the crop only, then
+        the flip."""
         video = decode_video_sample(raw, self.source.label_field)
         with errors_named(video, raw), open_video_sample(video, self.limits) as opened:
             indices = self._frame_indices(rng, opened.info.frames)
             box = self._crop_box(rng, opened.info.height, opened.info.width)
             frames = opened.frames(indices, crop=box, size=self.input_size)
-        return video.key, frames, video.label
-
-    def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
-        if is_video_sample(raw):
-            key, frames, label = self._cropped_video(raw, rng)
-            boxes = mask_boxes(frames.shape[0], [], self.object_cells)
-        else:
-            key, frames, objects, label = self.decode(raw, rng)
-            boxes = mask_boxes(frames.shape[0], objects, self.object_cells)
-            box = self._crop_box(rng, *frames.shape[1:3])
-            frames, boxes = crop_resize_clip(frames, boxes, box, self.input_size)
+        boxes = mask_boxes(frames.shape[0], [], self.object_cells)
         if self.source.flip and rng.random() < FLIP_PROBABILITY:
             frames, boxes = hflip(frames, boxes, in_place=frames.flags.writeable)  # ours alone
+        return video.key, frames, boxes, video.label
+
+    def _clip_sample(self, raw: dict[str, Any], rng: np.random.Generator) -> tuple:
+        """A clip sample's crop and flip drawn from its frame size (nothing else is drawn before
+        them), then each frame decoded straight into its cropped, resized, mirrored place."""
+        clip = reader.open_sample(raw)
+        if len(clip.frames) != self.frames:
+            raise ValueError(f"sample {clip.key}: {len(clip.frames)} frames, settings say {self.frames}")
+        boxes = mask_boxes(self.frames, list(clip.metadata.get("objects", [])), self.object_cells)
+        box = self._crop_box(rng, clip.height, clip.width)
+        flip = self.source.flip and rng.random() < FLIP_PROBABILITY
+        frames, boxes = decode_crop_flip(clip, boxes, box, self.input_size, flip)
+        return clip.key, frames, boxes, clip.label
+
+    def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
+        sample = self._cropped_video if is_video_sample(raw) else self._clip_sample
+        key, frames, boxes, label = sample(raw, rng)
+        if self.overlays.active:
+            frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
+            drawn = self.overlays(rng, frames)
+            boxes = np.concatenate([boxes, mask_boxes(frames.shape[0], drawn, self.object_cells)], axis=1)
+        return Clip(key, frames, boxes, label)
         if self.overlays.active:
             frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
             drawn = self.overlays(rng, frames)

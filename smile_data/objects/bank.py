@@ -136,19 +136,33 @@ def _read_manifest(root: Path) -> list[BankObject]:
     return entries
 
 
-def _opencv_to_rgba(image: np.ndarray, has_transparent_colour: bool) -> np.ndarray | None:
-    """OpenCV's 8-bit BGRA / BGR / grey -> RGBA as PIL's convert("RGBA") gives it, or None.
+ALPHA_FREE_WORD = 0x00FFFFFF  # a little-endian pixel word whose alpha byte is zero is at most this
+# OpenCV decodes to BGR(A) or grey: the conversion to RGBA, or to BGRA (the renderer's order)
+TO_RGBA = {4: cv2.COLOR_BGRA2RGBA, 3: cv2.COLOR_BGR2RGBA, 1: cv2.COLOR_GRAY2RGBA}
+TO_BGRA = {3: cv2.COLOR_BGR2BGRA, 1: cv2.COLOR_GRAY2BGRA}  # 4 channels are BGRA already
+
+
+def _opencv_to_four_channels(image: np.ndarray, has_transparent_colour: bool, bgra: bool) -> np.ndarray | None:
+    """OpenCV's 8-bit BGRA / BGR / grey -> RGBA (or BGRA) as PIL's convert("RGBA") gives it,
+    or None.
 
     OpenCV turns a transparent colour (tRNS) into alpha for colour and palette PNGs but not for
     grey ones: those give None, to be decoded by PIL (a false tRNS match only costs that).
     """
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGBA)
-    if image.ndim == 2 and not has_transparent_colour:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGBA)
-    return None
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if image.ndim == 2 and has_transparent_colour or channels not in TO_RGBA:
+        return None
+    if bgra:
+        return image if channels == 4 else cv2.cvtColor(image, TO_BGRA[channels])
+    return cv2.cvtColor(image, TO_RGBA[channels])
+
+
+def _any_alpha(four_channels: np.ndarray) -> bool:
+    """Whether any pixel of (h, w, 4) uint8 (alpha last) is not wholly transparent; read as one
+    32-bit word per pixel, alpha in its top byte, when the array allows it."""
+    if four_channels.flags.c_contiguous and np.little_endian:
+        return bool((four_channels.view(np.uint32) > ALPHA_FREE_WORD).any())
+    return bool(four_channels[..., 3].any())
 
 
 def _decode_with_pil(data: bytes, path: Path) -> np.ndarray:
@@ -185,8 +199,9 @@ class ObjectBank:
     def entry(self, index: int) -> BankObject:
         return self.entries[index]
 
-    def load_rgba(self, index: int) -> np.ndarray:
-        """The cut-out as (h, w, 4) uint8 RGBA; alpha added as opaque if the file has none.
+    def load_rgba(self, index: int, bgra: bool = False) -> np.ndarray:
+        """The cut-out as (h, w, 4) uint8 RGBA (BGRA with `bgra`: OpenCV's own order, no channel
+        swap); alpha added as opaque if the file has none.
 
         ValueError for a file that is a link out of the bank, not a regular file, not a
         decodable PNG, too large, or wholly transparent (it would be an invisible object
@@ -205,9 +220,12 @@ class ObjectBank:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise ValueError(f"{path}: cannot decode object image (corrupt PNG)")
-        rgba = _opencv_to_rgba(image, b"tRNS" in data) if image.dtype == np.uint8 else None
-        rgba = rgba if rgba is not None else _decode_with_pil(data, path)
-        if rgba.size == 0 or not rgba[..., 3].any():
+        grey_with_transparent_colour = image.ndim == 2 and b"tRNS" in data
+        rgba = _opencv_to_four_channels(image, grey_with_transparent_colour, bgra) if image.dtype == np.uint8 else None
+        if rgba is None:
+            rgba = _decode_with_pil(data, path)
+            rgba = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA) if bgra else rgba
+        if rgba.size == 0 or not _any_alpha(rgba):
             raise ValueError(f"{path}: alpha is zero everywhere (an invisible object)")
         return rgba
 

@@ -111,21 +111,26 @@ def render_frames(
 ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
     """Composite the overlays onto clip (T, H, W, 3) frame by frame and encode each frame.
 
-    A writable clip (natural backgrounds) is pasted into in place; a read-only one (a still
-    seen T times) is copied frame by frame into one working frame first. Returns the objects'
+    A writable clip (natural backgrounds) is pasted into in place; a read-only one is pasted
+    into a working frame. For a still (one frame seen T times) the working frame is copied once
+    and after each frame only the regions pasted into are put back. Returns the objects'
     metadata in paste order and the frame members {"00.jpg": bytes, ...}.
     """
     order, layers = make_layers(overlays.sprites, overlays.trajectories, overlays.opacities)
     params = encoder_params(s.codec, s.quality, s.png_compression)
-    work = None if clip.flags.writeable or not layers else np.empty(clip.shape[1:], clip.dtype)
+    in_place = clip.flags.writeable or not layers
+    still = clip.strides[0] == 0  # np.broadcast_to of one frame
+    work = None if in_place else clip[0].copy()
     members = {}
     for t in range(clip.shape[0]):
-        frame = clip[t]
-        if work is not None:
-            np.copyto(work, frame)
-            frame = work
-        paste_layers(frame, layers, t)
+        if not in_place and not still:
+            np.copyto(work, clip[t])
+        frame = clip[t] if in_place else work
+        pasted = paste_layers(frame, layers, t)
         members[layout.frame_extension(t, s.codec)] = encode_frame(frame, s.codec, params)
+        if not in_place and still:
+            for x0, y0, x1, y1 in pasted:
+                work[y0:y1, x0:x1] = clip[t, y0:y1, x0:x1]
     return _objects_metadata(overlays, order), members
 
 

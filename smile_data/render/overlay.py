@@ -25,10 +25,15 @@ ALPHA_MAX = 255
 _EDGE_MARGIN = 1  # pixels around the rotated bounds that bilinear sampling may touch
 
 
+def premultiply(four_channels: np.ndarray) -> np.ndarray:
+    """(h, w, 4) uint8 with alpha last -> the same channel order, colour premultiplied by alpha
+    (each colour channel alike, rounding v*a/255)."""
+    return cv2.cvtColor(np.ascontiguousarray(four_channels), cv2.COLOR_RGBA2mRGBA)
+
+
 def premultiply_rgba(rgba: np.ndarray) -> np.ndarray:
     """(h, w, 4) RGBA uint8 -> (h, w, 4) BGRA uint8 with colour premultiplied by alpha."""
-    premultiplied = cv2.cvtColor(np.ascontiguousarray(rgba), cv2.COLOR_RGBA2mRGBA)  # rounds v*a/255
-    return cv2.cvtColor(premultiplied, cv2.COLOR_RGBA2BGRA)
+    return cv2.cvtColor(premultiply(rgba), cv2.COLOR_RGBA2BGRA)
 
 
 def shrink_to(sprite: np.ndarray, max_width: float, max_height: float) -> np.ndarray:
@@ -61,11 +66,15 @@ class Layer:
     opacities: list[float] | None
 
 
+Region = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of the pixels a paste wrote
+
+
 def paste(
     frame: np.ndarray, sprite: np.ndarray, centre: tuple[float, float],
     size: tuple[float, float], angle: float, opacity: float = 1.0,
-) -> None:
-    """Blend `sprite` (premultiplied BGRA) into `frame` (H, W, 3) uint8 in place.
+) -> Region | None:
+    """Blend `sprite` (premultiplied BGRA) into `frame` (H, W, 3) uint8 in place; returns the
+    region written (None when the sprite lies wholly outside the frame).
 
     The sprite is resized to `size` (w, h), rotated by `angle` degrees counter-clockwise about
     its centre and centred on `centre` (x, y), all in continuous pixel coordinates.
@@ -82,7 +91,7 @@ def paste(
     x1 = min(frame_w, math.ceil(cx + half_w) + _EDGE_MARGIN)
     y1 = min(frame_h, math.ceil(cy + half_h) + _EDGE_MARGIN)
     if x1 <= x0 or y1 <= y0:
-        return  # entirely outside the frame
+        return None  # entirely outside the frame
     # Inverse map: region pixel index -> sprite pixel index (pixel centres at +0.5).
     sx, sy = sprite_w / w, sprite_h / h
     dx, dy = x0 + 0.5 - cx, y0 + 0.5 - cy
@@ -96,6 +105,7 @@ def paste(
         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0),
     )  # (rh, rw, 4)
     blend_region(frame[y0:y1, x0:x1], warped, opacity)
+    return x0, y0, x1, y1
 
 
 def blend_region(region: np.ndarray, warped: np.ndarray, opacity: float = 1.0) -> None:
@@ -135,11 +145,16 @@ def make_layers(
     return order, layers
 
 
-def paste_layers(frame: np.ndarray, layers: list[Layer], t: int) -> None:
-    """Paste every layer's frame-t placement into frame (H, W, 3) uint8, in layer order."""
+def paste_layers(frame: np.ndarray, layers: list[Layer], t: int) -> list[Region]:
+    """Paste every layer's frame-t placement into frame (H, W, 3) uint8, in layer order;
+    returns the regions written."""
+    regions = []
     for layer in layers:
         opacity = 1.0 if layer.opacities is None else layer.opacities[t]
-        paste(frame, layer.sprite, layer.centres[t], layer.sizes[t], layer.angles[t], opacity)
+        region = paste(frame, layer.sprite, layer.centres[t], layer.sizes[t], layer.angles[t], opacity)
+        if region is not None:
+            regions.append(region)
+    return regions
 
 
 def composite(

@@ -5,12 +5,11 @@ both draw their objects here.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from smile_data.objects.bank import BankObject, ObjectBank
 from smile_data.render.clip import largest_box_side
-from smile_data.render.overlay import SpriteCache, premultiply_rgba, shrink_to
+from smile_data.render.overlay import SpriteCache, premultiply, shrink_to
 from smile_data.render.settings import RenderSettings
 
 BYTES_PER_MB = 1 << 20
@@ -28,8 +27,8 @@ class ObjectPicker:
         self.sprites = SpriteCache(s.sprite_cache_mb * BYTES_PER_MB)  # this process's decodes
 
     def _sprite(self, index: int) -> np.ndarray:
-        sprite = shrink_to(premultiply_rgba(self.bank.load_rgba(index)), self.side, self.side)
-        return cv2.cvtColor(sprite, cv2.COLOR_BGRA2RGBA) if self.rgb else sprite
+        """Premultiplied, in the frames' channel order, shrunk to the largest box side."""
+        return shrink_to(premultiply(self.bank.load_rgba(index, bgra=not self.rgb)), self.side, self.side)
 
     def pick(self, rng: np.random.Generator, skipped: list[dict[str, str]]) -> tuple[BankObject, np.ndarray]:
         """A bank object and its sprite; an undecodable object is reported in `skipped` and redrawn."""

@@ -1,8 +1,8 @@
 """Safe reading of clip shards: own decoders only, never unpickling, never extracting to disk.
 
 Shards are exchanged between labs and are untrusted input. The tar is read as a plain
-(uncompressed) stream; each member's type, name and size are checked from its header before a
-byte of it is read, and only regular files named `<key>.<allowed extension>`
+(uncompressed) stream (tar_stream.py: plain members parsed directly, anything else by tarfile);
+each member's type, name and size are checked from its header before a byte of it is read, and only regular files named `<key>.<allowed extension>`
 (layout.is_allowed_extension) of at most their extension's byte limit
 (layout.member_byte_limit) are read into memory, at most MAX_SAMPLE_BYTES per sample. Tar header extensions (long names, pax records) over
 MAX_HEADER_EXTENSION_BYTES are refused before tarfile reads them. Frames are decoded as JPEG or
@@ -28,6 +28,9 @@ from smile_data.shards import layout, remote
 from smile_data.shards.image_header import image_size
 from smile_data.shards.layout import KEY_FIELD
 from smile_data.shards.patterns import MAX_SHARD_NAMES, PatternTooLarge, expand_braces
+from smile_data.shards.tar_stream import (  # noqa: F401 (UnreadableShard re-exported)
+    UnreadableShard, bounded_tarinfo, tar_members,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +43,8 @@ FRAME_DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG"}  # frame extension -> format name in messages
 GLOB_CHARACTERS = "*?["
 PLAIN_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
-HEADER_EXTENSION_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
-                          tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 
+_BoundedTarInfo = bounded_tarinfo(MAX_HEADER_EXTENSION_BYTES)  # tarfile headers, extensions bounded
 RefusedMember = Callable[[tarfile.TarInfo, str], None]  # called with the member and the reason
 
 
@@ -52,29 +54,6 @@ class ClipSample:
     frames: np.ndarray            # (T, H, W, 3) uint8 RGB
     metadata: dict[str, Any]
     label: int | None
-
-
-class UnreadableShard(ValueError):
-    """A shard that is not a readable uncompressed tar (corrupt, truncated, compressed, not a
-    tar at all); `shard` names it and `reason` says what tarfile found."""
-
-    def __init__(self, shard: str, reason: str):
-        super().__init__(shard, reason)
-        self.shard, self.reason = shard, reason
-
-    def __str__(self) -> str:
-        return f"{self.shard}: not a readable uncompressed tar ({self.reason})"
-
-
-class _BoundedTarInfo(tarfile.TarInfo):
-    """TarInfo that refuses an oversized long-name or pax header before tarfile reads it
-    (tarfile reads those blocks whole into memory, whatever size their header claims)."""
-
-    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in HEADER_EXTENSION_TYPES and self.size > MAX_HEADER_EXTENSION_BYTES:
-            raise tarfile.ReadError(f"a tar header extension of {self.size} bytes is over the "
-                                    f"{MAX_HEADER_EXTENSION_BYTES} allowed")
-        return super()._proc_member(archive)
 
 
 def member_problem(info: tarfile.TarInfo) -> str | None:
@@ -121,33 +100,12 @@ def iter_tar_samples(path_or_fileobj: str | Path | IO[bytes],
         yield from _iter_stream(path_or_fileobj, label, on_refused)
 
 
-def _tar_headers(handle: IO[bytes], label: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-    """The archive and each member header in order; tar errors become UnreadableShard."""
-    try:
-        with tarfile.open(fileobj=handle, mode="r|", tarinfo=_BoundedTarInfo) as archive:
-            while True:
-                info = archive.next()
-                archive.members.clear()  # tarfile would keep every header of the stream
-                if info is None:
-                    return
-                yield archive, info
-    except (tarfile.TarError, EOFError, RecursionError) as error:
-        raise UnreadableShard(label, f"{type(error).__name__}: {error}") from None
-
-
-def _read_member(archive: tarfile.TarFile, info: tarfile.TarInfo, label: str) -> bytes:
-    try:
-        return archive.extractfile(info).read()
-    except (tarfile.TarError, EOFError) as error:
-        raise UnreadableShard(label, f"member {info.name!r}: {type(error).__name__}: {error}") from None
-
-
 def _iter_stream(handle: IO[bytes], label: str,
                  on_refused: RefusedMember | None) -> Iterator[dict[str, Any]]:
     sample: dict[str, Any] | None = None
     sample_bytes = 0
     finished_keys: set[str] = set()
-    for archive, info in _tar_headers(handle, label):
+    for info, read in tar_members(handle, label, MAX_HEADER_EXTENSION_BYTES):
         problem = member_problem(info)
         if problem:
             if on_refused is None:
@@ -169,7 +127,7 @@ def _iter_stream(handle: IO[bytes], label: str,
         if sample_bytes > MAX_SAMPLE_BYTES:
             raise ValueError(f"{label}: sample {key!r}: member {info.name!r} brings the sample to "
                              f"{sample_bytes} bytes, over the {MAX_SAMPLE_BYTES} allowed")
-        sample[extension] = _read_member(archive, info, label)
+        sample[extension] = read()
     if sample is not None:
         yield sample
 
@@ -242,11 +200,31 @@ def _decode_label(raw: dict[str, Any], key: str, metadata: dict[str, Any]) -> in
     return cls_label
 
 
-def decode_sample(raw: dict[str, Any]) -> ClipSample:
-    """Decode a raw sample dict (from iter_tar_samples) with the project's own decoders.
+@dataclass
+class EncodedClip:
+    """A clip sample whose every member passed the checks that come before decoding: key and
+    metadata valid, the label consistent, exactly its frames present, each frame's header
+    size the metadata's (`open_sample`). Frames are decoded one at a time (`decode_into`)."""
 
-    Raises ValueError naming the key and member on any problem: missing, extra or
-    undecodable frames, a frame of the wrong size, bad JSON or metadata, a bad label.
+    key: str
+    metadata: dict[str, Any]
+    label: int | None
+    frames: list[bytes]  # encoded, in order
+    codec: str
+    height: int
+    width: int
+
+    def decode_into(self, t: int, out: np.ndarray) -> None:
+        """Decode frame `t` into `out`, a (height, width, 3) uint8 array."""
+        where = f"sample {self.key}: member {self.key}.{layout.frame_extension(t, self.codec)}"
+        _decode_frame(self.frames[t], self.codec, where, out)
+
+
+def open_sample(raw: dict[str, Any]) -> EncodedClip:
+    """Check a raw sample dict (from iter_tar_samples) before any frame is decoded.
+
+    Raises ValueError naming the key and member on any problem: missing, extra or unreadable
+    frame headers, a frame of the wrong size, bad JSON or metadata, a bad label.
     """
     key = raw.get(KEY_FIELD)
     if not isinstance(key, str) or not layout.KEY_PATTERN.match(key):
@@ -263,17 +241,27 @@ def decode_sample(raw: dict[str, Any]) -> ClipSample:
     if extra:
         raise ValueError(f"sample {key}: member {key}.{extra[0]} is not one of its {count} "
                          f"{codec} frames")
-    frames = np.empty((count, height, width, 3), np.uint8)  # (T, H, W, 3)
-    for t, extension in enumerate(expected):
+    frames = []
+    for extension in expected:
         where = f"sample {key}: member {key}.{extension}"
         if extension not in raw:
             raise ValueError(f"{where} is missing")
-        data = raw[extension]
-        size = _frame_size(data, codec, where)
+        size = _frame_size(raw[extension], codec, where)
         if size != (width, height):
             raise ValueError(f"{where} is {size[0]}x{size[1]}, the metadata says {width}x{height}")
-        _decode_frame(data, codec, where, frames[t])
-    return ClipSample(key, frames, metadata, _decode_label(raw, key, metadata))
+        frames.append(raw[extension])
+    label = _decode_label(raw, key, metadata)
+    return EncodedClip(key, metadata, label, frames, codec, height, width)
+
+
+def decode_sample(raw: dict[str, Any]) -> ClipSample:
+    """Decode a raw sample dict (from iter_tar_samples) with the project's own decoders,
+    after every check of `open_sample`; ValueError names the key and member of a problem."""
+    clip = open_sample(raw)
+    frames = np.empty((len(clip.frames), clip.height, clip.width, 3), np.uint8)  # (T, H, W, 3)
+    for t in range(len(clip.frames)):
+        clip.decode_into(t, frames[t])
+    return ClipSample(clip.key, frames, clip.metadata, clip.label)
 
 
 def decode_webdataset_sample(sample: dict[str, Any]) -> ClipSample:

@@ -7,6 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from smile_data.render.backgrounds import repeated
+from smile_data.render.clip import Overlays, render_frames
 from smile_data.render.overlay import (
     SpriteCache, composite, paste, paste_order, premultiply_rgba, shrink_to,
 )
@@ -179,3 +181,18 @@ def test_soft_edges_fade_out():
     patch = make_patch(np.random.default_rng(0), s, clip, _static((0, 0, 40, 40), frames=4))
     alpha = patch.sprite[..., 3]
     assert patch.soft_edges and alpha[0, 0] < 128 and alpha[20, 20] > alpha[0, 20] > alpha[0, 0]
+
+
+def test_a_still_background_gets_each_frames_overlays_only():
+    """A still (one frame seen T times, read-only) is pasted into one working frame whose pasted
+    regions are put back after each frame: the same frames as pasting into T separate copies."""
+    s = RenderSettings(size=48, frames=5, codec="png")
+    rng = np.random.default_rng(4)
+    background = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    centres = np.array([[10.0 + 6 * t, 20.0 + 3 * t] for t in range(5)])
+    trajectory = Trajectory(centres=centres, sizes=np.full((5, 2), 14.0), angles=np.arange(5) * 9.0)
+    sprite = premultiply_rgba(rng.integers(0, 256, (20, 20, 4), dtype=np.uint8))
+    overlays = Overlays([sprite], [trajectory], [None], [{"kind": "object"}])
+    still = render_frames(repeated(background, 5), overlays, s)
+    copies = render_frames(np.repeat(background[None], 5, axis=0), overlays, s)
+    assert still == copies

@@ -145,8 +145,13 @@ def test_a_sample_over_the_byte_budget_is_refused_before_its_member_is_read(data
     sizes = [info.size for info in tarfile.open(shard).getmembers()[:6]]  # sample 0000000000
     monkeypatch.setattr(reader, "MAX_SAMPLE_BYTES", sum(sizes[:2]))
     read = []
-    original = reader._read_member
-    monkeypatch.setattr(reader, "_read_member", lambda *args: read.append(args[1].name) or original(*args))
+    original = reader.tar_members
+
+    def spying(*args):
+        for member in original(*args):
+            yield member._replace(read=lambda member=member: read.append(member.info.name) or member.read())
+
+    monkeypatch.setattr(reader, "tar_members", spying)
     with pytest.raises(ValueError, match=r"clips-000000\.tar: sample '0000000000': member "
                                          r"'0000000000\.02\.jpg' brings the sample to"):
         list(iter_tar_samples(shard))
