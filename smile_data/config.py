@@ -1,4 +1,4 @@
-"""Settings as flat dataclasses: SPEC defaults in code, differences in YAML, `--set key=value`.
+"""Settings as flat dataclasses: reference defaults (docs/method.md) in code, differences in YAML, `--set key=value`.
 
 Every command of the project keeps its settings in one dataclass. `load_settings` starts from
 the dataclass defaults, applies a YAML file (which holds only differences), then CLI overrides,

@@ -1,4 +1,4 @@
-"""Which frames and which pixels a clip takes from a source video (SPEC §4 and §9).
+"""Which frames and which pixels a clip takes from a source video (docs/method.md §4 and §9).
 
 Pure numpy functions: every random choice comes from the generator passed in, so a clip's
 draw is a function of the generator's seed (smile_train.data seeds it per sample and epoch).
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 TEMPORAL_MODES = ("window", "segments")
 MAX_STRIDE = 64  # frames between sampled frames (K400 4, SSv2 2)
-CROP_MODES = ("multiscale", "none")  # multi-scale crop (SPEC §4) | centre square
+CROP_MODES = ("multiscale", "none")  # multi-scale crop (docs/method.md §4) | centre square
 CROP_OFFSET_MODES = ("grid", "corners", "uniform")  # 13 fixed positions | 5 | anywhere
 SNAP_PIXELS = 3  # a crop side this close (exclusive) to the input size becomes the input size
 GRID_STEPS = 4  # the offset grid divides the free room into 4 steps per axis

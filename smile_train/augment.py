@@ -1,4 +1,4 @@
-"""Finetuning's per-clip augmentation, as the released SMILE / VideoMAE code runs it (SPEC §9).
+"""Finetuning's per-clip augmentation, as the released SMILE / VideoMAE code runs it (docs/method.md §9).
 
 Per clip, from the clip's own seeded generator, in the released order:
 

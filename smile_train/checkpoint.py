@@ -5,7 +5,7 @@ strings, lists and dicts only. `model` holds the state dict with VideoMAE / SMIL
 the authors' code reads it as `checkpoint["model"]`.
 
 `read_checkpoint` describes any supported file, this project's pretraining / finetuning
-checkpoints and the authors' VideoMAE / SMILE files (SPEC §7), as a `CheckpointInfo` (layout,
+checkpoints and the authors' VideoMAE / SMILE files (docs/method.md §7), as a `CheckpointInfo` (layout,
 model size, geometry, classes); evaluation, probing and finetuning build their models from it.
 The key names of foreign files are mapped in checkpoint_keys.py.
 """

@@ -1,4 +1,4 @@
-"""Foreign checkpoint keys -> this project's models (SPEC §7), outside the model classes.
+"""Foreign checkpoint keys -> this project's models (docs/method.md §7), outside the model classes.
 
 Accepted layouts (after unwrapping a file's `model` / `module` / `state_dict` entry and
 stripping DDP `module.` or torch.compile `_orig_mod.` prefixes):

@@ -125,7 +125,7 @@ def finetune(
     dry_run: bool = DRY_RUN_OPTION,
     world_size: int = WORLD_SIZE_OPTION,
 ) -> None:
-    """Finetune a classifier (mean pool, fc_norm, linear head) on labelled clips (SPEC §7)."""
+    """Finetune a classifier (mean pool, fc_norm, linear head) on labelled clips (docs/method.md §7)."""
     from smile_data.config import load_settings
     from smile_train.settings_check import check_settings
 

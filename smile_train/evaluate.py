@@ -1,4 +1,4 @@
-"""Multi-view testing (SPEC §7): clips x crops per video, softmax averaged over all views.
+"""Multi-view testing (docs/method.md §7): clips x crops per video, softmax averaged over all views.
 
 Temporal views are the clips of one source video in the shards (`smile-data pack` writes
 `clips_per_video` clips per video, evenly spaced; the metadata's background.source names the

@@ -1,6 +1,6 @@
 """Settings of finetuning, evaluation and linear probing: flat dataclasses.
 
-The finetuning defaults are the released SMILE Kinetics-400 recipe (SPEC §7 and §9: the authors'
+The finetuning defaults are the released SMILE Kinetics-400 recipe (docs/method.md §7 and §9: the authors'
 `scripts/finetune/finetune_k400_vitb.sh` and the defaults of their `run_class_finetuning.py`):
 100 epochs, batch 16, flip, RandAugment rand-m7-n4-mstd0.5-inc1 before the crop, crop area
 (0.25, 1), random erasing 0.25 (pixel), one sample per video, no EMA, 7 x 3 test views.
@@ -88,7 +88,7 @@ class FinetuneSettings:
     model_ema: bool = False  # keep an exponential moving average of the weights
     model_ema_decay: float = 0.9999  # ema = decay x ema + (1 - decay) x weights, after every step
     max_steps: int = 0  # 0: epochs x steps per epoch; a smaller value stops early
-    # --- testing after training (SPEC §7 views) ---
+    # --- testing after training (docs/method.md §7, §9 views) ---
     test_clips: int = KINETICS_TEST_CLIPS
     test_crops: int = TEST_CROPS
     # --- run ---

@@ -1,4 +1,4 @@
-"""The student's token geometry (SPEC §5): a token is a tube of TUBELET frames x PATCH x PATCH
+"""The student's token geometry (docs/method.md §5): a token is a tube of TUBELET frames x PATCH x PATCH
 pixels, in (t, h, w) order. The model, the masks, the pixel targets, the teacher and the loader
 all cut clips this way; this module is the one place that says how.
 """

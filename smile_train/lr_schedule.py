@@ -4,7 +4,7 @@
 released finetuning's cosine_scheduler: warm-up from `start`, the cosine ending where training
 stops); `cosine_lr` is the linear probe's. Rates are given per 256 samples (`per_batch`).
 
-Two things the released SMILE / VideoMAE scripts do are settings here (SPEC §9):
+Two things the released SMILE / VideoMAE scripts do are settings here (docs/method.md §9):
 
 - The cosine's horizon (`schedule_epochs`) is separate from the stopping point (`epochs`): the
   released scripts build the curve over 801 epochs and stop each stage at epoch 150, so the

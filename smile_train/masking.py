@@ -1,4 +1,4 @@
-"""Token masks for masked video modelling (SPEC §5). Numpy only: runs in data-loader workers.
+"""Token masks for masked video modelling (docs/method.md §5). Numpy only: runs in data-loader workers.
 
 A mask is a flat bool array (N,) over the (t, h, w) token grid, True = masked (hidden from the
 encoder, predicted by the decoder). Token index = (s * h + y) * w + x for temporal slice s
@@ -16,7 +16,7 @@ import numpy as np
 from smile_train.geometry import DEFAULT_GRID, PATCH, TUBELET
 
 MASK_KINDS = ("tube", "trajectory")
-# Which token cells belong to an object (SPEC §9): "released" = per tube slice, the enclosing
+# Which token cells belong to an object (docs/method.md §9): "released" = per tube slice, the enclosing
 # box of the unrotated boxes of the slice's frames; "per_frame" = the union of each frame's
 # unrotated box; "rotated" = per_frame on the rotated object's axis-aligned bounds. The cells of
 # a box run from floor(min / patch) to ceil(max / patch) + 1 (exclusive), clipped to the grid.
@@ -27,11 +27,11 @@ BOX_FIELDS = 4  # x0, y0, x1, y1 in clip pixels
 
 @dataclass
 class MaskSettings:
-    """Which mask a clip gets; defaults are the SPEC's reference defaults."""
+    """Which mask a clip gets; defaults are the reference defaults (docs/method.md §5)."""
 
     kind: str = "tube"  # "tube" (stage 2, natural clips) or "trajectory" (stage 1, overlays)
     ratio: float = 0.8  # masked share of the spatial positions of every temporal slice
-    traj_unmask_ratio: float = 0.1  # share of trajectory tokens left visible (SPEC §9)
+    traj_unmask_ratio: float = 0.1  # share of trajectory tokens left visible (docs/method.md §9)
     object_cells: str = "released"  # one of OBJECT_CELLS (rotated: the caller passes rotated bounds)
 
     def __post_init__(self) -> None:
@@ -70,7 +70,7 @@ def tube_mask(rng: np.random.Generator, grid: tuple[int, int, int] = DEFAULT_GRI
 
 
 def _cell_range(low: float, high: float, patch: int, cells: int) -> tuple[int, int]:
-    """Patch cells [first, stop) of the pixel span [low, high], widened by one (SPEC §5)."""
+    """Patch cells [first, stop) of the pixel span [low, high], widened by one (docs/method.md §5)."""
     first = min(max(math.floor(low / patch), 0), cells)
     stop = min(max(math.ceil(high / patch) + 1, 0), cells)
     return first, stop
@@ -167,7 +167,7 @@ def trajectory_mask(rng: np.random.Generator, boxes: np.ndarray,
                     traj_unmask_ratio: float = 0.1, patch: int = PATCH,
                     tubelet: int = TUBELET, enclosing: bool = True,
                     objects: np.ndarray | None = None) -> np.ndarray:
-    """Stage-1 "tube + trajectory" mask (SPEC §5): bool (N,) with exactly tokens_to_mask() True.
+    """Stage-1 "tube + trajectory" mask (docs/method.md §5): bool (N,) with exactly tokens_to_mask() True.
 
     In order, each step drawing from `rng`:
     1. a tube mask (`tube_mask(rng, grid, ratio)`) decides the non-object tokens;

@@ -1,7 +1,7 @@
 """Video ViT family: the SMILE / VideoMAE student, its masked decoder, the finetuning classifier.
 
-Tokens are 2x16x16 tubes in (t, h, w) order: 8 x 14 x 14 = 1568 per 16-frame 224px clip (SPEC §5).
-Parameter names follow the VideoMAE / SMILE checkpoints (SPEC §7), so their files load as they are:
+Tokens are 2x16x16 tubes in (t, h, w) order: 8 x 14 x 14 = 1568 per 16-frame 224px clip (docs/method.md §5).
+Parameter names follow the VideoMAE / SMILE checkpoints (docs/method.md §7), so their files load as they are:
 
     PretrainModel:   encoder.patch_embed.proj.*, encoder.blocks.N.{norm1, attn.qkv.weight,
                      attn.q_bias, attn.v_bias, attn.proj, norm2, mlp.fc1, mlp.fc2}, encoder.norm,
@@ -28,7 +28,7 @@ LAYER_NORM_EPS = 1e-6
 MLP_RATIO = 4
 IN_CHANNELS = 3
 SIN_COS_BASE = 10000.0
-CLIP_FEATURE_DIM = 768  # CLIP ViT-B/16 patch tokens after the final LayerNorm (SPEC §6)
+CLIP_FEATURE_DIM = 768  # CLIP ViT-B/16 patch tokens after the final LayerNorm (docs/method.md §6)
 MASK_TOKEN_INIT_STD = 0.02  # VideoMAE initialises the mask token with trunc_normal(std=.02)
 HEAD_INIT_STD = 0.02
 HEAD_INIT_SCALE = 1e-3  # VideoMAE finetuning scales the fresh head down (--init_scale 0.001)
@@ -377,7 +377,7 @@ class PretrainModel(nn.Module):
 
 
 class ClassifierModel(VideoViTEncoder):
-    """Finetuning model: all tokens -> mean pool -> fc_norm -> dropout -> head (SPEC §7).
+    """Finetuning model: all tokens -> mean pool -> fc_norm -> dropout -> head (docs/method.md §7).
 
     Subclasses the encoder so its keys come out as in finetuned VideoMAE files (no `encoder.`).
     """

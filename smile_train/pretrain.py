@@ -3,7 +3,7 @@ optimiser, resume, compile, wrap, loop, checkpoints, teardown.
 
 One stage = one run of this loop. `run_pretrain` runs the stages of a config in order: stage 1
 on overlaid clips with trajectory masks, stage 2 on natural clips with tube masks, initialised
-from stage 1's final weights (SPEC §6, progressive pretraining).
+from stage 1's final weights (docs/method.md §6, progressive pretraining).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from smile_train.teacher import FeatureTeacher
 def schedule(s: PretrainSettings, clips_per_epoch: int) -> tuple[int, LrSchedule]:
     """(total steps, learning-rate schedule) of a stage.
 
-    Epochs are effective epochs (SPEC §5): a clip seen with R masks counts R times, so an epoch
+    Epochs are effective epochs (docs/method.md §5): a clip seen with R masks counts R times, so an epoch
     of clips_per_epoch masked samples takes clips_per_epoch / batch_size steps. Training stops
     after `epochs` (or `max_steps`); the cosine spans `schedule_epochs` (lr_schedule.py), or,
     when that is 0, ends where training stops with warm-up taking its share of the steps.
@@ -68,7 +68,7 @@ def second_masks(masks: torch.Tensor, repeats: int, mode: str) -> torch.Tensor:
 
 
 def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime, pixel_norm: bool = True) -> torch.Tensor:
-    """MSE between predictions and targets of the masked tokens (SPEC §6).
+    """MSE between predictions and targets of the masked tokens (docs/method.md §6).
 
     videos_uint8: (B, T, H, W, 3); masks: (B, R, N) bool, R masks per clip (multiple sampling).
     Targets are computed once per clip and shared by its R masked copies.

@@ -1,4 +1,4 @@
-"""Linear probing (SPEC §7): frozen encoder, mean-pooled features, a linear head.
+"""Linear probing (docs/method.md §7): frozen encoder, mean-pooled features, a linear head.
 
 Features are extracted once per (checkpoint, shards, clip geometry, views) and cached as
 safetensors (no pickle). Training clips give `train_crops` views each, every view a sample;

@@ -1,4 +1,4 @@
-"""Trainer settings: one flat dataclass per command, defaults = SPEC reference defaults.
+"""Trainer settings: one flat dataclass per command, defaults = the reference defaults of docs/method.md.
 
 YAML configs in configs/ hold only differences. A pretraining config may list `stages`, each a
 mapping of differences applied on top of the shared settings (stage 1: overlaid clips with
@@ -21,7 +21,7 @@ class PretrainSettings:
     clips_per_epoch: int = 0  # 0: the sample count in the shards' dataset.json cards
     input_size: int = 224
     frames: int = 16
-    crop: str = "none"  # "multiscale" (SPEC §4 scales) or "none" (clips already at input_size)
+    crop: str = "none"  # "multiscale" (docs/method.md §4 scales) or "none" (clips already at input_size)
     crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
     crop_max_distort: int = 1  # |i - j| between the scale indices of crop height and width
     crop_offsets: str = "grid"  # grid: the released 13 fixed offsets | corners: 5 | uniform
@@ -45,7 +45,7 @@ class PretrainSettings:
     integrity: str = "sample"
     on_integrity_mismatch: str = "stop"  # "stop" the run, or "skip" and count as corrupt
     card_sha256: str = ""  # pinned dataset.json sha256(s), comma-separated; "" trusts the card
-    # --- masking (SPEC §5) ---
+    # --- masking (docs/method.md §5) ---
     mask: str = "trajectory"  # "trajectory" (stage 1) or "tube" (stage 2)
     mask_ratio: float = 0.8
     # Object token cells (masking.OBJECT_CELLS): "released" = per tube slice the enclosing box
@@ -57,7 +57,7 @@ class PretrainSettings:
     # "shuffled" (released engine): copies after the first take another clip's mask, a random
     # permutation of the micro-batch's masks; "own": every copy draws its own mask
     second_mask: str = "shuffled"
-    # --- model and target (SPEC §6) ---
+    # --- model and target (docs/method.md §6) ---
     model: str = "base"  # tiny | small | base
     target: str = "clip"  # "clip" (SMILE) or "pixel" (VideoMAE)
     teacher: str = "openai/clip-vit-base-patch16"  # folder or hub id, used when target == clip
@@ -66,7 +66,7 @@ class PretrainSettings:
     attention: str = "sdpa"  # "sdpa" or "explicit" (reference softmax attention)
     grad_checkpointing: bool = False
     compile: bool = False
-    # --- optimisation (SPEC §6) ---
+    # --- optimisation (docs/method.md §6) ---
     epochs: int = 300  # effective epochs (clips x mask_repeats): K400 300 + 300, SSv2 400 + 400
     # The cosine's horizon in epochs of steps_per_epoch steps; 0: it ends where training stops.
     # Released scripts: 801, read at the "pass" pace, stopped at epochs 300 (lr_schedule.py).

@@ -47,13 +47,13 @@ MAX_WEIGHT = 1e6
 
 @dataclass
 class SourceSettings:
-    """One source of clips; defaults are the stage's (or these, the SPEC's K400 values)."""
+    """One source of clips; defaults are the stage's (or these, docs/method.md §4's K400 values)."""
 
     shards: str = ""  # paths, globs, brace patterns or URLs, comma-separated
     weight: float = 1.0  # share of the stage's clips drawn from this source (normalised)
     temporal: str = "window"  # video samples: window (K400) | segments (SSv2, TSN)
     stride: int = 4  # window: frames between sampled frames (K400 4, SSv2 2)
-    crop: str = "none"  # multiscale (SPEC §4) | none (centre square resized to input_size)
+    crop: str = "none"  # multiscale (docs/method.md §4) | none (centre square resized to input_size)
     crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
     crop_max_distort: int = 1
     crop_offsets: str = "grid"

@@ -1,4 +1,4 @@
-"""Pixel normalisation and the reconstruction targets of SPEC §6.
+"""Pixel normalisation and the reconstruction targets of docs/method.md §6.
 
 Clips enter the model ImageNet-normalised as (B, 3, T, H, W) float; targets are (B, N, D) in the
 student's token order (t, h, w), so `targets[mask].reshape(B, -1, D)` lines up with predictions.

@@ -1,4 +1,4 @@
-"""Frozen image encoder that gives SMILE's feature targets (SPEC §6): CLIP, ViT / DINO, DINOv2.
+"""Frozen image encoder that gives SMILE's feature targets (docs/method.md §6): CLIP, ViT / DINO, DINOv2.
 
 Reference teacher: CLIP ViT-B/16, `openai/clip-vit-base-patch16` on the model hub or a local
 folder holding it; the authors also trained with DINO ViT-S/16 and ViT-B/16
@@ -22,7 +22,7 @@ their own image size (their position tables are not interpolated). DINOv2 (14-px
 image size: it interpolates its position table) sees each frame resized (bilinear, antialiased)
 to (H/16) x 14 px, so its token grid is the student's, e.g. 224 -> 196 px, 14 x 14 tokens.
 
-The teacher receives the same ImageNet-normalised pixels as the student (SPEC §6), not its own
+The teacher receives the same ImageNet-normalised pixels as the student (docs/method.md §6), not its own
 preprocessing: the frames are fed exactly as given (resized for DINOv2).
 """
 

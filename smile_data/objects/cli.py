@@ -1,6 +1,6 @@
 """`smile-data build-objects`, `import-objects` and `merge-bank`.
 
-Settings come from the dataclass defaults (SPEC §2), then `--config FILE.yaml`, then repeated
+Settings come from the dataclass defaults (docs/method.md §2), then `--config FILE.yaml`, then repeated
 `--set key=value`, then the explicit flags (`command_settings` in smile_data/cli_options.py).
 Heavy imports (torch, diffusers) happen inside the commands so `smile-data --help` stays fast.
 """

@@ -1,4 +1,4 @@
-"""Quality filters of SPEC §2 and the per-class acceptance decision.
+"""Quality filters of docs/method.md §2 and the per-class acceptance decision.
 
 Per candidate (as soon as it is segmented): a foreground exists, its area is between
 `min_area_fraction` and `max_area_fraction` of the image, and the tight crop is at least

@@ -1,4 +1,4 @@
-"""Settings of the object-bank commands, with the SPEC §2 reference defaults.
+"""Settings of the object-bank commands, with the docs/method.md §2 reference defaults.
 
 `SegmentationSettings` holds what every bank source shares (segmenters, filters, optional CLIP
 scoring); `BuildSettings` adds the Stable Diffusion generation recipe (X-Paste), `PhotoSettings`
@@ -61,8 +61,8 @@ class SegmentationSettings:
     refine_iterations: int = 1
     feather_px: float = 2.0  # width of the soft alpha ramp across the mask edge
     segment_workers: int = 0  # threads segmenting a batch's images; 0: one per CPU core
-    # Filters (SPEC §2): mask area between 5% and 95% of the image, a minimum cut-out side
-    # (the smallest overlay box of SPEC §3 is 32 px), and the CLIP floor when a model is given.
+    # Filters (docs/method.md §2): mask area between 5% and 95% of the image, a minimum cut-out side
+    # (the smallest overlay box of docs/method.md §3 is 32 px), and the CLIP floor when a model is given.
     min_area_fraction: float = 0.05
     max_area_fraction: float = 0.95
     min_side_px: int = 32

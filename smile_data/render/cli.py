@@ -2,7 +2,7 @@
 
 Their flags are derived from RenderSettings / PackSettings (smile_data/cli_options.py): the
 tables below give each flag's help text, and its type and default come from the dataclass.
-Settings resolve as: the dataclass defaults (the SPEC's), then the defaults of the chosen label
+Settings resolve as: the dataclass defaults (docs/method.md's reference values), then the defaults of the chosen label
 mode (LABEL_DEFAULTS: motion-direction moves one object), then `--config FILE`, then
 `--set key=value`, then the explicit flags. Workers, rank and --overwrite decide how the work
 is run, not what is written, so they are not settings.
@@ -25,7 +25,7 @@ from smile_data.distributed import resolve_work_share
 from smile_data.processes import MAX_WORKERS
 from smile_data.render.settings import PackSettings, RenderSettings
 
-# Settings a label mode changes from the SPEC defaults unless the command sets them itself.
+# Settings a label mode changes from the reference defaults unless the command sets them itself.
 LABEL_DEFAULTS = {"motion-direction": {"objects": 1}}
 DATASET_HELP = "Dataset folder to write (shards, manifest.parquet, dataset.json)."
 

@@ -3,7 +3,7 @@
 Class k of K points k * 360 / K degrees clockwise from "right" on screen (image y grows
 downwards): with 4 classes right, down, left, up; with 8 the diagonals lie between them. The
 class is drawn uniformly from the clip's generator; the object, its size and rotation changes
-(SPEC §3) and the background are drawn as for any clip, so only the motion tells the class.
+(docs/method.md §3) and the background are drawn as for any clip, so only the motion tells the class.
 
 The centre path: between the first and the last frame the centre travels a distance drawn in
 [direction_travel_min, direction_travel_max] x the frame side along the class direction, spread

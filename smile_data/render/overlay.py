@@ -1,4 +1,4 @@
-"""Compositing RGBA overlays onto clips along their trajectories (SPEC §3).
+"""Compositing RGBA overlays onto clips along their trajectories (docs/method.md §3).
 
 Overlays are held as *sprites*: BGRA uint8 with the colour premultiplied by alpha, so resizing
 and rotating never bleed the colour of transparent pixels into the edge, and blending is

@@ -1,4 +1,4 @@
-"""Patch mode of SPEC §3 (the "tubelet" baseline): overlays cut from the clip itself.
+"""Patch mode of docs/method.md §3 (the "tubelet" baseline): overlays cut from the clip itself.
 
 Each overlay is a patch of the clip's own background, cropped at its trajectory's initial box
 size from a random frame and position, shaped by an alpha mask (rectangle / ellipse / rhombus,

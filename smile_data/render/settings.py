@@ -1,6 +1,6 @@
-"""Settings of `smile-data render` and `smile-data pack`, with the SPEC's reference defaults.
+"""Settings of `smile-data render` and `smile-data pack`, with the reference defaults of docs/method.md.
 
-Every number of SPEC §3 (overlays) and §4 (backgrounds, crop, flip) is a field here. The CLI
+Every number of docs/method.md §3 (overlays) and §4 (backgrounds, crop, flip) is a field here. The CLI
 flags, a YAML file (`--config`) and `--set key=value` all land in these dataclasses, and the
 resolved settings are written into the dataset card.
 """
@@ -92,7 +92,7 @@ class RenderSettings(ShardOutputSettings):
     bank: str = ""  # object bank folder (overlay = objects)
     balanced_classes: bool = False  # sample objects uniformly over classes, not over objects
 
-    # Clip geometry (SPEC §4): the window, crop and flip the trainer's loader draws (sampling.py).
+    # Clip geometry (docs/method.md §4): the window, crop and flip the trainer's loader draws (sampling.py).
     frames: int = 16
     stride: int = 4
     size: int = 224
@@ -103,7 +103,7 @@ class RenderSettings(ShardOutputSettings):
     decode_short_side: int = 320  # decoded frames larger than this are downscaled; 0 keeps all
     source_retries: int = 3  # a task whose source is unreadable tries up to this many others
 
-    # Objects and trajectories (SPEC §3).
+    # Objects and trajectories (docs/method.md §3).
     objects: int = 2
     motion: str = "gaussian"
     box_sides: list[float] = field(default_factory=lambda: [32, 48, 56, 64, 96, 128])
@@ -120,24 +120,24 @@ class RenderSettings(ShardOutputSettings):
     scale_step: float = 0.025  # log size change per frame
     rotation_step: float = 6.0  # degrees per frame
     rotation: bool = True
-    # "released" (the authors' sampler, SPEC §9) or "bounded" (every frame within the per-frame
+    # "released" (the authors' sampler, docs/method.md §9) or "bounded" (every frame within the per-frame
     # bounds above); see render/trajectory.py
     trajectory_sampler: str = "released"
     # Released sampler: whether box sides are clipped to the frame (side - 1). The released code
     # clips only the initial box, so about 1 in 75 trajectories grows past the frame (false).
     clip_sizes: bool = False
-    # Box sides, Gaussian extents and linear shifts are pixels of a clip this size (SPEC §3 gives
+    # Box sides, Gaussian extents and linear shifts are pixels of a clip this size (docs/method.md §3 gives
     # them for 224 px); a clip of another size scales them by min(W, H) / reference_size.
     reference_size: int = 224
 
-    # Patch mode (SPEC §3, the tubelet baseline).
+    # Patch mode (docs/method.md §3, the tubelet baseline).
     patch_shape_probs: list[float] = field(default_factory=lambda: [0.5, 0.35, 0.15])
     patch_soft_edge_prob: float = 0.5
     patch_soft_edge_fraction: float = 0.15  # blur sigma as a fraction of the patch's short side
     patch_opacity_min: float = 0.8
     patch_opacity_max: float = 1.0
 
-    # Labels (beyond the SPEC): "none", or "motion-direction": one overlay crosses the clip and
+    # Labels (beyond the method, docs/method.md §3): "none", or "motion-direction": one overlay crosses the clip and
     # the direction of its motion is the class (render/direction.py). The label mode's centre
     # path replaces `motion`; size and rotation changes stay those above.
     label: str = "none"

@@ -1,13 +1,13 @@
-"""Object trajectories of SPEC §3: a box (centre, size) and an angle in every frame of a clip.
+"""Object trajectories of docs/method.md §3: a box (centre, size) and an angle in every frame of a clip.
 
 Sizes relative to the clip: box sides, Gaussian extents and linear speeds are pixels of a
-`reference_size` clip (224, SPEC §3); a clip of another size scales them by
+`reference_size` clip (224, docs/method.md §3); a clip of another size scales them by
 min(W, H) / reference_size (`size_scale`), so every caller of `generate_trajectory` (the
 renderer, on-the-fly overlays) draws objects covering the same share of the frame.
 
 Two samplers (`trajectory_sampler`):
 
-"released" (default; the authors' released code, SPEC §9). Location (linear motion), size and
+"released" (default; the authors' released code, docs/method.md §9). Location (linear motion), size and
 rotation each draw their own key frames: frame 0 and T-1, plus 0/1/2 inner ticks
 int(T / (k+1) x i), each moved by an integer jitter in [-r, r) with r = int(T / (k+1) / 3).
 Key values accumulate one draw per segment of d frames: the angle by U(-6d, 6d) degrees, the
@@ -25,7 +25,7 @@ sampled at T evenly spaced indices and truncated to integer pixels. Boxes end on
 "bounded" (this project's earlier sampler): one key-frame set for everything, jittered by up to
 a third of the spacing; every quantity moves by one step drawn per segment, spent frame by
 frame at the full rate (linear) or at a rate ramping up or down (eased), so no frame ever moves
-by more than the SPEC bound (12 px per axis, exp(+-0.025) in size, +-6 degrees), and eased
+by more than the per-frame bound of docs/method.md §3 (12 px per axis, exp(+-0.025) in size, +-6 degrees), and eased
 segments cover about half the distance. The size keeps its aspect ratio. Gaussian motion draws
 a float extent per axis and a float offset. A one-frame clip is its initial state (both).
 
@@ -97,7 +97,7 @@ def draw_indices(rng: np.random.Generator, probabilities: list[float], count: in
 
 
 def size_scale(s: RenderSettings, width: int, height: int) -> float:
-    """Factor from the reference clip's pixels (SPEC §3 numbers) to this clip's pixels."""
+    """Factor from the reference clip's pixels (docs/method.md §3 numbers) to this clip's pixels."""
     return min(width, height) / s.reference_size
 
 

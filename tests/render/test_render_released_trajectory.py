@@ -1,4 +1,4 @@
-"""The released trajectory sampler (SPEC §9) against its formulas, and sizes relative to the clip."""
+"""The released trajectory sampler (docs/method.md §9) against its formulas, and sizes relative to the clip."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Trajectories against SPEC §3: box sizes and ratios, key frames, per-frame step bounds."""
+"""Trajectories against docs/method.md §3: box sizes and ratios, key frames, per-frame step bounds."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def test_gaussian_path_stays_inside_the_frame_within_the_extent():
 
 
 def test_gaussian_path_spans_its_extent_anywhere_in_the_frame():
-    """SPEC §3: the path is normalised, scaled by an extent in [40, 180) and offset anywhere
+    """docs/method.md §3: the path is normalised, scaled by an extent in [40, 180) and offset anywhere
     the extent fits in the frame; with T = 48 every point is sampled, so the span is the extent."""
     s = RenderSettings()
     box = (64.0, 48.0)

@@ -230,7 +230,7 @@ def test_ema_and_repeated_augmentation_in_a_run(labelled, tmp_path):
 
 
 def authors_state(width: int, depth: int, finetuned_classes: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors under the key names of the released VideoMAE / SMILE files (SPEC §7)."""
+    """Random tensors under the key names of the released VideoMAE / SMILE files (docs/method.md §7)."""
     g = torch.Generator().manual_seed(0)
     prefix = "" if finetuned_classes else "encoder."
     shapes = {f"{prefix}patch_embed.proj.weight": (width, 3, 2, 16, 16), f"{prefix}patch_embed.proj.bias": (width,)}
