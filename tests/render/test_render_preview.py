@@ -22,10 +22,11 @@ def test_preview_of_a_variants_set_shows_each_background_kind(tiny_bank, tmp_pat
                                       "--clips", "16", "--variants", "4", "--size", "32", "--frames", "2",
                                       "--shard-size", "4", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    shown = preview_samples(out, PreviewSettings(clips=4, frames=2))
+    shown, skipped = preview_samples(out, PreviewSettings(clips=4, frames=2))
+    assert skipped == []
     kinds = [sample.metadata["background"]["kind"] for sample in shown]
     assert sorted(set(kinds)) == ["black", "noise"] and kinds.count("noise") == 2
     keys = [sample.key for sample in shown]
     assert keys == sorted(keys)  # in dataset order
-    first = preview_samples(out / "clips-000000.tar", PreviewSettings(clips=4, frames=2))
+    first, _ = preview_samples(out / "clips-000000.tar", PreviewSettings(clips=4, frames=2))
     assert {s.metadata["background"]["kind"] for s in first} == {kinds[0]}  # one shard: its first clips
