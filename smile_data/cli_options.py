@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
+import sys
 import tarfile
 import types
 import typing
@@ -35,6 +37,7 @@ from smile_data.shards.integrity import IntegrityError
 
 T = TypeVar("T")
 GIVEN_FLAGS = "given_flags"  # the parameter a command receives its given setting flags in
+EXIT_BROKEN_PIPE = 1  # Python's advice for a closed stdout (docs: signal, "Note on SIGPIPE")
 EXIT_BAD_INPUT = 2  # click's own status for a bad command line; ours for bad settings and data
 # What bad settings, files and data raise (SettingsError, UnsafeFile, VideoError, ... are
 # ValueErrors; a missing or unreadable file an OSError; a diverging run a FloatingPointError).
@@ -58,6 +61,9 @@ class AppGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # the reader went away (`smile-data samples photos | head -1`)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as error:
             if not is_user_error(error):
                 raise

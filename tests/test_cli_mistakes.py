@@ -124,3 +124,15 @@ def test_a_bank_whose_objects_do_not_decode(case: Case):
     outcome = case.run("smile-data", "render", "--bank", "input/bank", "--bg", "noise", "--clips", "2",
                        "--size", "32", "--frames", "2", "--workers", "2", "--out", "out/clips")
     refused_in_one_line(outcome, "input/bank: 4 objects in a row could not be decoded")
+
+
+def test_a_reader_that_stops_early_is_no_error():
+    """`smile-data samples photos | head -1`: the closed pipe ends the command quietly."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "smile_data.cli", "samples", "photos"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader is gone before the command writes (it is still starting)
+    error = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 1 and error == ""
