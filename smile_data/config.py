@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from smile_data.shards.remote import PIPE_PREFIX as COMMAND_PREFIX  # a URL that runs a command
-
 T = TypeVar("T")
+
+PIPE_PREFIX = "pipe:"  # webdataset's convention: the shard is the output of this shell command
 
 MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few hundred bytes; anything near 1 MiB is not one
 MAX_CONFIG_DEPTH = 16  # nesting of mappings and lists (a staged config needs 4)
@@ -124,9 +124,9 @@ def refuse_commands(data: Any, source: str, where: str = "") -> None:
     elif isinstance(data, list):
         for index, value in enumerate(data):
             refuse_commands(value, source, f"{where}[{index}]")
-    elif isinstance(data, str) and COMMAND_PREFIX in data:
+    elif isinstance(data, str) and PIPE_PREFIX in data:
         raise SettingsError(
-            f"{source}: setting {where!r} holds a {COMMAND_PREFIX} URL, which runs a command "
+            f"{source}: setting {where!r} holds a {PIPE_PREFIX} URL, which runs a command "
             f"({data[:80]!r}); a config file cannot run commands: give the URL on the command "
             f"line or pass --allow-commands"
         )
