@@ -60,9 +60,11 @@ def merge_shards_command(
     folder: Path = typer.Argument(..., help="Dataset folder holding every rank's shards and progress/."),
 ) -> None:
     """Merge the ranks' parts into manifest.parquet and dataset.json (ranks run on other machines)."""
+    from smile_data.shards.card_readme import write_readme
     from smile_data.shards.dataset import finalize_dataset
 
     card = finalize_dataset(folder)
+    write_readme(folder, card)
     counts = card["counts"]
     typer.echo(f"{folder}: {counts['shards']} shards, {counts['samples']} samples, "
                f"{counts['skipped']} skipped sources")
