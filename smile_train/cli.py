@@ -86,14 +86,13 @@ def pretrain(
     """Masked video pretraining (SMILE: CLIP targets + trajectory masks; or VideoMAE pixels)."""
     from smile_train.settings import load_pretrain_stages
 
-    overrides = parse_set_options(set_)
-    load_pretrain_stages(config, overrides, allow_commands)  # refused before the slow imports
-    from smile_train.pretrain import plan_pretrain, run_pretrain
+    stages = load_pretrain_stages(config, parse_set_options(set_), allow_commands)  # before the slow imports
+    from smile_train.pretrain import plan_stages, run_stages
 
     if dry_run:
-        typer.echo(plan_pretrain(config, overrides, init_from, allow_commands, world_size))
+        typer.echo(plan_stages(config, stages, init_from, world_size))
         return
-    run_pretrain(config, overrides, resume, init_from, allow_commands)
+    run_stages(stages, resume, init_from)
 
 
 @app.command("show-batch")
