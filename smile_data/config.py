@@ -317,6 +317,14 @@ def load_settings(
     return apply_sources(cls(), settings_sources(config, overrides, allow_commands))
 
 
+def inherited_values(settings: Any, part: type) -> dict[str, Any]:
+    """{field: value} of the fields `settings` inherits from the settings dataclass `part`: one
+    command's settings handed to another's by `part`'s own field list, never by guessed names."""
+    if not isinstance(settings, part):
+        raise TypeError(f"{type(settings).__name__} does not derive from {part.__name__}")
+    return {field.name: getattr(settings, field.name) for field in dataclasses.fields(part)}
+
+
 def settings_to_dict(settings: Any) -> dict[str, Any]:
     """JSON-ready dict of a settings dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(settings), default=str))
