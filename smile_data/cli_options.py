@@ -185,12 +185,12 @@ def setting_option(cls: type, field: str, help: str, *names: str, shown_default:
 def given_flags(ctx: typer.Context) -> dict[str, Any]:
     """{field: value} of the setting options given to the command of `ctx`, in the order its
     signature lists them (two options of one field given together are refused)."""
-    return _given(*_setting_options(ctx))[0]
+    return _given(*_setting_options(ctx), warn=True)[0]
 
 
 def given_flag_spellings(ctx: typer.Context) -> dict[str, str]:
     """{field: the flag that set it} of the setting options given to the command of `ctx`."""
-    return _given(*_setting_options(ctx))[1]
+    return _given(*_setting_options(ctx), warn=False)[1]
 
 
 def _setting_options(ctx: typer.Context) -> tuple[dict[str, SettingFlag], dict[str, Any]]:
@@ -229,9 +229,10 @@ def _shown(value: Any) -> str:
     return "" if value == "" else str(value)
 
 
-def _given(table: dict[str, SettingFlag], values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def _given(table: dict[str, SettingFlag], values: dict[str, Any],
+           warn: bool) -> tuple[dict[str, Any], dict[str, str]]:
     """({field: value}, {field: spelling}) of the flags given; empty repeatable flags count as
-    not given."""
+    not given; `warn`: say what replaced an old spelling that was given."""
     given: dict[str, Any] = {}
     spelled: dict[str, str] = {}
     for name, value in values.items():
@@ -241,7 +242,7 @@ def _given(table: dict[str, SettingFlag], values: dict[str, Any]) -> tuple[dict[
         field, spelling = flag.field, _first_spelling(name, flag)
         if field in given:
             raise ValueError(f"give either {spelled[field]} or {spelling}, not both")
-        if flag.deprecated:
+        if flag.deprecated and warn:
             _warn_deprecated(table, field, spelling)
         if flag.comma_list:
             value = [part.strip() for part in value.split(",") if part.strip()]

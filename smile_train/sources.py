@@ -23,7 +23,6 @@ own data settings (which alone make the single source of a stage without a list)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
