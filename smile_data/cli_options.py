@@ -1,10 +1,10 @@
 """Pieces both command lines share: the app, --config / --set, and flags derived from settings.
 
-A command that exposes settings fields as flags lists them in a table, flag -> `SettingFlag`
-(help text, and the field where it is not the flag's own name); `setting_flags` turns the table
-into typer options whose types come from the settings dataclass and whose help shows the
-field's default. The command receives the flags that were given as one dict, ready for
-`command_settings`, the one resolution path of every command:
+Every command is a plain function whose signature lists its options. An option that sets a
+field of a settings dataclass is one line, `setting_option(cls, field, help)`: its help shows the
+field's default, its spelling is the parameter's name (`clips` -> `--clips`) unless given. The
+command (taking `ctx: typer.Context` first) reads the ones given with `given_flags(ctx)`,
+{field: value} ready for `command_settings`, the one resolution path of every command:
 
     dataclass defaults  <-  --config FILE.yaml  <-  --set key=value  <-  explicit flags
 
@@ -18,7 +18,6 @@ options show plain metavars (`--clips N`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import os
 import sys
@@ -26,7 +25,7 @@ import tarfile
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 import typer
@@ -36,7 +35,6 @@ from smile_data.config import command_line_overrides, load_settings
 from smile_data.shards.integrity import IntegrityError
 
 T = TypeVar("T")
-GIVEN_FLAGS = "given_flags"  # the parameter a command receives its given setting flags in
 EXIT_BROKEN_PIPE = 1  # Python's advice for a closed stdout (docs: signal, "Note on SIGPIPE")
 EXIT_BAD_INPUT = 2  # click's own status for a bad command line; ours for bad settings and data
 # What bad settings, files and data raise (SettingsError, UnsafeFile, VideoError, ... are
@@ -155,77 +153,64 @@ def command_settings(cls: type[T], config: str | Path | None, set_options: list[
 
 @dataclasses.dataclass(frozen=True)
 class SettingFlag:
-    """One flag of a settings field.
+    """What an option made by `setting_option` sets, kept on the option for `given_flags`.
 
-    help: what the flag does; "(default: ...)" is added from the dataclass unless the text
-        already says what the default is.
-    field: the settings field (default: the flag's own name in the table).
-    names: the flag's spellings (default: --field-name).
-    default: the default as shown, where the field's value reads badly (e.g. "1 GiB").
-    metavar: what a user types, where the field's type says too little (default: N, NUMBER,
-        TEXT or PATH from the type).
+    field: the settings field.
+    names: the flag's spellings (default: --parameter-name).
     deprecated: an old spelling, hidden from --help; it still works and says what replaced it.
     comma_list: a list field given as one comma-separated value (`--classes a,b`), not repeated.
     """
 
-    help: str
-    field: str = ""
+    field: str
     names: tuple[str, ...] = ()
-    default: str = ""
-    metavar: str = ""
     deprecated: bool = False
     comma_list: bool = False
 
 
-def setting_flags(cls: type, table: dict[str, SettingFlag | str]) -> Callable:
-    """Decorate a command whose parameter `given_flags` stands for one option per table entry.
+def setting_option(cls: type, field: str, help: str, *names: str, shown_default: str = "",
+                   metavar: str = "", deprecated: bool = False, comma_list: bool = False) -> Any:
+    """A typer option that sets `field` of the settings dataclass `cls` (see the module docstring).
 
-    A plain string in the table is the help text of the field of that name. The options appear
-    in --help where `given_flags` stands in the signature; the command gets
-    `given_flags={field: value}` with the flags that were given (two flags of one field given
-    together are refused).
+    help: what the flag does; "(default: ...)" is added from the dataclass unless the text
+        already says what the default is (`shown_default`: the default as shown, where the
+        field's value reads badly, e.g. "1 GiB").
+    names: the flag's spellings (default: --parameter-name).
+    metavar: what a user types, where the parameter's type says too little (default: N,
+        NUMBER, TEXT or PATH from the type).
+    deprecated, comma_list: as in SettingFlag.
     """
-    table = {name: flag if isinstance(flag, SettingFlag) else SettingFlag(flag)
-             for name, flag in table.items()}
-    field_types = typing.get_type_hints(cls)
     defaults = {f.name: _default_value(f) for f in dataclasses.fields(cls)}
+    if field not in defaults:
+        raise TypeError(f"{cls.__name__} has no setting {field!r}")
+    text = help if deprecated else _help_text(help, shown_default or _shown(defaults[field]))
+    option = typer.Option(None, *names, help=text, hidden=deprecated, metavar=metavar or None)
+    option.setting_flag = SettingFlag(field, names, deprecated, comma_list)  # read by given_flags
+    return option
 
-    def decorate(command: Callable) -> Callable:
-        own_types = typing.get_type_hints(command)
-        parameters = []
-        for parameter in inspect.signature(command).parameters.values():
-            if parameter.name != GIVEN_FLAGS:
-                parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY,
-                                                    annotation=own_types[parameter.name]))
-                continue
-            for name, flag in table.items():
-                field = flag.field or name
-                parameters.append(_flag_parameter(name, flag, field_types[field], defaults[field]))
 
-        @functools.wraps(command)
-        def run(**values: Any) -> Any:
-            given = _given(table, {name: values.pop(name) for name in table})
-            return command(**values, **{GIVEN_FLAGS: given})
+def given_flags(ctx: typer.Context) -> dict[str, Any]:
+    """{field: value} of the setting options given to the command of `ctx`, in the order its
+    signature lists them (two options of one field given together are refused)."""
+    return _given(*_setting_options(ctx), warn=True)[0]
 
-        run.__signature__ = inspect.Signature(parameters)
-        run.__annotations__ = {p.name: p.annotation for p in parameters}
-        return run
 
-    return decorate
+def given_flag_spellings(ctx: typer.Context) -> dict[str, str]:
+    """{field: the flag that set it} of the setting options given to the command of `ctx`."""
+    return _given(*_setting_options(ctx), warn=False)[1]
+
+
+def _setting_options(ctx: typer.Context) -> tuple[dict[str, SettingFlag], dict[str, Any]]:
+    """(parameter -> SettingFlag, parameter -> value) of the setting options of ctx's command."""
+    parameters = inspect.signature(ctx.command.callback).parameters
+    table = {name: parameter.default.setting_flag for name, parameter in parameters.items()
+             if isinstance(getattr(parameter.default, "setting_flag", None), SettingFlag)}
+    return table, {name: ctx.params.get(name) for name in table}
 
 
 def _default_value(field: dataclasses.Field) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     return field.default
-
-
-def _flag_parameter(name: str, flag: SettingFlag, annotation: Any, default: Any) -> inspect.Parameter:
-    names = flag.names or (_spelling(name),)
-    option = typer.Option(None, *names, help=_help_text(flag, default), hidden=flag.deprecated,
-                          metavar=flag.metavar or None)
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                             annotation=str if flag.comma_list else annotation)
 
 
 def _first_spelling(name: str, flag: SettingFlag) -> str:
@@ -237,13 +222,10 @@ def _spelling(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _help_text(flag: SettingFlag, default: Any) -> str:
-    if flag.deprecated or "default" in flag.help:
-        return flag.help
-    shown = flag.default or _shown(default)
-    if not shown:
-        return flag.help
-    body, stop = (flag.help[:-1], ".") if flag.help.endswith(".") else (flag.help, "")
+def _help_text(help: str, shown: str) -> str:
+    if "default" in help or not shown:
+        return help
+    body, stop = (help[:-1], ".") if help.endswith(".") else (help, "")
     return f"{body} (default: {shown}){stop}"
 
 
@@ -253,27 +235,29 @@ def _shown(value: Any) -> str:
     return "" if value == "" else str(value)
 
 
-def _given(table: dict[str, SettingFlag], values: dict[str, Any]) -> dict[str, Any]:
-    """{field: value} of the flags given; empty repeatable flags count as not given."""
+def _given(table: dict[str, SettingFlag], values: dict[str, Any],
+           warn: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """({field: value}, {field: spelling}) of the flags given; empty repeatable flags count as
+    not given; `warn`: say what replaced an old spelling that was given."""
     given: dict[str, Any] = {}
     spelled: dict[str, str] = {}
     for name, value in values.items():
         if value is None or (isinstance(value, (list, tuple)) and not value):
             continue
         flag = table[name]
-        field, spelling = flag.field or name, _first_spelling(name, flag)
+        field, spelling = flag.field, _first_spelling(name, flag)
         if field in given:
             raise ValueError(f"give either {spelled[field]} or {spelling}, not both")
-        if flag.deprecated:
+        if flag.deprecated and warn:
             _warn_deprecated(table, field, spelling)
         if flag.comma_list:
             value = [part.strip() for part in value.split(",") if part.strip()]
         given[field], spelled[field] = list(value) if isinstance(value, tuple) else value, spelling
-    return given
+    return given, spelled
 
 
 def _warn_deprecated(table: dict[str, SettingFlag], field: str, spelling: str) -> None:
     current = [_first_spelling(name, flag) for name, flag in table.items()
-               if (flag.field or name) == field and not flag.deprecated]
+               if flag.field == field and not flag.deprecated]
     typer.echo(f"warning: {spelling} is deprecated; use {current[0] if current else '--set ' + field}",
                err=True)

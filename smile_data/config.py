@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from smile_data.shards.remote import PIPE_PREFIX as COMMAND_PREFIX  # a URL that runs a command
-
 T = TypeVar("T")
+
+PIPE_PREFIX = "pipe:"  # webdataset's convention: the shard is the output of this shell command
 
 MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few hundred bytes; anything near 1 MiB is not one
 MAX_CONFIG_DEPTH = 16  # nesting of mappings and lists (a staged config needs 4)
@@ -124,9 +124,9 @@ def refuse_commands(data: Any, source: str, where: str = "") -> None:
     elif isinstance(data, list):
         for index, value in enumerate(data):
             refuse_commands(value, source, f"{where}[{index}]")
-    elif isinstance(data, str) and COMMAND_PREFIX in data:
+    elif isinstance(data, str) and PIPE_PREFIX in data:
         raise SettingsError(
-            f"{source}: setting {where!r} holds a {COMMAND_PREFIX} URL, which runs a command "
+            f"{source}: setting {where!r} holds a {PIPE_PREFIX} URL, which runs a command "
             f"({data[:80]!r}); a config file cannot run commands: give the URL on the command "
             f"line or pass --allow-commands"
         )
@@ -315,6 +315,14 @@ def load_settings(
     """Defaults of `cls`, then the YAML file `config`, then `overrides` (the command line's own,
     so a `pipe:` URL there is the user's choice; one in the file needs `allow_commands`)."""
     return apply_sources(cls(), settings_sources(config, overrides, allow_commands))
+
+
+def inherited_values(settings: Any, part: type) -> dict[str, Any]:
+    """{field: value} of the fields `settings` inherits from the settings dataclass `part`: one
+    command's settings handed to another's by `part`'s own field list, never by guessed names."""
+    if not isinstance(settings, part):
+        raise TypeError(f"{type(settings).__name__} does not derive from {part.__name__}")
+    return {field.name: getattr(settings, field.name) for field in dataclasses.fields(part)}
 
 
 def settings_to_dict(settings: Any) -> dict[str, Any]:

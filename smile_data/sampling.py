@@ -27,6 +27,7 @@ of 13 positions (corners, centre, edge centres and quarter points of a 4 x 4 ste
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cv2
@@ -47,6 +48,32 @@ GRID_STEPS = 4  # the offset grid divides the free room into 4 steps per axis
 # and the 4 quarter points (GroupMultiScaleCrop.fill_fix_offset with more_fix_crop).
 CORNER_OFFSETS = ((0, 0), (4, 0), (0, 4), (4, 4), (2, 2))
 MORE_OFFSETS = ((0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3))
+
+
+# --- the settings of a draw: declared once, inherited by every command's settings that draw ---
+
+
+@dataclass
+class VideoSampling:
+    """How a video sample (`<key>.mp4`) becomes clips: which frames they take, where its label is.
+
+    The trainer's commands that read video shards derive their settings from this class, so a
+    YAML file names these keys at the top level, as every other setting.
+    """
+
+    temporal: str = "window"  # window: T frames at `stride` (K400) | segments: TSN (SSv2)
+    stride: int = 4  # window: frames between sampled frames (K400 4, SSv2 2)
+    label_field: str = ""  # videos without `.cls`: the JSON field holding the label
+
+
+@dataclass
+class MultiScaleCrop:
+    """The draws of the multi-scale crop (`multiscale_crop_box`): the renderer's and the
+    trainer's loader's settings derive from this class."""
+
+    crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)  # side fractions of the short side
+    crop_max_distort: int = 1  # |i - j| between the scale indices of crop height and width
+    crop_offsets: str = "grid"  # grid: the released 13 fixed offsets | corners: 5 | uniform
 
 
 # --- temporal sampling ----------------------------------------------------------------------

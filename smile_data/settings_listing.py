@@ -10,7 +10,6 @@ Allowed values are the choices the settings checks accept (their constants), or 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import types
 import typing
@@ -119,31 +118,30 @@ def format_listing(listing: Listing) -> str:
     return "\n".join(lines)
 
 
-def settings_command(program: str, meanings_module: str) -> Callable:
-    """The `settings` command of a CLI; `meanings_module` (imported when the command runs: the
-    trainer's imports torch) has `listings()`, command -> the listings of its settings."""
+JSON_OPTION = typer.Option(False, "--json", help="One JSON object per setting.")
 
-    def settings(
-        command: str = typer.Argument(None, metavar="COMMAND",
-                                      help=f"A command that takes settings (`{program} settings` lists them)."),
-        as_json: bool = typer.Option(False, "--json", help="One JSON object per setting."),
-    ) -> None:
-        listings = importlib.import_module(meanings_module).listings()
-        names = ", ".join(listings)
-        if command is None:
-            typer.echo(f"Commands that take settings (--config FILE, --set KEY=VALUE): {names}.\n"
-                       f"`{program} settings COMMAND` lists one command's settings.")
-            return
-        if command not in listings:
-            raise ValueError(f"settings {command}: not a command that takes settings"
-                             f"{did_you_mean(command, list(listings))}; one of {names}")
-        for number, listing in enumerate(listings[command]):
-            if as_json:
-                for row in setting_rows(listing):
-                    typer.echo(json.dumps({"listing": listing.title, **dataclasses.asdict(row)}))
-            else:
-                typer.echo(("\n" if number else "") + format_listing(listing))
 
-    settings.__doc__ = ("List every setting of a command: key, type, default, allowed values and "
-                        "meaning (what --config FILE.yaml and --set KEY=VALUE take).")
-    return settings
+def command_argument(program: str) -> Any:
+    """The COMMAND argument of `program settings`."""
+    return typer.Argument(None, metavar="COMMAND",
+                          help=f"A command that takes settings (`{program} settings` lists them).")
+
+
+def print_listings(program: str, listings: dict[str, list[Listing]], command: str | None,
+                   as_json: bool) -> None:
+    """`program settings [COMMAND]`: the commands that take settings, or one command's listings
+    (`listings`: command -> its listings, from the CLI's settings_meanings module)."""
+    names = ", ".join(listings)
+    if command is None:
+        typer.echo(f"Commands that take settings (--config FILE, --set KEY=VALUE): {names}.\n"
+                   f"`{program} settings COMMAND` lists one command's settings.")
+        return
+    if command not in listings:
+        raise ValueError(f"settings {command}: not a command that takes settings"
+                         f"{did_you_mean(command, list(listings))}; one of {names}")
+    for number, listing in enumerate(listings[command]):
+        if as_json:
+            for row in setting_rows(listing):
+                typer.echo(json.dumps({"listing": listing.title, **dataclasses.asdict(row)}))
+        else:
+            typer.echo(("\n" if number else "") + format_listing(listing))

@@ -5,22 +5,27 @@ The commands that take settings (pretrain, show-batch, finetune, evaluate, linea
 multi-stage pretraining configs also accept `--set stage.key=value`; `smile-train settings
 COMMAND` lists every key (smile_data/settings_listing.py).
 Settings resolve as: defaults, then the file, then `--set`, then the explicit flags (the flags
-of finetune, evaluate and linear-probe are derived from their settings: smile_data/cli_options.py).
+of finetune, evaluate and linear-probe are settings fields: `setting_option`, one line each, in
+smile_data/cli_options.py).
 `--out` is always where the command writes; `--init-from` the weights it starts from.
 Launch under torchrun for several processes or nodes; the commands read RANK / WORLD_SIZE.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import TypeVar
+
 import typer
 
+from smile_data import settings_listing
 from smile_data.cli_options import (
-    SettingFlag, command_settings, config_option, make_app, set_option, setting_flags,
+    command_settings, config_option, given_flags, make_app, set_option, setting_option,
 )
 from smile_data.config import command_line_overrides, parse_set_options
-from smile_data.settings_listing import settings_command
 from smile_train.finetune_settings import EvalSettings, FinetuneSettings, ProbeSettings
 
+T = TypeVar("T")
 app = make_app("SMILE trainer: pretrain, finetune, evaluate, linear-probe, export.")
 
 CONFIG_OPTION = config_option("settings", "-c")
@@ -38,33 +43,12 @@ INIT_FROM_HELP = ("Start from this checkpoint's weights: this project's pretrain
                   "checkpoint, or an authors' file.")
 CLASS_NAMES_HELP = "Text file: one class name per line."
 
-FINETUNE_FLAGS = {
-    "shards": "Labelled training shards (from `smile-data pack`).",
-    "val_shards": "Labelled shards tested with multi-view testing at the end.",
-    "num_classes": "Classes of the new head.",
-    "model": "tiny | small | base.",
-    "out": SettingFlag("Run folder to write: checkpoints/, metrics.jsonl, settings.json, eval.json.",
-                       field="out_dir", metavar="DIR"),
-    "init_from": SettingFlag(INIT_FROM_HELP, metavar="FILE"),
-    "init": SettingFlag("Old spelling of --init-from.", field="init_from", deprecated=True),
-}
-EVALUATE_FLAGS = {
-    "checkpoint": SettingFlag("A finetuned checkpoint.", metavar="FILE"),
-    "shards": "Labelled test shards.",
-    "out": SettingFlag("JSON report file to write.", metavar="FILE.json"),
-    "clips": SettingFlag("Temporal views per video (K400 7, SSv2 2, UCF / HMDB 5).", field="test_clips"),
-    "crops": SettingFlag("Spatial views per clip.", field="test_crops"),
-    "class_names": SettingFlag(CLASS_NAMES_HELP, metavar="FILE"),
-}
-PROBE_FLAGS = {
-    "checkpoint": SettingFlag("Pretraining or finetuning checkpoint (frozen).", metavar="FILE"),
-    "shards": "Labelled training shards.",
-    "val_shards": "Labelled test shards.",
-    "num_classes": "Classes of the linear head.",
-    "epochs": "Epochs of training the head.",
-    "out": SettingFlag("Folder to write: probe.pt, probe.json, settings.json and the feature cache.",
-                       field="out_dir", metavar="DIR"),
-}
+# A setting flag is one line in its command's signature: FINETUNE(field, help, ...) (cli_options.py).
+FINETUNE = functools.partial(setting_option, FinetuneSettings)
+EVALUATE = functools.partial(setting_option, EvalSettings)
+PROBE = functools.partial(setting_option, ProbeSettings)
+EVALUATE_HEADLINE = ("top1", "top5", "mean_class_accuracy", "videos", "views")
+PROBE_HEADLINE = ("train_top1", "top1", "top5", "videos")
 
 
 @app.callback()
@@ -86,14 +70,13 @@ def pretrain(
     """Masked video pretraining (SMILE: CLIP targets + trajectory masks; or VideoMAE pixels)."""
     from smile_train.settings import load_pretrain_stages
 
-    overrides = parse_set_options(set_)
-    load_pretrain_stages(config, overrides, allow_commands)  # refused before the slow imports
-    from smile_train.pretrain import plan_pretrain, run_pretrain
+    stages = load_pretrain_stages(config, parse_set_options(set_), allow_commands)  # before the slow imports
+    from smile_train.pretrain import plan_stages, run_stages
 
     if dry_run:
-        typer.echo(plan_pretrain(config, overrides, init_from, allow_commands, world_size))
+        typer.echo(plan_stages(config, stages, init_from, world_size))
         return
-    run_pretrain(config, overrides, resume, init_from, allow_commands)
+    run_stages(stages, resume, init_from)
 
 
 @app.command("show-batch")
@@ -115,11 +98,18 @@ def show_batch(
 
 
 @app.command()
-@setting_flags(FinetuneSettings, FINETUNE_FLAGS)
 def finetune(
+    ctx: typer.Context,
     config: str = CONFIG_OPTION,
     set_: list[str] = SET_OPTION,
-    given_flags: dict = None,
+    shards: str = FINETUNE("shards", "Labelled training shards (from `smile-data pack`)."),
+    val_shards: str = FINETUNE("val_shards", "Labelled shards tested with multi-view testing at the end."),
+    num_classes: int = FINETUNE("num_classes", "Classes of the new head."),
+    model: str = FINETUNE("model", "tiny | small | base."),
+    out: str = FINETUNE("out_dir", "Run folder to write: checkpoints/, metrics.jsonl, settings.json, "
+                        "eval.json.", metavar="DIR"),
+    init_from: str = FINETUNE("init_from", INIT_FROM_HELP, metavar="FILE"),
+    init: str = FINETUNE("init_from", "Old spelling of --init-from.", deprecated=True),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
     allow_commands: bool = COMMANDS_OPTION,
     dry_run: bool = DRY_RUN_OPTION,
@@ -129,7 +119,7 @@ def finetune(
     from smile_data.config import load_settings
     from smile_train.settings_check import check_settings
 
-    overrides = command_line_overrides(set_, given_flags)
+    overrides = command_line_overrides(set_, given_flags(ctx))
     check_settings(load_settings(FinetuneSettings, config, overrides, allow_commands))  # before slow imports
     from smile_train.finetune import plan_finetune, run_finetune
 
@@ -139,45 +129,60 @@ def finetune(
     typer.echo(str(run_finetune(config, overrides, resume, allow_commands=allow_commands)))
 
 
-def _run_evaluate(settings: EvalSettings) -> dict:
-    from smile_train.evaluate import run_evaluate
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    config: str = CONFIG_OPTION,
+    set_: list[str] = SET_OPTION,
+    checkpoint: str = EVALUATE("checkpoint", "A finetuned checkpoint.", metavar="FILE"),
+    shards: str = EVALUATE("shards", "Labelled test shards."),
+    out: str = EVALUATE("out", "JSON report file to write.", metavar="FILE.json"),
+    clips: int = EVALUATE("test_clips", "Temporal views per video (K400 7, SSv2 2, UCF / HMDB 5)."),
+    crops: int = EVALUATE("test_crops", "Spatial views per clip."),
+    class_names: str = EVALUATE("class_names", CLASS_NAMES_HELP, metavar="FILE"),
+    allow_commands: bool = COMMANDS_OPTION,
+) -> None:
+    """Multi-view test: softmax averaged over clips x crops; top-1, top-5, per-class accuracy."""
+    settings = checked_settings(ctx, EvalSettings, config, set_, allow_commands)
+    from smile_train.evaluate import run_evaluate  # slow imports, once the settings are known to be good
 
-    return run_evaluate(settings)
-
-
-def _run_probe(settings: ProbeSettings) -> dict:
-    from smile_train.probe import run_probe
-
-    return run_probe(settings)
-
-
-def _report_command(cls: type, table: dict[str, SettingFlag], run, headline: tuple[str, ...],
-                    summary: str):
-    """A command that resolves `cls`, runs `run(settings)` and prints the report's headline."""
-    def command(
-        config: str = CONFIG_OPTION,
-        set_: list[str] = SET_OPTION,
-        given_flags: dict = None,
-        allow_commands: bool = COMMANDS_OPTION,
-    ) -> None:
-        import json
-
-        from smile_train.settings_check import check_settings
-
-        settings = check_settings(command_settings(cls, config, set_, given_flags, allow_commands))
-        report = run(settings)  # the slow imports happen once the settings are known to be good
-        typer.echo(json.dumps({name: report[name] for name in headline if name in report}))
-
-    command.__doc__ = summary
-    return setting_flags(cls, table)(command)
+    echo_headline(run_evaluate(settings), EVALUATE_HEADLINE)
 
 
-app.command("evaluate")(_report_command(
-    EvalSettings, EVALUATE_FLAGS, _run_evaluate, ("top1", "top5", "mean_class_accuracy", "videos", "views"),
-    "Multi-view test: softmax averaged over clips x crops; top-1, top-5, per-class accuracy."))
-app.command("linear-probe")(_report_command(
-    ProbeSettings, PROBE_FLAGS, _run_probe, ("train_top1", "top1", "top5", "videos"),
-    "Linear probing: frozen encoder, cached mean-pooled features, a linear head."))
+@app.command("linear-probe")
+def linear_probe(
+    ctx: typer.Context,
+    config: str = CONFIG_OPTION,
+    set_: list[str] = SET_OPTION,
+    checkpoint: str = PROBE("checkpoint", "Pretraining or finetuning checkpoint (frozen).", metavar="FILE"),
+    shards: str = PROBE("shards", "Labelled training shards."),
+    val_shards: str = PROBE("val_shards", "Labelled test shards."),
+    num_classes: int = PROBE("num_classes", "Classes of the linear head."),
+    epochs: int = PROBE("epochs", "Epochs of training the head."),
+    out: str = PROBE("out_dir", "Folder to write: probe.pt, probe.json, settings.json and the feature "
+                     "cache.", metavar="DIR"),
+    allow_commands: bool = COMMANDS_OPTION,
+) -> None:
+    """Linear probing: frozen encoder, cached mean-pooled features, a linear head."""
+    settings = checked_settings(ctx, ProbeSettings, config, set_, allow_commands)
+    from smile_train.probe import run_probe  # slow imports, once the settings are known to be good
+
+    echo_headline(run_probe(settings), PROBE_HEADLINE)
+
+
+def checked_settings(ctx: typer.Context, cls: type[T], config: str | None, set_: list[str] | None,
+                     allow_commands: bool) -> T:
+    """The command's settings of class `cls` (command_settings), refused if a value cannot work."""
+    from smile_train.settings_check import check_settings
+
+    return check_settings(command_settings(cls, config, set_, given_flags(ctx), allow_commands))
+
+
+def echo_headline(report: dict, names: tuple[str, ...]) -> None:
+    """The report's headline numbers as one JSON line."""
+    import json
+
+    typer.echo(json.dumps({name: report[name] for name in names if name in report}))
 
 
 @app.command()
@@ -218,7 +223,16 @@ def import_checkpoint(
     typer.echo(json.dumps(summary, sort_keys=True))
 
 
-app.command("settings")(settings_command("smile-train", "smile_train.settings_meanings"))
+@app.command()
+def settings(
+    command: str = settings_listing.command_argument("smile-train"),
+    as_json: bool = settings_listing.JSON_OPTION,
+) -> None:
+    """List every setting of a command: key, type, default, allowed values and meaning (what
+    --config FILE.yaml and --set KEY=VALUE take)."""
+    from smile_train.settings_meanings import listings  # imports torch
+
+    settings_listing.print_listings("smile-train", listings(), command, as_json)
 
 
 def main() -> None:

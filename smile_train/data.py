@@ -29,8 +29,9 @@ from smile_data.shards.sample_count import count_samples
 from smile_train import masking
 from smile_train.allocator import keep_freed_memory
 from smile_train.geometry import PATCH, TUBELET, token_grid
+from smile_train.settings_check import check_settings
 from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
-    SourceSampler, SourceSettings, base_source, check_modes, object_boxes, stage_sources,
+    SourceSampler, SourceSettings, base_source, object_boxes, stage_sources,
 )
 
 log = logging.getLogger(__name__)
@@ -229,8 +230,7 @@ class PretrainClips(IterableDataset):
                  skip_samples: Callable[[int, int], int] | None = None):
         super().__init__()
         if all(isinstance(url, str) for url in sources):
-            base = base_source(settings)
-            check_modes(base, "settings")
+            base = check_settings(base_source(settings, settings.shards), "settings")
             sources = [StageSource(base, list(sources))]
         self.sources, self.settings, self.rank = list(sources), settings, rank
         self.skip_samples = skip_samples or (lambda worker, workers: 0)

@@ -37,7 +37,7 @@ from smile_train import runtime as rt
 from smile_train.checkpoint import classifier_from_checkpoint, read_checkpoint
 from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
 from smile_train.finetune_settings import KINETICS_TEST_CLIPS, EvalSettings, read_class_names
-from smile_data.sampling import test_indices
+from smile_data.sampling import VideoSampling, test_indices
 from smile_train.settings_check import check_settings
 from smile_train.sources import errors_named
 from smile_train.targets import normalize
@@ -67,13 +67,11 @@ def spatial_views(frames: np.ndarray, size: int, crops: int) -> np.ndarray:
 
 @dataclass
 class VideoViews:
-    """How a whole-video sample becomes test clips: `clips` temporal views (window: evenly
-    spaced over the video; segments: TSN offsets; smile_data/sampling.py)."""
+    """How a whole-video sample becomes test clips: `clips` temporal views of `sampling`'s mode
+    (window: evenly spaced over the video; segments: TSN offsets; smile_data/sampling.py)."""
 
     clips: int = KINETICS_TEST_CLIPS
-    temporal: str = "window"
-    stride: int = 4
-    label_field: str = ""
+    sampling: VideoSampling = field(default_factory=VideoSampling)
     limits: VideoLimits = field(default_factory=VideoLimits)
 
 
@@ -106,13 +104,13 @@ class ViewClips(IterableDataset):
 
     def _video_items(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
         """A video sample's test clips (`videos.clips` temporal views), each with its crops."""
-        v = self.videos
-        video = decode_video_sample(raw, v.label_field)
+        v, sampling = self.videos, self.videos.sampling
+        video = decode_video_sample(raw, sampling.label_field)
         if video.label is None:
-            raise ValueError(f"sample {video.key}: no label (.cls or {v.label_field or 'label'}); "
+            raise ValueError(f"sample {video.key}: no label (.cls or {sampling.label_field or 'label'}); "
                              "evaluation needs labelled shards")
         with errors_named(video, raw), open_video_sample(video, v.limits) as opened:
-            plans = [test_indices(v.temporal, opened.info.frames, self.frames, v.stride, view, v.clips)
+            plans = [test_indices(sampling.temporal, opened.info.frames, self.frames, sampling.stride, view, v.clips)
                      for view in range(v.clips)]
             wanted = sorted({int(i) for plan in plans for i in plan})
             decoded = opened.frames(wanted)  # (len(wanted), H, W, 3)
@@ -250,7 +248,7 @@ def evaluate_model(model: torch.nn.Module, urls: list[str], s: EvalSettings, run
     """Multi-view accuracy of a classifier on labelled shards (every process takes part)."""
     model.eval()
     size, frames = model.img_size, model.frames
-    videos = VideoViews(s.test_clips, s.temporal, s.stride, s.label_field)
+    videos = VideoViews(s.test_clips, sampling=s)  # EvalSettings is a VideoSampling
     loader = view_loader(urls, size, s.test_crops, frames, s.batch_size, s.num_workers, runtime,
                          s.max_corrupt_samples, videos)
     clips = collect_outputs(softmax_forward(model), loader, runtime)

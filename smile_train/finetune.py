@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from smile_data.config import load_settings, settings_to_dict
+from smile_data.config import inherited_values, load_settings, settings_to_dict
 from smile_data.io import write_json_atomic
+from smile_data.sampling import VideoSampling
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
 from smile_train import plan
@@ -183,8 +184,7 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
     model = ckpt.classifier_from_checkpoint(info).to(runtime.device)
     settings = EvalSettings(checkpoint=str(final_path), shards=s.val_shards, test_clips=s.test_clips,
                             test_crops=s.test_crops, num_workers=s.num_workers, device=s.device,
-                            precision=s.precision, temporal=s.temporal, stride=s.stride,
-                            label_field=s.label_field)
+                            precision=s.precision, **inherited_values(s, VideoSampling))
     urls = expand_urls(s.val_shards, setting="val_shards")
     weights = {"eval.json": None}
     if s.model_ema:

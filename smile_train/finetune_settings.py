@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from smile_data.sampling import VideoSampling
+
 KINETICS_TEST_CLIPS = 7  # the released SMILE K400 script: --test_num_segment 7
 TEST_CROPS = 3
 MAX_TEST_CLIPS = 64  # temporal views a video sample is decoded into (K400 7, SSv2 2)
@@ -26,7 +28,10 @@ AUGMENT_PLACEMENTS = ("loader", "device")  # where RandAugment, crop, flip and e
 
 
 @dataclass
-class FinetuneSettings:
+class FinetuneSettings(VideoSampling):
+    """Finetuning; video shards (`<key>.mp4`) take a new temporal draw every epoch (`temporal`,
+    `stride`, `label_field`: VideoSampling's, inherited)."""
+
     # --- data: labelled shards written by `smile-data pack` ---
     shards: str = ""  # paths, globs, brace patterns or URLs, comma-separated
     val_shards: str = ""  # evaluated with multi-view testing after the last step ("" = skip)
@@ -38,10 +43,6 @@ class FinetuneSettings:
     crop_scale: tuple[float, float] = (0.25, 1.0)  # random resized crop: area fraction (SMILE's; VideoMAE 0.08)
     crop_ratio: tuple[float, float] = (0.75, 1.3333)  # random resized crop: aspect w / h
     flip: bool = True  # Kinetics yes, SSv2 no (left/right carries the label there)
-    # Video shards (`<key>.mp4`): a new draw every epoch in training; views at test time.
-    temporal: str = "window"  # window: T frames at `stride` (K400) | segments: TSN (SSv2)
-    stride: int = 4  # K400 4, SSv2 2 (window only)
-    label_field: str = ""  # videos without `.cls`: the JSON field holding the label
     # RandAugment before the crop, timm's rand-m7-n4-mstd0.5-inc1 (smile_train/augment.py)
     rand_augment: bool = True
     rand_augment_ops: int = 4  # operations drawn per clip (n4)
@@ -104,15 +105,15 @@ class FinetuneSettings:
 
 
 @dataclass
-class EvalSettings:
+class EvalSettings(VideoSampling):
+    """Multi-view testing; a video's test clips are `test_clips` views of VideoSampling's
+    `temporal` mode (window: evenly spaced over the video; segments: TSN offsets)."""
+
     checkpoint: str = ""  # a finetuned checkpoint (this project's or the authors')
     shards: str = ""
     out: str = "eval.json"
     class_names: str = ""  # overrides the names stored in the checkpoint
     test_clips: int = KINETICS_TEST_CLIPS  # temporal views: clips of one source video
-    temporal: str = "window"  # video shards: window (test clips evenly spaced) | segments (TSN)
-    stride: int = 4  # window: frames between sampled frames (K400 4, SSv2 2)
-    label_field: str = ""  # videos without `.cls`: the JSON field holding the label
     test_crops: int = TEST_CROPS  # spatial views along the long side
     input_size: int = 0  # 0: the checkpoint's
     frames: int = 0  # 0: the checkpoint's

@@ -145,12 +145,11 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     return loop.finish_run(raw_model, checkpoints, step, state(), log, f"{name}: {s.model} / {s.target} target", runtime)
 
 
-def stage_runs(config: str | None, overrides: dict, init_from: str | None = None,
-               allow_commands: bool = False) -> list[tuple[str, PretrainSettings, Path]]:
-    """The stages of a config as (name, settings, run folder), in order: `init_from` starts the
-    first stage from another run's weights, and stage k > 1 starts from stage k-1's final
-    weights unless it names its own `init_from`."""
-    stages = load_pretrain_stages(config, overrides, allow_commands)
+def stage_runs(stages: list[tuple[str, PretrainSettings]],
+               init_from: str | None = None) -> list[tuple[str, PretrainSettings, Path]]:
+    """The stages of a config (load_pretrain_stages) as (name, settings, run folder), in order:
+    `init_from` starts the first stage from another run's weights, and stage k > 1 starts from
+    stage k-1's final weights unless it names its own `init_from`."""
     runs, previous_final = [], None
     for name, settings in stages:
         out_dir = Path(settings.out_dir) / name if len(stages) > 1 else Path(settings.out_dir)
@@ -165,9 +164,15 @@ def stage_runs(config: str | None, overrides: dict, init_from: str | None = None
 
 def run_pretrain(config: str | None, overrides: dict, resume: bool, init_from: str | None = None,
                  allow_commands: bool = False) -> list[Path]:
-    """Run every stage of a config in order (stage_runs); `allow_commands` lets the config's
+    """Run every stage of a config in order (run_stages); `allow_commands` lets the config's
     shard URLs run `pipe:` commands."""
-    runs = stage_runs(config, overrides, init_from, allow_commands)
+    return run_stages(load_pretrain_stages(config, overrides, allow_commands), resume, init_from)
+
+
+def run_stages(stages: list[tuple[str, PretrainSettings]], resume: bool,
+               init_from: str | None = None) -> list[Path]:
+    """Run the loaded stages of a config in order (stage_runs)."""
+    runs = stage_runs(stages, init_from)
     runtime = rt.setup(runs[0][1].device, runs[0][1].precision)
     finals: list[Path] = []
     with rt.process_group(runtime):
@@ -222,7 +227,13 @@ def mask_line(s: PretrainSettings) -> str:
 def plan_pretrain(config: str | None, overrides: dict, init_from: str | None = None,
                   allow_commands: bool = False, world_size: int | None = None) -> str:
     """`smile-train pretrain --dry-run`: every stage's plan, nothing trained."""
+    return plan_stages(config, load_pretrain_stages(config, overrides, allow_commands), init_from, world_size)
+
+
+def plan_stages(config: str | None, stages: list[tuple[str, PretrainSettings]],
+                init_from: str | None = None, world_size: int | None = None) -> str:
+    """plan_pretrain of the loaded stages of `config`."""
     processes = plan.planned_world_size(world_size)
-    stages = [stage_plan(name, settings, out_dir, processes)
-              for name, settings, out_dir in stage_runs(config, overrides, init_from, allow_commands)]
-    return plan.format_plan(f"pretraining plan for {config or 'the default settings'}", stages)
+    plans = [stage_plan(name, settings, out_dir, processes)
+             for name, settings, out_dir in stage_runs(stages, init_from)]
+    return plan.format_plan(f"pretraining plan for {config or 'the default settings'}", plans)

@@ -12,30 +12,21 @@ from typing import Any
 
 from smile_data.config import SettingsError, apply_overrides, did_you_mean, plain_name, read_yaml
 from smile_train.settings_check import check_settings
+from smile_train.sources import SourceSampling
 
 
 @dataclass
-class PretrainSettings:
+class PretrainSettings(SourceSampling):
+    """A stage's settings. The data sampling (temporal draw of video shards, crop, flip, overlays
+    drawn in the loader) is SourceSampling's (sources.py), inherited: flat keys like the rest."""
+
     # --- data (shards written by `smile-data render` or `smile-data pack`) ---
     shards: str = ""  # paths, globs, brace patterns or URLs (pipe:, http), comma-separated
     clips_per_epoch: int = 0  # 0: the sample count in the shards' dataset.json cards
     input_size: int = 224
     frames: int = 16
-    crop: str = "none"  # "multiscale" (docs/method.md §4 scales) or "none" (clips already at input_size)
-    crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
-    crop_max_distort: int = 1  # |i - j| between the scale indices of crop height and width
-    crop_offsets: str = "grid"  # grid: the released 13 fixed offsets | corners: 5 | uniform
-    flip: bool = True  # Kinetics yes, SSv2 no
-    # Video shards (`<key>.mp4`): which frames a clip takes, drawn afresh every epoch.
-    temporal: str = "window"  # window: T frames at `stride` (K400) | segments: TSN (SSv2)
-    stride: int = 4  # K400 4, SSv2 2
-    label_field: str = ""  # videos without `.cls`: the JSON field holding the label
-    # Overlays drawn in the loader after the crop (the renderer's code and settings).
-    overlay: str = "none"  # objects | patches | none
-    bank: str = ""  # object bank folder (overlay objects)
-    overlay_settings: dict[str, Any] = field(default_factory=dict)  # `smile-data render` settings
-    # Several sources in one stage: each entry holds what differs from the settings above, plus
-    # `weight` (share of the clips); see smile_train/sources.py.
+    # Several sources in one stage: each entry holds what differs from the stage's sampling
+    # settings, plus `shards` and `weight` (share of the clips); see smile_train/sources.py.
     sources: list[dict[str, Any]] = field(default_factory=list)
     shuffle_buffer: int = 1000
     num_workers: int = 4

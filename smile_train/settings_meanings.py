@@ -30,11 +30,11 @@ LOADER = {
     "shuffle_buffer": "samples held per loader worker for shuffling (0: no shuffle)",
     "num_workers": "loader processes per rank (0: load in the training process)",
     "max_corrupt_samples": "unreadable samples a loader worker skips before the run stops",
-    "label_field": "video samples without a .cls member: the JSON field holding the label",
 }
-VIEWS = {
+VIDEO_SAMPLING = {  # smile_data.sampling.VideoSampling
     "temporal": "video samples: a window of frames at `stride` (K400), or TSN segments (SSv2)",
     "stride": "video samples: frames between two sampled frames (K400 4, SSv2 2)",
+    "label_field": "video samples without a .cls member: the JSON field holding the label",
 }
 MODEL = {
     "model": "ViT size",
@@ -51,7 +51,7 @@ OPTIMISATION = {
     "max_steps": "stop after this many steps (0: epochs x steps per epoch; smoke runs)",
 }
 PRETRAIN = {
-    **LOADER, **VIEWS, **MODEL, **OPTIMISATION, **RUN,
+    **LOADER, **VIDEO_SAMPLING, **MODEL, **OPTIMISATION, **RUN,
     "input_size": "clip side the model sees, in pixels",
     "frames": "frames per clip",
     "crop": "multi-scale crop (docs/method.md §4), or none for clips already at input_size",
@@ -86,7 +86,7 @@ PRETRAIN = {
     "out_dir": "run folder: per stage checkpoints/, metrics.jsonl, loss_curve.png, settings.json",
 }
 FINETUNE = {
-    **LOADER, **VIEWS, **MODEL, **OPTIMISATION, **RUN,
+    **LOADER, **VIDEO_SAMPLING, **MODEL, **OPTIMISATION, **RUN,
     "shards": "labelled training shards: paths, globs, brace patterns or URLs, comma-separated",
     "val_shards": "labelled shards tested with multi-view testing after the last step (\"\": none)",
     "num_classes": "classes of the new head",
@@ -141,9 +141,8 @@ TESTING = {
     "precision": RUN["precision"],
 }
 EVALUATE = {
-    **TESTING, **VIEWS,
+    **TESTING, **VIDEO_SAMPLING,
     "out": "JSON report file to write",
-    "label_field": LOADER["label_field"],
     "batch_size": "clips per forward pass (each with test_crops views)",
 }
 PROBE = {

@@ -23,21 +23,20 @@ own data settings (which alone make the single source of a stage without a list)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
 
-from smile_data.config import SettingsError, apply_overrides
+from smile_data.config import SettingsError, apply_overrides, inherited_values
 from smile_data.images import FLIP_PROBABILITY
 from smile_data.shards import layout, reader
 from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_video_sample, open_video_sample
 from smile_data.video import VideoLimits
 from smile_train.overlays import LoaderOverlays, loader_render_settings
 from smile_data.sampling import (
-    CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES, center_square_box, decode_crop_flip,
-    hflip, multiscale_crop_box, training_indices,
+    MultiScaleCrop, VideoSampling, center_square_box, decode_crop_flip, hflip, multiscale_crop_box,
+    training_indices,
 )
 from smile_train.settings_check import check_settings
 
@@ -46,69 +45,60 @@ MAX_WEIGHT = 1e6
 
 
 @dataclass
-class SourceSettings:
-    """One source of clips; defaults are the stage's (or these, docs/method.md §4's K400 values)."""
+class SourceSampling(MultiScaleCrop, VideoSampling):
+    """What a source's samples go through: the temporal draw (videos), crop, flip, overlays.
 
-    shards: str = ""  # paths, globs, brace patterns or URLs, comma-separated
-    weight: float = 1.0  # share of the stage's clips drawn from this source (normalised)
-    temporal: str = "window"  # video samples: window (K400) | segments (SSv2, TSN)
-    stride: int = 4  # window: frames between sampled frames (K400 4, SSv2 2)
+    A pretraining stage's own data settings (PretrainSettings derives from this class); a
+    `sources:` entry overrides any of them for its source. Defaults: docs/method.md §4's K400
+    values (temporal window at stride 4, multi-scale crop scales and offsets).
+    """
+
     crop: str = "none"  # multiscale (docs/method.md §4) | none (centre square resized to input_size)
-    crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
-    crop_max_distort: int = 1
-    crop_offsets: str = "grid"
-    flip: bool = True
+    flip: bool = True  # Kinetics yes, SSv2 no
     overlay: str = "none"  # objects | patches | none: drawn in the loader after the crop
     bank: str = ""  # object bank folder (overlay objects)
     overlay_settings: dict[str, Any] = field(default_factory=dict)  # any `smile-data render` setting
-    label_field: str = ""  # video samples without `.cls`: the JSON field holding the label
 
 
-SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(SourceSettings))
-STAGE_ONLY_FIELDS = ("weight",)  # meaningful inside `sources:` only
+@dataclass
+class SourceSettings(SourceSampling):
+    """One source of clips: its shards, its share of the stage's clips and its sampling."""
 
-
-def check_modes(s: SourceSettings, where: str) -> None:
-    """Values a loader worker would otherwise trip over (SettingsError naming the setting)."""
-    for name, value, allowed in (("temporal", s.temporal, TEMPORAL_MODES), ("crop", s.crop, CROP_MODES),
-                                 ("crop_offsets", s.crop_offsets, CROP_OFFSET_MODES)):
-        if value not in allowed:
-            raise SettingsError(f"{where}: {name} {value!r} must be one of {', '.join(allowed)}")
-    if not 1 <= s.stride <= MAX_STRIDE:
-        raise SettingsError(f"{where}: stride {s.stride} must be within 1..{MAX_STRIDE}")
+    shards: str = ""  # paths, globs, brace patterns or URLs, comma-separated
+    weight: float = 1.0  # share of the stage's clips drawn from this source (normalised)
 
 
 def check_source(s: SourceSettings, where: str) -> None:
     """A source entry's values, by the rules the stage's own settings pass (settings_check.py)."""
-    check_modes(s, where)
-    check_settings(s, where)  # crop_scales, crop_max_distort, ...: an entry may override them
+    check_settings(s, where)  # temporal, stride, crop, crop_scales, ...: an entry may override them
     if not s.shards:
         raise SettingsError(f"{where}: no shards given")
     if not 0 < s.weight <= MAX_WEIGHT:
         raise SettingsError(f"{where}: weight {s.weight} must be > 0 and at most {MAX_WEIGHT}")
 
 
-def base_source(settings: Any) -> SourceSettings:
-    """The source a stage's own data settings describe (fields it lacks keep their defaults)."""
-    return SourceSettings(**{name: getattr(settings, name) for name in SOURCE_FIELDS
-                             if hasattr(settings, name) and name not in STAGE_ONLY_FIELDS})
+def base_source(settings: VideoSampling, shards: str) -> SourceSettings:
+    """The source a command's own data settings describe: a pretraining stage's every sampling
+    setting (SourceSampling), finetuning's video sampling (the crop and flip are its own)."""
+    part = SourceSampling if isinstance(settings, SourceSampling) else VideoSampling
+    return SourceSettings(shards=shards, **inherited_values(settings, part))
 
 
 def stage_sources(settings: Any) -> list[SourceSettings]:
-    """The sources of a stage (or of finetuning): its `sources` list over its own data settings."""
-    base = base_source(settings)
-    entries = getattr(settings, "sources", None) or [{}]
+    """The sources of a pretraining stage: its `sources` list over its own data settings."""
+    base = base_source(settings, settings.shards)
+    entries = settings.sources or [{}]
     if len(entries) > MAX_SOURCES:
         raise SettingsError(f"sources: {len(entries)} entries, at most {MAX_SOURCES}")
     sources = []
     for number, entry in enumerate(entries, start=1):
-        where = f"sources[{number}]" if getattr(settings, "sources", None) else "data settings"
+        where = f"sources[{number}]" if settings.sources else "data settings"
         if not isinstance(entry, dict):
             raise SettingsError(f"{where}: expected a mapping of source settings, got {entry!r}")
         source = apply_overrides(base, entry, source=where)
         check_source(source, where)
         loader_render_settings(source.overlay, source.bank, source.overlay_settings,
-                               getattr(settings, "input_size"), getattr(settings, "frames"), where)
+                               settings.input_size, settings.frames, where)
         sources.append(source)
     return sources
 
@@ -210,11 +200,6 @@ class SourceSampler:
     def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
         sample = self._cropped_video if is_video_sample(raw) else self._clip_sample
         key, frames, boxes, label = sample(raw, rng)
-        if self.overlays.active:
-            frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
-            drawn = self.overlays(rng, frames)
-            boxes = np.concatenate([boxes, mask_boxes(frames.shape[0], drawn, self.object_cells)], axis=1)
-        return Clip(key, frames, boxes, label)
         if self.overlays.active:
             frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
             drawn = self.overlays(rng, frames)

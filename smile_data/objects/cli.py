@@ -8,14 +8,15 @@ Heavy imports (torch, diffusers) happen inside the commands so `smile-data --hel
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from smile_data.cli_options import (
-    SettingFlag, command_settings, config_option, progress_option, rank_option, set_option,
-    setting_flags, world_size_option,
+    command_settings, config_option, given_flag_spellings, given_flags, progress_option, rank_option,
+    set_option, setting_option, world_size_option,
 )
 from smile_data.objects.settings import BuildSettings, ImportSettings, SegmentationSettings
 from smile_data.processes import folder_lock
@@ -37,34 +38,34 @@ def _echo_counts(card: dict, out: Path) -> None:
         typer.echo(f"  rejected {reason}: {number}")
 
 
-BUILD_FLAGS = {
-    "model": "Diffusers text-to-image model, folder or hub id.",
-    "clip_model": "CLIP model + processor (folder or hub id) for the CLIP floor.",
-    "clipseg_model": "CLIPSeg model (folder or hub id) for segmenter 'clipseg'.",
-    "segmenters": SettingFlag("Comma list of classical, clipseg.", comma_list=True),
-    "classes": SettingFlag("Comma list of LVIS ids or names (default: all 1203).", comma_list=True),
-    "candidates": SettingFlag("Candidates generated per class.", field="candidates_per_class"),
-    "accepted": SettingFlag("Objects kept per class at most.", field="accepted_per_class"),
-    "steps": "Denoising steps.",
-    "guidance": "Classifier-free guidance scale.",
-    "resolution": "Image side in pixels.",
-    "scheduler": "Diffusers scheduler class name (default: the model's).",
-    "dtype": "auto (float16 on GPU, else float32), float32, float16 or bfloat16.",
-    "device": "auto, cpu, cuda or cuda:N.",
-    "batch_size": "Images per pipeline call.",
-    "seed": "Base seed.",
-}
+# A setting flag is one line in its command's signature: BUILD(field, help, ...) (cli_options.py).
+BUILD = functools.partial(setting_option, BuildSettings)
+IMPORT = functools.partial(setting_option, ImportSettings)
 # What --source photos uses: the segmentation settings (PhotoSettings), not the generation ones.
 SEGMENTATION_FIELDS = {f.name for f in dataclasses.fields(SegmentationSettings)}
 
 
-@setting_flags(BuildSettings, BUILD_FLAGS)
 def build_objects(
+    ctx: typer.Context,
     out: Path = BANK_OUT_OPTION,
     source: str = typer.Option("diffusion", metavar="diffusion|photos",
                                help="diffusion (Stable Diffusion) or photos "
                                "(the embedded bank: no weights, no network)."),
-    given_flags: dict = None,
+    model: str = BUILD("model", "Diffusers text-to-image model, folder or hub id."),
+    clip_model: str = BUILD("clip_model", "CLIP model + processor (folder or hub id) for the CLIP floor."),
+    clipseg_model: str = BUILD("clipseg_model", "CLIPSeg model (folder or hub id) for segmenter 'clipseg'."),
+    segmenters: str = BUILD("segmenters", "Comma list of classical, clipseg.", comma_list=True),
+    classes: str = BUILD("classes", "Comma list of LVIS ids or names (default: all 1203).", comma_list=True),
+    candidates: int = BUILD("candidates_per_class", "Candidates generated per class."),
+    accepted: int = BUILD("accepted_per_class", "Objects kept per class at most."),
+    steps: int = BUILD("steps", "Denoising steps."),
+    guidance: float = BUILD("guidance", "Classifier-free guidance scale."),
+    resolution: int = BUILD("resolution", "Image side in pixels."),
+    scheduler: str = BUILD("scheduler", "Diffusers scheduler class name (default: the model's)."),
+    dtype: str = BUILD("dtype", "auto (float16 on GPU, else float32), float32, float16 or bfloat16."),
+    device: str = BUILD("device", "auto, cpu, cuda or cuda:N."),
+    batch_size: int = BUILD("batch_size", "Images per pipeline call."),
+    seed: int = BUILD("seed", "Base seed."),
     rank: Optional[int] = rank_option(),
     world_size: Optional[int] = world_size_option(),
     config: Optional[Path] = CONFIG_OPTION,
@@ -74,19 +75,17 @@ def build_objects(
     """Build an object bank: Stable Diffusion candidates (or the embedded photos), segmented,
     filtered and tight-cropped. Resumable; split over ranks with --rank/--world-size."""
     if source == "photos":
-        _refuse_generation_flags(given_flags, rank, world_size)
-        _build_photos(out, config, sets, given_flags)
+        _refuse_generation_flags(given_flag_spellings(ctx), rank, world_size)
+        _build_photos(out, config, sets, given_flags(ctx))
     elif source == "diffusion":
-        _build_diffusion(out, config, sets, given_flags, rank, world_size, progress)
+        _build_diffusion(out, config, sets, given_flags(ctx), rank, world_size, progress)
     else:
         raise ValueError(f"--source {source!r}: choose diffusion or photos")
 
 
-def _refuse_generation_flags(given: dict[str, Any], rank, world_size) -> None:
+def _refuse_generation_flags(spellings: dict[str, str], rank, world_size) -> None:
     """--source photos generates nothing: a generation flag there is a mistake, not ignored."""
-    spelled = {(flag.field if isinstance(flag, SettingFlag) and flag.field else name):
-               "--" + name.replace("_", "-") for name, flag in BUILD_FLAGS.items()}
-    used = [spelled[field] for field in given if field not in SEGMENTATION_FIELDS]
+    used = [spelling for field, spelling in spellings.items() if field not in SEGMENTATION_FIELDS]
     used += [name for name, value in (("--rank", rank), ("--world-size", world_size)) if value is not None]
     if used:
         raise ValueError(f"{', '.join(sorted(used))}: not used with --source photos")
@@ -121,22 +120,17 @@ def _build_diffusion(out: Path, config, sets, flags: dict[str, Any], rank, world
                    "(or run smile-data merge-bank)")
 
 
-IMPORT_FLAGS = {
-    "link": SettingFlag("Hard-link files that are already tight-cropped 8-bit RGBA (a copy where hard "
-                        "links are impossible, e.g. across file systems).", names=("--link/--copy",),
-                        default="--copy"),
-    "strict": SettingFlag("Fail on any bad file.", names=("--strict/--lenient",),
-                          default="--lenient: fail only when nothing is imported"),
-    "workers": "Decoding processes.",
-    "max_pixels": "Largest width x height accepted, read from the PNG header.",
-}
-
-
-@setting_flags(ImportSettings, IMPORT_FLAGS)
 def import_objects(
+    ctx: typer.Context,
     src: Path = typer.Argument(..., help="Folder of RGBA PNGs laid out as <lvis_name>/<i>.png."),
     out: Path = BANK_OUT_OPTION,
-    given_flags: dict = None,
+    link: bool = IMPORT("link", "Hard-link files that are already tight-cropped 8-bit RGBA (a copy where "
+                        "hard links are impossible, e.g. across file systems).", "--link/--copy",
+                        shown_default="--copy"),
+    strict: bool = IMPORT("strict", "Fail on any bad file.", "--strict/--lenient",
+                          shown_default="--lenient: fail only when nothing is imported"),
+    workers: int = IMPORT("workers", "Decoding processes."),
+    max_pixels: int = IMPORT("max_pixels", "Largest width x height accepted, read from the PNG header."),
     config: Optional[Path] = CONFIG_OPTION,
     sets: Optional[list[str]] = SET_OPTION,
     progress: bool = PROGRESS_OPTION,
@@ -144,7 +138,7 @@ def import_objects(
     """Import a folder of RGBA PNG cut-outs (e.g. the released 60,687-object set) as a bank."""
     from smile_data.objects.importer import REPORT_FILE, import_objects as run_import
 
-    settings = command_settings(ImportSettings, config, sets, given_flags)
+    settings = command_settings(ImportSettings, config, sets, given_flags(ctx))
     with folder_lock(out, "import"):  # a second import into the folder refuses
         report = run_import(src, out, settings, show_progress=progress)
     _echo_import_report(report, out / REPORT_FILE)

@@ -1,7 +1,8 @@
 """`smile-data render` and `smile-data pack`.
 
-Their flags are derived from RenderSettings / PackSettings (smile_data/cli_options.py): the
-tables below give each flag's help text, and its type and default come from the dataclass.
+Their setting flags are fields of RenderSettings / PackSettings, one `setting_option` line each
+in the commands' signatures (smile_data/cli_options.py): help text there, default from the
+dataclass.
 Settings resolve as: the dataclass defaults (docs/method.md's reference values), then the defaults of the chosen label
 mode (LABEL_DEFAULTS: motion-direction moves one object), then `--config FILE`, then
 `--set key=value`, then the explicit flags. Workers, rank and --overwrite decide how the work
@@ -10,77 +11,40 @@ is run, not what is written, so they are not settings.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from smile_data.cli_options import (
-    SettingFlag, config_option, rank_option, set_option, setting_flags, world_size_option,
+    config_option, given_flags, rank_option, set_option, setting_option, world_size_option,
 )
 from smile_data.config import (
     apply_overrides, apply_sources, command_line_overrides, load_settings, settings_sources,
 )
 from smile_data.distributed import resolve_work_share
 from smile_data.processes import MAX_WORKERS
-from smile_data.render.settings import PackSettings, RenderSettings
+from smile_data.render.settings import PackSettings, RenderSettings, ShardOutputSettings
 
 # Settings a label mode changes from the reference defaults unless the command sets them itself.
 LABEL_DEFAULTS = {"motion-direction": {"objects": 1}}
 DATASET_HELP = "Dataset folder to write (shards, manifest.parquet, dataset.json)."
 
-# Flags of the shard output, the same in render and pack.
-OUTPUT_FLAGS = {
-    "codec": "jpg | png.",
-    "quality": "JPEG quality.",
-    "prefix": "Shard name prefix.",
-    "shard_size": "Samples (clips or videos) per shard at most.",
-    "shard_bytes": SettingFlag("Bytes per shard at most.", default="1073741824, i.e. 1 GiB", metavar="BYTES"),
-}
-RENDER_FLAGS = {
-    "bg": SettingFlag("Background kind[:weight]: natural, frame, image, black, noise (repeatable).",
-                      field="backgrounds", metavar="KIND[:WEIGHT]"),
-    "videos": SettingFlag("Videos: a folder, a file list or a VideoMAE-style CSV (`path label`).",
-                          metavar="PATH"),
-    "root": SettingFlag("Folder that relative paths of a video list are resolved against "
-                        "(default: the list's folder).", field="video_root", metavar="DIR"),
-    "images": SettingFlag("Still images: a folder or a file list.", metavar="PATH"),
-    "overlay": "objects | patches | none.",
-    "bank": SettingFlag("Object bank folder (for --overlay objects).", metavar="DIR"),
-    "objects": "Overlays per clip (default: 2; --label motion-direction: 1).",
-    "motion": "gaussian | linear.",
-    "label": ("none | motion-direction: one object per clip, labelled with the direction it moves in "
-              "(right, down, left, up; --set direction_classes=8 adds the diagonals)."),
-    "clips": "Clips in total.",
-    "variants": "Clips per source: decode once, render many.",
-    "frames": "Frames per clip.",
-    "stride": "Temporal stride of natural backgrounds.",
-    "size": "Clip height and width in pixels.",
-    "seed": "Base seed: clip i is drawn from [seed, i].",
-    **OUTPUT_FLAGS,
-}
-PACK_FLAGS = {
-    "csv": SettingFlag("VideoMAE-style annotation file: `path label` per line.", field="videos",
-                       metavar="FILE"),
-    "videos": SettingFlag("A folder of videos (no labels) instead of --csv.", metavar="DIR"),
-    "root": SettingFlag("Folder that relative paths in --csv are resolved against "
-                        "(default: the CSV's folder).", field="video_root", metavar="DIR"),
-    "clips_per_video": "Clips per video, evenly spaced.",
-    "store": "clips: cut into JPEG/PNG clips | video: one sample per whole video.",
-    "short_side": "Resize frames so the short side is this (default: 256; --store video: 0 keeps it).",
-    "keyframe_interval": "--store video: frames between keyframes of the re-encoded video.",
-    "reencode": SettingFlag("--store video: re-encode (default) or store the source bytes as they are.",
-                            names=("--reencode/--copy",)),
-    "frames": "Frames per clip.",
-    "stride": "Temporal stride.",
-    "seed": "Seed recorded in the metadata.",
-    **OUTPUT_FLAGS,
-}
-
-
+# A setting flag is one line in its command's signature: RENDER(field, help, ...) (cli_options.py).
+RENDER = functools.partial(setting_option, RenderSettings)
+PACK = functools.partial(setting_option, PackSettings)
+# Flags of the shard output, the same in render and pack (ShardOutputSettings).
+CODEC_OPTION = setting_option(ShardOutputSettings, "codec", "jpg | png.")
+QUALITY_OPTION = setting_option(ShardOutputSettings, "quality", "JPEG quality.")
+PREFIX_OPTION = setting_option(ShardOutputSettings, "prefix", "Shard name prefix.")
+SHARD_SIZE_OPTION = setting_option(ShardOutputSettings, "shard_size", "Samples (clips or videos) per shard at most.")
+SHARD_BYTES_OPTION = setting_option(ShardOutputSettings, "shard_bytes", "Bytes per shard at most.",
+                                    shown_default="1073741824, i.e. 1 GiB", metavar="BYTES")
 WORKERS_OPTION = typer.Option(1, "--workers", "-w", min=1, max=MAX_WORKERS,
                               help="Processes rendering in parallel on this machine (one core each).")
 OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace a dataset made with other settings.")
+OUT_OPTION = typer.Option(..., "--out", "-o", metavar="DIR", help=DATASET_HELP)
 
 
 def render_settings(config: Path | None, overrides: dict[str, Any]) -> RenderSettings:
@@ -104,52 +68,89 @@ def _report(out: Path, card: dict[str, Any], what: str = "clips") -> None:
         typer.echo(f"  skipped {skipped['source']}: {skipped['reason']}", err=True)
 
 
-def pack_settings(config: Path | None, overrides: dict[str, Any]) -> PackSettings:
-    return load_settings(PackSettings, config, overrides)
-
-
-def _write_render(settings: RenderSettings, out: Path, **run: Any) -> dict[str, Any]:
+def render(
+    ctx: typer.Context,
+    out: Path = OUT_OPTION,
+    bg: list[str] = RENDER("backgrounds", "Background kind[:weight]: natural, frame, image, black, noise "
+                           "(repeatable).", "--bg", metavar="KIND[:WEIGHT]"),
+    videos: str = RENDER("videos", "Videos: a folder, a file list or a VideoMAE-style CSV (`path label`).",
+                         metavar="PATH"),
+    root: str = RENDER("video_root", "Folder that relative paths of a video list are resolved against "
+                       "(default: the list's folder).", metavar="DIR"),
+    images: str = RENDER("images", "Still images: a folder or a file list.", metavar="PATH"),
+    overlay: str = RENDER("overlay", "objects | patches | none."),
+    bank: str = RENDER("bank", "Object bank folder (for --overlay objects).", metavar="DIR"),
+    objects: int = RENDER("objects", "Overlays per clip (default: 2; --label motion-direction: 1)."),
+    motion: str = RENDER("motion", "gaussian | linear."),
+    label: str = RENDER("label", "none | motion-direction: one object per clip, labelled with the direction "
+                        "it moves in (right, down, left, up; --set direction_classes=8 adds the diagonals)."),
+    clips: int = RENDER("clips", "Clips in total."),
+    variants: int = RENDER("variants", "Clips per source: decode once, render many."),
+    frames: int = RENDER("frames", "Frames per clip."),
+    stride: int = RENDER("stride", "Temporal stride of natural backgrounds."),
+    size: int = RENDER("size", "Clip height and width in pixels."),
+    seed: int = RENDER("seed", "Base seed: clip i is drawn from [seed, i]."),
+    codec: str = CODEC_OPTION,
+    quality: int = QUALITY_OPTION,
+    prefix: str = PREFIX_OPTION,
+    shard_size: int = SHARD_SIZE_OPTION,
+    shard_bytes: int = SHARD_BYTES_OPTION,
+    workers: int = WORKERS_OPTION,
+    rank: int = rank_option(),
+    world_size: int = world_size_option(),
+    overwrite: bool = OVERWRITE_OPTION,
+    config: Path = config_option("RenderSettings"),
+    set_options: list[str] = set_option("RenderSettings field"),
+) -> None:
+    """Render clips of objects (or patches) moving over natural, frame, image, black or noise backgrounds."""
     from smile_data.render.run import render_dataset
 
-    return render_dataset(settings, out, **run)
+    settings = render_settings(config, command_line_overrides(set_options, given_flags(ctx)))
+    card = render_dataset(settings, out, workers=workers, work_share=resolve_work_share(rank, world_size),
+                          overwrite=overwrite)
+    _report(out, card, "clips")
 
 
-def _write_pack(settings: PackSettings, out: Path, **run: Any) -> dict[str, Any]:
+def pack(
+    ctx: typer.Context,
+    out: Path = OUT_OPTION,
+    csv: str = PACK("videos", "VideoMAE-style annotation file: `path label` per line.", metavar="FILE"),
+    videos: str = PACK("videos", "A folder of videos (no labels) instead of --csv.", metavar="DIR"),
+    root: str = PACK("video_root", "Folder that relative paths in --csv are resolved against "
+                     "(default: the CSV's folder).", metavar="DIR"),
+    clips_per_video: int = PACK("clips_per_video", "Clips per video, evenly spaced."),
+    store: str = PACK("store", "clips: cut into JPEG/PNG clips | video: one sample per whole video."),
+    short_side: int = PACK("short_side", "Resize frames so the short side is this (default: 256; --store "
+                           "video: 0 keeps it)."),
+    keyframe_interval: int = PACK("keyframe_interval", "--store video: frames between keyframes of the "
+                                  "re-encoded video."),
+    reencode: bool = PACK("reencode", "--store video: re-encode (default) or store the source bytes as "
+                          "they are.", "--reencode/--copy"),
+    frames: int = PACK("frames", "Frames per clip."),
+    stride: int = PACK("stride", "Temporal stride."),
+    seed: int = PACK("seed", "Seed recorded in the metadata."),
+    codec: str = CODEC_OPTION,
+    quality: int = QUALITY_OPTION,
+    prefix: str = PREFIX_OPTION,
+    shard_size: int = SHARD_SIZE_OPTION,
+    shard_bytes: int = SHARD_BYTES_OPTION,
+    workers: int = WORKERS_OPTION,
+    rank: int = rank_option(),
+    world_size: int = world_size_option(),
+    overwrite: bool = OVERWRITE_OPTION,
+    config: Path = config_option("PackSettings"),
+    set_options: list[str] = set_option("PackSettings field"),
+) -> None:
+    """Pack natural clips of real videos (labelled from a CSV, or a plain folder) into shards,
+    or with --store video the whole videos, for the trainer to sample from every epoch."""
     from smile_data.render.run import pack_dataset
 
-    return pack_dataset(settings, out, **run)
-
-
-def _dataset_command(cls: type, table: dict[str, SettingFlag], resolve, write, summary: str):
-    """A command that resolves `cls` from its command line and writes a dataset with `write`."""
-    def command(
-        out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help=DATASET_HELP),
-        given_flags: dict = None,
-        workers: int = WORKERS_OPTION,
-        rank: int = rank_option(),
-        world_size: int = world_size_option(),
-        overwrite: bool = OVERWRITE_OPTION,
-        config: Path = config_option(cls.__name__),
-        set_options: list[str] = set_option(f"{cls.__name__} field"),
-    ) -> None:
-        settings = resolve(config, command_line_overrides(set_options, given_flags))
-        share = resolve_work_share(rank, world_size)
-        card = write(settings, out, workers=workers, work_share=share, overwrite=overwrite)
-        _report(out, card, "videos" if getattr(settings, "store", "") == "video" else "clips")
-
-    command.__doc__ = summary
-    return setting_flags(cls, table)(command)
-
-
-render_command = _dataset_command(
-    RenderSettings, RENDER_FLAGS, render_settings, _write_render,
-    "Render clips of objects (or patches) moving over natural, frame, image, black or noise backgrounds.")
-pack_command = _dataset_command(
-    PackSettings, PACK_FLAGS, pack_settings, _write_pack,
-    """Pack natural clips of real videos (labelled from a CSV, or a plain folder) into shards,
-    or with --store video the whole videos, for the trainer to sample from every epoch.""")
+    settings = load_settings(PackSettings, config, command_line_overrides(set_options, given_flags(ctx)))
+    card = pack_dataset(settings, out, workers=workers, work_share=resolve_work_share(rank, world_size),
+                        overwrite=overwrite)
+    _report(out, card, "videos" if settings.store == "video" else "clips")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("render")(render_command)
-    app.command("pack")(pack_command)
+    app.command("render")(render)
+    app.command("pack")(pack)

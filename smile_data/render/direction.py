@@ -18,17 +18,26 @@ frame along the whole path; an object too large for that may overlap the edge, n
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:  # settings.py imports this module to check the direction settings
-    from smile_data.render.settings import RenderSettings
 
 DIRECTION_NAMES = {
     4: ("right", "down", "left", "up"),
     8: ("right", "down_right", "down", "down_left", "left", "up_left", "up", "up_right"),
 }
+
+
+class DirectionSettings(Protocol):
+    """The render settings this module reads (RenderSettings, whose check calls this module's)."""
+
+    direction_classes: int
+    direction_travel_min: float
+    direction_travel_max: float
+    direction_jitter: float
+    overlay: str
+    objects: int
+    frames: int
 
 
 def direction_names(classes: int) -> tuple[str, ...]:
@@ -50,7 +59,7 @@ def direction_label(displacement: tuple[float, float], classes: int) -> int:
     return round(angle / (2 * math.pi / classes)) % classes
 
 
-def check_direction_settings(s: RenderSettings) -> None:
+def check_direction_settings(s: DirectionSettings) -> None:
     """Refuse direction settings that could leave the label ambiguous or the path too long."""
     direction_names(s.direction_classes)
     if s.overlay == "none" or s.objects != 1:
@@ -72,7 +81,7 @@ def check_direction_settings(s: RenderSettings) -> None:
 
 
 def directed_centres(
-    rng: np.random.Generator, s: RenderSettings, label: int, sizes: np.ndarray, keys: np.ndarray,
+    rng: np.random.Generator, s: DirectionSettings, label: int, sizes: np.ndarray, keys: np.ndarray,
     rates: np.ndarray, width: int, height: int,
 ) -> np.ndarray:
     """(T, 2) centres moving along class `label` (see the module docstring).

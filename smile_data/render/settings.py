@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from smile_data.config import SettingsError, check_bounds
 from smile_data.render.direction import check_direction_settings
-from smile_data.sampling import CROP_OFFSET_MODES
+from smile_data.sampling import CROP_OFFSET_MODES, MultiScaleCrop
 from smile_data.shards.layout import BACKGROUND_KINDS, FRAME_CODECS
 
 OVERLAY_MODES = ("objects", "patches", "none")
@@ -76,9 +76,10 @@ class ShardOutputSettings:
 
 
 @dataclass
-class RenderSettings(ShardOutputSettings):
+class RenderSettings(MultiScaleCrop, ShardOutputSettings):
     """Everything that decides the bytes of a rendered dataset (not workers or ranks); the
-    output fields come from ShardOutputSettings."""
+    output fields come from ShardOutputSettings, the crop's draws (crop_scales,
+    crop_max_distort, crop_offsets) from MultiScaleCrop, the trainer's loader's too."""
 
     # What to render.
     clips: int = 1000
@@ -92,13 +93,11 @@ class RenderSettings(ShardOutputSettings):
     bank: str = ""  # object bank folder (overlay = objects)
     balanced_classes: bool = False  # sample objects uniformly over classes, not over objects
 
-    # Clip geometry (docs/method.md §4): the window, crop and flip the trainer's loader draws (sampling.py).
+    # Clip geometry (docs/method.md §4): the window, (multi-scale) crop and flip the trainer's
+    # loader draws (sampling.py).
     frames: int = 16
     stride: int = 4
     size: int = 224
-    crop_scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
-    crop_max_distort: int = 1  # |i - j| between the scale indices of crop width and height
-    crop_offsets: str = "grid"  # grid: the released 13 fixed offsets | corners: 5 | uniform
     flip: bool = False  # the released pretraining never flips; SSv2 labels must not be flipped
     decode_short_side: int = 320  # decoded frames larger than this are downscaled; 0 keeps all
     source_retries: int = 3  # a task whose source is unreadable tries up to this many others

@@ -5,26 +5,33 @@ dataset is, the exact command, settings and versions that made it, the object ba
 where its objects came from with their licences, counts and skipped sources, a preview image,
 and how to load it. Everything comes from the card (and the bank's own card, when the bank is
 still where the render read it); it holds no timestamps, so the same dataset and versions give
-the same bytes. `finalize_dataset` writes it, so `merge-shards` regenerates it.
+the same bytes. The writer writes it after the card (`write_readme`), and so does `merge-shards`.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import platform
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from smile_data.io import write_bytes_atomic
+from smile_data.shards.preview import PreviewSettings, make_preview
+
 README_FILE = "README.md"
 PREVIEW_FILE = "preview.png"
+README_PREVIEW_CLIPS, README_PREVIEW_FRAMES = 4, 8  # the README's contact sheet
 PACKAGE = "smile"
 VERSIONED_PACKAGES = ("smile", "torch", "numpy", "opencv-python-headless", "pillow", "pyarrow")
 MAX_SKIPPED_LISTED = 20   # longer lists are summarised
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
                    (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
                    (100_000_000, "10M<n<100M"))
+log = logging.getLogger(__name__)
 # Licences of object sources this project builds (the bank card's `source`).
 SD_V1_LICENCE = "CreativeML OpenRAIL-M"
 PHOTOS_LICENCE = ("scikit-image sample photographs: the package is BSD-3-Clause; each "
@@ -195,3 +202,16 @@ def render_readme(card: dict[str, Any], bank_card: dict[str, Any] | None,
         lines += [f"![first clips, every object's box drawn]({preview})", ""]
     lines += _provenance(card) + _objects(card, bank_card) + _counts(card)
     return "\n".join(lines) + "\n" + LOADING
+
+
+def write_readme(out_dir: Path, card: dict[str, Any]) -> None:
+    """The README beside a finished dataset's card, with its preview image."""
+    preview = None
+    settings = PreviewSettings(clips=README_PREVIEW_CLIPS, frames=README_PREVIEW_FRAMES)
+    try:
+        make_preview(out_dir, out_dir / PREVIEW_FILE, settings)
+        preview = PREVIEW_FILE
+    except (ValueError, OSError) as error:  # the card is written; `validate` tells what is wrong
+        log.warning("%s: no preview image for README.md: %s", out_dir, error)
+    text = render_readme(card, read_bank_card(card), preview)
+    write_bytes_atomic(out_dir / README_FILE, text.encode("utf-8"))

@@ -16,7 +16,7 @@ CARD_SHA256_OPTION = typer.Option(
     help="Refuse the dataset unless dataset.json has this sha256 (your root of trust).")
 
 
-def validate_command(
+def validate(
     folder: str = typer.Argument(..., help="Dataset folder or URL (https://, s3://, gs://, hf://) "
                                  "holding shards + dataset.json + manifest.parquet."),
     quick: bool = typer.Option(False, "--quick", help="Only hashes, sizes and counts; no decoding."),
@@ -35,7 +35,7 @@ def validate_command(
         raise typer.Exit(1)
 
 
-def preview_command(
+def preview(
     folder: str = typer.Argument(..., help="Dataset folder or URL, or a single shard."),
     out: Path = typer.Option(Path("preview.png"), "--out", "-o", metavar="FILE.png",
                              help="Contact sheet PNG to write."),
@@ -56,19 +56,21 @@ def preview_command(
         typer.echo(str(path))
 
 
-def merge_shards_command(
+def merge_shards(
     folder: Path = typer.Argument(..., help="Dataset folder holding every rank's shards and progress/."),
 ) -> None:
     """Merge the ranks' parts into manifest.parquet and dataset.json (ranks run on other machines)."""
+    from smile_data.shards.card_readme import write_readme
     from smile_data.shards.dataset import finalize_dataset
 
     card = finalize_dataset(folder)
+    write_readme(folder, card)
     counts = card["counts"]
     typer.echo(f"{folder}: {counts['shards']} shards, {counts['samples']} samples, "
                f"{counts['skipped']} skipped sources")
 
 
-def fetch_command(
+def fetch(
     url: str = typer.Argument(..., help="Dataset URL (https://, s3://, gs://, hf://) or folder."),
     out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Local folder to mirror the dataset into."),
     shards: str = typer.Option(None, "--shards", metavar="RANGES",
@@ -85,7 +87,7 @@ def fetch_command(
                f"{len(report.already_present)} already present, {report.bytes_read} bytes read")
 
 
-def publish_command(
+def publish(
     folder: Path = typer.Argument(..., help="Finished dataset folder (shards + manifest.parquet + dataset.json)."),
     url: str = typer.Argument(..., help="Where to: a folder, s3://BUCKET/PATH, gs://BUCKET/PATH or "
                               "hf://datasets/ORG/NAME."),
@@ -105,8 +107,8 @@ def publish_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("validate")(validate_command)
-    app.command("preview")(preview_command)
-    app.command("merge-shards")(merge_shards_command)
-    app.command("fetch")(fetch_command)
-    app.command("publish")(publish_command)
+    app.command("validate")(validate)
+    app.command("preview")(preview)
+    app.command("merge-shards")(merge_shards)
+    app.command("fetch")(fetch)
+    app.command("publish")(publish)

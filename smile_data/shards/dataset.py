@@ -1,15 +1,15 @@
 """The finished dataset folder: `dataset.json` (the card) and `manifest.parquet`.
 
 Each rank ends by writing its part (progress/rank-*.manifest.parquet, then rank-*.card.json);
-`finalize_dataset` merges all parts once every rank's card part exists. The card holds no
-timestamps, so a rerun of the same command gives the same bytes.
+`finalize_dataset` merges all parts once every rank's card part exists (the README beside the
+card is card_readme.py's). The card holds no timestamps, so a rerun of the same command gives
+the same bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from smile_data.io import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic
+from smile_data.io import atomic_path, sha256_file, write_json_atomic
 from smile_data.processes import folder_lock
 from smile_data.shards import layout, remote
 from smile_data.shards.progress import (
@@ -29,7 +29,6 @@ from smile_data.shards.progress import (
     read_identity,
 )
 
-log = logging.getLogger(__name__)
 
 FORMAT_NAME = "smile-clip-shards"
 CARD_FILE = "dataset.json"
@@ -50,7 +49,6 @@ MANIFEST_FIXED_BYTES = 1 << 20  # a parquet file's footer, schema and column sta
 # One sample's manifest row: key, shard, digest, a source path and object names of up to 4096
 # characters each (layout.MAX_TEXT), stored compressed: far under this.
 MAX_MANIFEST_ROW_BYTES = 16 << 10
-README_PREVIEW_CLIPS, README_PREVIEW_FRAMES = 4, 8  # the README's contact sheet
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 SHARD_ENTRY_FIELDS = ("name", "sha256", "bytes", "samples")
 
@@ -330,21 +328,5 @@ def _merge_parts(out_dir: Path, identity: dict[str, Any]) -> dict[str, Any]:
     card["manifest"] = {"name": MANIFEST_FILE, "bytes": (out_dir / MANIFEST_FILE).stat().st_size,
                         "sha256": sha256_file(out_dir / MANIFEST_FILE)}
     write_json_atomic(out_dir / CARD_FILE, card)
-    write_readme(out_dir, card)
     return card
 
-
-def write_readme(out_dir: Path, card: dict[str, Any]) -> None:
-    """The human-readable card (card_readme.py) and its preview image, beside dataset.json."""
-    from smile_data.shards import card_readme
-    from smile_data.shards.preview import PreviewSettings, make_preview
-
-    preview = None
-    settings = PreviewSettings(clips=README_PREVIEW_CLIPS, frames=README_PREVIEW_FRAMES)
-    try:
-        make_preview(out_dir, out_dir / card_readme.PREVIEW_FILE, settings)
-        preview = card_readme.PREVIEW_FILE
-    except (ValueError, OSError) as error:  # the card is written; `validate` tells what is wrong
-        log.warning("%s: no preview image for README.md: %s", out_dir, error)
-    text = card_readme.render_readme(card, card_readme.read_bank_card(card), preview)
-    write_bytes_atomic(out_dir / card_readme.README_FILE, text.encode("utf-8"))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+from smile_data.config import PIPE_PREFIX
 from smile_data.safe_files import open_inside
 from smile_data.shards.remote_stream import (
     HttpStream, RetryingStream, http_size, retrying, timeout_seconds,
@@ -36,7 +37,6 @@ SCHEME_EXTRAS = {
     "gcs": ("gcsfs", "smile[gcs]"),
     "hf": ("huggingface_hub", "smile[hf]"),
 }
-PIPE_PREFIX = "pipe:"  # webdataset's convention: the shard is the output of this shell command
 STREAM_BLOCK_BYTES = 8 << 20   # read-ahead of one object-store stream: few requests per shard
 HTTP_SCHEMES = ("http", "https")
 CHUNK_BYTES = 1 << 20          # copy and hash in pieces of this size

@@ -45,7 +45,7 @@ from smile_data.shards.dataset import (
     rows_table,
     write_rank_part,
 )
-from smile_data.shards.card_readme import PREVIEW_FILE, README_FILE
+from smile_data.shards.card_readme import PREVIEW_FILE, README_FILE, write_readme
 from smile_data.shards.integrity import sample_digest
 from smile_data.shards.progress import (
     JournalEntry,
@@ -409,7 +409,9 @@ def _write_part(out: Path, share: WorkShare, tasks: range, identity: dict[str, A
 def _finish(out: Path, share: WorkShare) -> dict[str, Any]:
     waiting = missing_ranks(out, share.world_size)
     if not waiting:
-        return finalize_dataset(out)
+        card = finalize_dataset(out)
+        write_readme(out, card)
+        return card
     part = json.loads(card_part_path(out, share.rank, share.world_size).read_text())
     return {"complete": False, "rank": share.rank, "world_size": share.world_size,
             "waiting_for_ranks": waiting, "samples": part["samples"],

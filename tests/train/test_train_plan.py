@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from smile_train.finetune import plan_finetune
+from smile_data.config import read_yaml
 from smile_train.plan import warmup_end_step
 from smile_train.pretrain import plan_pretrain, schedule
 from smile_train.settings import PretrainSettings
@@ -143,3 +144,18 @@ def test_a_plan_stops_at_a_missing_shard_or_bank(tmp_path, datasets):
     with pytest.raises(FileNotFoundError, match="clips-000003.tar"):
         plan_pretrain(str(CONFIGS / "pretrain" / "smile_vitb_k400.yaml"),
                       {"shards": str(datasets["k400"]), "bank": str(datasets["bank"])})
+
+
+def test_the_pretrain_command_reads_its_config_once(datasets, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from smile_train import settings
+    from smile_train.cli import app
+
+    reads = []
+    monkeypatch.setattr(settings, "read_yaml", lambda *args: reads.append(args) or read_yaml(*args))
+    result = CliRunner().invoke(app, [
+        "pretrain", "--config", str(CONFIGS / "pretrain" / "smile_vitb_k400.yaml"),
+        "--set", f"shards={datasets['k400']}", "--set", f"bank={datasets['bank']}", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "[stage2]" in result.stdout and len(reads) == 1

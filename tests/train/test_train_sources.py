@@ -97,7 +97,7 @@ def test_weighted_sources_each_keep_their_settings(tiny_shards, tmp_path):
 def test_source_entries_are_checked_against_the_settings(tiny_shards):
     with pytest.raises(SettingsError, match=r"sources\[2\].*unknown setting.*strides"):
         stage_sources(settings(shards="x", sources=[{"shards": "a"}, {"strides": 2}]))
-    with pytest.raises(SettingsError, match=r"sources\[1\]: temporal 'frames' must be one of"):
+    with pytest.raises(SettingsError, match=r"sources\[1\]: setting 'temporal' must be one of window, segments, got 'frames'"):
         stage_sources(settings(shards="x", sources=[{"temporal": "frames"}]))
     with pytest.raises(SettingsError, match="overlay objects needs a bank"):
         stage_sources(settings(shards="x", overlay="objects"))
@@ -126,7 +126,7 @@ def test_a_resumed_loader_continues_with_the_uninterrupted_batches(tiny_shards):
 
 
 def test_source_numbers_are_bounded():
-    with pytest.raises(SettingsError, match="stride 0 must be within"):
+    with pytest.raises(SettingsError, match=r"data settings: setting 'stride' must be in \[1, 64\], got 0"):
         stage_sources(settings(shards="x", stride=0))
     with pytest.raises(SettingsError, match="weight -1.0 must be > 0"):
         stage_sources(settings(shards="x", sources=[{"weight": -1}]))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smile_data.sampling import segment_indices, window_indices
+from smile_data.sampling import VideoSampling, segment_indices, window_indices
 from smile_train.sources import SourceSampler, SourceSettings
 from tests.video.video_files import encode_video, read_counter
 
@@ -69,7 +69,7 @@ def test_test_views_of_a_video_are_the_formula_frames_with_their_crops(counter_m
     from smile_train.evaluate import VideoViews, ViewClips
     from smile_data.sampling import test_indices
 
-    dataset = ViewClips([], 64, 3, 16, videos=VideoViews(clips=3, temporal=temporal, stride=4))
+    dataset = ViewClips([], 64, 3, 16, videos=VideoViews(clips=3, sampling=VideoSampling(temporal=temporal, stride=4)))
     items = dataset._video_items({**raw_video(counter_mp4), "cls": b"1"})
     assert [item["key"] for item in items] == ["video0#000", "video0#001", "video0#002"]
     assert {item["source"] for item in items} == {"video:video0"} and items[0]["label"] == 1
