@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -289,7 +288,7 @@ class MetricsLog:
             self.tensorboard.close()
 
 
-# --- finetuning: layer-wise lr decay, per-group lr, one optimiser step ---------------------------
+# --- finetuning: layer-wise lr decay, per-group lr -------------------------------------------------
 
 
 def layer_decay_groups(
@@ -326,26 +325,6 @@ def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set every group's rate to `lr` times its `lr_scale` (1 when the group has none)."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
-
-
-def optimizer_step(
-    parameters: Iterable[torch.nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    clip_grad: float,
-) -> torch.Tensor:
-    """Unscale, clip (0: no clipping, the norm is still measured), step, update, zero.
-
-    Returns the gradient norm as a tensor on the device: reading it is a host sync, which the
-    loops do only when they log (train_loop.TrainingLog).
-    """
-    scaler.unscale_(optimizer)
-    max_norm = clip_grad if clip_grad > 0 else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(list(parameters), max_norm)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    return grad_norm
 
 
 def restore_training_state(

@@ -20,10 +20,10 @@ from smile_train.checkpoint import load_checkpoint, save_checkpoint
 from smile_train.cli import app
 from smile_data.config import load_settings
 from smile_train.checkpoint_keys import pretrain_state_to_classifier
-from smile_train.finetune import build_model, run_finetune, schedule, update_ema
+from smile_train.finetune import build_model, run_finetune, schedule
 from smile_train.finetune_settings import FinetuneSettings
 from smile_train.model import SIZES, PretrainModel
-from smile_train.train_loop import load_initial_weights
+from smile_train.train_loop import load_initial_weights, update_ema
 from tests.conftest import write_clip_shard, write_test_card
 
 SIZE, WIDTH, HEIGHT, FRAMES = 32, 40, 32, 8  # packed frames are wider than tall, like videos
