@@ -215,8 +215,3 @@ class SourceSampler:
             drawn = self.overlays(rng, frames)
             boxes = np.concatenate([boxes, mask_boxes(frames.shape[0], drawn, self.object_cells)], axis=1)
         return Clip(key, frames, boxes, label)
-        if self.overlays.active:
-            frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
-            drawn = self.overlays(rng, frames)
-            boxes = np.concatenate([boxes, mask_boxes(frames.shape[0], drawn, self.object_cells)], axis=1)
-        return Clip(key, frames, boxes, label)
