@@ -1,5 +1,7 @@
 """Settings as flat dataclasses: reference defaults (docs/method.md) in code, differences in YAML, `--set key=value`.
 
+The YAML loader is ours: yaml.safe_load bounds neither nesting nor alias expansion (a "billion laughs" file).
+
 Every command of the project keeps its settings in one dataclass. `load_settings` starts from
 the dataclass defaults, applies a YAML file (which holds only differences), then CLI overrides,
 refusing unknown keys and values that do not parse as the field's type.

@@ -116,12 +116,9 @@ def finetune(
     world_size: int = WORLD_SIZE_OPTION,
 ) -> None:
     """Finetune a classifier (mean pool, fc_norm, linear head) on labelled clips (docs/method.md §7)."""
-    from smile_data.config import load_settings
-    from smile_train.settings_check import check_settings
+    from smile_train.finetune import plan_finetune, run_finetune  # both check the settings first
 
     overrides = command_line_overrides(set_, given_flags(ctx))
-    check_settings(load_settings(FinetuneSettings, config, overrides, allow_commands))  # before slow imports
-    from smile_train.finetune import plan_finetune, run_finetune
 
     if dry_run:
         typer.echo(plan_finetune(config, overrides, allow_commands=allow_commands, world_size=world_size))

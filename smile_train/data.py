@@ -6,6 +6,9 @@ inside DataLoader workers. Decoding goes through the project's safe reader (no u
 Determinism: shard order and shuffling use a generator seeded from (seed, rank, worker); the
 crop, flip and masks of a sample use one seeded from (seed, rank, worker, sample number), so a
 resumed run can skip already-seen samples without decoding them and then continue exactly.
+
+Shard resampling and the shuffle buffer are ours: webdataset's ResampledShards and shuffle draw
+from a random.Random by other rules (another order, so every run's clips would change).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from smile_train.allocator import keep_freed_memory
 from smile_train.geometry import PATCH, TUBELET, token_grid
 from smile_train.settings_check import check_settings
 from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
-    SourceSampler, SourceSettings, base_source, object_boxes, stage_sources,
+    Clip, SourceSampler, SourceSettings, base_source, object_boxes, stage_sources,
 )
 
 log = logging.getLogger(__name__)
@@ -123,7 +126,8 @@ def tar_samples(shards: Iterator[dict[str, str]], on_error: Callable[[Exception]
 
 
 def shuffle(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator) -> Iterator[dict]:
-    """Reservoir-style shuffle with a seeded generator (webdataset's uses global state)."""
+    """Reservoir-style shuffle with the source's seeded generator: once the buffer holds
+    `buffer_size` samples, each new one takes the place of a random one, which is yielded."""
     if buffer_size <= 0:
         yield from samples
         return
@@ -217,29 +221,44 @@ def epoch_summary(settings: Any, clips_per_epoch: int, total_steps: int, counted
     return text
 
 
+@dataclass(frozen=True)
+class StreamStart:
+    """Where the loader's sample streams start: after the first `batches` batches of `batch_size`
+    clips (a resumed run; show-batch's epoch), or at the beginning.
+
+    A DataLoader takes batch b from its worker b mod W, each worker running one stream. Stream w
+    of W made ceil((batches - w) / W) of the first `batches` batches: it passes over their
+    samples without decoding them. The DataLoader asks its worker 0 first, so worker j of a
+    loader started after `batches` batches runs stream (j + batches) mod W.
+    """
+
+    batches: int = 0
+    batch_size: int = 0
+
+    def stream_of(self, loader_worker: int, workers: int) -> int:
+        return (loader_worker + self.batches) % workers
+
+    def samples_before(self, stream: int, workers: int) -> int:
+        return max(0, -(-(self.batches - stream) // workers)) * self.batch_size
+
+
 class PretrainClips(IterableDataset):
     """Endless stream of {"video": (T, S, S, 3) uint8, "masks": (R, N) bool, "key": str,
     "corrupt": int}; R = mask_repeats, or 1 when second_mask is "shuffled".
 
     `sources`: the stage's sources, or a plain list of shard URLs read with the stage's own
     data settings. Each sample picks its source by weight, then takes that source's next raw
-    sample (sources.py turns it into a clip: temporal draw, crop, flip, overlays).
+    sample (sources.py turns it into a clip: temporal draw, crop, flip, overlays). `start`
+    positions the streams (StreamStart).
     """
 
     def __init__(self, sources: list[StageSource] | list[str], settings: Any, rank: int = 0,
-                 skip_samples: Callable[[int, int], int] | None = None):
+                 start: StreamStart = StreamStart()):
         super().__init__()
         if all(isinstance(url, str) for url in sources):
             base = check_settings(base_source(settings, settings.shards), "settings")
             sources = [StageSource(base, list(sources))]
-        self.sources, self.settings, self.rank = list(sources), settings, rank
-        self.skip_samples = skip_samples or (lambda worker, workers: 0)
-        # The DataLoader asks worker 0 first; a run resumed after R batches must start with the
-        # stream of worker R mod W, so worker j plays the part of worker (j + offset) mod W.
-        self.worker_offset = 0
-        # show-batch runs each loader worker's stream in-process and keeps the boxes it drew.
-        self.worker_identity: tuple[int, int] | None = None
-        self.keep_boxes = False
+        self.sources, self.settings, self.rank, self.start = list(sources), settings, rank, start
 
     def _grid(self) -> tuple[int, int, int]:
         return token_grid(self.settings.frames, self.settings.input_size)
@@ -250,16 +269,15 @@ class PretrainClips(IterableDataset):
         return masking.sample_masks(rng, settings, count, self._grid(), boxes, PATCH, TUBELET)
 
     def _prepare(self, sampler: SourceSampler, raw: dict, rng: np.random.Generator) -> dict[str, Any]:
-        clip = sampler(raw, rng)
-        # With second_mask "shuffled" the loop gives the further copies other clips' masks.
+        return self._masked(sampler(raw, rng), rng)
+
+    def _masked(self, clip: Clip, rng: np.random.Generator) -> dict[str, Any]:
+        """A clip and its masks; with second_mask "shuffled" the loop gives the further copies
+        other clips' masks."""
         s = self.settings
         repeats = 1 if s.second_mask == "shuffled" else s.mask_repeats
         masks = self._make_masks(rng, clip.boxes, repeats)
-        prepared = {"video": torch.from_numpy(clip.frames), "masks": torch.from_numpy(masks), "key": clip.key}
-        if self.keep_boxes:  # show-batch: what it draws and labels
-            prepared["boxes"] = clip.boxes  # (T, K, 4): K differs between clips
-            prepared["shard"] = raw.get(layout.SHARD_FIELD, "")
-        return prepared
+        return {"video": torch.from_numpy(clip.frames), "masks": torch.from_numpy(masks), "key": clip.key}
 
     def _shards(self, urls: list[str], rng: np.random.Generator) -> Iterator[dict[str, str]]:
         """The shards a source's stream reads: resampled with replacement, endlessly."""
@@ -275,10 +293,13 @@ class PretrainClips(IterableDataset):
         return streams
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()  # in a loader worker; None in the main process
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        return self.stream(self.start.stream_of(worker, workers), workers)
+
+    def stream(self, worker: int, workers: int) -> Iterator[dict[str, Any]]:
+        """Stream `worker` of `workers` (each loader worker runs one), from `start` on."""
         keep_freed_memory()  # runs in the loader worker
-        info = get_worker_info()
-        worker, workers = self.worker_identity or ((info.id, info.num_workers) if info else (0, 1))
-        worker = (worker + self.worker_offset) % workers
         s = self.settings
         seed = [s.seed, self.rank, worker]
         counter = CorruptSampleCounter(s.max_corrupt_samples)
@@ -287,7 +308,7 @@ class PretrainClips(IterableDataset):
                     for source in self.sources]
         weights = [source.settings.weight for source in self.sources]
         choice_rng = np.random.default_rng([*seed, SOURCE_CHOICE_STREAM])
-        to_skip = self.skip_samples(worker, workers)
+        to_skip = self.start.samples_before(worker, workers)
         for number in itertools.count():
             index = draw_index(choice_rng, weights) if len(weights) > 1 else 0
             sample = next(streams[index])
@@ -303,16 +324,6 @@ class PretrainClips(IterableDataset):
             yield prepared
 
 
-def batches_skipped_per_worker(batches: int) -> Callable[[int, int], int]:
-    """How many batches each loader worker produced among the first `batches` (round robin)."""
-
-    def count(worker: int, num_workers: int) -> int:
-        num_workers = max(num_workers, 1)
-        return max(0, -(-(batches - worker) // num_workers))
-
-    return count
-
-
 def build_loader(settings: Any, sources: list[StageSource] | list[str], micro_batch: int, rank: int,
                  resume_batches: int = 0, dataset_class: type[PretrainClips] = PretrainClips,
                  pin_memory: bool = False, collate: Callable[[list], Any] | None = None) -> DataLoader:
@@ -325,10 +336,8 @@ def build_loader(settings: Any, sources: list[StageSource] | list[str], micro_ba
         for url in urls:
             if not remote.is_pipe(url):
                 integrity.index_for_shard(url, checks.pins)
-    per_worker = batches_skipped_per_worker(resume_batches)
-    dataset = dataset_class(sources, settings, rank, lambda w, n: per_worker(w, n) * micro_batch)
+    dataset = dataset_class(sources, settings, rank, StreamStart(resume_batches, micro_batch))
     workers = settings.num_workers
-    dataset.worker_offset = resume_batches % max(workers, 1)
     return DataLoader(
         dataset,
         batch_size=micro_batch,

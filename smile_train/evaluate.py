@@ -34,7 +34,7 @@ from smile_data.shards.reader import decode_sample
 from smile_data.shards.video_sample import decode_video_sample, is_video_sample, open_video_sample
 from smile_data.video import VideoLimits
 from smile_train import runtime as rt
-from smile_train.checkpoint import classifier_from_checkpoint, read_checkpoint
+from smile_train.checkpoint import CheckpointInfo, classifier_from_checkpoint, read_checkpoint
 from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
 from smile_train.finetune_settings import KINETICS_TEST_CLIPS, EvalSettings, read_class_names
 from smile_data.sampling import VideoSampling, test_indices
@@ -256,12 +256,17 @@ def evaluate_model(model: torch.nn.Module, urls: list[str], s: EvalSettings, run
     return {**report, "test_clips": s.test_clips, "test_crops": s.test_crops}
 
 
+def checked_checkpoint(s: Any, command: str) -> CheckpointInfo:
+    """The checkpoint `evaluate` or `linear-probe` reads, once its settings are known to work."""
+    if not s.checkpoint or not s.shards:
+        raise ValueError(f"{command} needs --checkpoint and --shards")
+    check_settings(s)
+    return read_checkpoint(s.checkpoint, s.input_size, s.frames)
+
+
 def run_evaluate(s: EvalSettings) -> dict[str, Any]:
     """`smile-train evaluate`: load a finetuned checkpoint, test it, write the JSON report."""
-    if not s.checkpoint or not s.shards:
-        raise ValueError("evaluate needs --checkpoint and --shards")
-    check_settings(s)
-    info = read_checkpoint(s.checkpoint, s.input_size, s.frames)
+    info = checked_checkpoint(s, "evaluate")
     names = read_class_names(s.class_names, info.num_classes) or info.class_names
     urls = expand_urls(s.shards)
     runtime = rt.setup(s.device, s.precision)

@@ -1,10 +1,10 @@
 """The finetuning loop, read top to bottom: settings, processes, data, model, --init-from weights,
-layer-decay optimiser, resume, compile, wrap, loop, checkpoints, final multi-view test.
+layer-decay optimiser, resume, then the step body with its micro-loss, final multi-view test.
 
-Shares the pretraining machinery: train_loop.py (the loop's skeleton: resume, wrap, gradient
-accumulation, logs, final checkpoint), runtime.py (processes, autocast, scaler, AdamW),
-lr_schedule.py (the cosine), checkpoint.py (atomic step checkpoints, weights-only loading) and
-data.py (shard stream, seeding, resume skipping, corrupt-sample limit).
+Shares the pretraining machinery: train_loop.py (the step body: seed, learning rate, gradient
+accumulation, optimiser step, weight average, logs, checkpoints), runtime.py (processes,
+autocast, scaler, AdamW), lr_schedule.py (the cosine), checkpoint.py (atomic step checkpoints,
+weights-only loading) and data.py (shard stream, seeding, resume skipping, corrupt-sample limit).
 
 Iteration: resampled shards like pretraining (each process and worker draws shards with
 replacement); an epoch is `clips_per_epoch` clips (default: the shards' sample count, data.epoch_clips), so
@@ -15,15 +15,15 @@ repeated augmentation each step trains on batch_size x repeated_augment augmente
 
 from __future__ import annotations
 
-import copy
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from smile_data.config import inherited_values, load_settings, settings_to_dict
+from smile_data.config import inherited_values, load_settings
 from smile_data.io import write_json_atomic
 from smile_data.sampling import VideoSampling
 from smile_train import checkpoint as ckpt
@@ -90,7 +90,7 @@ def schedule(s: FinetuneSettings, urls: list[str]) -> tuple[int, LrSchedule]:
 
 
 def build_optimisation(s: FinetuneSettings, runtime: rt.Runtime, peak_lr: float):
-    """Model (with --init-from weights), layer-decay AdamW and scaler; plus the init key report."""
+    """Model (with --init-from weights) and layer-decay AdamW; plus the init key report."""
     torch.manual_seed(s.seed)
     model = build_model(s).to(runtime.device)
     init_report = None
@@ -99,80 +99,35 @@ def build_optimisation(s: FinetuneSettings, runtime: rt.Runtime, peak_lr: float)
         init_report = {"path": s.init_from, **report.record()}
     groups = rt.layer_decay_groups(model.named_parameters(), s.weight_decay, model.no_weight_decay(),
                                    model.layer_id, model.depth + 2, s.layer_decay)
-    optimizer = rt.adamw(groups, peak_lr, s.betas, runtime.device, s.fused_adamw)
-    return model, optimizer, rt.grad_scaler(runtime), init_report
-
-
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """timm's ModelEma: every floating state entry becomes decay x ema + (1 - decay) x model."""
-    current = model.state_dict()
-    for key, value in ema.state_dict().items():
-        if value.is_floating_point():
-            value.mul_(decay).add_(current[key].detach().to(value.dtype), alpha=1.0 - decay)
-        else:
-            value.copy_(current[key])
+    return model, rt.adamw(groups, peak_lr, s.betas, runtime.device, s.fused_adamw), init_report
 
 
 def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
-    """Run finetuning to its end and return the final checkpoint's path."""
+    """Run finetuning to its end and return the final checkpoint's path; `s` as
+    load_finetune_settings returns them."""
     out_dir = Path(s.out_dir)
-    checkpoints = ckpt.RunCheckpoints(out_dir / "checkpoints", s.keep_checkpoints, runtime.is_main)
-    finished, existing = loop.start_run(STAGE, checkpoints, resume, runtime)
-    if finished:
+    checkpoints, existing = loop.start_run(STAGE, out_dir, s, resume, runtime)
+    if existing is None:  # finished before
         return checkpoints.final
-    if not s.shards:
-        raise ValueError("finetune needs shards (--shards or `shards:` in the config)")
-    check_settings(s)
     class_names = read_class_names(s.class_names, s.num_classes)
     urls = expand_urls(s.shards)
     if s.val_shards:  # tested after training: a list that cannot work is refused now
         expand_urls(s.val_shards, setting="val_shards")
     total_steps, lr_schedule = schedule(s, urls)
     micro, accumulation = loop.micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size)
-    if runtime.is_main:
-        write_json_atomic(out_dir / "settings.json", {"stage": STAGE, **settings_to_dict(s)})
 
-    model, optimizer, scaler, init_report = build_optimisation(s, runtime, lr_schedule.peak)
-    ema = copy.deepcopy(model).requires_grad_(False) if s.model_ema else None
-    step, saved = loop.resume_training(STAGE, existing, model, optimizer, scaler, runtime)
-    if ema is not None and saved:
-        ema.load_state_dict(saved["model_ema"] if "model_ema" in saved else model.state_dict())
-    raw_model = model  # checkpoints hold the plain module's keys
-    model = loop.wrap_model(model, s.compile, runtime)
+    model, optimizer, init_report = build_optimisation(s, runtime, lr_schedule.peak)
+    run = loop.Run(STAGE, f"{STAGE}: {s.model}, {s.num_classes} classes", out_dir, s, runtime, checkpoints, model,
+                   optimizer, loop.StepPlan(micro, accumulation, total_steps, lr_schedule),
+                   ema_decay=s.model_ema_decay if s.model_ema else None,
+                   extra_state={"class_names": class_names, "init": json.dumps(init_report) if init_report else ""})
 
-    batches = iter(build_finetune_loader(s, urls, micro, runtime.rank, resume_batches=step * accumulation,
-                                         pin_memory=runtime.device.type == "cuda"))
-    log = loop.TrainingLog(STAGE, out_dir, runtime, total_steps, step, s.log_every_steps, s.batch_size,
-                           checkpoints.folder)
-
-    def micro_loss(batch: dict, micro_step: int) -> torch.Tensor:
+    def micro_loss(model: torch.nn.Module, batch: dict, step: int, micro_step: int) -> torch.Tensor:
         # Mixing draws come from (seed, rank, step, micro-step): identical after a resume.
         rng = np.random.default_rng([s.seed, runtime.rank, step, micro_step])
         return classification_loss(model, batch, s, rng, runtime)
 
-    def state() -> dict:
-        return loop.training_state(
-            raw_model, optimizer, scaler, step, STAGE, s, class_names=class_names,
-            init=json.dumps(init_report) if init_report else "",
-            **({"model_ema": ema.state_dict()} if ema is not None else {}),
-        )
-
-    model.train()
-    while step < total_steps:
-        rt.seed_step(s.seed, runtime.rank, step)
-        lr = lr_schedule.lr(step)
-        loss, grad_norm, corrupt, waited = loop.train_step(model, raw_model, batches, accumulation, optimizer, scaler,
-                                                           lr, s.clip_grad, runtime, micro_loss)
-        if ema is not None:
-            update_ema(ema, raw_model, s.model_ema_decay)
-        step += 1
-        log.step(step, loss, grad_norm, lr, corrupt, waited)
-        if step % s.save_every_steps == 0 and step < total_steps:
-            log.settle(step)  # a diverged run stops before it writes a checkpoint
-            checkpoints.save_step(step, state())
-    return loop.finish_run(raw_model, checkpoints, step, state(), log,
-                           f"{STAGE}: {s.model}, {s.num_classes} classes", runtime)
+    return loop.run_steps(run, existing, partial(build_finetune_loader, s, urls), micro_loss)
 
 
 def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> dict[str, Any] | None:
@@ -206,11 +161,7 @@ def final_test(s: FinetuneSettings, final_path: Path, runtime: rt.Runtime) -> di
 def plan_finetune(config: str | None, overrides: dict[str, Any], init_from: str | None = None,
                   allow_commands: bool = False, world_size: int | None = None) -> str:
     """`smile-train finetune --dry-run`: the run's plan (plan.py), nothing trained."""
-    s = check_settings(load_settings(FinetuneSettings, config, overrides, allow_commands), str(config or "settings"))
-    if init_from:
-        s.init_from = init_from
-    if not s.shards:
-        raise ValueError("finetune needs shards (--shards or `shards:` in the config)")
+    s = load_finetune_settings(config, overrides, init_from, allow_commands)
     urls = expand_urls(s.shards)
     total_steps, lr_schedule = schedule(s, urls)
     samples, counted_from = epoch_clips(0, [(s.shards, urls)])
@@ -249,12 +200,21 @@ def test_summary(s: FinetuneSettings) -> str:
             f"crops per video, after the last step")
 
 
-def run_finetune(config: str | None, overrides: dict[str, Any], resume: bool,
-                 init_from: str | None = None, allow_commands: bool = False) -> Path:
-    """`smile-train finetune`: settings from config + overrides, train, then test on val_shards."""
+def load_finetune_settings(config: str | None, overrides: dict[str, Any], init_from: str | None = None,
+                           allow_commands: bool = False) -> FinetuneSettings:
+    """The run's settings from config + overrides, checked (the one place they are)."""
     s = check_settings(load_settings(FinetuneSettings, config, overrides, allow_commands), str(config or "settings"))
     if init_from:
         s.init_from = init_from
+    if not s.shards:
+        raise ValueError("finetune needs shards (--shards or `shards:` in the config)")
+    return s
+
+
+def run_finetune(config: str | None, overrides: dict[str, Any], resume: bool,
+                 init_from: str | None = None, allow_commands: bool = False) -> Path:
+    """`smile-train finetune`: settings from config + overrides, train, then test on val_shards."""
+    s = load_finetune_settings(config, overrides, init_from, allow_commands)
     runtime = rt.setup(s.device, s.precision)
     with rt.process_group(runtime):
         final_path = finetune(s, runtime, resume)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from smile_train.augment import apply_copy, draw_copies
@@ -116,5 +117,6 @@ def mix_batch(videos: torch.Tensor, labels: torch.Tensor, s: Any,
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of -sum(targets * log_softmax(logits)); (B, C) each."""
-    return torch.sum(-targets * torch.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+    """Mean over the batch of -sum(targets * log_softmax(logits)); (B, C) each. The mean of the
+    per-clip losses: F.cross_entropy's own mean sums the batch in another order (other last bits)."""
+    return F.cross_entropy(logits.float(), targets, reduction="none").mean()

@@ -1,5 +1,8 @@
 """Learning-rate schedules: linear warm-up, then half a cosine, per optimiser step.
 
+Ours, not torch.optim.lr_scheduler: the released pace (below) is none of its built-in schedules, and a
+pure function of the step resumes exactly without scheduler state.
+
 `LrSchedule` serves pretraining (pretrain.schedule) and finetuning (finetune.schedule, the
 released finetuning's cosine_scheduler: warm-up from `start`, the cosine ending where training
 stops); `cosine_lr` is the linear probe's. Rates are given per 256 samples (`per_batch`).

@@ -1,5 +1,5 @@
 """The SMILE pretraining loop, read top to bottom: settings, processes, teacher, data, model,
-optimiser, resume, compile, wrap, loop, checkpoints, teardown.
+optimiser, resume, then the step body (train_loop.run_steps) with its micro-loss, masked_loss.
 
 One stage = one run of this loop. `run_pretrain` runs the stages of a config in order: stage 1
 on overlaid clips with trajectory masks, stage 2 on natural clips with tube masks, initialised
@@ -9,13 +9,12 @@ from stage 1's final weights (docs/method.md §6, progressive pretraining).
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from smile_data.config import settings_to_dict
-from smile_data.io import write_json_atomic
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
 from smile_train import plan
@@ -89,12 +88,9 @@ def masked_loss(model, teacher, videos_uint8, masks, runtime: rt.Runtime, pixel_
 
 def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir: Path, resume: bool) -> Path:
     """Run one stage to its end and return the path of its final checkpoint."""
-    checkpoints = ckpt.RunCheckpoints(out_dir / "checkpoints", s.keep_checkpoints, runtime.is_main)
-    finished, existing = loop.start_run(name, checkpoints, resume, runtime)
-    if finished:
+    checkpoints, existing = loop.start_run(name, out_dir, s, resume, runtime)
+    if existing is None:  # finished before
         return checkpoints.final
-    if runtime.is_main:
-        write_json_atomic(out_dir / "settings.json", {"stage": name, **settings_to_dict(s)})
 
     # A teacher that cannot be loaded is an error before any data is read.
     teacher = FeatureTeacher.from_pretrained(s.teacher, runtime.device, runtime.dtype) if s.target == "clip" else None
@@ -115,34 +111,14 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
         loop.load_initial_weights(model, s.init_from, runtime, pretrain_state_to_pretrain)
     groups = rt.weight_decay_groups(model.named_parameters(), s.weight_decay, set(model.no_weight_decay()))
     optimizer = rt.adamw(groups, lr_schedule.peak, s.betas, runtime.device, s.fused_adamw)
-    scaler = rt.grad_scaler(runtime)
-    step, _ = loop.resume_training(name, existing, model, optimizer, scaler, runtime)
-    raw_model = model  # checkpoints hold the plain module's keys, never compiled or DDP wrappers
-    model = loop.wrap_model(model, s.compile, runtime)
+    run = loop.Run(name, f"{name}: {s.model} / {s.target} target", out_dir, s, runtime, checkpoints, model,
+                   optimizer, loop.StepPlan(micro, accumulation, total_steps, lr_schedule))
 
-    batches = iter(build_loader(s, sources, micro, runtime.rank, resume_batches=step * accumulation,
-                                pin_memory=runtime.device.type == "cuda"))
-    log = loop.TrainingLog(name, out_dir, runtime, total_steps, step, s.log_every_steps,
-                           s.batch_size // s.mask_repeats, checkpoints.folder)
-
-    def micro_loss(batch: dict, micro_step: int) -> torch.Tensor:
+    def micro_loss(model: torch.nn.Module, batch: dict, step: int, micro_step: int) -> torch.Tensor:
         masks = second_masks(batch["masks"], s.mask_repeats, s.second_mask)
         return masked_loss(model, teacher, batch["video"], masks, runtime, s.pixel_norm)
 
-    def state() -> dict:
-        return loop.training_state(raw_model, optimizer, scaler, step, name, s)
-
-    while step < total_steps:
-        rt.seed_step(s.seed, runtime.rank, step)
-        lr = lr_schedule.lr(step)
-        loss, grad_norm, corrupt, waited = loop.train_step(model, raw_model, batches, accumulation, optimizer, scaler,
-                                                           lr, s.clip_grad, runtime, micro_loss)
-        step += 1
-        log.step(step, loss, grad_norm, lr, corrupt, waited)
-        if step % s.save_every_steps == 0 and step < total_steps:
-            log.settle(step)  # a diverged run stops before it writes a checkpoint
-            checkpoints.save_step(step, state())
-    return loop.finish_run(raw_model, checkpoints, step, state(), log, f"{name}: {s.model} / {s.target} target", runtime)
+    return loop.run_steps(run, existing, partial(build_loader, s, sources), micro_loss)
 
 
 def stage_runs(stages: list[tuple[str, PretrainSettings]],

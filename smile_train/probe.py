@@ -25,12 +25,13 @@ from smile_data.io import atomic_path, sha256_file, write_json_atomic
 from smile_data.shards import remote
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
-from smile_train.checkpoint import CheckpointInfo, feature_encoder_from_checkpoint, read_checkpoint
+from smile_train.checkpoint import CheckpointInfo, feature_encoder_from_checkpoint
 from smile_train.data import expand_urls
-from smile_train.evaluate import ClipOutput, accuracy_report, collect_outputs, video_scores, view_loader
+from smile_train.evaluate import (
+    ClipOutput, accuracy_report, checked_checkpoint, collect_outputs, video_scores, view_loader,
+)
 from smile_train.finetune_settings import ProbeSettings, read_class_names
 from smile_train.lr_schedule import cosine_lr
-from smile_train.settings_check import check_settings
 
 CACHE_VERSION = 1
 STD_FLOOR = 1e-6
@@ -149,11 +150,8 @@ def score_clips(head: dict[str, torch.Tensor], clips: list[ClipOutput]) -> list[
 
 def run_probe(s: ProbeSettings) -> dict[str, Any]:
     """`smile-train linear-probe`: features -> head -> report (probe.json) and head (probe.pt)."""
-    if not s.checkpoint or not s.shards:
-        raise ValueError("linear-probe needs --checkpoint and --shards")
-    check_settings(s)
+    info = checked_checkpoint(s, "linear-probe")
     out_dir = Path(s.out_dir)
-    info = read_checkpoint(s.checkpoint, s.input_size, s.frames)
     names = read_class_names(s.class_names, s.num_classes)
     if s.val_shards:  # read after the training features: a list that cannot work is refused now
         expand_urls(s.val_shards, setting="val_shards")

@@ -1,5 +1,8 @@
 """What every trainer command shares: processes, device, precision, optimiser, metrics files.
 
+The parameter groups are ours: timm's (param_groups_weight_decay / _layer_decay) would bring timm
+and torchvision for forty lines.
+
 Distributed training touches four visible places in a loop: `setup` here, the DDP wrap, the
 gradient sync on the last micro-step, and `teardown`. `is_main` gates all output.
 """
@@ -9,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -177,7 +179,38 @@ def broadcast_object(obj: Any, runtime: Runtime) -> Any:
     return box[0]
 
 
-# --- optimiser ---------------------------------------------------------------------------------
+# --- optimiser: parameter groups (weight decay, layer decay), AdamW, rates, restoring -------
+
+
+def layer_decay_groups(
+    named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+    weight_decay: float,
+    skip: set[str],
+    layer_id: Callable[[str], int],
+    num_layers: int,
+    layer_decay: float,
+) -> list[dict[str, Any]]:
+    """Parameter groups per (layer, decay or not), each with `lr_scale` = layer_decay^(num_layers-1-id).
+
+    No weight decay on 1-D parameters (norms, biases), the mask token and names in `skip`.
+    `layer_id` maps a parameter name to 0 (patch embedding) ... num_layers - 1 (norm and head),
+    so the head trains at the full rate and every layer below it at `layer_decay` times the
+    rate of the layer above (BEiT / VideoMAE finetuning).
+    """
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, parameter in named_parameters:
+        if not parameter.requires_grad:
+            continue
+        no_decay = parameter.ndim <= 1 or name in skip or name.endswith(".bias")
+        layer = layer_id(name)
+        if not 0 <= layer < num_layers:
+            raise ValueError(f"parameter {name}: layer id {layer} outside 0..{num_layers - 1}")
+        group = groups.setdefault((layer, no_decay), {
+            "params": [], "weight_decay": 0.0 if no_decay else weight_decay,
+            "lr_scale": layer_decay ** (num_layers - 1 - layer), "layer": layer,
+        })
+        group["params"].append(parameter)
+    return [groups[key] for key in sorted(groups)]
 
 
 def weight_decay_groups(
@@ -185,25 +218,56 @@ def weight_decay_groups(
     weight_decay: float,
     skip: set[str],
 ) -> list[dict[str, Any]]:
-    """No decay on 1-D parameters (norms, biases), the mask token and names in `skip`."""
-    decay, no_decay = [], []
-    for name, parameter in named_parameters:
-        if not parameter.requires_grad:
-            continue
-        if parameter.ndim <= 1 or name in skip or name.endswith(".bias"):
-            no_decay.append(parameter)
-        else:
-            decay.append(parameter)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    """The groups of `layer_decay_groups` without layers: decayed parameters, then the others."""
+    return layer_decay_groups(named_parameters, weight_decay, skip, lambda name: 0, 1, 1.0)
 
 
 def adamw(groups: list[dict[str, Any]], lr: float, betas: tuple[float, float], device: torch.device, fused: bool):
     """AdamW, fused on CUDA when asked (the reference-style baseline passes fused=False)."""
     use_fused = fused and device.type == "cuda"
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=use_fused or None)
+
+
+def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's rate to `lr` times its `lr_scale` (1 when the group has none)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    source: str = "checkpoint",
+) -> int:
+    """Load model, optimiser and scaler state of a step checkpoint; return its step."""
+    check_same_model(state, model, source)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    return int(state["step"])
+
+
+GEOMETRY_SETTINGS = ("model", "target", "input_size", "frames", "num_classes")
+
+
+def check_same_model(state: dict[str, Any], model: torch.nn.Module, source: str) -> None:
+    """Refuse, naming the settings that differ, a checkpoint whose tensors do not fit `model`."""
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise ValueError(f"{source}: holds no model weights")
+    own = model.state_dict()
+    misfits = sorted(k for k in own if k not in weights or tuple(weights[k].shape) != tuple(own[k].shape))
+    if not misfits:
+        return
+    stored = state.get("settings") if isinstance(state.get("settings"), dict) else {}
+    differences = [f"{name} {stored[name]!r}" for name in GEOMETRY_SETTINGS if name in stored]
+    raise ValueError(
+        f"{source}: a checkpoint of another model ({len(misfits)} tensors missing or of another "
+        f"shape, e.g. {misfits[0]}); it was written with {', '.join(differences) or 'unknown settings'}: "
+        f"set 'model', 'input_size' and 'frames' to match it, or start a fresh run in another out_dir"
+    )
 
 
 # --- logs --------------------------------------------------------------------------------------
@@ -287,98 +351,3 @@ class MetricsLog:
     def close(self) -> None:
         if self.tensorboard:
             self.tensorboard.close()
-
-
-# --- finetuning: layer-wise lr decay, per-group lr, one optimiser step ---------------------------
-
-
-def layer_decay_groups(
-    named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
-    weight_decay: float,
-    skip: set[str],
-    layer_id: Callable[[str], int],
-    num_layers: int,
-    layer_decay: float,
-) -> list[dict[str, Any]]:
-    """`weight_decay_groups` split per layer, each with `lr_scale` = layer_decay^(num_layers-1-id).
-
-    `layer_id` maps a parameter name to 0 (patch embedding) ... num_layers - 1 (norm and head),
-    so the head trains at the full rate and every layer below it at `layer_decay` times the
-    rate of the layer above (BEiT / VideoMAE finetuning).
-    """
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
-    for name, parameter in named_parameters:
-        if not parameter.requires_grad:
-            continue
-        no_decay = parameter.ndim <= 1 or name in skip or name.endswith(".bias")
-        layer = layer_id(name)
-        if not 0 <= layer < num_layers:
-            raise ValueError(f"parameter {name}: layer id {layer} outside 0..{num_layers - 1}")
-        group = groups.setdefault((layer, no_decay), {
-            "params": [], "weight_decay": 0.0 if no_decay else weight_decay,
-            "lr_scale": layer_decay ** (num_layers - 1 - layer), "layer": layer,
-        })
-        group["params"].append(parameter)
-    return [groups[key] for key in sorted(groups)]
-
-
-def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's rate to `lr` times its `lr_scale` (1 when the group has none)."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-
-
-def optimizer_step(
-    parameters: Iterable[torch.nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    clip_grad: float,
-) -> torch.Tensor:
-    """Unscale, clip (0: no clipping, the norm is still measured), step, update, zero.
-
-    Returns the gradient norm as a tensor on the device: reading it is a host sync, which the
-    loops do only when they log (train_loop.TrainingLog).
-    """
-    scaler.unscale_(optimizer)
-    max_norm = clip_grad if clip_grad > 0 else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(list(parameters), max_norm)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    return grad_norm
-
-
-def restore_training_state(
-    state: dict[str, Any],
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    source: str = "checkpoint",
-) -> int:
-    """Load model, optimiser and scaler state of a step checkpoint; return its step."""
-    check_same_model(state, model, source)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    return int(state["step"])
-
-
-GEOMETRY_SETTINGS = ("model", "target", "input_size", "frames", "num_classes")
-
-
-def check_same_model(state: dict[str, Any], model: torch.nn.Module, source: str) -> None:
-    """Refuse, naming the settings that differ, a checkpoint whose tensors do not fit `model`."""
-    weights = state.get("model") if isinstance(state, dict) else None
-    if not isinstance(weights, dict):
-        raise ValueError(f"{source}: holds no model weights")
-    own = model.state_dict()
-    misfits = sorted(k for k in own if k not in weights or tuple(weights[k].shape) != tuple(own[k].shape))
-    if not misfits:
-        return
-    stored = state.get("settings") if isinstance(state.get("settings"), dict) else {}
-    differences = [f"{name} {stored[name]!r}" for name in GEOMETRY_SETTINGS if name in stored]
-    raise ValueError(
-        f"{source}: a checkpoint of another model ({len(misfits)} tensors missing or of another "
-        f"shape, e.g. {misfits[0]}); it was written with {', '.join(differences) or 'unknown settings'}: "
-        f"set 'model', 'input_size' and 'frames' to match it, or start a fresh run in another out_dir"
-    )

@@ -28,10 +28,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from smile_data.config import did_you_mean
 from smile_data.io import write_bytes_atomic
-from smile_train.data import PretrainClips, batches_skipped_per_worker, resolve_sources, stage_epoch_clips
+from smile_data.shards.layout import SHARD_FIELD
+from smile_train.data import PretrainClips, StreamStart, resolve_sources, stage_epoch_clips
 from smile_train.geometry import PATCH, TUBELET
 from smile_train.settings import load_pretrain_stages
 from smile_train.settings_check import MAX_EPOCHS
+from smile_train.sources import SourceSampler
 from smile_train.train_loop import micro_batch_plan
 
 BOX_COLOUR = (0, 255, 0)  # RGB
@@ -59,6 +61,15 @@ def pick_stage(config: str | None, overrides: dict[str, Any], stage: str | None)
     return stages[names.index(stage)]
 
 
+class ShownClips(PretrainClips):
+    """The trainer's clips with what the sheet draws: the boxes of each clip's objects (those
+    its trajectory mask uses; (T, K, 4), K differs between clips) and its shard."""
+
+    def _prepare(self, sampler: SourceSampler, raw: dict, rng: np.random.Generator) -> dict[str, Any]:
+        clip = sampler(raw, rng)
+        return {**self._masked(clip, rng), "boxes": clip.boxes, "shard": raw.get(SHARD_FIELD, "")}
+
+
 def first_clips(settings: Any, epoch: int, count: int) -> list[dict[str, Any]]:
     """The first `count` clips of `epoch` on rank 0, in the order the trainer receives them."""
     sources = resolve_sources(settings)
@@ -68,16 +79,12 @@ def first_clips(settings: Any, epoch: int, count: int) -> list[dict[str, Any]]:
     steps_per_epoch = max(1, clips_per_epoch // settings.batch_size)
     start_batch = epoch * steps_per_epoch * accumulation
     workers = max(settings.num_workers, 1)
-    per_worker = batches_skipped_per_worker(start_batch)
-    streams = []
-    for worker in range(workers):
-        dataset = PretrainClips(sources, settings, 0, lambda w, n: per_worker(w, n) * micro)
-        dataset.worker_identity, dataset.keep_boxes = (worker, workers), True
-        streams.append(iter(dataset))
+    dataset = ShownClips(sources, settings, 0, StreamStart(start_batch, micro))
+    streams = [dataset.stream(worker, workers) for worker in range(workers)]
     clips: list[dict[str, Any]] = []
     batch = start_batch
     while len(clips) < count:
-        stream = streams[batch % workers]
+        stream = streams[batch % workers]  # the DataLoader takes batch b from worker b mod W
         clips.extend(next(stream) for _ in range(micro))
         batch += 1
     return clips[:count]

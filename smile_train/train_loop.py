@@ -1,38 +1,49 @@
-"""What the pretraining and finetuning loops share, in the order a loop uses it.
+"""The training step both loops run, and what surrounds it, in the order a loop uses it.
 
 Both loops (pretrain.pretrain_stage, finetune.finetune) read top to bottom:
 
-    finished, existing = start_run(...)          rank 0 decides: done already? resume from?
-    model, optimiser, scaler                     (loop-specific; load_initial_weights)
-    step, saved = resume_training(...)           the newest step checkpoint, if any
-    model = wrap_model(...)                      torch.compile, then DistributedDataParallel
-    log = TrainingLog(...)                       progress bar, metrics.jsonl, divergence check
-    while step < total_steps:
-        seed_step, lr, train_step (forward, backward, optimiser), log.step, checkpoint
-    finish_run(...)                              same weights on every rank? final.pt, plot
+    checkpoints, existing = start_run(...)       rank 0 decides: done already? resume from?
+    model, optimiser                             (loop-specific; load_initial_weights)
+    run = Run(...)                               what it trains, how it steps, where it writes
+    return run_steps(run, existing, loader_at, micro_loss)
+
+`run_steps` resumes, positions the loader, and then runs the whole step in one place: seed,
+learning rate, forward and backward over the micro-batches, optimiser step, weight average, log,
+checkpoint; then final.pt. A loop brings only its loader and its
+`micro_loss(model, batch, step, micro_step)`.
 
 No host sync per step: a step's loss and gradient norm stay on the device. `TrainingLog` reads
 them (one all-reduce, one transfer) at log steps and before a checkpoint is written, so a
 non-finite loss stops the run before it reaches a checkpoint.
+
+The weight average is timm's ModelEma by hand: torch's AveragedModel copies the weights at its
+first update and lerps (other numbers), and keys its state "module.*" (other checkpoints).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from smile_data.config import settings_to_dict
+from smile_data.io import write_json_atomic
 from smile_data.progress_bar import progress_bar
 from smile_train import checkpoint as ckpt
 from smile_train import runtime as rt
 from smile_train.checkpoint_keys import KeyReport
+from smile_train.lr_schedule import LrSchedule
 
 PROGRESS_SECONDS = 2.0  # terminal progress-bar refresh interval (log files: progress_bar.py)
+
+# micro_loss(model, batch, step, micro_step): a micro-batch's mean loss, `model` the wrapped one
+MicroLoss = Callable[[torch.nn.Module, dict, int, int], torch.Tensor]
 
 
 def micro_batch_plan(batch_size: int, micro_batch_size: int, world_size: int, repeats: int = 1) -> tuple[int, int]:
@@ -50,14 +61,20 @@ def micro_batch_plan(batch_size: int, micro_batch_size: int, world_size: int, re
     return micro // repeats, batch_size // (micro * world_size)
 
 
-def start_run(name: str, checkpoints: ckpt.RunCheckpoints, resume: bool,
-              runtime: rt.Runtime) -> tuple[bool, list[Path]]:
-    """(finished already, step checkpoints to resume from); rank 0 decides (the checkpoint
-    folder must be on a file system every rank sees)."""
+def start_run(name: str, out_dir: Path, settings: Any, resume: bool,
+              runtime: rt.Runtime) -> tuple[ckpt.RunCheckpoints, list[Path] | None]:
+    """The run's checkpoint folder, and the step checkpoints to resume from (None: the run has
+    finished already). Rank 0 decides (the folder must be on a file system every rank sees);
+    a run to do records its settings."""
+    checkpoints = ckpt.RunCheckpoints(out_dir / "checkpoints", settings.keep_checkpoints, runtime.is_main)
     finished, existing = rt.broadcast_object((checkpoints.final.is_file(), checkpoints.resumable(resume)), runtime)
-    if finished and runtime.is_main:
-        print(f"[{name}] already finished: {checkpoints.final}")
-    return finished, existing
+    if finished:
+        if runtime.is_main:
+            print(f"[{name}] already finished: {checkpoints.final}")
+        return checkpoints, None
+    if runtime.is_main:
+        write_json_atomic(out_dir / "settings.json", {"stage": name, **settings_to_dict(settings)})
+    return checkpoints, existing
 
 
 def load_initial_weights(model: torch.nn.Module, path: str, runtime: rt.Runtime,
@@ -77,21 +94,68 @@ def load_initial_weights(model: torch.nn.Module, path: str, runtime: rt.Runtime,
     return report
 
 
-def resume_training(name: str, existing: list[Path], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, runtime: rt.Runtime) -> tuple[int, dict[str, Any]]:
-    """(step, checkpoint) of the newest step checkpoint, its state restored; (0, {}) if none."""
-    if not existing:
-        return 0, {}
-    saved = ckpt.load_checkpoint(existing[-1])
-    step = rt.restore_training_state(saved, model, optimizer, scaler, str(existing[-1]))
-    if runtime.is_main:
-        print(f"[{name}] resuming from {existing[-1]} at step {step}")
-    return step, saved
+@dataclass(frozen=True)
+class StepPlan:
+    """How a run steps: clips per micro-batch and process, micro-batches per optimiser step
+    (micro_batch_plan), optimiser steps, and the learning rate of each."""
+
+    micro: int
+    accumulation: int
+    total_steps: int
+    lr_schedule: LrSchedule
+
+
+class LoaderAt(Protocol):
+    """Builds a run's loader of `micro_batch` clips for `rank`, positioned after the first
+    `resume_batches` batches (data.build_loader, finetune_data.build_finetune_loader)."""
+
+    def __call__(self, micro_batch: int, rank: int, resume_batches: int = 0,
+                 pin_memory: bool = False) -> Iterable[dict]: ...
+
+
+@dataclass
+class Run:
+    """One run as the step body sees it: what it trains, how many steps, where it writes."""
+
+    name: str  # the stage: messages, metrics and checkpoints carry it
+    title: str  # the loss curve's
+    out_dir: Path
+    settings: Any  # PretrainSettings or FinetuneSettings: seed, clip_grad, compile, intervals
+    runtime: rt.Runtime
+    checkpoints: ckpt.RunCheckpoints
+    model: torch.nn.Module  # the plain module: checkpoints hold its keys, never a compiled or DDP wrapper
+    optimizer: torch.optim.Optimizer
+    steps: StepPlan
+    ema_decay: float | None = None  # keep `ema`, an average of the weights updated after every step
+    extra_state: dict[str, Any] = field(default_factory=dict)  # saved in every checkpoint
+
+    def __post_init__(self) -> None:
+        self.scaler = rt.grad_scaler(self.runtime)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if self.ema_decay is not None else None
+
+    def resume(self, existing: list[Path]) -> int:
+        """Restore the newest of the step checkpoints `existing` (weights, optimiser, scaler and
+        the average) and return its step; 0 when there is none."""
+        if not existing:
+            return 0
+        saved = ckpt.load_checkpoint(existing[-1])
+        step = rt.restore_training_state(saved, self.model, self.optimizer, self.scaler, str(existing[-1]))
+        if self.ema is not None:  # a run that starts averaging on resume starts from the weights
+            self.ema.load_state_dict(saved["model_ema"] if "model_ema" in saved else self.model.state_dict())
+        if self.runtime.is_main:
+            print(f"[{self.name}] resuming from {existing[-1]} at step {step}")
+        return step
+
+    def state(self, step: int) -> dict[str, Any]:
+        """A step checkpoint's content: everything `resume` restores, plus `extra_state`."""
+        averaged = {"model_ema": self.ema.state_dict()} if self.ema is not None else {}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "step": step, "stage": self.name,
+                "settings": settings_to_dict(self.settings), **self.extra_state, **averaged}
 
 
 def wrap_model(model: torch.nn.Module, compile_model: bool, runtime: rt.Runtime) -> torch.nn.Module:
-    """The module the loop calls: compiled when asked, DDP-wrapped across processes.
-    Checkpoints keep the plain module's keys, so loops hold on to the unwrapped one too."""
+    """The module the loop calls: compiled when asked, DDP-wrapped across processes."""
     if compile_model:
         model = torch.compile(model)
     if runtime.distributed:
@@ -99,37 +163,64 @@ def wrap_model(model: torch.nn.Module, compile_model: bool, runtime: rt.Runtime)
     return model
 
 
-def training_state(raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                   step: int, stage: str, settings: Any, **extra: Any) -> dict[str, Any]:
-    """A step checkpoint's content: everything `resume_training` restores, plus `extra`."""
-    return {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "step": step, "stage": stage, "settings": settings_to_dict(settings), **extra}
+def run_steps(run: Run, existing: list[Path], loader_at: LoaderAt, micro_loss: MicroLoss) -> Path:
+    """Resume from the newest of the step checkpoints `existing`, train to the last step, write
+    final.pt and return its path.
 
-
-def train_step(model: torch.nn.Module, raw_model: torch.nn.Module, batches: Iterator[dict], accumulation: int,
-               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, lr: float, clip_grad: float,
-               runtime: rt.Runtime, micro_loss: Callable[[dict, int], torch.Tensor],
-               ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-    """One optimiser step at rate `lr` over `accumulation` micro-batches.
-
-    `micro_loss(batch, micro_step)` is a micro-batch's mean loss. Returns the step's loss and
-    gradient norm (on the device, not synchronised), the corrupt samples the loader skipped and
-    the seconds spent waiting for data.
+    Each optimiser step averages `accumulation` micro-batches; `micro_loss` gives a micro-batch's
+    mean loss. The torch seed, the learning rate and (in micro_loss) any other draw are
+    functions of the step, and the loader starts where the resumed step left it, so a resumed
+    run continues exactly.
     """
-    rt.apply_lr(optimizer, lr)
-    step_loss, corrupt, waited = torch.zeros((), device=runtime.device), 0, 0.0
-    for micro_step in range(accumulation):
-        asked = time.perf_counter()
-        batch = next(batches)
-        waited += time.perf_counter() - asked
-        corrupt += int(batch["corrupt"].sum())  # a CPU tensor from the loader: no device sync
-        if runtime.distributed:  # sync gradients on the last micro-step only
-            model.require_backward_grad_sync = micro_step == accumulation - 1
-        loss = micro_loss(batch, micro_step) / accumulation
-        scaler.scale(loss).backward()
-        step_loss += loss.detach()
-    grad_norm = rt.optimizer_step(raw_model.parameters(), optimizer, scaler, clip_grad)
-    return step_loss, grad_norm, corrupt, waited
+    s, runtime, optimizer, scaler, plan = run.settings, run.runtime, run.optimizer, run.scaler, run.steps
+    step = run.resume(existing)
+    loader = loader_at(plan.micro, runtime.rank, resume_batches=step * plan.accumulation,
+                       pin_memory=runtime.device.type == "cuda")
+    model = wrap_model(run.model, s.compile, runtime)
+    model.train()
+    batches = iter(loader)
+    log = TrainingLog(run.name, run.out_dir, runtime, plan.total_steps, step, s.log_every_steps,
+                      plan.micro * plan.accumulation * runtime.world_size, run.checkpoints.folder)
+    while step < plan.total_steps:
+        rt.seed_step(s.seed, runtime.rank, step)  # drop path and other in-model draws
+        lr = plan.lr_schedule.lr(step)
+        rt.apply_lr(optimizer, lr)
+        loss, corrupt, waited = torch.zeros((), device=runtime.device), 0, 0.0
+        for micro_step in range(plan.accumulation):
+            asked = time.perf_counter()
+            batch = next(batches)
+            waited += time.perf_counter() - asked
+            corrupt += int(batch["corrupt"].sum())  # a CPU tensor from the loader: no device sync
+            if runtime.distributed:  # sync gradients on the last micro-step only
+                model.require_backward_grad_sync = micro_step == plan.accumulation - 1
+            micro = micro_loss(model, batch, step, micro_step) / plan.accumulation
+            scaler.scale(micro).backward()
+            loss += micro.detach()
+        scaler.unscale_(optimizer)
+        max_norm = s.clip_grad if s.clip_grad > 0 else math.inf  # 0: not clipped, still measured
+        grad_norm = torch.nn.utils.clip_grad_norm_(list(run.model.parameters()), max_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if run.ema is not None:
+            update_ema(run.ema, run.model, run.ema_decay)
+        step += 1
+        log.step(step, loss, grad_norm, lr, corrupt, waited)
+        if step % s.save_every_steps == 0 and step < plan.total_steps:
+            log.settle(step)  # a diverged run stops before it writes a checkpoint
+            run.checkpoints.save_step(step, run.state(step))
+    return finish_run(run, step, log)
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """timm's ModelEma: every floating state entry becomes decay x ema + (1 - decay) x model."""
+    current = model.state_dict()
+    for key, value in ema.state_dict().items():
+        if value.is_floating_point():
+            value.mul_(decay).add_(current[key].detach().to(value.dtype), alpha=1.0 - decay)
+        else:
+            value.copy_(current[key])
 
 
 class TrainingLog:
@@ -227,12 +318,11 @@ def verify_ranks_agree(model: torch.nn.Module, runtime: rt.Runtime) -> None:
         print(f"parameters identical on {runtime.world_size} ranks")
 
 
-def finish_run(raw_model: torch.nn.Module, checkpoints: ckpt.RunCheckpoints, step: int, state: dict[str, Any],
-               log: TrainingLog, title: str, runtime: rt.Runtime) -> Path:
+def finish_run(run: Run, step: int, log: TrainingLog) -> Path:
     """Check the ranks agree, write final.pt, wait for every rank (they read it next), close."""
     log.bar.close()
-    verify_ranks_agree(raw_model, runtime)
-    checkpoints.save_final(step, state)
-    rt.wait_for_all(runtime)
-    log.close(title)
-    return checkpoints.final
+    verify_ranks_agree(run.model, run.runtime)
+    run.checkpoints.save_final(step, run.state(step))
+    rt.wait_for_all(run.runtime)
+    log.close(run.title)
+    return run.checkpoints.final

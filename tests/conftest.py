@@ -151,12 +151,12 @@ def write_rgba(path: Path, rgba: np.ndarray) -> None:
     Image.fromarray(rgba, "RGBA").save(path)
 
 
-@pytest.fixture
-def tiny_bank(tmp_path: Path) -> Path:
-    """A plain bank: <lvis_name>/<i>.png with opaque centres and transparent corners."""
-    root = tmp_path / "bank"
-    rng = np.random.default_rng(7)
-    for name in ("dog", "apple", "traffic_light"):
+def write_plain_bank(root: Path, classes: tuple[str, ...] = ("dog", "apple", "traffic_light"),
+                     seed: int = 7) -> Path:
+    """A plain bank: <lvis_name>/<i>.png, two per class, one colour each, opaque centres and
+    transparent edges; returns `root`."""
+    rng = np.random.default_rng(seed)
+    for name in classes:
         for index in range(2):
             h, w = 24 + 8 * index, 18 + 6 * index
             rgba = np.zeros((h, w, 4), np.uint8)
@@ -164,3 +164,9 @@ def tiny_bank(tmp_path: Path) -> Path:
             rgba[2:-2, 2:-2, 3] = 255
             write_rgba(root / name / f"{index}.png", rgba)
     return root
+
+
+@pytest.fixture
+def tiny_bank(tmp_path: Path) -> Path:
+    """Three classes of two cut-outs (write_plain_bank)."""
+    return write_plain_bank(tmp_path / "bank")

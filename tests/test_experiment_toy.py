@@ -9,11 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from smile_train import checkpoint as ckpt
+from tests.conftest import write_plain_bank
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_ARGS = ["--seeds", "3", "--budget", "0.01", "--set", "size=64", "--set", "workers=1"]
@@ -27,25 +26,12 @@ def load_experiment():
     return module
 
 
-def write_plain_bank(root: Path) -> Path:
-    """Two LVIS classes of opaque RGBA cut-outs (a plain bank folder, no manifest)."""
-    rng = np.random.default_rng(11)
-    for name in ("apple", "dog"):
-        for index in range(2):
-            rgba = np.zeros((20 + 4 * index, 16, 4), np.uint8)
-            rgba[..., :3] = rng.integers(0, 256, size=3, dtype=np.uint8)
-            rgba[2:-2, 2:-2, 3] = 255
-            (root / name).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rgba, "RGBA").save(root / name / f"{index}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, monkeypatch_module):
     experiment = load_experiment()
     base = tmp_path_factory.mktemp("toy")
     monkeypatch_module.chdir(ROOT)  # the default config paths are relative to the repository
-    bank = write_plain_bank(base / "bank")
+    bank = write_plain_bank(base / "bank", ("apple", "dog"), seed=11)
     out = base / "toy"
     args = SMOKE_ARGS + ["--bank", str(bank), "--out", str(out)]
     experiment.main(args)

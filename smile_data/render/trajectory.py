@@ -1,5 +1,7 @@
 """Object trajectories of docs/method.md §3: a box (centre, size) and an angle in every frame of a clip.
 
+Both samplers stay: "bounded" is what configs/toy/render_112.yaml and the toy experiment use.
+
 Sizes relative to the clip: box sides, Gaussian extents and linear speeds are pixels of a
 `reference_size` clip (224, docs/method.md §3); a clip of another size scales them by
 min(W, H) / reference_size (`size_scale`), so every caller of `generate_trajectory` (the

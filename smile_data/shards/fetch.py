@@ -1,5 +1,7 @@
 """`smile-data fetch URL --out DIR`: mirror a dataset (or some of its shards) to local disk.
 
+Ours, not fsspec's get: the card decides the files, each checked by size and sha256 and resumed where it stopped.
+
 The card is read first (pinned with `card_sha256` if given) and decides everything: which
 shards exist (each name once), their sizes and sha256s, and the manifest's, which is streamed
 to a temporary file within the bound the card's sample count allows (manifest.py). The output

@@ -1,5 +1,8 @@
 """Frame sizes read from JPEG / PNG headers without decoding (checked before any decode).
 
+Ours, not simplejpeg.decode_jpeg_header: that refuses JPEGs of uncommon chroma sampling that the
+reader's OpenCV fallback decodes (KeyError on 4:4:1), and is no faster (1.5 us a header either way).
+
 Reading a few header bytes costs microseconds; a full image library open costs a few hundred,
 which is most of the time a loader spends per frame after the decode itself.
 """

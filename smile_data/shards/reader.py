@@ -1,5 +1,7 @@
 """Safe reading of clip shards: own decoders only, never unpickling, never extracting to disk.
 
+Ours, not webdataset's tar iterator: that reads every member whole before any check of it.
+
 Shards are exchanged between labs and are untrusted input. The tar is read as a plain
 (uncompressed) stream (tar_stream.py: plain members parsed directly, anything else by tarfile);
 each member's type, name and size are checked from its header before a byte of it is read, and only regular files named `<key>.<allowed extension>`

@@ -1,5 +1,7 @@
 """Safe, in-memory video decoding: open a video once, then decode only the frames asked for.
 
+Ours, not decord or torchvision.io: neither bounds a container's counts or a request's work before decoding.
+
 Videos come from shards other people wrote, so every byte is untrusted:
 - the member size is checked before anything else;
 - only two container families are opened (MP4/QuickTime and Matroska/WebM, recognised by

@@ -33,3 +33,16 @@ def test_garbage_is_refused(data):
         jpeg_size(data)
     with pytest.raises(ValueError, match="not a PNG"):
         png_size(data)
+
+
+@pytest.mark.parametrize("luma,chroma", [(0x14, 0x11), (0x11, 0x22), (0x31, 0x11)])
+def test_sizes_of_uncommon_chroma_sampling_are_read(luma, chroma):
+    """Sampling factors no common encoder writes, but legal and decoded by OpenCV (the reader's
+    fallback): 4:4:1, chroma finer than luma, luma 3x1."""
+    image = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    data = bytearray(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                                                  cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])[1].tobytes())
+    frame = data.index(b"\xff\xc0")  # baseline start of frame: length, precision, size, 3 components
+    data[frame + 11], data[frame + 14], data[frame + 17] = luma, chroma, chroma
+    assert cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR) is not None
+    assert jpeg_size(bytes(data)) == (40, 24)

@@ -249,6 +249,21 @@ def test_soft_cross_entropy_matches_label_smoothing():
     assert torch.allclose(soft_cross_entropy(logits, smoothed_one_hot(labels, 5, 0.1)), expected)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_soft_cross_entropy_keeps_the_written_out_formulas_bits(seed):
+    """Losses and gradients bit for bit as -sum(targets x log_softmax) per clip, then the mean."""
+    generator = torch.Generator().manual_seed(seed)
+    clips, classes = (int(n) for n in torch.randint(1, 64, (2,), generator=generator))
+    logits = (torch.randn(clips, classes + 1, generator=generator) * 4).requires_grad_()
+    targets = torch.softmax(torch.randn(clips, classes + 1, generator=generator), dim=-1)
+    written = logits.detach().clone().requires_grad_()
+    ours = soft_cross_entropy(logits, targets)
+    expected = torch.sum(-targets * torch.log_softmax(written, dim=-1), dim=-1).mean()
+    ours.backward()
+    expected.backward()
+    assert torch.equal(ours, expected) and torch.equal(logits.grad, written.grad)
+
+
 def test_labelled_stream_yields_augmented_clips_and_refuses_unlabelled_shards(tmp_path):
     labelled = tmp_path / "labelled"
     write_test_shards(labelled, clips=4, frames=4, size=32, per_shard=4, label_count=3)

@@ -11,8 +11,8 @@ import torch
 
 from smile_train.data import (
     PretrainClips,
+    StreamStart,
     TooManyCorruptSamples,
-    batches_skipped_per_worker,
     expand_urls,
 )
 from smile_data.sampling import crop_resize_clip, hflip
@@ -66,13 +66,15 @@ def test_skipping_resumes_the_exact_stream(tiny_shards):
     settings = small_settings(shards=str(tiny_shards / "*.tar"))
     urls = expand_urls(settings.shards)
     full = [s for _, s in zip(range(6), PretrainClips(urls, settings))]
-    resumed = PretrainClips(urls, settings, skip_samples=lambda worker, workers: 4)
+    resumed = PretrainClips(urls, settings, start=StreamStart(batches=2, batch_size=2))
     tail = [s for _, s in zip(range(2), resumed)]
     for a, b in zip(full[4:], tail):
         assert torch.equal(a["video"], b["video"]) and torch.equal(a["masks"], b["masks"])
-    # round-robin DataLoader workers: 5 batches over 2 workers -> 3 from worker 0, 2 from worker 1
-    count = batches_skipped_per_worker(5)
-    assert (count(0, 2), count(1, 2)) == (3, 2)
+    # round-robin DataLoader workers: 5 batches over 2 workers -> 3 from worker 0, 2 from worker 1;
+    # the resumed loader asks its worker 0 first, which runs stream 1
+    start = StreamStart(batches=5, batch_size=3)
+    assert (start.samples_before(0, 2), start.samples_before(1, 2)) == (9, 6)
+    assert (start.stream_of(0, 2), start.stream_of(1, 2)) == (1, 0)
 
 
 def _corrupt_copy(source, target):

@@ -20,10 +20,10 @@ from smile_train.checkpoint import load_checkpoint, save_checkpoint
 from smile_train.cli import app
 from smile_data.config import load_settings
 from smile_train.checkpoint_keys import pretrain_state_to_classifier
-from smile_train.finetune import build_model, run_finetune, schedule, update_ema
+from smile_train.finetune import build_model, run_finetune, schedule
 from smile_train.finetune_settings import FinetuneSettings
 from smile_train.model import SIZES, PretrainModel
-from smile_train.train_loop import load_initial_weights
+from smile_train.train_loop import load_initial_weights, update_ema
 from tests.conftest import write_clip_shard, write_test_card
 
 SIZE, WIDTH, HEIGHT, FRAMES = 32, 40, 32, 8  # packed frames are wider than tall, like videos
@@ -117,8 +117,9 @@ def test_finetuning_learns_an_easy_set_and_tests_it(finetuned):
 
 
 def test_resume_continues_exactly(labelled, tmp_path):
+    """Weights and their running average alike."""
     overrides = tiny_finetune(labelled["train"], tmp_path / "full", max_steps=6, save_every_steps=3,
-                              epochs=2)
+                              epochs=2, model_ema=True, model_ema_decay=0.5)
     full = run_finetune(None, overrides, resume=False)
     part = dict(overrides, out_dir=str(tmp_path / "part"))
     run_finetune(None, part, resume=False)
@@ -128,8 +129,10 @@ def test_resume_continues_exactly(labelled, tmp_path):
     with pytest.raises(ValueError, match="--resume"):
         run_finetune(None, part, resume=False)
     resumed = run_finetune(None, part, resume=True)
-    a, b = load_checkpoint(full)["model"], load_checkpoint(resumed)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a, b = load_checkpoint(full), load_checkpoint(resumed)
+    for weights in ("model", "model_ema"):
+        assert all(torch.equal(a[weights][k], b[weights][k]) for k in a[weights])
+    assert any(not torch.equal(a["model"][k], a["model_ema"][k]) for k in a["model"])
 
 
 @pytest.mark.parametrize("config", ["smile_vitb_k400", "smile_vitb_ssv2"])

@@ -116,6 +116,17 @@ def test_missing_teacher_and_missing_shards_fail_at_start(tiny_shards, tmp_path)
         run_pretrain(None, overrides, resume=False)
 
 
+def test_weight_decay_spares_norms_biases_and_the_named_parameters():
+    model = build_pretrain_model("tiny", "pixel", img_size=64, frames=16)
+    skip = set(model.no_weight_decay())
+    decayed, spared = rt.weight_decay_groups(model.named_parameters(), 0.05, skip)
+    assert (decayed["weight_decay"], spared["weight_decay"]) == (0.05, 0.0)
+    by_id = {id(p): name for name, p in model.named_parameters()}
+    assert all(p.ndim > 1 and by_id[id(p)] not in skip for p in decayed["params"])
+    assert all(p.ndim <= 1 or by_id[id(p)] in skip for p in spared["params"])
+    assert len(decayed["params"]) + len(spared["params"]) == len(by_id) and skip
+
+
 def test_micro_batch_plan_counts_masked_samples():
     assert micro_batch_plan(256, 0, 8, repeats=2) == (16, 1)  # 32 samples = 16 clips x 2 masks
     assert micro_batch_plan(256, 16, 4, repeats=2) == (8, 4)

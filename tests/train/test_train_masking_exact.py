@@ -26,18 +26,22 @@ CELL_CASES = [
 ]
 
 
-def _boxes_in_slice_zero(box: list[float]) -> np.ndarray:
+def _tokens_of_a_box_in_slice_zero(box: list[float], cells) -> np.ndarray:
+    """The (slices, rows, columns) tokens of a box held over the two frames of slice 0, after
+    checking that slice 0 marks exactly `cells` (None: none)."""
     boxes = np.tile(np.array(OFF_FRAME), (16, 1, 1))
     boxes[0, 0] = boxes[1, 0] = box
-    return boxes
+    tokens = trajectory_tokens(boxes, GRID).reshape(GRID)
+    expected = np.zeros(GRID[1:], bool)
+    if cells is not None:
+        expected[cells] = True
+    assert (tokens[0] == expected).all(), np.argwhere(tokens[0])
+    return tokens
 
 
 @pytest.mark.parametrize("box, cells", CELL_CASES, ids=[str(c[0]) for c in CELL_CASES])
 def test_cells_are_floor_of_low_to_ceil_of_high_plus_one(box, cells):
-    tokens = trajectory_tokens(_boxes_in_slice_zero(box), GRID).reshape(GRID)
-    expected = np.zeros(GRID[1:], bool)
-    expected[cells] = True
-    assert (tokens[0] == expected).all(), np.argwhere(tokens[0])
+    tokens = _tokens_of_a_box_in_slice_zero(box, cells)
     assert not tokens[1:].any()
 
 
@@ -103,11 +107,7 @@ EDGE_CASES = [
 
 @pytest.mark.parametrize("box, cells", EDGE_CASES, ids=[str(c[0]) for c in EDGE_CASES])
 def test_boxes_at_the_edges_cover_exactly_their_cells(box, cells):
-    tokens = trajectory_tokens(_boxes_in_slice_zero(box), GRID).reshape(GRID)
-    expected = np.zeros(GRID[1:], bool)
-    if cells is not None:
-        expected[cells] = True
-    assert (tokens[0] == expected).all(), np.argwhere(tokens[0])
+    _tokens_of_a_box_in_slice_zero(box, cells)
 
 
 @pytest.mark.parametrize("boxes, message", [

@@ -114,27 +114,23 @@ def test_finetuning_killed_and_resumed_ends_bit_identical(labelled_tiny_shards, 
     assert_same_weights(reference, resumed)
 
 
-def test_pretraining_accumulation_divides_the_loss(tiny_shards, tmp_path):
-    """The same 2 clips as one micro-batch or as 2 accumulated ones: same loss, same gradient."""
+# stage: (shards fixture, settings, run, changes that make a step a pure function of its clips)
+ACCUMULATED = {
+    "pretrain": ("tiny_shards", pretrain_settings, run_pretrain, dict(second_mask="own", crop="none")),
+    "finetune": ("labelled_tiny_shards", finetune_settings, run_finetune,
+                 dict(mixup=0.0, cutmix=0.0, rand_augment=False, drop_path=0.0)),
+}
+
+
+@pytest.mark.parametrize("stage", ACCUMULATED)
+def test_accumulation_divides_the_loss(stage, request, tmp_path):
+    """The same clips as one micro-batch or as 2 accumulated ones: same loss, same gradient."""
+    shards, settings_of, run, changes = ACCUMULATED[stage]
     runs = {}
     for micro in (4, 2):
         out = tmp_path / f"micro{micro}"
-        settings = pretrain_settings(tiny_shards, out, micro_batch_size=micro, num_workers=0,
-                                     max_steps=1, second_mask="own", crop="none")
-        run_pretrain(None, settings, resume=False)
-        runs[micro] = metrics(out)[1]
-    assert runs[2]["loss"] == pytest.approx(runs[4]["loss"], rel=1e-5)
-    assert runs[2]["grad_norm"] == pytest.approx(runs[4]["grad_norm"], rel=1e-4)
-
-
-def test_finetuning_accumulation_divides_the_loss(labelled_tiny_shards, tmp_path):
-    runs = {}
-    for micro in (4, 2):
-        out = tmp_path / f"micro{micro}"
-        settings = finetune_settings(labelled_tiny_shards, out, micro_batch_size=micro, num_workers=0,
-                                     max_steps=1, mixup=0.0, cutmix=0.0, rand_augment=False,
-                                     drop_path=0.0)
-        run_finetune(None, settings, resume=False)
+        run(None, settings_of(request.getfixturevalue(shards), out, micro_batch_size=micro, num_workers=0,
+                              max_steps=1, **changes), resume=False)
         runs[micro] = metrics(out)[1]
     assert runs[2]["loss"] == pytest.approx(runs[4]["loss"], rel=1e-5)
     assert runs[2]["grad_norm"] == pytest.approx(runs[4]["grad_norm"], rel=1e-4)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import pytest
-from PIL import Image
 
 from smile_data.config import SettingsError
 from smile_data.shards.reader import iter_tar_samples
@@ -15,19 +12,6 @@ from smile_train import masking
 from smile_train.data import PretrainClips, resolve_sources
 from smile_train.settings import PretrainSettings
 from smile_train.sources import SourceSampler, stage_sources
-
-
-def write_bank(root: Path) -> Path:
-    """Three classes of two opaque coloured cut-outs each (a plain bank folder)."""
-    rng = np.random.default_rng(7)
-    for name in ("dog", "apple", "traffic_light"):
-        for index in range(2):
-            rgba = np.zeros((24 + 8 * index, 18 + 6 * index, 4), np.uint8)
-            rgba[..., :3] = rng.integers(0, 256, size=3, dtype=np.uint8)
-            rgba[2:-2, 2:-2, 3] = 255
-            (root / name).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rgba, "RGBA").save(root / name / f"{index}.png")
-    return root
 
 
 def settings(**changes) -> PretrainSettings:
@@ -40,8 +24,8 @@ def take(dataset, count: int) -> list[dict]:
     return [sample for _, sample in zip(range(count), dataset)]
 
 
-def test_overlays_drawn_in_the_loader_are_masked_as_trajectories(tiny_shards, tmp_path):
-    bank = write_bank(tmp_path / "bank")
+def test_overlays_drawn_in_the_loader_are_masked_as_trajectories(tiny_shards, tiny_bank):
+    bank = tiny_bank
     s = settings(shards=str(tiny_shards / "*.tar"), overlay="objects", bank=str(bank), crop="multiscale",
                  overlay_settings={"box_sides": [16, 24], "gaussian_extent_min": 10, "gaussian_extent_max": 40})
     source = stage_sources(s)[0]
