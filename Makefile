@@ -27,7 +27,7 @@ test: $(STAMP)
 # hold the method and the safety rules ([tool.mutmut] in pyproject.toml) and runs, per mutant,
 # the fast tests that reach the mutated function; survivors are listed at the end.
 # MUTANTS picks modules by mutant-name pattern; MUTATION_JOBS parallel test runs.
-MUTANTS ?= smile_train.masking* smile_train.targets* smile_train.teacher* smile_train.data* \
+MUTANTS ?= smile_train.data.masking* smile_train.model.targets* smile_train.model.teacher* smile_train.data.loader* \
 	smile_data.shards.reader* smile_data.io*
 MUTATION_JOBS ?= 2
 mutation: $(STAMP)

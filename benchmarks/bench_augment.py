@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reader import pin_to_one_core  # noqa: E402
 
-from smile_train.augment import augmented_copies, draw_copies  # noqa: E402
-from smile_train.augment_device import augment_batch, collate_padded, pack_draws  # noqa: E402
-from smile_train.finetune_settings import FinetuneSettings  # noqa: E402
+from smile_train.data.augment import augmented_copies, draw_copies  # noqa: E402
+from smile_train.data.augment_device import augment_batch, collate_padded, pack_draws  # noqa: E402
+from smile_train.settings.finetune import FinetuneSettings  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH = 16, 256, 340
 DEVICE_BATCH = 8  # clips per batch of the device code timed on this CPU
@@ -109,8 +109,8 @@ def pack_k400_like(folder: Path) -> str:
 
 
 def loader_rows(shards: str, clips: int) -> list[tuple[str, float]]:
-    from smile_train.data import expand_urls
-    from smile_train.finetune_data import FinetuneClips
+    from smile_train.data.finetune_loader import FinetuneClips
+    from smile_train.data.loader import expand_urls
 
     base = FinetuneSettings(shards=shards, num_classes=len(os.listdir(Path(shards).parent / "sources")),
                             num_workers=0, shuffle_buffer=8)

@@ -1,7 +1,7 @@
 """How many loader cores a GPU needs: clips/s per core a GPU consumes, next to clips/s per core
 measured here.
 
-Needed: the matmul FLOPs of one loaded clip, from the model sizes in smile_train/model.py and the
+Needed: the matmul FLOPs of one loaded clip, from the model sizes in smile_train/model/vit.py and the
 reference geometry (16 frames of 224 px: 8 x 14 x 14 tokens), training = forward + backward =
 3 x forward; per transformer block on n tokens of width d, 24 n d^2 (qkv, projection, MLP) +
 4 n^2 d (attention scores and values):
@@ -43,9 +43,9 @@ from bench_augment import pack_k400_like  # noqa: E402
 from bench_loader import pretrain_stream  # noqa: E402
 from bench_reader import pin_to_one_core, write_shards  # noqa: E402
 
-from smile_train.geometry import DEFAULT_GRID, FRAMES, IMG_SIZE, PATCH, TUBELET  # noqa: E402
-from smile_train.masking import tokens_to_mask  # noqa: E402
-from smile_train.model import SIZES, ViTSize  # noqa: E402
+from smile_train.data.masking import tokens_to_mask  # noqa: E402
+from smile_train.model.geometry import DEFAULT_GRID, FRAMES, IMG_SIZE, PATCH, TUBELET  # noqa: E402
+from smile_train.model.vit import SIZES, ViTSize  # noqa: E402
 
 GPUS = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak, FLOP/s (SXM)
 UTILISATION = 0.4  # share of the peak a well-fed training run reaches
@@ -94,9 +94,9 @@ def per_core(clips: int, stream) -> float:
 
 
 def measure(clips: int) -> dict[str, float]:
-    from smile_train.data import expand_urls
-    from smile_train.finetune_data import FinetuneClips
-    from smile_train.finetune_settings import FinetuneSettings
+    from smile_train.data.finetune_loader import FinetuneClips
+    from smile_train.data.loader import expand_urls
+    from smile_train.settings.finetune import FinetuneSettings
 
     with tempfile.TemporaryDirectory() as folder:
         urls = write_shards(Path(folder) / "clips", clips + 64, frames=FRAMES, size=IMG_SIZE, codec="jpg")

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reader import pin_to_one_core, write_shards  # noqa: E402
 
 from smile_data.shards.reader import iter_tar_samples, read_samples  # noqa: E402
-from smile_train.data import PretrainClips  # noqa: E402
-from smile_train.settings import PretrainSettings  # noqa: E402
+from smile_train.data.loader import PretrainClips  # noqa: E402
+from smile_train.settings.pretrain import PretrainSettings  # noqa: E402
 
 FRAMES, SIZE = 16, 224
 SHUFFLE_BUFFER = 16

@@ -28,7 +28,7 @@ from bench_reader import pin_to_one_core, write_shards  # noqa: E402
 
 from smile_data.shards import reader  # noqa: E402
 from smile_data.shards.integrity import IntegritySettings  # noqa: E402
-from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples  # noqa: E402
+from smile_train.data.loader import CorruptSampleCounter, expand_urls, tar_samples  # noqa: E402
 
 MODES = ("off", "shard", "sample")
 SERVER_START_SECONDS = 30

@@ -10,7 +10,7 @@ the process's CPU time:
                                multi-scale crop to 224: with OpenCV (the anchor: the faster of
                                the two), or with PIL as the released GroupMultiScaleCrop does
     decord, our shards' bytes  the same on the videos of the shards packed with the defaults
-    ours                       the pretraining worker (smile_train.data.PretrainClips, one
+    ours                       the pretraining worker (smile_train.data.loader.PretrainClips, one
                                loader worker): tar -> sample checked against the manifest ->
                                window decode -> multi-scale crop -> overlays (objects: a
                                synthetic bank of 200, 2 per clip; or none) -> trajectory masks,
@@ -43,7 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reader import peak_resident_mb, pin_to_one_core  # noqa: E402
 from bench_render import make_bank  # noqa: E402
 from k400_like import (  # noqa: E402
-    CLIP_FRAMES, CLIP_STRIDE, CROP_SCALES, INPUT_SIZE, load_average, write_k400_like,
+    CLIP_FRAMES,
+    CLIP_STRIDE,
+    CROP_SCALES,
+    INPUT_SIZE,
+    load_average,
+    write_k400_like,
 )
 
 from smile_data.render.settings import PackSettings  # noqa: E402
@@ -92,8 +97,8 @@ def decord_clips(paths: list[str], crop: str):
 
 def worker_clips(shards: list[str], overlay: str, bank: str):
     """The pretraining loader worker's stream on the shards."""
-    from smile_train.data import PretrainClips
-    from smile_train.settings import PretrainSettings
+    from smile_train.data.loader import PretrainClips
+    from smile_train.settings.pretrain import PretrainSettings
 
     settings = PretrainSettings(input_size=INPUT_SIZE, frames=CLIP_FRAMES, stride=CLIP_STRIDE, crop="multiscale",
                                 overlay=overlay, bank=bank if overlay == "objects" else "",

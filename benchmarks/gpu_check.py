@@ -23,14 +23,14 @@ import time
 import numpy as np
 import torch
 
-from smile_train import masking
-from smile_train import runtime as rt
-from smile_train.augment import draw_copies
-from smile_train.augment_device import augment_batch, collate_padded, pack_draws
-from smile_train.finetune_settings import FinetuneSettings
-from smile_train.model import build_pretrain_model, set_attention_impl
-from smile_train.pretrain import masked_loss
-from smile_train.teacher import FeatureTeacher
+from smile_train.data import masking
+from smile_train.data.augment import draw_copies
+from smile_train.data.augment_device import augment_batch, collate_padded, pack_draws
+from smile_train.loop import runtime as rt
+from smile_train.loop.pretrain import masked_loss
+from smile_train.model.teacher import FeatureTeacher
+from smile_train.model.vit import build_pretrain_model, set_attention_impl
+from smile_train.settings.finetune import FinetuneSettings
 
 # Dense bf16/fp16 tensor-core peaks (FLOP/s), for MFU; the most specific name that matches wins.
 PEAK_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}

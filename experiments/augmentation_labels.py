@@ -31,8 +31,8 @@ from smile_data.config import load_settings, parse_set_options
 from smile_data.render.direction import direction_label
 from smile_data.render.settings import RenderSettings, check_render_settings
 from smile_data.render.trajectory import generate_trajectory
-from smile_train.augment import augment_clip
-from smile_train.finetune_settings import FinetuneSettings
+from smile_train.data.augment import augment_clip
+from smile_train.settings.finetune import FinetuneSettings
 
 GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
 MARKER_RADIUS = 2  # px in the rendered clip: small, so a partly visible marker barely moves its centroid

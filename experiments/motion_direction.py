@@ -35,13 +35,13 @@ import torch
 from smile_data.config import load_settings, parse_set_options, settings_to_dict
 from smile_data.io import write_bytes_atomic, write_json_atomic
 from smile_data.shards.dataset import load_card
-from smile_train import checkpoint as ckpt
-from smile_train.finetune import run_finetune
-from smile_train.finetune_settings import FinetuneSettings, ProbeSettings
-from smile_train.model import build_pretrain_model
-from smile_train.probe import run_probe
-from smile_train.pretrain import run_pretrain
-from smile_train.settings import load_pretrain_stages
+from smile_train.interop import checkpoint as ckpt
+from smile_train.loop.finetune import run_finetune
+from smile_train.loop.pretrain import run_pretrain
+from smile_train.loop.probe import run_probe
+from smile_train.model.vit import build_pretrain_model
+from smile_train.settings.finetune import FinetuneSettings, ProbeSettings
+from smile_train.settings.pretrain import load_pretrain_stages
 
 ARMS = {  # name -> (pretraining shards, mask), None: no pretraining
     "objects": ("pretrain_objects", "trajectory"),

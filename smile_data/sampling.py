@@ -1,7 +1,7 @@
 """Which frames and which pixels a clip takes from a source video (docs/method.md §4 and §9).
 
 Pure numpy functions: every random choice comes from the generator passed in, so a clip's
-draw is a function of the generator's seed (smile_train.data seeds it per sample and epoch).
+draw is a function of the generator's seed (smile_train.data.loader seeds it per sample and epoch).
 
 Temporal sampling, in training (frame indices into a video of `length` frames):
     window    T frames at `stride` from a start drawn uniformly in [0, length - T*stride]

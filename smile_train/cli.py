@@ -20,10 +20,15 @@ import typer
 
 from smile_data import settings_listing
 from smile_data.cli_options import (
-    command_settings, config_option, given_flags, make_app, set_option, setting_option,
+    command_settings,
+    config_option,
+    given_flags,
+    make_app,
+    set_option,
+    setting_option,
 )
 from smile_data.config import command_line_overrides, parse_set_options
-from smile_train.finetune_settings import EvalSettings, FinetuneSettings, ProbeSettings
+from smile_train.settings.finetune import EvalSettings, FinetuneSettings, ProbeSettings
 
 T = TypeVar("T")
 app = make_app("SMILE trainer: pretrain, finetune, evaluate, linear-probe, export.")
@@ -68,10 +73,10 @@ def pretrain(
     world_size: int = WORLD_SIZE_OPTION,
 ) -> None:
     """Masked video pretraining (SMILE: CLIP targets + trajectory masks; or VideoMAE pixels)."""
-    from smile_train.settings import load_pretrain_stages
+    from smile_train.settings.pretrain import load_pretrain_stages
 
     stages = load_pretrain_stages(config, parse_set_options(set_), allow_commands)  # before the slow imports
-    from smile_train.pretrain import plan_stages, run_stages
+    from smile_train.loop.pretrain import plan_stages, run_stages
 
     if dry_run:
         typer.echo(plan_stages(config, stages, init_from, world_size))
@@ -92,7 +97,7 @@ def show_batch(
     """The first clips of an epoch as the trainer gets them: boxes drawn, masked tokens shaded."""
     import json
 
-    from smile_train.show_batch import show_batch as write_sheet
+    from smile_train.data.show_batch import show_batch as write_sheet
 
     typer.echo(json.dumps(write_sheet(config, parse_set_options(set_), stage, epoch, out, clips)))
 
@@ -116,7 +121,7 @@ def finetune(
     world_size: int = WORLD_SIZE_OPTION,
 ) -> None:
     """Finetune a classifier (mean pool, fc_norm, linear head) on labelled clips (docs/method.md §7)."""
-    from smile_train.finetune import plan_finetune, run_finetune  # both check the settings first
+    from smile_train.loop.finetune import plan_finetune, run_finetune  # both check the settings first
 
     overrides = command_line_overrides(set_, given_flags(ctx))
 
@@ -141,7 +146,7 @@ def evaluate(
 ) -> None:
     """Multi-view test: softmax averaged over clips x crops; top-1, top-5, per-class accuracy."""
     settings = checked_settings(ctx, EvalSettings, config, set_, allow_commands)
-    from smile_train.evaluate import run_evaluate  # slow imports, once the settings are known to be good
+    from smile_train.loop.evaluate import run_evaluate  # slow imports, once the settings are known to be good
 
     echo_headline(run_evaluate(settings), EVALUATE_HEADLINE)
 
@@ -162,7 +167,7 @@ def linear_probe(
 ) -> None:
     """Linear probing: frozen encoder, cached mean-pooled features, a linear head."""
     settings = checked_settings(ctx, ProbeSettings, config, set_, allow_commands)
-    from smile_train.probe import run_probe  # slow imports, once the settings are known to be good
+    from smile_train.loop.probe import run_probe  # slow imports, once the settings are known to be good
 
     echo_headline(run_probe(settings), PROBE_HEADLINE)
 
@@ -170,7 +175,7 @@ def linear_probe(
 def checked_settings(ctx: typer.Context, cls: type[T], config: str | None, set_: list[str] | None,
                      allow_commands: bool) -> T:
     """The command's settings of class `cls` (command_settings), refused if a value cannot work."""
-    from smile_train.settings_check import check_settings
+    from smile_train.settings.checks import check_settings
 
     return check_settings(command_settings(cls, config, set_, given_flags(ctx), allow_commands))
 
@@ -193,8 +198,8 @@ def export(
                                     help="Text file: one class name per line (id2label)."),
 ) -> None:
     """Export for transformers: VideoMAEModel (pretraining) or VideoMAEForVideoClassification (finetuned)."""
-    from smile_train.export import export_hf
-    from smile_train.finetune_settings import read_class_names
+    from smile_train.interop.export import export_hf
+    from smile_train.settings.finetune import read_class_names
 
     if format_ != "hf":
         raise ValueError(f"--format {format_!r}: only hf is supported")
@@ -213,8 +218,8 @@ def import_checkpoint(
     """Convert an authors' pretraining or finetuned file into this project's checkpoint format."""
     import json
 
-    from smile_train.export import import_authors
-    from smile_train.finetune_settings import read_class_names
+    from smile_train.interop.export import import_authors
+    from smile_train.settings.finetune import read_class_names
 
     summary = import_authors(checkpoint, out, input_size, frames, read_class_names(class_names or ""))
     typer.echo(json.dumps(summary, sort_keys=True))
@@ -227,7 +232,7 @@ def settings(
 ) -> None:
     """List every setting of a command: key, type, default, allowed values and meaning (what
     --config FILE.yaml and --set KEY=VALUE take)."""
-    from smile_train.settings_meanings import listings  # imports torch
+    from smile_train.settings.meanings import listings  # imports torch
 
     settings_listing.print_listings("smile-train", listings(), command, as_json)
 

@@ -95,7 +95,7 @@ def test_old_spelling_works_and_says_what_replaced_it():
 
 
 def test_finetune_init_is_the_old_spelling_of_init_from(monkeypatch):
-    from smile_train import finetune
+    from smile_train.loop import finetune
 
     monkeypatch.setattr(finetune, "run_finetune", lambda config, overrides, *args, **kwargs: overrides)
 
@@ -142,7 +142,7 @@ def test_every_setting_option_has_its_field_type(app):
 def _settings_classes() -> list[type]:
     from smile_data.objects.settings import BuildSettings, ImportSettings
     from smile_data.render.settings import PackSettings, RenderSettings
-    from smile_train.finetune_settings import EvalSettings, FinetuneSettings, ProbeSettings
+    from smile_train.settings.finetune import EvalSettings, FinetuneSettings, ProbeSettings
 
     return [RenderSettings, PackSettings, BuildSettings, ImportSettings, FinetuneSettings, EvalSettings,
             ProbeSettings]

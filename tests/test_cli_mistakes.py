@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from smile_data.config import SettingsError
-from smile_train.settings import load_pretrain_stages
+from smile_train.settings.pretrain import load_pretrain_stages
 from tests.conftest import write_test_card, write_test_shards
 from tests.hostile.conftest import Case, Outcome
 

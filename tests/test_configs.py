@@ -13,10 +13,10 @@ import pytest
 
 from smile_data.config import load_settings
 from smile_data.render.settings import RenderSettings, check_render_settings
-from smile_train.finetune_settings import FinetuneSettings, ProbeSettings, read_class_names
-from smile_train.masking import MaskSettings
-from smile_train.train_loop import micro_batch_plan
-from smile_train.settings import load_pretrain_stages
+from smile_train.data.masking import MaskSettings
+from smile_train.loop.train_loop import micro_batch_plan
+from smile_train.settings.finetune import FinetuneSettings, ProbeSettings, read_class_names
+from smile_train.settings.pretrain import load_pretrain_stages
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))

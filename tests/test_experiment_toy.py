@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smile_train import checkpoint as ckpt
+from smile_train.interop import checkpoint as ckpt
 from tests.conftest import write_plain_bank
 
 ROOT = Path(__file__).resolve().parents[1]

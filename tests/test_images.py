@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from smile_data.images import crop_resize, resize_short_side
-from smile_train.evaluate import spatial_views
+from smile_train.loop.evaluate import spatial_views
 
 
 def _image(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -19,11 +19,14 @@ from smile_data import settings_meanings as data_meanings
 from smile_data.cli import app as data_app
 from smile_data.objects.settings import BuildSettings, validate_build
 from smile_data.render.settings import (
-    PackSettings, RenderSettings, check_pack_settings, check_render_settings,
+    PackSettings,
+    RenderSettings,
+    check_pack_settings,
+    check_render_settings,
 )
 from smile_data.settings_listing import Listing, missing_meanings, setting_rows, type_name
-from smile_train import settings_meanings as train_meanings
 from smile_train.cli import app as train_app
+from smile_train.settings import meanings as train_meanings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 APPS = [(data_app, data_meanings), (train_app, train_meanings)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from smile_data.config import SettingsError, load_settings
-from smile_train.settings import PretrainSettings, load_pretrain_stages
+from smile_train.settings.pretrain import PretrainSettings, load_pretrain_stages
 
 TINY_RUN = """\
 model: tiny

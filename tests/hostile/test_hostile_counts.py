@@ -9,17 +9,24 @@ import pytest
 
 from smile_data.config import apply_overrides
 from smile_data.objects.settings import (
-    BuildSettings, ImportSettings, PhotoSettings, validate_build, validate_import,
+    BuildSettings,
+    ImportSettings,
+    PhotoSettings,
+    validate_build,
+    validate_import,
     validate_segmentation,
 )
 from smile_data.render.settings import (
-    PackSettings, RenderSettings, check_pack_settings, check_render_settings,
+    PackSettings,
+    RenderSettings,
+    check_pack_settings,
+    check_render_settings,
 )
 from smile_data.shards.preview import PreviewSettings, check_preview_settings
-from smile_train.finetune_settings import EvalSettings, FinetuneSettings, ProbeSettings
-from smile_train.settings import PretrainSettings
-from smile_train.settings_check import check_settings
-from smile_train.sources import SourceSettings, check_source
+from smile_train.data.sources import SourceSettings, check_source
+from smile_train.settings.checks import check_settings
+from smile_train.settings.finetune import EvalSettings, FinetuneSettings, ProbeSettings
+from smile_train.settings.pretrain import PretrainSettings
 from tests.hostile.test_hostile_settings import TINY, sets
 
 HUGE = 10**19  # past every bound, 64-bit seeds included

@@ -41,7 +41,7 @@ def test_metadata_numbers_out_of_bounds_are_refused(change, problem):
 
 
 def test_a_checkpoint_geometry_is_bounded_before_allocation(case):
-    from smile_train.model import build_pretrain_model
+    from smile_train.model.vit import build_pretrain_model
 
     torch.manual_seed(0)
     model = build_pretrain_model("tiny", "pixel", img_size=32, frames=4)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from smile_data.processes import FolderBusy, folder_lock
-from smile_train.checkpoint import RunCheckpoints
+from smile_train.interop.checkpoint import RunCheckpoints
 from tests.hostile.conftest import REPO
 
 RENDER = ["render", "--bg", "noise", "--overlay", "patches", "--frames", "4", "--size", "32",

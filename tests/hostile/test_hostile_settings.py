@@ -12,12 +12,12 @@ import time
 import pytest
 
 from smile_data.config import SettingsError, apply_overrides
-from smile_train import runtime as rt
-from smile_train.checkpoint import load_checkpoint
-from smile_train.finetune_settings import FinetuneSettings
-from smile_train.model import build_pretrain_model
-from smile_train.settings import load_pretrain_stages
-from smile_train.settings_check import check_settings
+from smile_train.interop.checkpoint import load_checkpoint
+from smile_train.loop import runtime as rt
+from smile_train.model.vit import build_pretrain_model
+from smile_train.settings.checks import check_settings
+from smile_train.settings.finetune import FinetuneSettings
+from smile_train.settings.pretrain import load_pretrain_stages
 from tests.conftest import write_test_shards
 from tests.hostile.conftest import REPO
 

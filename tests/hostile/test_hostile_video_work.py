@@ -167,8 +167,8 @@ def test_pretraining_skips_each_and_counts_them_with_their_shard(case, hostile_v
 
 
 def test_evaluation_skips_each_and_counts_them_with_their_shard(case, hostile_videos):
-    from smile_train.checkpoint import save_checkpoint
-    from smile_train.model import ClassifierModel
+    from smile_train.interop.checkpoint import save_checkpoint
+    from smile_train.model.vit import ClassifierModel
 
     folder = _dataset(case.input / "data", hostile_videos)
     model = ClassifierModel("tiny", 2, img_size=32, frames=4)

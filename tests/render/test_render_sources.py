@@ -9,16 +9,27 @@ import cv2
 import numpy as np
 import pytest
 
-from smile_data.render.backgrounds import (
-    BackgroundDraw, crop_and_flip, draw_background, natural_clip, natural_indices, sampling_rng,
-    single_frame_indices, still_clip,
-)
 from smile_data.images import resize_short_side
-from smile_data.render.settings import RenderSettings, parse_backgrounds
-from smile_data.sampling import crop_pairs, crop_sides, grid_offsets, multiscale_crop_box, window_indices
-from smile_data.render.sources import (
-    VIDEO_EXTENSIONS, SourceError, list_sources, parse_list, read_image, read_video_frames,
+from smile_data.render.backgrounds import (
+    BackgroundDraw,
+    crop_and_flip,
+    draw_background,
+    natural_clip,
+    natural_indices,
+    sampling_rng,
+    single_frame_indices,
+    still_clip,
 )
+from smile_data.render.settings import RenderSettings, parse_backgrounds
+from smile_data.render.sources import (
+    VIDEO_EXTENSIONS,
+    SourceError,
+    list_sources,
+    parse_list,
+    read_image,
+    read_video_frames,
+)
+from smile_data.sampling import crop_pairs, crop_sides, grid_offsets, multiscale_crop_box, window_indices
 
 CARPHONE_FRAMES = 120
 
@@ -121,7 +132,7 @@ def test_short_videos_follow_the_released_window_rule(tmp_path):
 
 def test_render_draws_the_window_crop_and_flip_the_loader_draws():
     """A natural background takes sampling.window_indices, then sampling.multiscale_crop_box,
-    then the flip, from one generator, in the loader's order (smile_train/sources.py)."""
+    then the flip, from one generator, in the loader's order (smile_train/data/sources.py)."""
     s = dataclasses.replace(RenderSettings(), frames=4, stride=3, size=32, flip=True)
     height, width, length = 48, 64, 40
     decoded = {i: np.full((height, width, 3), i, np.uint8) for i in range(length)}

@@ -23,8 +23,8 @@ import pytest
 from smile_data.io import sha256_file
 from smile_data.shards import layout, reader
 from smile_data.shards.validate import validate_dataset
-from smile_train.data import PretrainClips, TooManyCorruptSamples
-from smile_train.settings import PretrainSettings
+from smile_train.data.loader import PretrainClips, TooManyCorruptSamples
+from smile_train.settings.pretrain import PretrainSettings
 
 SHARD = "clips-000000.tar"
 Members = list[tuple[tarfile.TarInfo, bytes]]

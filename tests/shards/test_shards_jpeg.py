@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from smile_data.shards.reader import _decode_frame
-from smile_train.allocator import keep_freed_memory
 from smile_data.sampling import hflip
+from smile_data.shards.reader import _decode_frame
+from smile_train.data.allocator import keep_freed_memory
 
 
 def _photo(rng: np.random.Generator) -> np.ndarray:

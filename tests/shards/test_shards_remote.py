@@ -19,9 +19,9 @@ from smile_data.cli import app
 from smile_data.shards import dataset as dataset_module
 from smile_data.shards.integrity import IntegrityError, IntegritySettings
 from smile_data.shards.preview import make_preview
-from smile_data.shards.validate import validate_dataset
 from smile_data.shards.sample_count import count_samples
-from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
+from smile_data.shards.validate import validate_dataset
+from smile_train.data.loader import CorruptSampleCounter, expand_urls, tar_samples
 from tests.loopback import http_server, s3_server
 
 

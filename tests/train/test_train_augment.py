@@ -13,15 +13,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smile_train.augment import (
-    NO_BOX, OP_NAMES, RandAugmentPolicy, augment_clip, augmented_copies, draw_erase_box, draw_rand_augment,
-    erase_boxes, level_to_argument, random_resized_crop_box,
+from smile_train.data.augment import (
+    NO_BOX,
+    OP_NAMES,
+    RandAugmentPolicy,
+    augment_clip,
+    augmented_copies,
+    draw_erase_box,
+    draw_rand_augment,
+    erase_boxes,
+    level_to_argument,
+    random_resized_crop_box,
 )
-from smile_train.data import TooManyCorruptSamples, expand_urls
-from smile_train.finetune_data import FinetuneClips, mix_batch, smoothed_one_hot, soft_cross_entropy
-from smile_train.finetune_settings import FinetuneSettings
-from smile_train.rand_augment import apply_rand_augment
-from smile_train.settings_check import check_settings
+from smile_train.data.finetune_loader import FinetuneClips, mix_batch, smoothed_one_hot, soft_cross_entropy
+from smile_train.data.loader import TooManyCorruptSamples, expand_urls
+from smile_train.data.rand_augment import apply_rand_augment
+from smile_train.settings.checks import check_settings
+from smile_train.settings.finetune import FinetuneSettings
 from tests.conftest import write_test_shards
 
 REFERENCE = RandAugmentPolicy()  # rand-m7-n4-mstd0.5-inc1

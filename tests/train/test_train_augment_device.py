@@ -1,8 +1,8 @@
 """Both placements of finetuning augmentation give the same clips for the same draws.
 
-`augment_device: loader` augments each copy in the worker (smile_train/rand_augment.py, OpenCV);
+`augment_device: loader` augments each copy in the worker (smile_train/data/rand_augment.py, OpenCV);
 `augment_device: device` ships decoded frames and draws and augments the batch with tensor
-operations (smile_train/augment_device.py), here on the CPU. Stated tolerance: the crop, the
+operations (smile_train/data/augment_device.py), here on the CPU. Stated tolerance: the crop, the
 flip and the table, statistics and Sharpness operations agree exactly; warps (grid_sample's
 float weights against OpenCV's 1/32-pixel positions) and Color (PIL's grey levels against
 OpenCV's) differ by a level on a few values in a thousand: fewer than 1 % of values differ at
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from smile_train.augment import OP_NAMES, CopyDraws, apply_copy, draw_copies, level_to_argument
-from smile_train.augment_device import augment_batch, collate_padded, pack_draws
-from smile_train.data import expand_urls
-from smile_train.finetune import run_finetune
-from smile_train.finetune_data import FinetuneClips, build_finetune_loader
-from smile_train.finetune_settings import FinetuneSettings
-from smile_train.settings_check import check_settings
+from smile_train.data.augment import OP_NAMES, CopyDraws, apply_copy, draw_copies, level_to_argument
+from smile_train.data.augment_device import augment_batch, collate_padded, pack_draws
+from smile_train.data.finetune_loader import FinetuneClips, build_finetune_loader
+from smile_train.data.loader import expand_urls
+from smile_train.loop.finetune import run_finetune
+from smile_train.settings.checks import check_settings
+from smile_train.settings.finetune import FinetuneSettings
 from tests.train.test_train_augment import photo_like_clip
 from tests.train.test_train_finetune import tiny_finetune, write_labelled_shards
 

@@ -1,5 +1,5 @@
 """RandAugment's pixel work against timm's PIL operations, one frame at a time: the whole-clip
-OpenCV / table implementation (smile_train/rand_augment.py) gives PIL's pixels exactly for the
+OpenCV / table implementation (smile_train/data/rand_augment.py) gives PIL's pixels exactly for the
 table and statistics operations, within a level for Color and Sharpness, and computes only the
 region the crop reads without changing it."""
 
@@ -10,11 +10,15 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from smile_train.augment import OP_NAMES, level_to_argument
-from smile_train.augment_tables import (
-    autocontrast_luts, contrast_luts, equalize_luts, grey_levels, table_lut,
+from smile_train.data.augment import OP_NAMES, level_to_argument
+from smile_train.data.augment_tables import (
+    autocontrast_luts,
+    contrast_luts,
+    equalize_luts,
+    grey_levels,
+    table_lut,
 )
-from smile_train.rand_augment import apply_rand_augment, output_regions
+from smile_train.data.rand_augment import apply_rand_augment, output_regions
 from tests.train.test_train_augment import photo_like_clip
 
 # timm's operations on one PIL frame (timm/data/auto_augment.py), the reference

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from smile_data.config import SettingsError
-from smile_data.shards import layout
-from smile_train import runtime as rt
-from smile_train.finetune import schedule as finetune_schedule
-from smile_train.finetune_settings import FinetuneSettings
-from smile_train.pretrain import schedule as pretrain_schedule
 from smile_data.sampling import CORNER_OFFSETS, MORE_OFFSETS, SNAP_PIXELS, crop_sides
-from smile_train.settings import PretrainSettings
-from smile_train.sources import SourceSampler, SourceSettings
+from smile_data.shards import layout
+from smile_train.data.sources import SourceSampler, SourceSettings
+from smile_train.loop import runtime as rt
+from smile_train.loop.finetune import schedule as finetune_schedule
+from smile_train.loop.pretrain import schedule as pretrain_schedule
+from smile_train.settings.finetune import FinetuneSettings
+from smile_train.settings.pretrain import PretrainSettings
 from tests.conftest import png_members
 
 

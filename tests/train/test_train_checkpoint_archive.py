@@ -8,10 +8,10 @@ import zipfile
 import pytest
 import torch
 
-from smile_train.checkpoint import load_checkpoint
-from smile_train.checkpoint_archive import MAX_CHECKPOINT_BYTES, check_archive
-from smile_train.model import SIZES, build_classifier, build_pretrain_model
-from smile_train.settings_check import MAX_CLASSES
+from smile_train.interop.checkpoint import load_checkpoint
+from smile_train.interop.checkpoint_archive import MAX_CHECKPOINT_BYTES, check_archive
+from smile_train.model.vit import SIZES, build_classifier, build_pretrain_model
+from smile_train.settings.checks import MAX_CLASSES
 from tests.hostile.inflating import write_inflating_checkpoint
 
 FLOAT32_BYTES = 4

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from smile_train.data import (
+from smile_data.sampling import crop_resize_clip, hflip
+from smile_data.shards.sample_count import count_samples
+from smile_train.data.loader import (
     PretrainClips,
     StreamStart,
     TooManyCorruptSamples,
     expand_urls,
 )
-from smile_data.sampling import crop_resize_clip, hflip
-from smile_data.shards.sample_count import count_samples
-from smile_train.settings import PretrainSettings
+from smile_train.settings.pretrain import PretrainSettings
 
 
 def small_settings(**changes) -> PretrainSettings:

@@ -10,14 +10,13 @@ import torch
 from typer.testing import CliRunner
 
 from smile_data.config import SettingsError
-from smile_train.checkpoint import save_checkpoint
 from smile_train.cli import app
-from smile_train.evaluate import ClipOutput, accuracy_report, select_clips, spatial_views, video_scores
-from smile_train.finetune_settings import EvalSettings
-from smile_train.model import ClassifierModel, PretrainModel
-from smile_train.settings_check import check_settings
+from smile_train.interop.checkpoint import save_checkpoint
+from smile_train.loop.evaluate import ClipOutput, accuracy_report, select_clips, spatial_views, video_scores
+from smile_train.model.vit import ClassifierModel, PretrainModel
+from smile_train.settings.checks import check_settings
+from smile_train.settings.finetune import EvalSettings
 from tests.conftest import write_test_shards
-
 
 
 def coordinate_frames(height: int, width: int, frames: int = 2) -> np.ndarray:

@@ -13,11 +13,10 @@ import torch
 from transformers import VideoMAEForVideoClassification, VideoMAEModel
 from typer.testing import CliRunner
 
-from smile_train.checkpoint import load_checkpoint, save_checkpoint
 from smile_train.cli import app
-from smile_train.checkpoint import read_checkpoint
-from smile_train.export import export_hf, import_authors
-from smile_train.model import ClassifierModel, PretrainModel
+from smile_train.interop.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from smile_train.interop.export import export_hf, import_authors
+from smile_train.model.vit import ClassifierModel, PretrainModel
 
 SIZE, FRAMES = 32, 4
 TOLERANCE = 1e-4

@@ -14,16 +14,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from smile_data.shards import layout
-from smile_train import runtime as rt
-from smile_train.checkpoint import load_checkpoint, save_checkpoint
-from smile_train.cli import app
 from smile_data.config import load_settings
-from smile_train.checkpoint_keys import pretrain_state_to_classifier
-from smile_train.finetune import build_model, run_finetune, schedule
-from smile_train.finetune_settings import FinetuneSettings
-from smile_train.model import SIZES, PretrainModel
-from smile_train.train_loop import load_initial_weights, update_ema
+from smile_data.shards import layout
+from smile_train.cli import app
+from smile_train.interop.checkpoint import load_checkpoint, save_checkpoint
+from smile_train.interop.checkpoint_keys import pretrain_state_to_classifier
+from smile_train.loop import runtime as rt
+from smile_train.loop.finetune import build_model, run_finetune, schedule
+from smile_train.loop.train_loop import load_initial_weights, update_ema
+from smile_train.model.vit import SIZES, PretrainModel
+from smile_train.settings.finetune import FinetuneSettings
 from tests.conftest import write_clip_shard, write_test_card
 
 SIZE, WIDTH, HEIGHT, FRAMES = 32, 40, 32, 8  # packed frames are wider than tall, like videos

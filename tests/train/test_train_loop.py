@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from smile_train import masking
-from smile_train import runtime as rt
-from smile_train.checkpoint import load_checkpoint
-from smile_train.model import build_pretrain_model
-from smile_train.pretrain import masked_loss, run_pretrain
-from smile_train.settings import load_pretrain_stages
-from smile_train.train_loop import TrainingLog, micro_batch_plan
+from smile_train.data import masking
+from smile_train.interop.checkpoint import load_checkpoint
+from smile_train.loop import runtime as rt
+from smile_train.loop.pretrain import masked_loss, run_pretrain
+from smile_train.loop.train_loop import TrainingLog, micro_batch_plan
+from smile_train.model.vit import build_pretrain_model
+from smile_train.settings.pretrain import load_pretrain_stages
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smile_train.masking import (
+from smile_train.data.masking import (
     MaskSettings,
     balance_mask,
-    tokens_to_mask,
     sample_mask,
+    tokens_to_mask,
     trajectory_mask,
     trajectory_tokens,
     tube_mask,
@@ -156,7 +156,7 @@ def test_sample_mask_dispatches_and_validates():
 
 
 def test_boxes_cropped_away_cover_no_token():
-    from smile_train.masking import trajectory_tokens
+    from smile_train.data.masking import trajectory_tokens
 
     grid = (8, 14, 14)
     zero_width_at_edge = np.zeros((16, 1, 4))  # a box clipped to x0 = x1 = 0
@@ -187,7 +187,7 @@ def test_released_object_cells_take_the_enclosing_box_of_each_slice():
 
 
 def test_object_cells_setting_picks_the_boxes_and_the_rule():
-    from smile_train.data import object_boxes
+    from smile_train.data.loader import object_boxes
 
     # one object, a 32-px square centred on (32, 32), turned by 45 degrees in every frame
     metadata = {"frames": 16, "objects": [{"boxes": [[16, 16, 48, 48]] * 16, "angles": [45.0] * 16}]}

@@ -6,8 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smile_train.masking import (MaskSettings, balance_mask, tokens_to_mask, sample_mask, trajectory_mask,
-                                 trajectory_tokens, tube_mask)
+from smile_train.data.masking import (
+    MaskSettings,
+    balance_mask,
+    sample_mask,
+    tokens_to_mask,
+    trajectory_mask,
+    trajectory_tokens,
+    tube_mask,
+)
 
 GRID = (8, 14, 14)
 OFF_FRAME = [300.0, 300.0, 301.0, 301.0]  # covers no cell

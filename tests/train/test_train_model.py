@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from smile_train.checkpoint_keys import encoder_state_from_foreign, pretrain_state_to_classifier
-from smile_train.model import (
+from smile_train.interop.checkpoint_keys import encoder_state_from_foreign, pretrain_state_to_classifier
+from smile_train.model.vit import (
     SIZES,
     PretrainModel,
     VideoViTEncoder,
@@ -300,7 +300,7 @@ def test_pretrain_forward_compiles_to_one_graph():
     """Index gathers with a host-known count: no graph break, no device sync per step."""
     import numpy as np
 
-    from smile_train import masking
+    from smile_train.data import masking
 
     model = build_pretrain_model("tiny", "pixel", img_size=32, frames=4)
     rng = np.random.default_rng(0)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from smile_train.finetune import plan_finetune
 from smile_data.config import read_yaml
-from smile_train.plan import warmup_end_step
-from smile_train.pretrain import plan_pretrain, schedule
-from smile_train.settings import PretrainSettings
+from smile_train.loop.finetune import plan_finetune
+from smile_train.loop.plan import warmup_end_step
+from smile_train.loop.pretrain import plan_pretrain, schedule
+from smile_train.settings.pretrain import PretrainSettings
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 K400_TRAIN_VIDEOS = 240_436  # the released K400 training list
@@ -149,8 +149,8 @@ def test_a_plan_stops_at_a_missing_shard_or_bank(tmp_path, datasets):
 def test_the_pretrain_command_reads_its_config_once(datasets, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from smile_train import settings
     from smile_train.cli import app
+    from smile_train.settings import pretrain as settings
 
     reads = []
     monkeypatch.setattr(settings, "read_yaml", lambda *args: reads.append(args) or read_yaml(*args))

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from smile_train.settings import PretrainSettings, load_pretrain_stages
-from smile_train.sources import stage_sources
+from smile_train.data.sources import stage_sources
+from smile_train.settings.pretrain import PretrainSettings, load_pretrain_stages
 
 PRETRAIN_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 CONFIGS = sorted(PRETRAIN_CONFIGS.glob("*.yaml"))

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from smile_data.config import SettingsError
-from smile_train.data import PretrainClips, expand_urls
-from smile_train.pretrain import run_pretrain, schedule, second_masks
-from smile_train.settings import PretrainSettings, load_pretrain_stages
+from smile_train.data.loader import PretrainClips, expand_urls
+from smile_train.loop.pretrain import run_pretrain, schedule, second_masks
+from smile_train.settings.pretrain import PretrainSettings, load_pretrain_stages
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 CLIPS = 1024  # with batch 256 (128 clips x 2 masks): 4 steps per effective epoch, 8 per pass

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from smile_train.pretrain import run_pretrain
+from smile_train.loop.pretrain import run_pretrain
 from tests.loopback import http_server
 
 
@@ -35,8 +35,8 @@ def test_pretraining_reads_a_dataset_url(tiny_shards, tmp_path):
 
 def test_integrity_settings_are_checked_at_start():
     from smile_data.config import SettingsError
-    from smile_train.settings import PretrainSettings
-    from smile_train.settings_check import check_settings
+    from smile_train.settings.checks import check_settings
+    from smile_train.settings.pretrain import PretrainSettings
 
     check_settings(PretrainSettings(integrity="shard", on_integrity_mismatch="skip",
                                     card_sha256="a" * 64))
@@ -47,7 +47,7 @@ def test_integrity_settings_are_checked_at_start():
 
 def test_a_local_dataset_folder_stands_for_its_card_shards(tiny_shards):
     from smile_data.shards.sample_count import count_samples
-    from smile_train.data import expand_urls
+    from smile_train.data.loader import expand_urls
 
     urls = expand_urls(str(tiny_shards))
     assert urls == [str(tiny_shards / f"clips-00000{i}.tar") for i in range(3)]

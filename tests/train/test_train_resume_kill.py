@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from smile_train.checkpoint import load_checkpoint
-from smile_train.finetune import run_finetune
-from smile_train.pretrain import run_pretrain
+from smile_train.interop.checkpoint import load_checkpoint
+from smile_train.loop.finetune import run_finetune
+from smile_train.loop.pretrain import run_pretrain
 
 REPO = Path(__file__).resolve().parents[2]
 KILL_AFTER = "step-000000002.pt"  # the run is killed as soon as this checkpoint is written

@@ -10,10 +10,18 @@ import torch
 from typer.testing import CliRunner
 
 from smile_train.cli import app
-from smile_train.data import build_loader, resolve_sources
-from smile_train.show_batch import (
-    BOX_COLOUR, LABEL_WIDTH, LEGEND_HEIGHT, MASK_SHADE, SWATCH, SWATCH_GREY, contact_sheet, first_clips,
-    pick_stage, row_label,
+from smile_train.data.loader import build_loader, resolve_sources
+from smile_train.data.show_batch import (
+    BOX_COLOUR,
+    LABEL_WIDTH,
+    LEGEND_HEIGHT,
+    MASK_SHADE,
+    SWATCH,
+    SWATCH_GREY,
+    contact_sheet,
+    first_clips,
+    pick_stage,
+    row_label,
 )
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from smile_data.config import SettingsError
 from smile_data.shards.reader import iter_tar_samples
-from smile_train import masking
-from smile_train.data import PretrainClips, resolve_sources
-from smile_train.settings import PretrainSettings
-from smile_train.sources import SourceSampler, stage_sources
+from smile_train.data.loader import PretrainClips, masking, resolve_sources
+from smile_train.data.sources import SourceSampler, stage_sources
+from smile_train.settings.pretrain import PretrainSettings
 
 
 def settings(**changes) -> PretrainSettings:
@@ -92,7 +91,7 @@ def test_source_entries_are_checked_against_the_settings(tiny_shards):
 def test_a_resumed_loader_continues_with_the_uninterrupted_batches(tiny_shards):
     """Two loader workers, two sources with overlays drawn in the loader, resumed mid-epoch after
     an odd number of batches (the worker asked next is worker 1, not the DataLoader's first)."""
-    from smile_train.data import build_loader
+    from smile_train.data.loader import build_loader
 
     s = settings(shards=str(tiny_shards / "*.tar"), num_workers=2, crop="multiscale", sources=[
         {"weight": 1}, {"weight": 1, "overlay": "patches"}])

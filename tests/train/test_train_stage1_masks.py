@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from smile_data.shards import layout
-from smile_train.data import PretrainClips
-from smile_train.settings import PretrainSettings
+from smile_train.data.loader import PretrainClips
+from smile_train.settings.pretrain import PretrainSettings
 
 FRAMES, HEIGHT, WIDTH = 16, 160, 192  # source clips, wider than high: crops move in x and y
 SIZE, PATCH, TUBELET = 128, 16, 2  # loader output: 8 x 8 x 8 tokens

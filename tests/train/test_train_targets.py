@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from smile_train.targets import (
+from smile_train.model.targets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     normalize,

@@ -10,14 +10,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 from transformers import (
-    CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel, Dinov2Config, Dinov2Model,
-    Dinov2WithRegistersConfig, Dinov2WithRegistersModel, ViTConfig, ViTMAEConfig, ViTMAEModel, ViTModel,
+    CLIPConfig,
+    CLIPModel,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    Dinov2Config,
+    Dinov2Model,
+    Dinov2WithRegistersConfig,
+    Dinov2WithRegistersModel,
+    ViTConfig,
+    ViTMAEConfig,
+    ViTMAEModel,
+    ViTModel,
 )
 from typer.testing import CliRunner
 
-from smile_train.checkpoint import load_checkpoint
 from smile_train.cli import app
-from smile_train.teacher import FeatureTeacher, TeacherLoadError
+from smile_train.interop.checkpoint import load_checkpoint
+from smile_train.model.teacher import FeatureTeacher, TeacherLoadError
 
 IMAGE = 64  # 4 x 4 student patches of 16 px per frame
 PATCHES = 16

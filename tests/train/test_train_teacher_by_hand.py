@@ -14,8 +14,8 @@ import pytest
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from smile_train.pretrain import run_pretrain
-from smile_train.teacher import FeatureTeacher
+from smile_train.loop.pretrain import run_pretrain
+from smile_train.model.teacher import FeatureTeacher
 
 IMAGE, PATCH, HIDDEN = 64, 16, 32
 PATCHES = (IMAGE // PATCH) ** 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from smile_train.runtime import MetricsLog
+from smile_train.loop.runtime import MetricsLog
 
 
 def test_metrics_are_tensorboard_scalars(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from smile_data.sampling import VideoSampling, segment_indices, window_indices
-from smile_train.sources import SourceSampler, SourceSettings
+from smile_train.data.sources import SourceSampler, SourceSettings
 from tests.video.video_files import encode_video, read_counter
 
 FRAMES = 100
@@ -66,8 +66,8 @@ def low_counter_bits(frame: np.ndarray, bits: int = 4) -> int:
 
 @pytest.mark.parametrize("temporal", ["window", "segments"])
 def test_test_views_of_a_video_are_the_formula_frames_with_their_crops(counter_mp4, temporal):
-    from smile_train.evaluate import VideoViews, ViewClips
     from smile_data.sampling import test_indices
+    from smile_train.loop.evaluate import VideoViews, ViewClips
 
     dataset = ViewClips([], 64, 3, 16, videos=VideoViews(clips=3, sampling=VideoSampling(temporal=temporal, stride=4)))
     items = dataset._video_items({**raw_video(counter_mp4), "cls": b"1"})
@@ -98,11 +98,11 @@ def write_video2dataset_shard(folder, video: bytes, count: int = 4):
 
 
 def test_a_video2dataset_shard_trains_without_repacking(counter_mp4, tmp_path):
-    from smile_train.data import PretrainClips, resolve_sources
-    from smile_train.finetune_data import FinetuneClips
-    from smile_train.finetune_settings import FinetuneSettings
-    from smile_train.pretrain import run_pretrain
-    from smile_train.settings import PretrainSettings
+    from smile_train.data.finetune_loader import FinetuneClips
+    from smile_train.data.loader import PretrainClips, resolve_sources
+    from smile_train.loop.pretrain import run_pretrain
+    from smile_train.settings.finetune import FinetuneSettings
+    from smile_train.settings.pretrain import PretrainSettings
 
     shard = write_video2dataset_shard(tmp_path / "v2d", counter_mp4)
     # No dataset.json and no clips_per_epoch: an epoch is the 4 videos, counted from tar headers.
@@ -134,8 +134,8 @@ def test_a_video2dataset_shard_trains_without_repacking(counter_mp4, tmp_path):
 def test_unreadable_videos_in_a_shard_are_skipped_and_counted(counter_mp4, tmp_path):
     import webdataset
 
-    from smile_train.data import PretrainClips
-    from smile_train.settings import PretrainSettings
+    from smile_train.data.loader import PretrainClips
+    from smile_train.settings.pretrain import PretrainSettings
 
     shard = tmp_path / "mixed.tar"
     members = [counter_mp4, counter_mp4[: len(counter_mp4) // 2], b"\x00" * 4096, counter_mp4]
@@ -153,8 +153,8 @@ def test_the_k400_configs_run_unmodified_on_a_video2dataset_shard(counter_mp4, t
     folder of video2dataset shards (no dataset.json): stage 1 pastes objects drawn in the
     loader, both stages draw other clips in epoch 1 than in epoch 0 (show-batch); the K400
     finetuning config trains and tests on the same shard."""
-    from smile_train.finetune import run_finetune
-    from smile_train.show_batch import show_batch
+    from smile_train.data.show_batch import show_batch
+    from smile_train.loop.finetune import run_finetune
 
     configs = Path(__file__).resolve().parents[2] / "configs"
     shard = write_video2dataset_shard(tmp_path / "v2d", counter_mp4, count=8)

@@ -29,12 +29,12 @@ from PIL import Image, ImageDraw, ImageFont
 from smile_data.config import did_you_mean
 from smile_data.io import write_bytes_atomic
 from smile_data.shards.layout import SHARD_FIELD
-from smile_train.data import PretrainClips, StreamStart, resolve_sources, stage_epoch_clips
-from smile_train.geometry import PATCH, TUBELET
-from smile_train.settings import load_pretrain_stages
-from smile_train.settings_check import MAX_EPOCHS
-from smile_train.sources import SourceSampler
-from smile_train.train_loop import micro_batch_plan
+from smile_train.data.loader import PretrainClips, StreamStart, resolve_sources, stage_epoch_clips
+from smile_train.data.sources import SourceSampler
+from smile_train.loop.train_loop import micro_batch_plan
+from smile_train.model.geometry import PATCH, TUBELET
+from smile_train.settings.checks import MAX_EPOCHS
+from smile_train.settings.pretrain import load_pretrain_stages
 
 BOX_COLOUR = (0, 255, 0)  # RGB
 MASK_SHADE = 0.55  # masked tokens keep this share of their brightness

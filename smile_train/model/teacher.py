@@ -34,11 +34,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from transformers import (
-    AutoConfig, CLIPVisionModel, Dinov2Model, Dinov2WithRegistersModel, PreTrainedModel, ViTModel,
+    AutoConfig,
+    CLIPVisionModel,
+    Dinov2Model,
+    Dinov2WithRegistersModel,
+    PreTrainedModel,
+    ViTModel,
 )
 
-from smile_train.geometry import PATCH as STUDENT_PATCH, TUBELET
-from smile_train.targets import standardize_tokens
+from smile_train.model.geometry import PATCH as STUDENT_PATCH
+from smile_train.model.geometry import TUBELET
+from smile_train.model.targets import standardize_tokens
 
 REFERENCE_TEACHER = "openai/clip-vit-base-patch16"
 LOCAL_PATH_PREFIXES = ("/", ".", "~")

@@ -30,17 +30,17 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from smile_data.config import settings_to_dict
 from smile_data.images import resize_short_side
 from smile_data.io import write_json_atomic
+from smile_data.sampling import VideoSampling, test_indices
 from smile_data.shards.reader import decode_sample
 from smile_data.shards.video_sample import decode_video_sample, is_video_sample, open_video_sample
 from smile_data.video import VideoLimits
-from smile_train import runtime as rt
-from smile_train.checkpoint import CheckpointInfo, classifier_from_checkpoint, read_checkpoint
-from smile_train.data import CorruptSampleCounter, expand_urls, tar_samples
-from smile_train.finetune_settings import KINETICS_TEST_CLIPS, EvalSettings, read_class_names
-from smile_data.sampling import VideoSampling, test_indices
-from smile_train.settings_check import check_settings
-from smile_train.sources import errors_named
-from smile_train.targets import normalize
+from smile_train.data.loader import CorruptSampleCounter, expand_urls, tar_samples
+from smile_train.data.sources import errors_named
+from smile_train.interop.checkpoint import CheckpointInfo, classifier_from_checkpoint, read_checkpoint
+from smile_train.loop import runtime as rt
+from smile_train.model.targets import normalize
+from smile_train.settings.checks import check_settings
+from smile_train.settings.finetune import KINETICS_TEST_CLIPS, EvalSettings, read_class_names
 
 TOP_K = 5
 

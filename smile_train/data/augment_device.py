@@ -11,7 +11,7 @@ Normalisation and random erasing follow as in the loader placement.
 
 Pixel arithmetic: the working clips are float32 holding whole levels; every operation ends on
 whole levels as its uint8 counterpart does. Table, statistics and Color operations compute
-PIL's values exactly (smile_train/augment_tables.py); Sharpness sums PIL's smoothing kernel in
+PIL's values exactly (smile_train/data/augment_tables.py); Sharpness sums PIL's smoothing kernel in
 PIL's order; warps and the crop resample with grid_sample (bicubic a = -0.75 like OpenCV, grey
 fill; bilinear), where OpenCV rounds positions to 1/32 pixel and weights to fixed point: a
 level or two apart on edges. tests/train/test_train_augment_device.py states the tolerance.
@@ -29,10 +29,22 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 
-from smile_train.augment import OP_NAMES, CopyDraws
-from smile_train.augment_tables import (
-    BYTE_MAX, LEVELS, SMOOTH_KERNEL, SMOOTH_SCALE, STATISTICS_OPS, TABLE_OPS, WARP_OPS, autocontrast_luts,
-    blend, contrast_luts, equalize_luts, grey_levels, table_lut, warp_matrix,
+from smile_train.data.augment import OP_NAMES, CopyDraws
+from smile_train.data.augment_tables import (
+    BYTE_MAX,
+    LEVELS,
+    SMOOTH_KERNEL,
+    SMOOTH_SCALE,
+    STATISTICS_OPS,
+    TABLE_OPS,
+    WARP_OPS,
+    autocontrast_luts,
+    blend,
+    contrast_luts,
+    equalize_luts,
+    grey_levels,
+    table_lut,
+    warp_matrix,
 )
 
 FILL = 128.0  # what warps move in, and what padding holds

@@ -1,6 +1,6 @@
 """RandAugment's arithmetic, shared by both placements of finetuning augmentation.
 
-The operations of `smile_train.augment` reduce to three kinds of pixel work:
+The operations of `smile_train.data.augment` reduce to three kinds of pixel work:
 
     tables     a 256-entry lookup table per channel, fixed by the argument (Invert, Posterize,
                Solarize, SolarizeAdd, Brightness) or computed per frame from the frame's

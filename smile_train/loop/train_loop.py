@@ -35,10 +35,10 @@ from torch.nn.parallel import DistributedDataParallel
 from smile_data.config import settings_to_dict
 from smile_data.io import write_json_atomic
 from smile_data.progress_bar import progress_bar
-from smile_train import checkpoint as ckpt
-from smile_train import runtime as rt
-from smile_train.checkpoint_keys import KeyReport
-from smile_train.lr_schedule import LrSchedule
+from smile_train.interop import checkpoint as ckpt
+from smile_train.interop.checkpoint_keys import KeyReport
+from smile_train.loop import runtime as rt
+from smile_train.loop.lr_schedule import LrSchedule
 
 PROGRESS_SECONDS = 2.0  # terminal progress-bar refresh interval (log files: progress_bar.py)
 

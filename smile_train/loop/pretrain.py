@@ -15,19 +15,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from smile_train import checkpoint as ckpt
-from smile_train import runtime as rt
-from smile_train import plan
-from smile_train import train_loop as loop
-from smile_train.checkpoint_keys import pretrain_state_to_pretrain
-from smile_train.data import build_loader, epoch_clips, epoch_summary, resolve_sources, stage_epoch_clips
-from smile_train.geometry import token_grid
-from smile_train.lr_schedule import LrSchedule, per_batch, run_length, warmup_share
-from smile_train.masking import tokens_to_mask
-from smile_train.model import build_pretrain_model, mask_order, masked_count, take_tokens
-from smile_train.settings import PretrainSettings, load_pretrain_stages
-from smile_train.targets import normalize, pixel_targets
-from smile_train.teacher import FeatureTeacher
+from smile_train.data.loader import build_loader, epoch_clips, epoch_summary, resolve_sources, stage_epoch_clips
+from smile_train.data.masking import tokens_to_mask
+from smile_train.interop import checkpoint as ckpt
+from smile_train.interop.checkpoint_keys import pretrain_state_to_pretrain
+from smile_train.loop import plan
+from smile_train.loop import runtime as rt
+from smile_train.loop import train_loop as loop
+from smile_train.loop.lr_schedule import LrSchedule, per_batch, run_length, warmup_share
+from smile_train.model.geometry import token_grid
+from smile_train.model.targets import normalize, pixel_targets
+from smile_train.model.teacher import FeatureTeacher
+from smile_train.model.vit import build_pretrain_model, mask_order, masked_count, take_tokens
+from smile_train.settings.pretrain import PretrainSettings, load_pretrain_stages
 
 
 def schedule(s: PretrainSettings, clips_per_epoch: int) -> tuple[int, LrSchedule]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from smile_train.geometry import DEFAULT_GRID, PATCH, TUBELET
+from smile_train.model.geometry import DEFAULT_GRID, PATCH, TUBELET
 
 MASK_KINDS = ("tube", "trajectory")
 # Which token cells belong to an object (docs/method.md §9): "released" = per tube slice, the enclosing

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from smile_train.geometry import FRAMES, IMG_SIZE, PATCH, TUBELET
+from smile_train.model.geometry import FRAMES, IMG_SIZE, PATCH, TUBELET
 
 LAYER_NORM_EPS = 1e-6
 MLP_RATIO = 4

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from smile_data.render.settings import OVERLAY_MODES
 from smile_data.settings_listing import Listing, Meaning
-from smile_train.finetune_settings import EvalSettings, FinetuneSettings, ProbeSettings
-from smile_train.settings import PretrainSettings
-from smile_train.settings_check import DEVICES, RULES
+from smile_train.settings.checks import DEVICES, RULES
+from smile_train.settings.finetune import EvalSettings, FinetuneSettings, ProbeSettings
+from smile_train.settings.pretrain import PretrainSettings
 
 DEVICE = Meaning("where the run computes (auto: cuda when available)", (*DEVICES, "cuda:N"))
 RUN = {

@@ -23,15 +23,20 @@ import torch.nn.functional as F
 from smile_data.config import settings_to_dict
 from smile_data.io import atomic_path, sha256_file, write_json_atomic
 from smile_data.shards import remote
-from smile_train import checkpoint as ckpt
-from smile_train import runtime as rt
-from smile_train.checkpoint import CheckpointInfo, feature_encoder_from_checkpoint
-from smile_train.data import expand_urls
-from smile_train.evaluate import (
-    ClipOutput, accuracy_report, checked_checkpoint, collect_outputs, video_scores, view_loader,
+from smile_train.data.loader import expand_urls
+from smile_train.interop import checkpoint as ckpt
+from smile_train.interop.checkpoint import CheckpointInfo, feature_encoder_from_checkpoint
+from smile_train.loop import runtime as rt
+from smile_train.loop.evaluate import (
+    ClipOutput,
+    accuracy_report,
+    checked_checkpoint,
+    collect_outputs,
+    video_scores,
+    view_loader,
 )
-from smile_train.finetune_settings import ProbeSettings, read_class_names
-from smile_train.lr_schedule import cosine_lr
+from smile_train.loop.lr_schedule import cosine_lr
+from smile_train.settings.finetune import ProbeSettings, read_class_names
 
 CACHE_VERSION = 1
 STD_FLOOR = 1e-6

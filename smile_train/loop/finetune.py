@@ -26,21 +26,21 @@ import torch
 from smile_data.config import inherited_values, load_settings
 from smile_data.io import write_json_atomic
 from smile_data.sampling import VideoSampling
-from smile_train import checkpoint as ckpt
-from smile_train import runtime as rt
-from smile_train import plan
-from smile_train import train_loop as loop
-from smile_train.augment import erase_boxes
-from smile_train.augment_device import augment_batch
-from smile_train.checkpoint_keys import pretrain_state_to_classifier
-from smile_train.data import epoch_clips, expand_urls
-from smile_train.evaluate import evaluate_model
-from smile_train.finetune_data import build_finetune_loader, mix_batch, soft_cross_entropy
-from smile_train.finetune_settings import EvalSettings, FinetuneSettings, read_class_names
-from smile_train.lr_schedule import LrSchedule, per_batch, run_length, warmup_share
-from smile_train.model import ClassifierModel, build_classifier
-from smile_train.settings_check import check_settings
-from smile_train.targets import normalize
+from smile_train.data.augment import erase_boxes
+from smile_train.data.augment_device import augment_batch
+from smile_train.data.finetune_loader import build_finetune_loader, mix_batch, soft_cross_entropy
+from smile_train.data.loader import epoch_clips, expand_urls
+from smile_train.interop import checkpoint as ckpt
+from smile_train.interop.checkpoint_keys import pretrain_state_to_classifier
+from smile_train.loop import plan
+from smile_train.loop import runtime as rt
+from smile_train.loop import train_loop as loop
+from smile_train.loop.evaluate import evaluate_model
+from smile_train.loop.lr_schedule import LrSchedule, per_batch, run_length, warmup_share
+from smile_train.model.targets import normalize
+from smile_train.model.vit import ClassifierModel, build_classifier
+from smile_train.settings.checks import check_settings
+from smile_train.settings.finetune import EvalSettings, FinetuneSettings, read_class_names
 
 STAGE = "finetune"
 SEED_BITS = 62  # the erasing noise generator's seed is drawn from the step's generator

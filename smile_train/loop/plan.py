@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smile_train.lr_schedule import LrSchedule
-from smile_train.model import SIZES
-from smile_train.runtime import launch_from_environment
-from smile_train.train_loop import micro_batch_plan
+from smile_train.loop.lr_schedule import LrSchedule
+from smile_train.loop.runtime import launch_from_environment
+from smile_train.loop.train_loop import micro_batch_plan
+from smile_train.model.vit import SIZES
 
 
 @dataclass

@@ -30,15 +30,20 @@ import numpy as np
 
 from smile_data.config import SettingsError, apply_overrides, inherited_values
 from smile_data.images import FLIP_PROBABILITY
+from smile_data.sampling import (
+    MultiScaleCrop,
+    VideoSampling,
+    center_square_box,
+    decode_crop_flip,
+    hflip,
+    multiscale_crop_box,
+    training_indices,
+)
 from smile_data.shards import layout, reader
 from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_video_sample, open_video_sample
 from smile_data.video import VideoLimits
-from smile_train.overlays import LoaderOverlays, loader_render_settings
-from smile_data.sampling import (
-    MultiScaleCrop, VideoSampling, center_square_box, decode_crop_flip, hflip, multiscale_crop_box,
-    training_indices,
-)
-from smile_train.settings_check import check_settings
+from smile_train.data.overlays import LoaderOverlays, loader_render_settings
+from smile_train.settings.checks import check_settings
 
 MAX_SOURCES = 64  # each source keeps its own shard stream and shuffle buffer in every worker
 MAX_WEIGHT = 1e6

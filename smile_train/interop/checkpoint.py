@@ -23,11 +23,11 @@ import torch
 
 from smile_data.io import atomic_path, remove_stale_temporaries
 from smile_data.processes import hold_until_exit
-from smile_train.checkpoint_archive import check_archive, load_problem
-from smile_train.checkpoint_keys import POSITION_TABLES, detect_layout, unwrap_state
-from smile_train.geometry import FRAMES, IMG_SIZE
-from smile_train.model import SIZES, ClassifierModel, VideoViTEncoder, size_spec
-from smile_train.settings_check import MAX_FRAMES, MAX_INPUT_SIZE
+from smile_train.interop.checkpoint_archive import check_archive, load_problem
+from smile_train.interop.checkpoint_keys import POSITION_TABLES, detect_layout, unwrap_state
+from smile_train.model.geometry import FRAMES, IMG_SIZE
+from smile_train.model.vit import SIZES, ClassifierModel, VideoViTEncoder, size_spec
+from smile_train.settings.checks import MAX_FRAMES, MAX_INPUT_SIZE
 
 FORMAT = "smile-train-checkpoint"
 FORMAT_VERSION = 1

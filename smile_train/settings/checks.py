@@ -15,17 +15,22 @@ import math
 from typing import Any, Callable
 
 from smile_data.config import SettingsError
+from smile_data.sampling import CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES
 from smile_data.shards.dataset import SHA256_PATTERN
 from smile_data.shards.integrity import INTEGRITY_MODES, MISMATCH_POLICIES
-from smile_train.finetune_settings import (
-    AUGMENT_PLACEMENTS, ERASE_MODES, MAX_CROPS, MAX_RAND_AUGMENT_OPS, MAX_REPEATED_AUGMENT, MAX_TEST_CLIPS,
+from smile_train.data.masking import MASK_KINDS, OBJECT_CELLS
+from smile_train.loop.lr_schedule import SCHEDULE_PACES
+from smile_train.model.geometry import PATCH, TUBELET
+from smile_train.model.vit import ATTENTION_IMPLS, SIZES, TARGETS
+from smile_train.settings.finetune import (
+    AUGMENT_PLACEMENTS,
+    ERASE_MODES,
+    MAX_CROPS,
+    MAX_RAND_AUGMENT_OPS,
+    MAX_REPEATED_AUGMENT,
+    MAX_TEST_CLIPS,
     RAND_AUGMENT_LEVEL_MAX,
 )
-from smile_train.geometry import PATCH, TUBELET
-from smile_train.lr_schedule import SCHEDULE_PACES
-from smile_train.masking import MASK_KINDS, OBJECT_CELLS
-from smile_train.model import ATTENTION_IMPLS, SIZES, TARGETS
-from smile_data.sampling import CROP_MODES, CROP_OFFSET_MODES, MAX_STRIDE, TEMPORAL_MODES
 
 MAX_INPUT_SIZE = 1024  # pixels per side; 4.6x the reference 224, far past any recipe
 MAX_FRAMES = 128  # frames per clip; 8x the reference 16

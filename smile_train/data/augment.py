@@ -9,8 +9,8 @@ Per clip, from the clip's own seeded generator, in the released order:
    applied to every frame, as the authors' video RandAugment does; image statistics (the
    auto-contrast range, the equalisation histogram, the contrast mean) are those of each frame.
    Geometric operations resample bicubically and fill with grey (128, 128, 128). The pixel
-   work is smile_train/rand_augment.py (whole clips, OpenCV and PIL's own table arithmetic,
-   only the pixels the crop reads) in a loader worker, or smile_train/augment_device.py
+   work is smile_train/data/rand_augment.py (whole clips, OpenCV and PIL's own table arithmetic,
+   only the pixels the crop reads) in a loader worker, or smile_train/data/augment_device.py
    (batched tensor operations on the training device) with `augment_device: device`.
 2. Random resized crop: area fraction in (0.25, 1), aspect w/h log-uniform in (3/4, 4/3), ten
    tries then the largest centred box; resized to the input size.
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from smile_data.images import FLIP_PROBABILITY
-from smile_train.finetune_settings import ERASE_MODES
 from smile_data.sampling import crop_resize_clip, hflip
-from smile_train.rand_augment import apply_rand_augment
+from smile_train.data.rand_augment import apply_rand_augment
+from smile_train.settings.finetune import ERASE_MODES
 
 CROP_ATTEMPTS = 10  # random resized crop: tries before the centred fall-back
 LEVEL_MAX = 10.0  # RandAugment magnitudes are out of 10

@@ -12,7 +12,7 @@ region samples (plus the bicubic taps), and the statistics ops the whole frame. 
 followed only by the crop resamples the crop's pixels alone (on average 60 % of the frame).
 
 Results against timm's PIL operations (tests/train/test_train_augment_ops.py): the table and
-statistics operations give PIL's pixels exactly (smile_train.augment_tables); Color and
+statistics operations give PIL's pixels exactly (smile_train.data.augment_tables); Color and
 Sharpness differ by at most one level on a small share of pixels (OpenCV's grey conversion,
 smoothing and blend round where PIL truncates); warps resample with OpenCV's bicubic kernel
 (a = -0.75; PIL's affine uses -1) and constant grey border taps, a level or two at edges.
@@ -26,9 +26,19 @@ import cv2
 import numpy as np
 import torch
 
-from smile_train.augment_tables import (
-    BLEND_OPS, LEVELS, SMOOTH_KERNEL, SMOOTH_SCALE, STATISTICS_OPS, TABLE_OPS, WARP_OPS,
-    autocontrast_luts, contrast_luts, equalize_luts, table_lut, warp_matrix,
+from smile_train.data.augment_tables import (
+    BLEND_OPS,
+    LEVELS,
+    SMOOTH_KERNEL,
+    SMOOTH_SCALE,
+    STATISTICS_OPS,
+    TABLE_OPS,
+    WARP_OPS,
+    autocontrast_luts,
+    contrast_luts,
+    equalize_luts,
+    table_lut,
+    warp_matrix,
 )
 
 Region = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)

@@ -1,6 +1,6 @@
 """Labelled clips for finetuning: per-clip augmentation, then mixup / cutmix per batch.
 
-Per clip (in a DataLoader worker, from the clip's own seeded generator): `smile_train.augment`
+Per clip (in a DataLoader worker, from the clip's own seeded generator): `smile_train.data.augment`
 draws `repeated_augment` independent copies of each loaded clip (RandAugment, random resized
 crop, flip) and one random-erasing box per copy; the boxes are filled after normalisation, on
 the device (`augment.erase_boxes`). Where the pixel work runs is `augment_device`: `loader`
@@ -12,7 +12,7 @@ Per batch (in the training loop, on the device): mixup or cutmix (timm's "batch"
 lambda per batch, each clip mixed with the batch reversed; one cutmix box for all frames) and
 label smoothing give soft targets that sum to 1.
 
-Iteration shares the pretraining stream (smile_train.data): resampled shards, seeded shuffle,
+Iteration shares the pretraining stream (smile_train.data.loader): resampled shards, seeded shuffle,
 per-sample generators seeded from (seed, rank, worker, sample number), resume by skipping. Video
 shards (`<key>.mp4`) give a new temporal draw every time a video comes round (`temporal`:
 window at `stride` for K400, TSN segments for SSv2; smile_data/sampling.py).
@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from smile_train.augment import apply_copy, draw_copies
-from smile_train.augment_device import collate_padded, pack_draws
-from smile_train.data import PretrainClips, build_loader
-from smile_train.sources import SourceSampler
+from smile_train.data.augment import apply_copy, draw_copies
+from smile_train.data.augment_device import collate_padded, pack_draws
+from smile_train.data.loader import PretrainClips, build_loader
+from smile_train.data.sources import SourceSampler
 
 
 class FinetuneClips(PretrainClips):

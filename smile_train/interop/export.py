@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from smile_data.io import sha256_file, write_json_atomic
-from smile_train.checkpoint import CheckpointInfo, read_checkpoint, save_checkpoint
-from smile_train.model import LAYER_NORM_EPS, MLP_RATIO, ClassifierModel, PretrainModel, size_spec
-from smile_train.targets import IMAGENET_MEAN, IMAGENET_STD
+from smile_train.interop.checkpoint import CheckpointInfo, read_checkpoint, save_checkpoint
+from smile_train.model.targets import IMAGENET_MEAN, IMAGENET_STD
+from smile_train.model.vit import LAYER_NORM_EPS, MLP_RATIO, ClassifierModel, PretrainModel, size_spec
 
 EXPORT_MARKER = "smile_export.json"
 DECODER_BLOCK_PATTERN = re.compile(r"^decoder\.blocks\.(\d+)\.")

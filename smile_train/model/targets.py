@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from smile_train.geometry import PATCH, TUBELET
+from smile_train.model.geometry import PATCH, TUBELET
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smile_data.config import SettingsError, apply_overrides, did_you_mean, plain_name, read_yaml
-from smile_train.settings_check import check_settings
-from smile_train.sources import SourceSampling
+from smile_train.data.sources import SourceSampling
+from smile_train.settings.checks import check_settings
 
 
 @dataclass
@@ -26,7 +26,7 @@ class PretrainSettings(SourceSampling):
     input_size: int = 224
     frames: int = 16
     # Several sources in one stage: each entry holds what differs from the stage's sampling
-    # settings, plus `shards` and `weight` (share of the clips); see smile_train/sources.py.
+    # settings, plus `shards` and `weight` (share of the clips); see smile_train/data/sources.py.
     sources: list[dict[str, Any]] = field(default_factory=list)
     shuffle_buffer: int = 1000
     num_workers: int = 4

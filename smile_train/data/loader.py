@@ -29,13 +29,18 @@ from smile_data.shards import integrity, layout, reader, remote
 from smile_data.shards.dataset import load_card
 from smile_data.shards.patterns import MAX_SHARD_NAMES, PatternTooLarge, split_list
 from smile_data.shards.sample_count import count_samples
-from smile_train import masking
-from smile_train.allocator import keep_freed_memory
-from smile_train.geometry import PATCH, TUBELET, token_grid
-from smile_train.settings_check import check_settings
-from smile_train.sources import (  # noqa: F401 (object_boxes re-exported)
-    Clip, SourceSampler, SourceSettings, base_source, object_boxes, stage_sources,
+from smile_train.data import masking
+from smile_train.data.allocator import keep_freed_memory
+from smile_train.data.sources import (  # noqa: F401 (object_boxes re-exported)
+    Clip,
+    SourceSampler,
+    SourceSettings,
+    base_source,
+    object_boxes,
+    stage_sources,
 )
+from smile_train.model.geometry import PATCH, TUBELET, token_grid
+from smile_train.settings.checks import check_settings
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ class FinetuneSettings(VideoSampling):
     crop_scale: tuple[float, float] = (0.25, 1.0)  # random resized crop: area fraction (SMILE's; VideoMAE 0.08)
     crop_ratio: tuple[float, float] = (0.75, 1.3333)  # random resized crop: aspect w / h
     flip: bool = True  # Kinetics yes, SSv2 no (left/right carries the label there)
-    # RandAugment before the crop, timm's rand-m7-n4-mstd0.5-inc1 (smile_train/augment.py)
+    # RandAugment before the crop, timm's rand-m7-n4-mstd0.5-inc1 (smile_train/data/augment.py)
     rand_augment: bool = True
     rand_augment_ops: int = 4  # operations drawn per clip (n4)
     rand_augment_magnitude: float = 7.0  # of 10 (m7)
@@ -54,7 +54,7 @@ class FinetuneSettings(VideoSampling):
     erase_mode: str = "pixel"  # pixel | rand | const (--remode)
     repeated_augment: int = 1  # augmented copies of each loaded clip per step (--num_sample)
     # loader: workers do the pixel work; device: workers decode and draw, the training device
-    # applies RandAugment, crop, flip and erasing batched (smile_train/augment_device.py)
+    # applies RandAugment, crop, flip and erasing batched (smile_train/data/augment_device.py)
     augment_device: str = "loader"
     mixup: float = 0.8  # Beta(alpha, alpha) of mixup; 0 switches it off
     cutmix: float = 1.0  # Beta(alpha, alpha) of cutmix; 0 switches it off
