@@ -92,7 +92,7 @@ finetune: objects $(PRETRAINED)
 
 # The toy experiment (experiments/README.md): pretraining on moving objects vs the same
 # backgrounds without them vs no pretraining, each probed and finetuned on motion direction
-# with one budget. About 22 minutes on 2 cores; reruns skip finished steps.
+# with one budget. About 21 minutes on 2 idle cores; reruns skip finished steps.
 toy-experiment: objects
 	$(BIN)/python experiments/motion_direction.py --bank $(WORK)/bank --out $(WORK)/toy
 
