@@ -29,6 +29,7 @@ from smile_train.interop.checkpoint import CheckpointInfo, feature_encoder_from_
 from smile_train.loop import runtime as rt
 from smile_train.loop.evaluate import (
     ClipOutput,
+    VideoViews,
     accuracy_report,
     checked_checkpoint,
     collect_outputs,
@@ -53,9 +54,12 @@ def shard_fingerprint(url: str) -> list[Any]:
     return [os.path.abspath(url), stat.st_size, stat.st_mtime_ns]
 
 
-def cache_key(checkpoint_sha256: str, urls: list[str], size: int, frames: int, crops: int) -> str:
+def cache_key(checkpoint_sha256: str, urls: list[str], size: int, frames: int, crops: int,
+              videos: VideoViews) -> str:
     description = {"version": CACHE_VERSION, "checkpoint": checkpoint_sha256, "size": size,
-                   "frames": frames, "crops": crops, "shards": [shard_fingerprint(u) for u in urls]}
+                   "frames": frames, "crops": crops, "shards": [shard_fingerprint(u) for u in urls],
+                   "video_views": [videos.clips, videos.sampling.temporal, videos.sampling.stride,
+                                   videos.sampling.label_field]}
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
 
 
@@ -84,10 +88,12 @@ def load_features(path: Path) -> list[ClipOutput]:
 
 
 def extract_features(info: CheckpointInfo, checkpoint_sha256: str, shards: str, crops: int,
-                     s: ProbeSettings, runtime: rt.Runtime, cache_dir: Path) -> list[ClipOutput]:
-    """Pooled features (V, D) of every clip, from the cache when it has them."""
+                     videos: VideoViews, s: ProbeSettings, runtime: rt.Runtime,
+                     cache_dir: Path) -> list[ClipOutput]:
+    """Pooled features (V, D) of every clip, from the cache when it has them; a video sample
+    gives `videos.clips` temporal views."""
     urls = expand_urls(shards)
-    key = cache_key(checkpoint_sha256, urls, info.input_size, info.frames, crops)
+    key = cache_key(checkpoint_sha256, urls, info.input_size, info.frames, crops, videos)
     path = cache_dir / f"features-{key[:24]}.safetensors"
     if path.is_file():
         if runtime.is_main:
@@ -95,7 +101,7 @@ def extract_features(info: CheckpointInfo, checkpoint_sha256: str, shards: str, 
         return load_features(path)
     encoder = feature_encoder_from_checkpoint(info).to(runtime.device)
     loader = view_loader(urls, info.input_size, crops, info.frames, s.feature_batch_size,
-                         s.num_workers, runtime, s.max_corrupt_samples)
+                         s.num_workers, runtime, s.max_corrupt_samples, videos)
     clips = collect_outputs(encoder, loader, runtime)
     if not clips:
         raise ValueError(f"shards {shards!r}: no labelled clip was read")
@@ -164,8 +170,10 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
     cache_dir = Path(s.cache_dir) if s.cache_dir else out_dir / "features"
     runtime = rt.setup(s.device, s.precision)
     with rt.process_group(runtime):
-        train = extract_features(info, digest, s.shards, s.train_crops, s, runtime, cache_dir)
-        test = extract_features(info, digest, s.val_shards, s.test_crops, s, runtime, cache_dir) if s.val_shards else []
+        train = extract_features(info, digest, s.shards, s.train_crops, VideoViews(1, sampling=s), s,
+                                 runtime, cache_dir)  # ProbeSettings is a VideoSampling
+        test = extract_features(info, digest, s.val_shards, s.test_crops, VideoViews(s.test_clips, sampling=s),
+                                s, runtime, cache_dir) if s.val_shards else []
         if not runtime.is_main:
             return {}
         write_json_atomic(out_dir / "settings.json", settings_to_dict(s))

@@ -125,7 +125,10 @@ class EvalSettings(VideoSampling):
 
 
 @dataclass
-class ProbeSettings:
+class ProbeSettings(VideoSampling):
+    """Linear probing; with video shards a training video gives one temporal view (the centre
+    window, or TSN offset 0) and a test video `test_clips` views, of VideoSampling's mode."""
+
     checkpoint: str = ""  # pretraining or finetuning checkpoint whose encoder stays frozen
     shards: str = ""  # labelled training shards
     val_shards: str = ""  # labelled test shards ("" = train only)

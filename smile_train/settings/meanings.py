@@ -146,7 +146,7 @@ EVALUATE = {
     "batch_size": "clips per forward pass (each with test_crops views)",
 }
 PROBE = {
-    **TESTING,
+    **TESTING, **VIDEO_SAMPLING,
     "checkpoint": "pretraining or finetuning checkpoint whose encoder stays frozen",
     "shards": "labelled training shards: paths, globs, brace patterns or URLs, comma-separated",
     "val_shards": "labelled test shards (\"\": train only)",

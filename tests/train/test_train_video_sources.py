@@ -177,6 +177,16 @@ def test_the_k400_configs_run_unmodified_on_a_video2dataset_shard(counter_mp4, t
     run_finetune(str(configs / "finetune" / "smile_vitb_k400.yaml"), finetune, resume=False)
     report = json.loads((tmp_path / "finetune" / "eval.json").read_text())
     assert report["videos"] == 8 and report["views"] == 8 * 2 * 1
+    # A linear probe on the same videos: one view per training video, test_clips per test video,
+    # of the probe's own temporal mode.
+    from smile_train.loop.probe import run_probe
+    from smile_train.settings.finetune import ProbeSettings
+
+    probe = run_probe(ProbeSettings(
+        checkpoint=str(tmp_path / "finetune" / "checkpoints" / "final.pt"), shards=str(shard),
+        val_shards=str(shard), num_classes=2, label_field="class_id", temporal="segments", test_clips=2,
+        test_crops=1, epochs=2, num_workers=0, device="cpu", out_dir=str(tmp_path / "probe")))
+    assert probe["train_samples"] == 8 and probe["videos"] == 8 and probe["views"] == 8 * 2 * 1
 @pytest.mark.parametrize("crop, offsets", [("multiscale", "grid"), ("multiscale", "uniform"), ("none", "grid")])
 def test_crops_converted_from_the_planes_equal_the_crops_of_whole_decoded_frames(crop, offsets):
     """The loader converts only the crop of each frame; the same draws on whole frames, cropped
