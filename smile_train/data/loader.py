@@ -28,7 +28,7 @@ from smile_data.render.trajectory import draw_index
 from smile_data.shards import integrity, layout, reader, remote
 from smile_data.shards.dataset import load_card
 from smile_data.shards.patterns import MAX_SHARD_NAMES, PatternTooLarge, split_list
-from smile_data.shards.sample_count import count_samples
+from smile_data.shards.sample_count import SampleCount, count_samples
 from smile_train.data import masking
 from smile_train.data.allocator import keep_freed_memory
 from smile_train.data.sources import (  # noqa: F401 (object_boxes re-exported)
@@ -195,14 +195,15 @@ def resolve_sources(settings: Any) -> list[StageSource]:
     return [StageSource(source, expand_urls(source.shards)) for source in stage_sources(settings)]
 
 
-def epoch_clips(clips_per_epoch: int, shard_lists: list[tuple[str, list[str]]]) -> tuple[int, str]:
+def epoch_clips(clips_per_epoch: int, shard_lists: list[tuple[str, list[str]]],
+                counts: list[SampleCount | None] | None = None) -> tuple[int, str]:
     """(samples in one epoch, where that number came from): `clips_per_epoch` when set, else
     the samples of every (setting, shard URLs) pair counted once (sample_count.py: cards,
     video2dataset stats files or tar headers; a video shard holds one sample per video, so an
-    epoch is a pass over the videos)."""
+    epoch is a pass over the videos). `counts`: those pairs' counts when the caller has them."""
     if clips_per_epoch:
         return clips_per_epoch, "clips_per_epoch"
-    counts = [count_samples(urls) for _, urls in shard_lists]
+    counts = counts if counts is not None else [count_samples(urls) for _, urls in shard_lists]
     unknown = [shards for (shards, _), count in zip(shard_lists, counts) if count is None]
     if unknown:
         raise ValueError(f"shards {unknown[0]!r}: neither a dataset.json, video2dataset stats files nor "

@@ -29,6 +29,7 @@ from smile_data.sampling import VideoSampling
 from smile_train.data.augment import erase_boxes
 from smile_train.data.augment_device import augment_batch
 from smile_train.data.finetune_loader import build_finetune_loader, mix_batch, soft_cross_entropy
+from smile_data.shards.sample_count import count_samples
 from smile_train.data.loader import epoch_clips, expand_urls
 from smile_train.interop import checkpoint as ckpt
 from smile_train.interop.checkpoint_keys import pretrain_state_to_classifier
@@ -73,13 +74,12 @@ def classification_loss(model, batch: dict[str, torch.Tensor], s: FinetuneSettin
     return soft_cross_entropy(logits, targets)
 
 
-def schedule(s: FinetuneSettings, urls: list[str]) -> tuple[int, LrSchedule]:
+def schedule(s: FinetuneSettings, clips_per_epoch: int) -> tuple[int, LrSchedule]:
     """(total steps, learning-rate schedule) of a run: the released finetuning scheduler
     (utils.cosine_scheduler), numpy.linspace(warmup_lr, peak, W) over the W warm-up steps, then
     the cosine from the peak to min_lr ending where training stops. warmup_lr, min_lr and the
     peak scale with the batch (per 256 clips). The released run starts the warm-up at 0
     (warmup_lr 0, the default): its --warmup_lr never reaches the scheduler."""
-    clips_per_epoch, _ = epoch_clips(s.clips_per_epoch, [(s.shards, urls)])
     steps_per_epoch, total_steps = run_length(clips_per_epoch, s.batch_size, s.epochs, s.max_steps)
     warmup_steps = min(warmup_share(total_steps, s.warmup_epochs, s.epochs), total_steps)
     return total_steps, LrSchedule(
@@ -113,7 +113,7 @@ def finetune(s: FinetuneSettings, runtime: rt.Runtime, resume: bool) -> Path:
     urls = expand_urls(s.shards)
     if s.val_shards:  # tested after training: a list that cannot work is refused now
         expand_urls(s.val_shards, setting="val_shards")
-    total_steps, lr_schedule = schedule(s, urls)
+    total_steps, lr_schedule = schedule(s, epoch_clips(s.clips_per_epoch, [(s.shards, urls)])[0])
     micro, accumulation = loop.micro_batch_plan(s.batch_size, s.micro_batch_size, runtime.world_size)
 
     model, optimizer, init_report = build_optimisation(s, runtime, lr_schedule.peak)
@@ -163,13 +163,13 @@ def plan_finetune(config: str | None, overrides: dict[str, Any], init_from: str 
     """`smile-train finetune --dry-run`: the run's plan (plan.py), nothing trained."""
     s = load_finetune_settings(config, overrides, init_from, allow_commands)
     urls = expand_urls(s.shards)
-    total_steps, lr_schedule = schedule(s, urls)
-    samples, counted_from = epoch_clips(0, [(s.shards, urls)])
-    clips_per_epoch, _ = epoch_clips(s.clips_per_epoch, [(s.shards, urls)])
+    count = count_samples(urls)  # once: a folder of tars without cards is counted from headers
+    clips_per_epoch, _ = epoch_clips(s.clips_per_epoch, [(s.shards, urls)], [count])
+    total_steps, lr_schedule = schedule(s, clips_per_epoch)
     stage = plan.StagePlan(STAGE, total_steps, lr_schedule.steps_per_epoch,
                            [plan.model_line(s.model) + f"; {s.num_classes} classes, drop path {s.drop_path:g}"])
     stage.lines += [
-        plan.data_line(s.shards, samples, counted_from, s),
+        plan.data_line(s.shards, count, s),
         f"  augmentation: {augmentation_summary(s)}",
         f"test: {test_summary(s)}",
         f"epoch: {clips_per_epoch:,} clips = {lr_schedule.steps_per_epoch:,} steps; {s.epochs} epochs"
@@ -194,9 +194,8 @@ def augmentation_summary(s: FinetuneSettings) -> str:
 def test_summary(s: FinetuneSettings) -> str:
     if not s.val_shards:
         return "none (no val_shards)"
-    urls = expand_urls(s.val_shards, setting="val_shards")
-    counted = epoch_clips(0, [(s.val_shards, urls)])
-    return (f"{s.val_shards} -> {counted[0]:,} samples ({counted[1]}), {s.test_clips} clips x {s.test_crops} "
+    count = count_samples(expand_urls(s.val_shards, setting="val_shards"))
+    return (f"{s.val_shards} -> {plan.samples_text(count)}, {s.test_clips} clips x {s.test_crops} "
             f"crops per video, after the last step")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smile_data.shards.sample_count import SampleCount
 from smile_train.loop.lr_schedule import LrSchedule
 from smile_train.loop.runtime import launch_from_environment
 from smile_train.loop.train_loop import micro_batch_plan
@@ -81,13 +82,20 @@ def model_line(size: str, target: str = "", teacher: str = "") -> str:
     return text
 
 
-def data_line(setting: str, samples: int, counted_from: str, source: Any, weight: float | None = None) -> str:
+def samples_text(count: SampleCount | None) -> str:
+    """`240,436 samples (8 shards from dataset.json)`, or why the number is unknown."""
+    if count is None:
+        return "samples not countable (pipe: or a remote tar without card or stats; set clips_per_epoch)"
+    return f"{count.total:,} samples ({count.describe()})"
+
+
+def data_line(setting: str, count: SampleCount | None, source: Any, weight: float | None = None) -> str:
     share = f", weight {weight:g}" if weight is not None else ""
     overlay = f", overlays {source.overlay}" + (f" from {source.bank}" if source.overlay == "objects" else "") \
         if getattr(source, "overlay", "none") != "none" else ""
     stride = f" at stride {source.stride}" if source.temporal == "window" else ""
     crop = getattr(source, "crop", "random resized")
-    return (f"data: {setting} -> {samples:,} samples ({counted_from}){share}; frames of a video: "
+    return (f"data: {setting} -> {samples_text(count)}{share}; frames of a video: "
             f"{source.temporal}{stride}; crop {crop}, flip {'on' if source.flip else 'off'}{overlay}")
 
 

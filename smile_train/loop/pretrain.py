@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from smile_data.shards.sample_count import count_samples
 from smile_train.data.loader import build_loader, epoch_clips, epoch_summary, resolve_sources, stage_epoch_clips
 from smile_train.data.masking import tokens_to_mask
 from smile_train.interop import checkpoint as ckpt
@@ -164,15 +165,16 @@ def run_stages(stages: list[tuple[str, PretrainSettings]], resume: bool,
 def stage_plan(name: str, s: PretrainSettings, out_dir: Path, world_size: int) -> plan.StagePlan:
     """What pretrain_stage will do, resolved as it resolves it (plan.py)."""
     sources = resolve_sources(s)
-    clips_per_epoch, counted_from = stage_epoch_clips(s, sources)
+    counts = [count_samples(source.urls) for source in sources]  # once: tar headers may be read
+    clips_per_epoch, counted_from = epoch_clips(
+        s.clips_per_epoch, [(source.settings.shards, source.urls) for source in sources], counts)
     total_steps, lr_schedule = schedule(s, clips_per_epoch)
     steps_per_epoch = lr_schedule.steps_per_epoch
     target = s.target if s.target == "clip" else f"pixel ({'each tube normalised' if s.pixel_norm else 'raw values'})"
     stage = plan.StagePlan(name, total_steps, steps_per_epoch, [plan.model_line(s.model, target, s.teacher)])
-    for source in sources:
-        samples, how = epoch_clips(0, [(source.settings.shards, source.urls)])
+    for source, count in zip(sources, counts):
         weight = source.settings.weight if len(sources) > 1 else None
-        stage.lines.append(plan.data_line(source.settings.shards, samples, how, source.settings, weight))
+        stage.lines.append(plan.data_line(source.settings.shards, count, source.settings, weight))
         if source.settings.overlay == "objects":
             stage.lines.append(plan.bank_line(source.settings.bank))
     passes = f" (a pass over the sources is {s.mask_repeats} epochs: {s.mask_repeats} masks per clip)" \

@@ -33,7 +33,7 @@ def test_pretraining_rates_scale_with_the_batch(batch):
 def test_finetuning_rates_scale_with_the_batch(batch):
     s = FinetuneSettings(batch_size=batch, base_lr=1e-3, min_lr=1e-6, warmup_lr=2e-6, epochs=3,
                          warmup_epochs=1, clips_per_epoch=batch * 4)
-    total, lrs = finetune_schedule(s, [])
+    total, lrs = finetune_schedule(s, s.clips_per_epoch)
     assert (lrs.peak, lrs.floor, lrs.start) == pytest.approx(
         (1e-3 * batch / 256, 1e-6 * batch / 256, 2e-6 * batch / 256), rel=1e-12)
     assert lrs.lr(total + 5) == pytest.approx(1e-6 * batch / 256, rel=1e-12)

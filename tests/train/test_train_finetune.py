@@ -177,7 +177,7 @@ def test_released_recipes_and_their_test_views():
         assert (s.rand_augment_ops, s.rand_augment_magnitude, s.crop_scale, s.erase_prob) == (4, 7.0, (0.25, 1.0), 0.25)
     # min_lr scales with the batch like base_lr: 1e-5 x 128 / 256
     ucf101 = load_settings(FinetuneSettings, str(CONFIGS / "smile_vitb_ucf101.yaml"), {"clips_per_epoch": 128})
-    assert schedule(ucf101, [])[1].floor == pytest.approx(5e-6)
+    assert schedule(ucf101, ucf101.clips_per_epoch)[1].floor == pytest.approx(5e-6)
 
 
 def test_per_step_lr_is_the_released_cosine_scheduler():
@@ -190,7 +190,7 @@ def test_per_step_lr_is_the_released_cosine_scheduler():
     start, floor = 1e-6 * 64 / 256, 1e-6 * 64 / 256
     released = list(np.linspace(start, peak, warmup)) + [
         floor + 0.5 * (peak - floor) * (1 + np.cos(np.pi * i / (total - warmup))) for i in range(total - warmup)]
-    steps, lrs = schedule(s, [])
+    steps, lrs = schedule(s, s.clips_per_epoch)
     assert (steps, lrs.warmup_steps, lrs.peak) == (total, warmup, peak)
     ours = [lrs.lr(step) for step in range(total)]
     np.testing.assert_allclose(ours, released, rtol=1e-12, atol=0)
@@ -206,7 +206,7 @@ def test_released_warm_up_starts_at_zero(config):
     s.clips_per_epoch = 5 * s.batch_size
     assert s.warmup_lr == 0.0
     peak = s.base_lr * s.batch_size / 256  # K400: 6.25e-5; UCF101 / HMDB51: 2.5e-4
-    steps, lrs = schedule(s, [])
+    steps, lrs = schedule(s, s.clips_per_epoch)
     assert (steps, lrs.warmup_steps) == (20, 5)
     ours = [lrs.lr(step) for step in range(5)]
     assert ours == pytest.approx([0.0, peak / 4, peak / 2, 3 * peak / 4, peak], rel=1e-12, abs=0)

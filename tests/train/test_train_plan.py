@@ -159,3 +159,12 @@ def test_the_pretrain_command_reads_its_config_once(datasets, tmp_path, monkeypa
         "--set", f"shards={datasets['k400']}", "--set", f"bank={datasets['bank']}", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "[stage2]" in result.stdout and len(reads) == 1
+
+
+def test_a_plan_of_shards_that_cannot_be_counted_needs_clips_per_epoch(datasets):
+    config = str(CONFIGS / "pretrain" / "smile_vitb_k400.yaml")
+    piped = {"shards": "pipe:cat data/k400-000000.tar", "bank": str(datasets["bank"])}
+    with pytest.raises(ValueError, match="set clips_per_epoch"):
+        plan_pretrain(config, piped)
+    text = plan_pretrain(config, {**piped, "clips_per_epoch": 2560})
+    assert "samples not countable" in text and stage_steps(text) == {"stage1": 3000, "stage2": 3000}
