@@ -11,9 +11,12 @@ is run, not what is written, so they are not settings.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import typer
 
@@ -47,6 +50,63 @@ OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace a dataset ma
 OUT_OPTION = typer.Option(..., "--out", "-o", metavar="DIR", help=DATASET_HELP)
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetRun:
+    """How a dataset command runs and where its settings come from: flags render and pack share."""
+
+    workers: int
+    rank: int | None
+    world_size: int | None
+    overwrite: bool
+    config: Path | None
+    set_options: list[str] | None
+
+    def write(self, write_dataset: Callable[..., dict[str, Any]], settings: Any, out: Path) -> dict[str, Any]:
+        """The card of `write_dataset` (render_dataset or pack_dataset) run as these flags say."""
+        return write_dataset(settings, out, workers=self.workers, overwrite=self.overwrite,
+                             work_share=resolve_work_share(self.rank, self.world_size))
+
+
+def dataset_command(settings_name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: add the flags render and pack share after the command's own ones, namely the
+    shard output settings, --workers, --rank, --world-size, --overwrite, and --config / --set of
+    the settings class `settings_name`. The command takes them as one keyword-only parameter,
+    `run: DatasetRun`; the shard output flags reach it through `given_flags(ctx)` like its own."""
+    shared_flags = {
+        "codec": (str, CODEC_OPTION),
+        "quality": (int, QUALITY_OPTION),
+        "prefix": (str, PREFIX_OPTION),
+        "shard_size": (int, SHARD_SIZE_OPTION),
+        "shard_bytes": (int, SHARD_BYTES_OPTION),
+        "workers": (int, WORKERS_OPTION),
+        "rank": (int, rank_option()),
+        "world_size": (int, world_size_option()),
+        "overwrite": (bool, OVERWRITE_OPTION),
+        "config": (Path, config_option(settings_name)),
+        "set_options": (list[str], set_option(f"{settings_name} field")),
+    }
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        hints = typing.get_type_hints(command)
+        own = [parameter.replace(annotation=hints[name])
+               for name, parameter in inspect.signature(command).parameters.items() if name != "run"]
+        shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option,
+                                    annotation=annotation)
+                  for name, (annotation, option) in shared_flags.items()]
+
+        @functools.wraps(command)
+        def with_shared_flags(**values: Any) -> None:
+            run = DatasetRun(**{field.name: values[field.name] for field in dataclasses.fields(DatasetRun)})
+            command(**{parameter.name: values[parameter.name] for parameter in own}, run=run)
+
+        parameters = own + shared
+        with_shared_flags.__signature__ = inspect.Signature(parameters)  # what typer reads
+        with_shared_flags.__annotations__ = {p.name: p.annotation for p in parameters}
+        return with_shared_flags
+
+    return decorate
+
+
 def render_settings(config: Path | None, overrides: dict[str, Any]) -> RenderSettings:
     """RenderSettings of a command line; the label mode it ends up with picks the defaults."""
     sources = settings_sources(config, overrides)
@@ -68,6 +128,7 @@ def _report(out: Path, card: dict[str, Any], what: str = "clips") -> None:
         typer.echo(f"  skipped {skipped['source']}: {skipped['reason']}", err=True)
 
 
+@dataset_command("RenderSettings")
 def render(
     ctx: typer.Context,
     out: Path = OUT_OPTION,
@@ -90,27 +151,16 @@ def render(
     stride: int = RENDER("stride", "Temporal stride of natural backgrounds."),
     size: int = RENDER("size", "Clip height and width in pixels."),
     seed: int = RENDER("seed", "Base seed: clip i is drawn from [seed, i]."),
-    codec: str = CODEC_OPTION,
-    quality: int = QUALITY_OPTION,
-    prefix: str = PREFIX_OPTION,
-    shard_size: int = SHARD_SIZE_OPTION,
-    shard_bytes: int = SHARD_BYTES_OPTION,
-    workers: int = WORKERS_OPTION,
-    rank: int = rank_option(),
-    world_size: int = world_size_option(),
-    overwrite: bool = OVERWRITE_OPTION,
-    config: Path = config_option("RenderSettings"),
-    set_options: list[str] = set_option("RenderSettings field"),
+    *, run: DatasetRun,
 ) -> None:
     """Render clips of objects (or patches) moving over natural, frame, image, black or noise backgrounds."""
     from smile_data.render.run import render_dataset
 
-    settings = render_settings(config, command_line_overrides(set_options, given_flags(ctx)))
-    card = render_dataset(settings, out, workers=workers, work_share=resolve_work_share(rank, world_size),
-                          overwrite=overwrite)
-    _report(out, card, "clips")
+    settings = render_settings(run.config, command_line_overrides(run.set_options, given_flags(ctx)))
+    _report(out, run.write(render_dataset, settings, out), "clips")
 
 
+@dataset_command("PackSettings")
 def pack(
     ctx: typer.Context,
     out: Path = OUT_OPTION,
@@ -129,26 +179,15 @@ def pack(
     frames: int = PACK("frames", "Frames per clip."),
     stride: int = PACK("stride", "Temporal stride."),
     seed: int = PACK("seed", "Seed recorded in the metadata."),
-    codec: str = CODEC_OPTION,
-    quality: int = QUALITY_OPTION,
-    prefix: str = PREFIX_OPTION,
-    shard_size: int = SHARD_SIZE_OPTION,
-    shard_bytes: int = SHARD_BYTES_OPTION,
-    workers: int = WORKERS_OPTION,
-    rank: int = rank_option(),
-    world_size: int = world_size_option(),
-    overwrite: bool = OVERWRITE_OPTION,
-    config: Path = config_option("PackSettings"),
-    set_options: list[str] = set_option("PackSettings field"),
+    *, run: DatasetRun,
 ) -> None:
     """Pack natural clips of real videos (labelled from a CSV, or a plain folder) into shards,
     or with --store video the whole videos, for the trainer to sample from every epoch."""
     from smile_data.render.run import pack_dataset
 
-    settings = load_settings(PackSettings, config, command_line_overrides(set_options, given_flags(ctx)))
-    card = pack_dataset(settings, out, workers=workers, work_share=resolve_work_share(rank, world_size),
-                        overwrite=overwrite)
-    _report(out, card, "videos" if settings.store == "video" else "clips")
+    overrides = command_line_overrides(run.set_options, given_flags(ctx))
+    settings = load_settings(PackSettings, run.config, overrides)
+    _report(out, run.write(pack_dataset, settings, out), "videos" if settings.store == "video" else "clips")
 
 
 def register(app: typer.Typer) -> None:
