@@ -56,12 +56,10 @@ PHOTO_OBJECTS = (
     PhotoObject("astronaut.png", "space_shuttle", (345, 0, 470, 285)),
     PhotoObject("camera.png", "person", (0, 70, 360, 512)),
     PhotoObject("horse.png", "horse", (10, 10, 392, 320)),
-    PhotoObject("coins.png", "coin", (301, 12, 368, 76)),
-    PhotoObject("coins.png", "coin", (312, 152, 383, 221)),
-    PhotoObject("coins.png", "coin", (242, 92, 300, 147)),
-    PhotoObject("coins.png", "coin", (272, 236, 330, 292)),
-    PhotoObject("coins.png", "coin", (216, 237, 273, 291)),
-    PhotoObject("coins.png", "coin", (128, 24, 183, 78)),
+    *(PhotoObject("coins.png", "coin", box) for box in (
+        (301, 12, 368, 76), (312, 152, 383, 221), (242, 92, 300, 147),
+        (272, 236, 330, 292), (216, 237, 273, 291), (128, 24, 183, 78),
+    )),
 )
 DESCRIPTION = (
     "A small bank cut out of the photographs that scikit-image ships, for tests and demos without "
