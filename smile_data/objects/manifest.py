@@ -7,7 +7,6 @@ inputs give the same bytes.
 
 from __future__ import annotations
 
-import importlib.metadata
 import io
 from collections import Counter
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from smile_data import installed_version
 from smile_data.config import settings_to_dict
 from smile_data.io import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
 from smile_data.objects.bank import (
@@ -91,13 +91,6 @@ def _is_object_file(name: str) -> bool:
     return name.endswith(".png") and object_number(name.removesuffix(".png")) is not None
 
 
-def tool_version() -> str:
-    try:
-        return importlib.metadata.version(PACKAGE_NAME)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def count_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Totals, accepted objects per class name, rejections per reason."""
     per_class = Counter()
@@ -130,7 +123,7 @@ def write_bank_files(
     root = Path(root)
     card = {
         "schema_version": CARD_SCHEMA_VERSION,
-        "created_by": {"tool": f"smile-data {command}", "version": tool_version()},
+        "created_by": {"tool": f"smile-data {command}", "version": installed_version(PACKAGE_NAME)},
         "source": source,
         "description": description,
         **card_fields,

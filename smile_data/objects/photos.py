@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from smile_data import installed_version
 from smile_data.io import write_bytes_atomic
 from smile_data.objects.extract import Extractor, png_bytes
 from smile_data.objects.generate import resolve_device
@@ -134,11 +135,4 @@ def build_photo_bank(out: str | Path, settings: PhotoSettings | None = None) -> 
         ))
     return write_bank_files(out, rows, source="photos", command="build-objects --source photos",
                             settings=settings, description=DESCRIPTION,
-                            photos_version=_skimage_version())
-
-
-def _skimage_version() -> str:
-    try:
-        return importlib.metadata.version(SKIMAGE_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+                            photos_version=installed_version(SKIMAGE_DISTRIBUTION))

@@ -10,7 +10,6 @@ the same bytes. The writer writes it after the card (`write_readme`), and so doe
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 import platform
@@ -19,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from smile_data import installed_version
 from smile_data.io import write_bytes_atomic
 from smile_data.shards.preview import PreviewSettings, make_preview
 
@@ -44,13 +44,6 @@ def size_category(samples: int) -> str:
         if samples < bound:
             return name
     return "n>100M"
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _plain(text: Any) -> str:
@@ -127,7 +120,7 @@ def _provenance(card: dict[str, Any]) -> list[str]:
              "--out DATASET", "```", "", "```yaml",
              yaml.safe_dump(settings, sort_keys=True).rstrip(), "```", "",
              "Versions that wrote this card:", ""]
-    lines += [f"- {name} {_version(name)}" for name in VERSIONED_PACKAGES]
+    lines += [f"- {name} {installed_version(name, missing='not installed')}" for name in VERSIONED_PACKAGES]
     lines += [f"- python {platform.python_version()}", ""]
     return lines
 
