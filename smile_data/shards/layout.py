@@ -149,6 +149,20 @@ def decode_label(data: bytes) -> int:
     return int(text)
 
 
+def member_label(raw: dict[str, Any], key: str, json_label: int | None) -> int | None:
+    """The label of sample `key`'s .cls member (None without one); where its JSON gives a label
+    too (`json_label`), the two must agree."""
+    if LABEL_EXTENSION not in raw:
+        return None
+    try:
+        label = decode_label(raw[LABEL_EXTENSION])
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"sample {key}: member {key}.cls: {error}") from None
+    if json_label is not None and json_label != label:
+        raise ValueError(f"sample {key}: member {key}.cls says {label}, the JSON {json_label}")
+    return label
+
+
 def boxes_array(metadata: dict[str, Any]) -> np.ndarray:
     """Boxes of every object in every frame as float32 (T, N, 4) in final-clip pixels."""
     frames = int(metadata["frames"])

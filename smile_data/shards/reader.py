@@ -191,15 +191,8 @@ def _size_problems(frames: int, height: int, width: int) -> list[str]:
 
 def _decode_label(raw: dict[str, Any], key: str, metadata: dict[str, Any]) -> int | None:
     label = metadata.get("label")
-    if layout.LABEL_EXTENSION not in raw:
-        return label
-    try:
-        cls_label = layout.decode_label(raw[layout.LABEL_EXTENSION])
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"sample {key}: member {key}.cls: {error}") from None
-    if label is not None and label != cls_label:
-        raise ValueError(f"sample {key}: member {key}.cls says {cls_label}, the JSON {label}")
-    return cls_label
+    cls_label = layout.member_label(raw, key, label)
+    return label if cls_label is None else cls_label
 
 
 @dataclass

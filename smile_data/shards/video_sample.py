@@ -82,14 +82,8 @@ def _field_label(value: Any, field: str, class_names: Sequence[str], where: str)
 def _label(raw: dict[str, Any], key: str, metadata: dict[str, Any], label_field: str,
            class_names: Sequence[str]) -> int | None:
     if layout.LABEL_EXTENSION in raw:
-        try:
-            label = layout.decode_label(raw[layout.LABEL_EXTENSION])
-        except (ValueError, UnicodeDecodeError) as error:
-            raise ValueError(f"sample {key}: member {key}.cls: {error}") from None
         own = metadata.get("label") if is_own_video_metadata(metadata) else None
-        if own is not None and own != label:
-            raise ValueError(f"sample {key}: member {key}.cls says {label}, the JSON {own}")
-        return label
+        return layout.member_label(raw, key, own)
     if is_own_video_metadata(metadata):
         return metadata.get("label")
     if label_field and metadata.get(label_field) is not None:
