@@ -106,6 +106,15 @@ def retrying(location: str, operation: Callable[[], object], what: str = "readin
                           f"{describe(error)}") from None
 
 
+def _raise_unless_success(url: str, status: int, reason: str) -> None:
+    """Raise for an HTTP status other than 200 or 206: TransientError where a retry may help
+    (RETRIED_STATUSES), else RemoteError naming `url`."""
+    if status in RETRIED_STATUSES:
+        raise TransientError(f"HTTP {status} {reason}")
+    if status not in (200, 206):
+        raise RemoteError(f"{url}: HTTP {status} {reason}")
+
+
 class HttpStream:
     """The bytes of one http(s) URL from `offset` on, by a single streaming GET."""
 
@@ -129,10 +138,7 @@ class HttpStream:
         if status == RANGE_NOT_SATISFIABLE:
             self.done = True  # nothing from `offset` on
             return
-        if status in RETRIED_STATUSES:
-            raise TransientError(f"HTTP {status} {self.response.reason}")
-        if status not in (200, 206):
-            raise RemoteError(f"{self.url}: HTTP {status} {self.response.reason}")
+        _raise_unless_success(self.url, status, self.response.reason)
         if status == 200 and offset:
             raise RemoteError(f"{self.url}: the server ignores range requests, so a read "
                               f"cannot continue at byte {offset}")
@@ -259,10 +265,7 @@ def _http_size_once(url: str, required: bool) -> int | None:
             length = response.headers.get("Content-Range", "").rpartition("/")[2] or None
     if status == 404:
         return None
-    if status in RETRIED_STATUSES:
-        raise TransientError(f"HTTP {status} {reason}")
-    if status not in (200, 206):
-        raise RemoteError(f"{url}: HTTP {status} {reason}")
+    _raise_unless_success(url, status, reason)
     if length is None or not length.isdigit():
         if required:
             raise RemoteError(f"{url}: the server does not say the file's size")
