@@ -141,6 +141,10 @@ def world_size_option() -> Any:
     return typer.Option(None, "--world-size", help="Ranks in all (default: WORLD_SIZE / SLURM_NTASKS / 1).")
 
 
+def workers_option(default: int, most: int, help: str) -> Any:
+    return typer.Option(default, "--workers", "-w", min=1, max=most, help=help)
+
+
 def progress_option() -> Any:
     return typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import typer
 
 from smile_data.cli_options import (
-    config_option, given_flags, rank_option, set_option, setting_option, world_size_option,
+    config_option, given_flags, rank_option, set_option, setting_option, workers_option, world_size_option,
 )
 from smile_data.config import (
     apply_overrides, apply_sources, command_line_overrides, load_settings, settings_sources,
@@ -44,8 +44,8 @@ PREFIX_OPTION = setting_option(ShardOutputSettings, "prefix", "Shard name prefix
 SHARD_SIZE_OPTION = setting_option(ShardOutputSettings, "shard_size", "Samples (clips or videos) per shard at most.")
 SHARD_BYTES_OPTION = setting_option(ShardOutputSettings, "shard_bytes", "Bytes per shard at most.",
                                     shown_default="1073741824, i.e. 1 GiB", metavar="BYTES")
-WORKERS_OPTION = typer.Option(1, "--workers", "-w", min=1, max=MAX_WORKERS,
-                              help="Processes rendering in parallel on this machine (one core each).")
+WORKERS_OPTION = workers_option(1, MAX_WORKERS,
+                                "Processes rendering in parallel on this machine (one core each).")
 OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace a dataset made with other settings.")
 OUT_OPTION = typer.Option(..., "--out", "-o", metavar="DIR", help=DATASET_HELP)
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-from smile_data.cli_options import command_settings, config_option, progress_option, set_option
+from smile_data.cli_options import (
+    command_settings, config_option, progress_option, set_option, workers_option,
+)
 from smile_data.processes import MAX_WORKERS
 from smile_data.shards.fetch import MAX_FETCH_WORKERS
 
@@ -20,8 +22,7 @@ def validate(
     folder: str = typer.Argument(..., help="Dataset folder or URL (https://, s3://, gs://, hf://) "
                                  "holding shards + dataset.json + manifest.parquet."),
     quick: bool = typer.Option(False, "--quick", help="Only hashes, sizes and counts; no decoding."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, max=MAX_WORKERS,
-                                help="Processes reading shards."),
+    workers: int = workers_option(1, MAX_WORKERS, "Processes reading shards."),
     card_sha256: str = CARD_SHA256_OPTION,
 ) -> None:
     """Check every shard against dataset.json and the manifest, and every sample against the layout."""
@@ -75,8 +76,7 @@ def fetch(
     out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Local folder to mirror the dataset into."),
     shards: str = typer.Option(None, "--shards", metavar="RANGES",
                                help="Card positions to fetch, e.g. 0-9,12 (default: all)."),
-    workers: int = typer.Option(4, "--workers", "-w", min=1, max=MAX_FETCH_WORKERS,
-                                help="Parallel downloads."),
+    workers: int = workers_option(4, MAX_FETCH_WORKERS, "Parallel downloads."),
     card_sha256: str = CARD_SHA256_OPTION,
 ) -> None:
     """Mirror a dataset to local disk: parallel, resumable, every shard verified before it is kept."""
@@ -92,8 +92,7 @@ def publish(
     url: str = typer.Argument(..., help="Where to: a folder, s3://BUCKET/PATH, gs://BUCKET/PATH or "
                               "hf://datasets/ORG/NAME."),
     quick: bool = typer.Option(False, "--quick", help="Validate only hashes, sizes and counts; no decoding."),
-    workers: int = typer.Option(4, "--workers", "-w", min=1, max=MAX_FETCH_WORKERS,
-                                 help="Parallel uploads and validating processes."),
+    workers: int = workers_option(4, MAX_FETCH_WORKERS, "Parallel uploads and validating processes."),
     progress: bool = progress_option(),
 ) -> None:
     """Validate a dataset, upload its own files (shards, manifest, README, the card last; a rerun
