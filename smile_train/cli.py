@@ -17,7 +17,6 @@ import functools
 
 import typer
 
-from smile_data import settings_listing
 from smile_data.cli_options import (
     command_settings,
     config_option,
@@ -27,6 +26,7 @@ from smile_data.cli_options import (
     setting_option,
 )
 from smile_data.config import command_line_overrides, parse_set_options
+from smile_data.settings_command import register_settings_command
 from smile_train.settings.finetune import EvalSettings, FinetuneSettings, ProbeSettings
 
 app = make_app("SMILE trainer: pretrain, finetune, evaluate, linear-probe, export.")
@@ -219,16 +219,7 @@ def import_checkpoint(
     typer.echo(json.dumps(summary, sort_keys=True))
 
 
-@app.command()
-def settings(
-    command: str = settings_listing.command_argument("smile-train"),
-    as_json: bool = settings_listing.JSON_OPTION,
-) -> None:
-    """List every setting of a command: key, type, default, allowed values and meaning (what
-    --config FILE.yaml and --set KEY=VALUE take)."""
-    from smile_train.settings.meanings import listings  # imports torch
-
-    settings_listing.print_listings("smile-train", listings(), command, as_json)
+register_settings_command(app, "smile-train", "smile_train.settings.meanings")
 
 
 def main() -> None:
