@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import typer
 
-from smile_data import settings_listing
 from smile_data.cli_options import make_app
 from smile_data.objects.cli import register as register_object_commands
 from smile_data.render.cli import register as register_render_commands
+from smile_data.settings_command import register_settings_command
 from smile_data.shards.cli import register as register_shard_commands
 from smile_data.vocabulary import FREQUENCIES, load_vocabulary
 
@@ -64,18 +64,7 @@ def samples(kind: str = typer.Argument("videos", help="videos, photos, or video-
 register_object_commands(app)
 register_render_commands(app)
 register_shard_commands(app)
-
-
-@app.command()
-def settings(
-    command: str = settings_listing.command_argument("smile-data"),
-    as_json: bool = settings_listing.JSON_OPTION,
-) -> None:
-    """List every setting of a command: key, type, default, allowed values and meaning (what
-    --config FILE.yaml and --set KEY=VALUE take)."""
-    from smile_data.settings_meanings import listings
-
-    settings_listing.print_listings("smile-data", listings(), command, as_json)
+register_settings_command(app, "smile-data", "smile_data.settings_meanings")
 
 
 def main() -> None:

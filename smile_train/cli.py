@@ -14,11 +14,9 @@ Launch under torchrun for several processes or nodes; the commands read RANK / W
 from __future__ import annotations
 
 import functools
-from typing import TypeVar
 
 import typer
 
-from smile_data import settings_listing
 from smile_data.cli_options import (
     command_settings,
     config_option,
@@ -28,9 +26,9 @@ from smile_data.cli_options import (
     setting_option,
 )
 from smile_data.config import command_line_overrides, parse_set_options
+from smile_data.settings_command import register_settings_command
 from smile_train.settings.finetune import EvalSettings, FinetuneSettings, ProbeSettings
 
-T = TypeVar("T")
 app = make_app("SMILE trainer: pretrain, finetune, evaluate, linear-probe, export.")
 
 CONFIG_OPTION = config_option("settings", "-c")
@@ -145,10 +143,8 @@ def evaluate(
     allow_commands: bool = COMMANDS_OPTION,
 ) -> None:
     """Multi-view test: softmax averaged over clips x crops; top-1, top-5, per-class accuracy."""
-    settings = checked_settings(ctx, EvalSettings, config, set_, allow_commands)
-    from smile_train.loop.evaluate import run_evaluate  # slow imports, once the settings are known to be good
-
-    echo_headline(run_evaluate(settings), EVALUATE_HEADLINE)
+    run_report_command(ctx, EvalSettings, config, set_, allow_commands, "smile_train.loop.evaluate:run_evaluate",
+                       EVALUATE_HEADLINE)
 
 
 @app.command("linear-probe")
@@ -166,25 +162,23 @@ def linear_probe(
     allow_commands: bool = COMMANDS_OPTION,
 ) -> None:
     """Linear probing: frozen encoder, cached mean-pooled features, a linear head."""
-    settings = checked_settings(ctx, ProbeSettings, config, set_, allow_commands)
-    from smile_train.loop.probe import run_probe  # slow imports, once the settings are known to be good
-
-    echo_headline(run_probe(settings), PROBE_HEADLINE)
+    run_report_command(ctx, ProbeSettings, config, set_, allow_commands, "smile_train.loop.probe:run_probe",
+                       PROBE_HEADLINE)
 
 
-def checked_settings(ctx: typer.Context, cls: type[T], config: str | None, set_: list[str] | None,
-                     allow_commands: bool) -> T:
-    """The command's settings of class `cls` (command_settings), refused if a value cannot work."""
+def run_report_command(ctx: typer.Context, cls: type, config: str | None, set_: list[str] | None,
+                       allow_commands: bool, runner: str, headline: tuple[str, ...]) -> None:
+    """Check the command's settings of class `cls` (command_settings; refused if a value cannot
+    work), then run them with `runner` ("module:function", imported only now: the slow imports) and
+    print the report's `headline` numbers as one JSON line."""
+    import json
+    import pkgutil
+
     from smile_train.settings.checks import check_settings
 
-    return check_settings(command_settings(cls, config, set_, given_flags(ctx), allow_commands))
-
-
-def echo_headline(report: dict, names: tuple[str, ...]) -> None:
-    """The report's headline numbers as one JSON line."""
-    import json
-
-    typer.echo(json.dumps({name: report[name] for name in names if name in report}))
+    settings = check_settings(command_settings(cls, config, set_, given_flags(ctx), allow_commands))
+    report = pkgutil.resolve_name(runner)(settings)
+    typer.echo(json.dumps({name: report[name] for name in headline if name in report}))
 
 
 @app.command()
@@ -225,16 +219,7 @@ def import_checkpoint(
     typer.echo(json.dumps(summary, sort_keys=True))
 
 
-@app.command()
-def settings(
-    command: str = settings_listing.command_argument("smile-train"),
-    as_json: bool = settings_listing.JSON_OPTION,
-) -> None:
-    """List every setting of a command: key, type, default, allowed values and meaning (what
-    --config FILE.yaml and --set KEY=VALUE take)."""
-    from smile_train.settings.meanings import listings  # imports torch
-
-    settings_listing.print_listings("smile-train", listings(), command, as_json)
+register_settings_command(app, "smile-train", "smile_train.settings.meanings")
 
 
 def main() -> None:

@@ -33,8 +33,7 @@ from smile_train.data.augment import OP_NAMES, CopyDraws
 from smile_train.data.augment_tables import (
     BYTE_MAX,
     LEVELS,
-    SMOOTH_KERNEL,
-    SMOOTH_SCALE,
+    SMOOTH_WEIGHTS,
     STATISTICS_OPS,
     TABLE_OPS,
     WARP_OPS,
@@ -123,7 +122,7 @@ def _statistics(name: str, x: torch.Tensor, factor: torch.Tensor, valid: torch.T
 def _sharpness(x: torch.Tensor, factor: torch.Tensor, ring: torch.Tensor) -> torch.Tensor:
     """PIL's SMOOTH filter summed in PIL's order (rows below, centre, above; float32, +0.5,
     truncated), blended with the clip; each frame's outer ring keeps its pixels."""
-    kernel = torch.from_numpy(np.array(SMOOTH_KERNEL, np.float32) / np.float32(SMOOTH_SCALE))  # IEEE division
+    kernel = torch.from_numpy(SMOOTH_WEIGHTS)
     padded = F.pad(x.flatten(0, 1), (1, 1, 1, 1), mode="replicate").unflatten(0, x.shape[:2])
     height, width = x.shape[-2:]
     total = torch.full_like(x, 0.5)

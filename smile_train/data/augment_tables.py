@@ -31,6 +31,7 @@ GREY_WEIGHTS = (19595, 38470, 7471)
 GREY_ROUNDING, GREY_SHIFT = 0x8000, 16
 SMOOTH_KERNEL = ((1, 1, 1), (1, 5, 1), (1, 1, 1))  # PIL's ImageFilter.SMOOTH ...
 SMOOTH_SCALE = 13  # ... divided by the sum of its weights
+SMOOTH_WEIGHTS = np.array(SMOOTH_KERNEL, np.float32) / np.float32(SMOOTH_SCALE)  # float32, IEEE division
 
 TABLE_OPS = ("Invert", "Posterize", "Solarize", "SolarizeAdd", "Brightness")
 STATISTICS_OPS = ("AutoContrast", "Equalize", "Contrast")  # a table per frame, from its histograms

@@ -35,12 +35,15 @@ class MaskSettings:
     object_cells: str = "released"  # one of OBJECT_CELLS (rotated: the caller passes rotated bounds)
 
     def __post_init__(self) -> None:
-        if self.kind not in MASK_KINDS:
-            raise ValueError(f"mask kind {self.kind!r} not in {MASK_KINDS}")
-        if self.object_cells not in OBJECT_CELLS:
-            raise ValueError(f"object_cells {self.object_cells!r} not in {OBJECT_CELLS}")
+        check_choice("mask kind", self.kind, MASK_KINDS)
+        check_choice("object_cells", self.object_cells, OBJECT_CELLS)
         check_ratio("ratio", self.ratio)
         check_ratio("traj_unmask_ratio", self.traj_unmask_ratio)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} {value!r} not in {choices}")
 
 
 def check_ratio(name: str, value: float) -> None:

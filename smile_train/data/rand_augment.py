@@ -29,8 +29,7 @@ import torch
 from smile_train.data.augment_tables import (
     BLEND_OPS,
     LEVELS,
-    SMOOTH_KERNEL,
-    SMOOTH_SCALE,
+    SMOOTH_WEIGHTS,
     STATISTICS_OPS,
     TABLE_OPS,
     WARP_OPS,
@@ -49,7 +48,6 @@ BICUBIC_REACH = 2  # a bicubic sample reads input pixels up to 2 away from its p
 # OpenCV's blend rounds to nearest; PIL truncates: subtracting just under half a level turns
 # rounding into truncation, except for results within 1/512 of the next level up.
 TRUNCATE_OFFSET = -0.5 + 1 / 512
-SMOOTH = np.array(SMOOTH_KERNEL, np.float32) / SMOOTH_SCALE
 
 
 # --- regions -------------------------------------------------------------------------------
@@ -160,7 +158,7 @@ def _sharpness(src: np.ndarray, dst: np.ndarray, region: Region, factor: float) 
     x0, y0, x1, y1 = region
     ix0, iy0, ix1, iy1 = _clip_region(x0 - 1, y0 - 1, x1 + 1, y1 + 1, width, height)
     for t in range(frames):
-        smooth = cv2.filter2D(src[t, iy0:iy1, ix0:ix1], -1, SMOOTH, borderType=cv2.BORDER_REPLICATE)
+        smooth = cv2.filter2D(src[t, iy0:iy1, ix0:ix1], -1, SMOOTH_WEIGHTS, borderType=cv2.BORDER_REPLICATE)
         _blend(src[t, y0:y1, x0:x1], smooth[y0 - iy0 : y1 - iy0, x0 - ix0 : x1 - ix0], factor, dst[t, y0:y1, x0:x1])
     for rows, cols in (((0, 1), (0, width)), ((height - 1, height), (0, width)),
                        ((0, height), (0, 1)), ((0, height), (width - 1, width))):
