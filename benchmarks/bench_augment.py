@@ -26,14 +26,14 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_reader import pin_to_one_core  # noqa: E402
+from one_core import cpu_seconds_in_turn, load_figures, pin_to_one_core  # noqa: E402
 
 from smile_train.data.augment import augmented_copies, draw_copies  # noqa: E402
 from smile_train.data.augment_device import augment_batch, collate_padded, pack_draws  # noqa: E402
@@ -50,10 +50,6 @@ def photo_like(rng: np.random.Generator) -> np.ndarray:
     base = np.stack([120 + 80 * np.sin(xs / (20 + 7 * c) + ys / 31) for c in range(3)], axis=-1)
     noise = rng.normal(0, 12, (FRAMES, HEIGHT, WIDTH, 3))
     return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def cpu_ms_per_call(work: Callable[[int], object], calls: int) -> float:
@@ -124,15 +120,8 @@ def loader_rows(shards: str, clips: int) -> list[tuple[str, float]]:
         "loader: decode + RandAugment + crop + flip + erase box": FinetuneClips(urls, base),
         "device: decode + draws (the worker's share)": FinetuneClips(urls, replace(base, augment_device="device")),
     }
-    streams = {name: iter(dataset) for name, dataset in rows.items()}
-    seconds = dict.fromkeys(rows, 0.0)
-    for stream in streams.values():
-        next(stream)  # open a shard and fill the shuffle buffer outside the timing
-    for _ in range(clips):
-        for name, stream in streams.items():
-            start = time.process_time()
-            next(stream)
-            seconds[name] += time.process_time() - start
+    # the first clip of each opens a shard and fills the shuffle buffer, untimed
+    seconds = cpu_seconds_in_turn({name: iter(dataset) for name, dataset in rows.items()}, clips)
     return [(name, 1000 * seconds[name] / clips) for name in rows]
 
 
@@ -151,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     pinned = pin_to_one_core()
     torch.set_num_threads(1)
-    print(f"finetuning loader, one core ({pinned}), process CPU time; load average {load_average()}")
+    print(f"finetuning loader, one core ({pinned}), process CPU time; load average {load_figures()}")
     if args.part in ("1", "both"):
         print_rows(f"augmentation alone: {FRAMES} x {HEIGHT}x{WIDTH} decoded frames -> 224x224",
                    augmentation_rows(args.clips))
@@ -160,7 +149,7 @@ def main() -> None:
             shards = pack_k400_like(Path(tmp))
             print_rows(f"FinetuneClips over `pack --store video` shards ({PACKED_SHORT_SIDE}-px short side), "
                        f"16 frames at stride 4 -> 224x224", loader_rows(shards, args.clips))
-    print(f"(load average at the end {load_average()})")
+    print(f"(load average at the end {load_figures()})")
 
 
 if __name__ == "__main__":

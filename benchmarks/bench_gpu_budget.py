@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_augment import pack_k400_like  # noqa: E402
 from bench_loader import pretrain_stream  # noqa: E402
-from bench_reader import pin_to_one_core, write_shards  # noqa: E402
+from bench_reader import write_shards  # noqa: E402
+from one_core import load_figures, pin_to_one_core  # noqa: E402
 
 from smile_train.data.masking import tokens_to_mask  # noqa: E402
 from smile_train.model.geometry import DEFAULT_GRID, FRAMES, IMG_SIZE, PATCH, TUBELET  # noqa: E402
@@ -118,7 +119,7 @@ def main() -> None:
                         help="clips/s per core of the video-shard pretraining worker (bench_video_loader.py)")
     args = parser.parse_args()
     pinned = pin_to_one_core()
-    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_before = load_figures()
     measured = measure(args.clips)
     if args.video_pretrain:
         measured["video shards (given)"] = args.video_pretrain
@@ -126,7 +127,7 @@ def main() -> None:
             "finetuning": ("finetuning, augmentation on the loader", "finetuning, augmentation on the device")}
     print(f"GPU budget: {UTILISATION:.0%} of the dense bf16 peak, {CORES_PER_GPU} loader cores per GPU; "
           f"measured on one core ({pinned}), process CPU time; load average {load_before} -> "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+          f"{load_figures()}")
     print("| run | model | GPU | TFLOP per clip | clips/s per GPU | needed per core | loader | "
           "measured per core | cores per GPU |")
     print("| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |")

@@ -22,10 +22,8 @@ Goal: trajectory mask + multi-scale crop + 2 masks >= 0.6 of the decode floor.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -34,7 +32,8 @@ import simplejpeg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_reader import pin_to_one_core, write_shards  # noqa: E402
+from bench_reader import write_shards  # noqa: E402
+from one_core import cpu_seconds_in_turn, load_figures, pin_to_one_core  # noqa: E402
 
 from smile_data.shards.reader import iter_tar_samples, read_samples  # noqa: E402
 from smile_train.data.loader import PretrainClips  # noqa: E402
@@ -44,10 +43,6 @@ FRAMES, SIZE = 16, 224
 SHUFFLE_BUFFER = 16
 SPARE_CLIPS = 2 * SHUFFLE_BUFFER  # the loader's buffer fill and its first clip are not timed
 GOAL_SHARE_OF_FLOOR = 0.6
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def decode_floor(urls: list[str]) -> Iterator[np.ndarray]:
@@ -74,19 +69,6 @@ def pretrain_stream(urls: list[str], mask: str, crop: str) -> Iterator[dict]:
     return iter(OnePass(urls, settings))
 
 
-def cpu_seconds_per_row(rows: dict[str, Iterator], clips: int) -> dict[str, float]:
-    """Each row's next clip in turn, `clips` times; CPU seconds spent in each row."""
-    seconds = dict.fromkeys(rows, 0.0)
-    for stream in rows.values():
-        next(stream)  # opens a shard (and fills a loader's shuffle buffer) outside the timing
-    for _ in range(clips):
-        for name, stream in rows.items():
-            start = time.process_time()
-            next(stream)
-            seconds[name] += time.process_time() - start
-    return seconds
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=160, help="clips timed per row")
@@ -101,11 +83,12 @@ def main() -> None:
             "trajectory mask, crop none, flip, 2 masks": pretrain_stream(urls, "trajectory", "none"),
             "trajectory mask, multi-scale crop, flip, 2 masks": pretrain_stream(urls, "trajectory", "multiscale"),
         }
-        start_load = load_average()
-        seconds = cpu_seconds_per_row(rows, args.clips)
+        start_load = load_figures()
+        # the first clip opens a shard and fills a loader's shuffle buffer, untimed
+        seconds = cpu_seconds_in_turn(rows, args.clips)
     floor = args.clips / seconds[next(iter(rows))]
     print(f"clip shards -> loader, one worker ({pinned}), {FRAMES} x {SIZE}x{SIZE} JPEG clips, "
-          f"{args.clips} clips per row, per CPU second; load average {start_load} -> {load_average()}")
+          f"{args.clips} clips per row, per CPU second; load average {start_load} -> {load_figures()}")
     print(f"| {'pipeline':<50} | {'clips/s':>8} | {'ms/clip':>8} | {'of floor':>8} |")
     print(f"| {'---':<50} | {'---:':>8} | {'---:':>8} | {'---:':>8} |")
     for name, spent in seconds.items():

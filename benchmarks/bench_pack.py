@@ -31,8 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_reader import pin_to_one_core  # noqa: E402
-from k400_like import FPS, INPUT_SIZE, SECONDS, load_average, training_draw, write_k400_like  # noqa: E402
+from k400_like import FPS, INPUT_SIZE, SECONDS, training_draw, write_k400_like  # noqa: E402
+from one_core import load_average, pin_to_one_core  # noqa: E402
 
 from smile_data.render.settings import PackSettings  # noqa: E402
 from smile_data.shards.reader import decode_sample, iter_tar_samples  # noqa: E402

@@ -11,19 +11,19 @@ JPEG/PNG decode + checks), webdataset.WebDataset + `decode_webdataset_sample`, a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-import cv2
 import webdataset
 
 # The synthetic clips are the shard tests' fixture (tests/shards/synthetic_clips.py), importable
 # from the repository root; the spawned writer processes inherit this path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from one_core import pin_to_one_core  # noqa: E402
 
 from smile_data.shards.reader import (  # noqa: E402
     decode_webdataset_sample, iter_tar_samples, read_samples,
@@ -34,15 +34,6 @@ from tests.shards.synthetic_clips import SyntheticClips  # noqa: E402
 
 CLIPS_PER_TASK = 4
 CLIPS_PER_SHARD = 32
-
-
-def pin_to_one_core() -> str:
-    cv2.setNumThreads(1)
-    if hasattr(os, "sched_setaffinity"):
-        core = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {core})
-        return f"core {core}"
-    return "unpinned"
 
 
 def peak_resident_mb() -> float:

@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import importlib.metadata
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+
+from one_core import load_figures  # this script's folder
 
 from smile_data.render.clip import encode_frames
 from smile_data.render.overlay import composite, premultiply_rgba, shrink_to
@@ -184,7 +185,7 @@ def main() -> None:
             images=str(package_folder("scikit-image", "skimage/data/", ".png")))
         print(f"overlay (16 x 224^2, 2 objects, rotation): {overlay_ms(bank, args.clips):.2f} ms/clip")
         print(f"\nfull render, one core (CPU time), bank of {args.bank_objects} objects (decoded on first use); "
-              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+              f"load average {load_figures()}")
         print(f"{'background':<10} {'variants':>8} {'clips/s':>8} {'ms/clip':>8} "
               f"{'jpeg floor ms':>14} {'render/floor':>13}")
         kind_rows = [kind_row(kind, base, args.clips, variants) for kind in kinds

@@ -34,10 +34,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_reader import pin_to_one_core  # noqa: E402
 from k400_like import (  # noqa: E402
-    CLIP_FRAMES, CLIP_STRIDE, INPUT_SIZE, SHORT_SIDE, load_average, training_draw, write_k400_like,
+    CLIP_FRAMES, CLIP_STRIDE, INPUT_SIZE, SHORT_SIDE, training_draw, write_k400_like,
 )
+from one_core import load_average, pin_to_one_core  # noqa: E402
 
 from smile_data.video import OpenVideo, VideoLimits, index_from_record, probe_video  # noqa: E402
 from smile_data.video.encode import EncodeSettings, reencode_video  # noqa: E402

@@ -32,7 +32,6 @@ import multiprocessing
 import queue as queue_module
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,22 +39,23 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_reader import peak_resident_mb, pin_to_one_core  # noqa: E402
+from bench_reader import peak_resident_mb  # noqa: E402
 from bench_render import make_bank  # noqa: E402
 from k400_like import (  # noqa: E402
     CLIP_FRAMES,
     CLIP_STRIDE,
     CROP_SCALES,
     INPUT_SIZE,
-    load_average,
     write_k400_like,
 )
+from one_core import cpu_seconds_in_turn, load_average, pin_to_one_core  # noqa: E402
 
 from smile_data.render.settings import PackSettings  # noqa: E402
 from smile_data.sampling import crop_resize_clip, multiscale_crop_box, window_indices  # noqa: E402
 
 BANK_OBJECTS = 200
 CHILD_POLL_SECONDS = 1.0  # how often the parent checks that a benchmark process is alive
+WARM_UP_CLIPS = 4  # untimed clips per row first: libraries, first shard, sprite cache
 ANCHOR = "decord + crop (OpenCV), authors' input"
 ROWS = {  # row -> (what it decodes, overlay)
     ANCHOR: ("originals", None),
@@ -119,16 +119,7 @@ def time_rows(inputs: dict, bank: str, clips: int, queue) -> None:
     """All rows in this process on one core, clip by clip in turn; CPU seconds per row."""
     pin_to_one_core()
     streams = {name: stream(name, inputs, bank) for name in ROWS}
-    for clip_stream in streams.values():  # warm-up: libraries, first shard, sprite cache
-        for _ in range(4):
-            next(clip_stream)
-    seconds = dict.fromkeys(ROWS, 0.0)
-    for _ in range(clips):
-        for name, clip_stream in streams.items():
-            start = time.process_time()
-            next(clip_stream)
-            seconds[name] += time.process_time() - start
-    queue.put(seconds)
+    queue.put(cpu_seconds_in_turn(streams, clips, warm_up=WARM_UP_CLIPS))
 
 
 def row_memory(name: str, inputs: dict, bank: str, clips: int, queue) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -64,6 +65,16 @@ def step_flops(model: torch.nn.Module, teacher: FeatureTeacher, clips: int, repe
     return clips * repeats * 3 * student + clips * teacher_flops
 
 
+def seconds_per_step(step: Callable[[], None], steps: int, device: torch.device) -> float:
+    """Wall seconds per call of `step`, over `steps` calls and the device work they queued."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # CUDA runs asynchronously: wait for the queued work
+    return (time.perf_counter() - start) / max(steps, 1)
+
+
 def run_variant(name: str, args, device: torch.device) -> dict:
     torch.manual_seed(0)
     reference = name == "reference-style"
@@ -92,17 +103,10 @@ def run_variant(name: str, args, device: torch.device) -> dict:
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(args.warmup):
-        one_step()
+    seconds_per_step(one_step, args.warmup, device)  # warm-up, not kept
     if device.type == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        one_step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / args.steps
+    seconds = seconds_per_step(one_step, args.steps, device)
     tokens = int(np.prod(grid))
     visible = tokens - int(masks[0, 0].sum())
     flops = step_flops(model, teacher, args.batch, 2, tokens, visible, args.frames)
@@ -115,11 +119,6 @@ def run_variant(name: str, args, device: torch.device) -> dict:
 
 
 AUGMENT_FRAME_SIZES = ((320, 427), (320, 569))  # K400-like 4:3 and 16:9 frames at a 320-px short side
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def augment_row(args, device: torch.device) -> dict:
@@ -138,14 +137,12 @@ def augment_row(args, device: torch.device) -> dict:
     batch = collate_padded(samples)
     if device.type == "cuda":
         batch["video"] = batch["video"].pin_memory()
-    for _ in range(args.warmup):
+
+    def one_step() -> None:
         augment_batch(batch, args.size, device)
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        augment_batch(batch, args.size, device)
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / args.steps
+
+    seconds_per_step(one_step, args.warmup, device)  # warm-up, not kept
+    seconds = seconds_per_step(one_step, args.steps, device)
     return {"batch ms": seconds * 1e3, "clips/s": args.batch / seconds}
 
 

@@ -11,7 +11,6 @@ num_threads=1).get_batch(indices)`), then crops.
 from __future__ import annotations
 
 import io
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -71,8 +70,3 @@ def training_draw(rng: np.random.Generator, frames: int, height: int,
     """A training clip's frame indices (a random window) and crop box (x, y, width, height)."""
     indices = window_indices(rng, frames, CLIP_FRAMES, CLIP_STRIDE).tolist()
     return indices, multiscale_crop_box(rng, height, width, INPUT_SIZE, CROP_SCALES, 1)
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"

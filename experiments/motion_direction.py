@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -170,24 +170,24 @@ def direction_task(data: dict[str, Path], classes: int, seed: int, out: Path) ->
             "num_classes": classes, "seed": seed, "out_dir": str(out)}
 
 
+def report_of(report_path: Path, run: Callable[[], object]) -> dict[str, Any]:
+    """The run's JSON report, running it first unless an earlier run of the experiment wrote it."""
+    if not report_path.is_file():
+        run()
+    return json.loads(report_path.read_text())
+
+
 def probe(e: ExperimentSettings, checkpoint: Path, seed: int, data: dict[str, Path], classes: int,
           out: Path) -> dict[str, Any]:
-    report_path = out / "probe.json"
-    if not report_path.is_file():
-        overrides = {**direction_task(data, classes, seed, out), "checkpoint": str(checkpoint)}
-        run_probe(load_settings(ProbeSettings, e.probe_config, overrides))
-    return json.loads(report_path.read_text())
+    overrides = {**direction_task(data, classes, seed, out), "checkpoint": str(checkpoint)}
+    return report_of(out / "probe.json", lambda: run_probe(load_settings(ProbeSettings, e.probe_config, overrides)))
 
 
 def finetune(e: ExperimentSettings, checkpoint: Path, seed: int, data: dict[str, Path], classes: int,
              out: Path) -> dict[str, Any]:
-    report_path = out / "eval.json"
-    if not report_path.is_file():
-        overrides = {**direction_task(data, classes, seed, out), "init_from": str(checkpoint),
-                     "input_size": e.size, "frames": e.frames,
-                     "max_steps": scaled(e.finetune_steps, e.budget)}
-        run_finetune(e.finetune_config, overrides, resume=True)
-    return json.loads(report_path.read_text())
+    overrides = {**direction_task(data, classes, seed, out), "init_from": str(checkpoint),
+                 "input_size": e.size, "frames": e.frames, "max_steps": scaled(e.finetune_steps, e.budget)}
+    return report_of(out / "eval.json", lambda: run_finetune(e.finetune_config, overrides, resume=True))
 
 
 def run_arm(e: ExperimentSettings, arm: str, seed: int, data: dict[str, Path], classes: int,

@@ -1,0 +1,48 @@
+"""Timing on one core, as the benchmark scripts do it: the process pinned to one core, the load
+average printed with each table (other work on a shared machine shows there), and rows that
+take turns item by item so that such load slows every row alike.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterator
+
+import cv2
+
+
+def pin_to_one_core() -> str:
+    """Pins this process (and OpenCV's threads) to one core; which core, in words."""
+    cv2.setNumThreads(1)
+    if hasattr(os, "sched_setaffinity"):
+        core = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {core})
+        return f"core {core}"
+    return "unpinned"
+
+
+def load_figures() -> str:
+    """The 1-, 5- and 15-minute load averages, e.g. `0.52 0.61 0.70`."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def load_average() -> str:
+    """The load averages with their name and the machine's core count."""
+    return f"load average {load_figures()} on {os.cpu_count()} cores"
+
+
+def cpu_seconds_in_turn(streams: dict[str, Iterator], items: int, warm_up: int = 1) -> dict[str, float]:
+    """Each stream's next item in turn, `items` times; the CPU seconds of this process spent in
+    each stream. The first `warm_up` items of each (libraries, a first shard, filled buffers)
+    are drawn before, untimed."""
+    for stream in streams.values():
+        for _ in range(warm_up):
+            next(stream)
+    seconds = dict.fromkeys(streams, 0.0)
+    for _ in range(items):
+        for name, stream in streams.items():
+            start = time.process_time()
+            next(stream)
+            seconds[name] += time.process_time() - start
+    return seconds
