@@ -8,7 +8,7 @@ worker's share (the draws) and, for reference, the batched device code run on th
 
 Part 2, the whole finetuning loader (`FinetuneClips`, the stream one DataLoader worker runs)
 over video shards written by `smile-data pack --store video` from K400-like files (the sample
-videos looped to 10 s at 25 fps, 320-px short side, H.264 with x264 defaults; re-encoded by the
+videos looped to 10 s at 30 fps, 320-px short side, H.264 with x264 defaults; re-encoded by the
 packer with its defaults): decode only (temporal draw + decode of the window), the loader
 placement (decode + RandAugment + crop + flip + erase box) and the device placement's worker
 (decode + draws). Rows take turns clip by clip, so load on the shared machine slows all alike;
@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from one_core import cpu_seconds_in_turn, load_figures, pin_to_one_core  # noqa: E402
 
+from smile_data.render.settings import PackSettings  # noqa: E402
 from smile_train.data.augment import augmented_copies, draw_copies  # noqa: E402
 from smile_train.data.augment_device import augment_batch, collate_padded, pack_draws  # noqa: E402
 from smile_train.settings.finetune import FinetuneSettings  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH = 16, 256, 340
 DEVICE_BATCH = 8  # clips per batch of the device code timed on this CPU
-PACKED_SHORT_SIDE = 320
 
 
 def photo_like(rng: np.random.Generator) -> np.ndarray:
@@ -86,20 +86,13 @@ def augmentation_rows(clips: int) -> list[tuple[str, float]]:
 
 def pack_k400_like(folder: Path) -> str:
     """Labelled video shards (`pack --store video`, default settings) of K400-like videos."""
-    from bench_video import k400_like  # K400-like sources: 10 s, 25 fps, 320 px, x264 defaults
+    from k400_like import write_k400_like  # K400-like sources: 10 s, 30 fps, 320 px, x264 defaults
 
     from smile_data.render.run import pack_dataset
-    from smile_data.render.settings import PackSettings
-    from smile_data.samples import sample_videos
 
-    (folder / "sources").mkdir(parents=True)
-    lines = []
-    for label, source in enumerate(sample_videos()):
-        k400_like(source, folder / "sources" / source.name)
-        lines.append(f"{source.name} {label}")
-    (folder / "train.txt").write_text("\n".join(lines) + "\n")
-    settings = PackSettings(videos=str(folder / "train.txt"), video_root=str(folder / "sources"), store="video",
-                            short_side=PACKED_SHORT_SIDE)
+    sources = write_k400_like(folder / "sources")
+    (folder / "train.txt").write_text("".join(f"{path.name} {label}\n" for label, path in enumerate(sources)))
+    settings = PackSettings(videos=str(folder / "train.txt"), video_root=str(folder / "sources"), store="video")
     pack_dataset(settings, folder / "shards")
     return str(folder / "shards")
 
@@ -147,7 +140,7 @@ def main() -> None:
     if args.part in ("2", "both"):
         with tempfile.TemporaryDirectory() as tmp:
             shards = pack_k400_like(Path(tmp))
-            print_rows(f"FinetuneClips over `pack --store video` shards ({PACKED_SHORT_SIDE}-px short side), "
+            print_rows(f"FinetuneClips over `pack --store video` shards ({PackSettings().short_side}-px short side, the packing default), "
                        f"16 frames at stride 4 -> 224x224", loader_rows(shards, args.clips))
     print(f"(load average at the end {load_figures()})")
 
