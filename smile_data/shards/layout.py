@@ -191,17 +191,19 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _schema_version_problems(metadata: dict) -> list[str]:
+    version = metadata.get("schema_version")
+    if _is_int(version) and version > SCHEMA_VERSION:
+        return [f"schema_version {version} is newer than this smile reads (up to "
+                f"{SCHEMA_VERSION}): upgrade smile (pip install -U smile)"]
+    return [] if version == SCHEMA_VERSION else [f"schema_version {version!r} != {SCHEMA_VERSION}"]
+
+
 def metadata_problems(metadata: Any) -> list[str]:
     """Everything wrong with a sample's metadata against schema version 1 (empty if valid)."""
     if not isinstance(metadata, dict):
         return ["metadata is not a JSON object"]
-    problems = []
-    version = metadata.get("schema_version")
-    if _is_int(version) and version > SCHEMA_VERSION:
-        problems.append(f"schema_version {version} is newer than this smile reads (up to "
-                        f"{SCHEMA_VERSION}): upgrade smile (pip install -U smile)")
-    elif version != SCHEMA_VERSION:
-        problems.append(f"schema_version {version!r} != {SCHEMA_VERSION}")
+    problems = _schema_version_problems(metadata)
     for field in ("seed", "frames", "height", "width"):
         if not _is_int(metadata.get(field)):
             problems.append(f"{field} must be an integer")
@@ -231,9 +233,7 @@ def video_metadata_problems(metadata: Any) -> list[str]:
     """Everything wrong with the metadata of one of our own video samples (empty if valid)."""
     if not isinstance(metadata, dict):
         return ["metadata is not a JSON object"]
-    problems = []
-    if metadata.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"schema_version {metadata.get('schema_version')!r} != {SCHEMA_VERSION}")
+    problems = _schema_version_problems(metadata)
     if metadata.get("kind") != VIDEO_KIND:
         problems.append(f"kind {metadata.get('kind')!r} != {VIDEO_KIND!r}")
     for field in ("frames", "width", "height"):

@@ -23,6 +23,7 @@ import torch.distributed as dist
 
 from smile_data.config import SettingsError
 from smile_data.io import write_bytes_atomic
+from smile_data.jobs import WorkShare
 
 SEED_MASK = (1 << 63) - 1  # torch seeds are 64-bit
 DEFAULT_MASTER_PORT = 29500  # torchrun's default; srun jobs may set MASTER_PORT
@@ -48,11 +49,10 @@ class Runtime:
 
 
 @dataclass(frozen=True)
-class Launch:
-    """Where this process sits among the run's processes, as its launcher says."""
+class Launch(WorkShare):
+    """Where this process sits among the run's processes, as its launcher says: its rank of
+    world_size (checked), its rank on this node, and rank 0's address where needed."""
 
-    rank: int = 0
-    world_size: int = 1
     local_rank: int = 0
     master: str = ""  # host:port of rank 0, for a launcher that does not rendezvous itself
     launcher: str = "single process"
