@@ -63,15 +63,15 @@ def test_default_schedule_ends_where_training_stops():
     assert lrs.lr(7) == pytest.approx(1.5e-4) and lrs.lr(39) == pytest.approx(1e-5 + 7e-5 * (1 + math.cos(math.pi * 31 / 32)))
 
 
-@pytest.mark.parametrize("overrides, problem", [
-    ({"schedule_pace": "epoch"}, "schedule_pace"),
-    ({"schedule_pace": "pass"}, "set schedule_epochs"),
-    ({"second_mask": "random"}, "second_mask"),
-    ({"object_cells": "rounded"}, "object_cells"),
+@pytest.mark.parametrize("setting, value, problem", [
+    ("schedule_pace", "epoch", "schedule_pace"),
+    ("schedule_pace", "pass", "set schedule_epochs"),
+    ("second_mask", "random", "second_mask"),
+    ("object_cells", "rounded", "object_cells"),
 ])
-def test_schedule_settings_are_checked(overrides, problem):
+def test_schedule_settings_are_checked(setting, value, problem):
     with pytest.raises(SettingsError, match=problem):
-        load_pretrain_stages(None, overrides)
+        load_pretrain_stages(None, {setting: value})
 
 
 def test_shuffled_second_mask_is_another_clips_mask():
