@@ -26,6 +26,7 @@ BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".jo
 
 
 def _config_file(folder: Path, name: str, text: str) -> Path:
+    """folder/name, holding `text`."""
     config = folder / name
     config.write_text(text)
     return config
