@@ -208,6 +208,18 @@ def s3_server() -> Iterator[str]:
         _forget_s3_clients()
 
 
+@contextlib.contextmanager
+def s3_bucket(name: str) -> Iterator[tuple[object, str]]:
+    """s3_server holding one empty bucket `name`; yields (an fsspec S3 filesystem that reaches
+    it, the server's endpoint URL)."""
+    with s3_server() as endpoint:
+        import fsspec
+
+        store = fsspec.filesystem("s3")
+        store.mkdir(name)
+        yield store, endpoint
+
+
 def _forget_s3_clients() -> None:
     """s3fs caches clients by their settings: one bound to a stopped server must not be reused."""
     import s3fs

@@ -13,13 +13,15 @@ from smile_data.safe_files import UnsafeFile, open_inside, read_inside
 
 @pytest.fixture
 def layout(tmp_path):
+    """(root, outside, target): a bank root holding spoon/0.png (the target), and a private folder
+    outside it holding its own 0.png."""
     root = tmp_path / "bank"
     (root / "spoon").mkdir(parents=True)
     (root / "spoon" / "0.png").write_bytes(b"inside")
     outside = tmp_path / "private"
     outside.mkdir()
     (outside / "0.png").write_bytes(b"SECRET")
-    return root, outside
+    return root, outside, root / "spoon" / "0.png"
 
 
 def swap_after_check(monkeypatch, target, root, swap):
@@ -47,8 +49,7 @@ def swap_after_check(monkeypatch, target, root, swap):
 
 
 def test_a_file_swapped_for_a_link_is_not_followed(layout, monkeypatch):
-    root, outside = layout
-    target = root / "spoon" / "0.png"
+    root, outside, target = layout
 
     def swap():
         target.unlink()
@@ -61,8 +62,7 @@ def test_a_file_swapped_for_a_link_is_not_followed(layout, monkeypatch):
 
 
 def test_a_folder_swapped_for_a_link_on_the_way_is_caught(layout, monkeypatch):
-    root, outside = layout
-    target = root / "spoon" / "0.png"
+    root, outside, target = layout
 
     def swap():
         (root / "spoon").rename(root / "old")
@@ -75,7 +75,7 @@ def test_a_folder_swapped_for_a_link_on_the_way_is_caught(layout, monkeypatch):
 
 
 def test_an_unchanged_file_is_read(layout):
-    root, _ = layout
-    assert read_inside(root / "spoon" / "0.png", root, 100) == b"inside"
-    with open_inside(root / "spoon" / "0.png", root) as handle:
-        assert handle.name == root / "spoon" / "0.png" or str(handle.name).endswith("0.png")
+    root, _, target = layout
+    assert read_inside(target, root, 100) == b"inside"
+    with open_inside(target, root) as handle:
+        assert handle.name == target or str(handle.name).endswith("0.png")

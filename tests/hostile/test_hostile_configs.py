@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from smile_data.config import SettingsError, load_settings
@@ -23,16 +25,27 @@ BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".jo
 )
 
 
-def test_a_pipe_url_in_a_config_runs_nothing(case):
-    config = case.input / "recipe.yaml"
-    config.write_text(TINY_RUN + 'shards: "pipe:touch ../marker"\nout_dir: out/run\n')
+def _config_file(folder: Path, name: str, text: str) -> Path:
+    """folder/name, holding `text`."""
+    config = folder / name
+    config.write_text(text)
+    return config
+
+
+def _pretrain_refuses(case, name: str, text: str, *reasons: str) -> None:
+    """`smile-train pretrain --config NAME` (TINY_RUN + text) stops, naming the file and `reasons`."""
+    config = _config_file(case.input, name, TINY_RUN + text)
     outcome = case.run("smile-train", "pretrain", "--config", str(config))
-    outcome.refused(str(config), "'shards'", "pipe:", "--allow-commands")
+    outcome.refused(str(config), *reasons)
+
+
+def test_a_pipe_url_in_a_config_runs_nothing(case):
+    _pretrain_refuses(case, "recipe.yaml", 'shards: "pipe:touch ../marker"\nout_dir: out/run\n',
+                      "'shards'", "pipe:", "--allow-commands")
 
 
 def test_the_command_line_can_opt_in_to_pipe_urls(tmp_path):
-    config = tmp_path / "recipe.yaml"
-    config.write_text('shards: "pipe:cat a.tar"\n')
+    config = _config_file(tmp_path, "recipe.yaml", 'shards: "pipe:cat a.tar"\n')
     with pytest.raises(SettingsError, match="--allow-commands"):
         load_settings(PretrainSettings, config)
     assert load_settings(PretrainSettings, config, allow_commands=True).shards == "pipe:cat a.tar"
@@ -40,23 +53,19 @@ def test_the_command_line_can_opt_in_to_pipe_urls(tmp_path):
 
 
 def test_a_stage_name_stays_inside_out_dir(case):
-    config = case.input / "stages.yaml"
-    config.write_text(TINY_RUN + "out_dir: out\nstages:\n  - name: ../../escape\n")
-    outcome = case.run("smile-train", "pretrain", "--config", str(config))
-    outcome.refused(str(config), "stage name", "plain name")
+    _pretrain_refuses(case, "stages.yaml", "out_dir: out\nstages:\n  - name: ../../escape\n",
+                      "stage name", "plain name")
 
 
 @pytest.mark.parametrize("stage", ["/tmp/escape", "..", "a/b", 3, ""])
 def test_stage_names_are_plain_names(tmp_path, stage):
-    config = tmp_path / "stages.yaml"
-    config.write_text(f"stages:\n  - name: {stage!r}\n")
+    config = _config_file(tmp_path, "stages.yaml", f"stages:\n  - name: {stage!r}\n")
     with pytest.raises(SettingsError, match="stage name"):
         load_pretrain_stages(str(config), {})
 
 
 def test_the_alias_bomb_fails_fast_in_a_limited_child(case):
-    config = case.input / "laughs.yaml"
-    config.write_text(BILLION_LAUGHS)
+    config = _config_file(case.input, "laughs.yaml", BILLION_LAUGHS)
     outcome = case.run("smile-data", "render", "--config", str(config), "--out", "out/x", timeout=30)
     outcome.refused(str(config), "aliases are expanded")
 
@@ -73,15 +82,13 @@ def test_the_alias_bomb_fails_fast_in_a_limited_child(case):
     ("!!python/object/apply:os.system [touch marker]\n", "not valid YAML"),
 ])
 def test_a_hostile_config_is_refused(tmp_path, text, problem):
-    config = tmp_path / "recipe.yaml"
-    config.write_text(text)
+    config = _config_file(tmp_path, "recipe.yaml", text)
     with pytest.raises(SettingsError) as refused:
         load_pretrain_stages(str(config), {})
     assert str(config) in str(refused.value) and problem in str(refused.value)
 
 
 def test_an_oversized_config_is_refused_before_parsing(case):
-    config = case.input / "huge.yaml"
-    config.write_text("# padding\n" * 200_000)
+    config = _config_file(case.input, "huge.yaml", "# padding\n" * 200_000)
     outcome = case.run("smile-data", "render", "--config", str(config), "--out", "out/x", timeout=30)
     outcome.refused(str(config), "larger than")

@@ -11,11 +11,17 @@ def names_and_labels(listing, root):
     return [(s.name, s.label) for s in parse_list(listing, root)]
 
 
-def test_a_first_row_with_a_comma_in_its_path_is_not_a_header(tmp_path):
-    (tmp_path / "a,b.mp4").write_bytes(b"x")
-    listing = tmp_path / "list.csv"
-    listing.write_text("a,b.mp4\nc.mp4\n")
-    assert names_and_labels(listing, tmp_path) == [("a,b.mp4", None), ("c.mp4", None)]
+@pytest.mark.parametrize("existing, listing_name, text, expected", [
+    pytest.param("a,b.mp4", "list.csv", "a,b.mp4\nc.mp4\n", [("a,b.mp4", None), ("c.mp4", None)],
+                 id="a first row with a comma in its path is not a header"),
+    pytest.param("my clip.mp4", "list.txt", "my clip.mp4\n", [("my clip.mp4", None)],
+                 id="a path with a space and no label works when the file exists"),
+])
+def test_an_existing_file_is_read_as_a_whole_path(tmp_path, existing, listing_name, text, expected):
+    (tmp_path / existing).write_bytes(b"x")
+    listing = tmp_path / listing_name
+    listing.write_text(text)
+    assert names_and_labels(listing, tmp_path) == expected
 
 
 def test_paths_with_spaces_and_commas_keep_their_labels(tmp_path):
@@ -25,13 +31,6 @@ def test_paths_with_spaces_and_commas_keep_their_labels(tmp_path):
     spaced = tmp_path / "list.txt"
     spaced.write_text("my clip.mp4 3\nother clip.mp4 120 5\n")
     assert names_and_labels(spaced, tmp_path) == [("my clip.mp4", 3), ("other clip.mp4", 5)]
-
-
-def test_a_path_with_a_space_and_no_label_works_when_the_file_exists(tmp_path):
-    (tmp_path / "my clip.mp4").write_bytes(b"x")
-    listing = tmp_path / "list.txt"
-    listing.write_text("my clip.mp4\n")
-    assert names_and_labels(listing, tmp_path) == [("my clip.mp4", None)]
 
 
 @pytest.mark.parametrize("text, line, problem", [

@@ -34,13 +34,14 @@ def test_a_video_folder_skips_links_out_and_special_files(hostile_folder, caplog
         assert "pipe.mp4: skipped: a FIFO" in caplog.text
 
 
-def test_a_video_list_entry_leading_out_of_its_root_names_its_line(hostile_folder):
+@pytest.mark.parametrize("lines, problem", [
+    ("sub/kept.mp4 1\nout.mp4 2\n", r"list.txt:2: out.mp4 leads to .*private.mp4, outside"),
+    ("../private.mp4 2\n", r"list.txt:1: ../private.mp4 leads to"),
+])
+def test_a_video_list_entry_leading_out_of_its_root_names_its_line(hostile_folder, lines, problem):
     listing = hostile_folder / "list.txt"
-    listing.write_text("sub/kept.mp4 1\nout.mp4 2\n")
-    with pytest.raises(ValueError, match=r"list.txt:2: out.mp4 leads to .*private.mp4, outside"):
-        list_sources(str(listing), "", VIDEO_EXTENSIONS, "videos")
-    listing.write_text("../private.mp4 2\n")
-    with pytest.raises(ValueError, match=r"list.txt:1: ../private.mp4 leads to"):
+    listing.write_text(lines)
+    with pytest.raises(ValueError, match=problem):
         list_sources(str(listing), "", VIDEO_EXTENSIONS, "videos")
 
 

@@ -129,23 +129,21 @@ def test_validate_names_the_sample_and_stays_bounded(case, hostile_videos, key):
     assert "1 problems" in outcome.output  # the good video passes
 
 
+def _each_skipped_as(outcome, videos: dict, lead: str) -> None:
+    """The command succeeded and says, for each video, `lead` then its sample, member and reason."""
+    assert outcome.returncode == 0, outcome.output[-3000:]
+    for key, (extension, _, message) in videos.items():
+        assert f"{lead}sample {key}: member {key}.{extension}: " in outcome.output
+        assert re.search(message, outcome.output), outcome.output[-3000:]
+
+
 def test_preview_skips_each_and_counts_them(case, hostile_videos):
     folder = _dataset(case.input / "data", hostile_videos)
     outcome = case.run("smile-data", "preview", str(folder), "--out", "out/p.png")
     _bounded(outcome, "preview, all cases")
-    assert outcome.returncode == 0, outcome.output[-3000:]
-    for key, (extension, _, message) in hostile_videos.items():
-        assert f"{SHARD}: sample skipped: sample {key}: member {key}.{extension}: " in outcome.output
-        assert re.search(message, outcome.output), outcome.output[-3000:]
+    _each_skipped_as(outcome, hostile_videos, f"{SHARD}: sample skipped: ")
     assert f"{len(hostile_videos)} samples skipped" in outcome.output
     assert (case.out / "p.png").is_file()
-
-
-def _each_skipped_with_its_shard(outcome, videos: dict, shard: str) -> None:
-    assert outcome.returncode == 0, outcome.output[-3000:]
-    for key, (extension, _, message) in videos.items():
-        assert f"shard {shard}: sample {key}: member {key}.{extension}: " in outcome.output
-        assert re.search(message, outcome.output), outcome.output[-3000:]
 
 
 TINY = ["model=tiny", "target=pixel", "input_size=32", "frames=4", "stride=4", "num_workers=0",
@@ -163,7 +161,7 @@ def test_pretraining_skips_each_and_counts_them_with_their_shard(case, hostile_v
         "max_steps=1", "clips_per_epoch=2", "log_every_steps=1", "save_every_steps=1"),
         timeout=TRAINING_TIME_LIMIT)
     _bounded(outcome, "pretrain, all cases")
-    _each_skipped_with_its_shard(outcome, hostile_videos, f"{folder}/{SHARD}")
+    _each_skipped_as(outcome, hostile_videos, f"shard {folder}/{SHARD}: ")
 
 
 def test_evaluation_skips_each_and_counts_them_with_their_shard(case, hostile_videos):
@@ -179,5 +177,5 @@ def test_evaluation_skips_each_and_counts_them_with_their_shard(case, hostile_vi
                        *_sets("num_workers=0", "device=cpu", "max_corrupt_samples=10", "stride=4"),
                        timeout=TRAINING_TIME_LIMIT)
     _bounded(outcome, "evaluate, all cases")
-    _each_skipped_with_its_shard(outcome, hostile_videos, f"{folder}/{SHARD}")
+    _each_skipped_as(outcome, hostile_videos, f"shard {folder}/{SHARD}: ")
     assert json.loads((case.out / "eval.json").read_text())["videos"] == 1

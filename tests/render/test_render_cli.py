@@ -3,7 +3,6 @@ sources, determinism across runs and workers, refusal of another command, resume
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,20 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from smile_data.cli import app
 from smile_data.shards import layout
 from smile_data.shards.reader import read_samples
+from tests.render.data_runs import run_for_card
 
 SMALL = ["--size", "64", "--frames", "8", "--stride", "4"]
 FOOTPRINT_MARGIN = 2  # pixels around an object's rotated box that bilinear edges may touch
 
 
 def _render(*args: str) -> dict:
-    result = CliRunner().invoke(app, ["render", *args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads((Path(args[args.index("--out") + 1]) / "dataset.json").read_text())
+    return run_for_card("render", *args)
 
 
 def _clips(folder: Path) -> list:

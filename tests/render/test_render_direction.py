@@ -5,10 +5,8 @@ class names, settings checks, validation and byte-identical reruns."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -25,15 +23,14 @@ from smile_data.render.settings import RenderSettings
 from smile_data.render.trajectory import generate_trajectory
 from smile_data.shards.reader import read_samples
 from smile_data.shards.validate import validate_dataset
+from tests.render.data_runs import run_for_card
 
 SMALL = ["--size", "64", "--frames", "8"]
 DIRECTED = RenderSettings(label="motion-direction", objects=1)
 
 
 def _render(*args: str) -> dict:
-    result = CliRunner().invoke(app, ["render", *args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads((Path(args[args.index("--out") + 1]) / "dataset.json").read_text())
+    return run_for_card("render", *args)
 
 
 def _displacement(boxes) -> np.ndarray:

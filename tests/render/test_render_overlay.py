@@ -33,6 +33,18 @@ def _known_object() -> np.ndarray:
     return rgba
 
 
+def _white_square(side: int) -> np.ndarray:
+    """A premultiplied, fully opaque white (side, side) sprite."""
+    return premultiply_rgba(np.full((side, side, 4), 255, np.uint8))
+
+
+def _white_square_on_black(frame_side: int, side: int, centre: tuple[float, float], angle: float) -> np.ndarray:
+    """A black (frame_side, frame_side) frame with a white square pasted at its own size."""
+    frame = np.zeros((frame_side, frame_side, 3), np.uint8)
+    paste(frame, _white_square(side), centre=centre, size=(float(side), float(side)), angle=angle)
+    return frame
+
+
 def test_premultiply_rounds_exactly_and_swaps_to_bgra():
     rgba = np.random.default_rng(1).integers(0, 256, size=(50, 40, 4), dtype=np.uint8)
     sprite = premultiply_rgba(rgba)
@@ -72,10 +84,9 @@ def test_transparent_pixels_never_bleed_their_colour():
 
 
 def test_out_of_frame_parts_are_clipped_without_error():
-    sprite = premultiply_rgba(np.full((10, 10, 4), 255, np.uint8))
-    frame = np.zeros((20, 20, 3), np.uint8)
-    paste(frame, sprite, centre=(0.0, 0.0), size=(10.0, 10.0), angle=0.0)
+    frame = _white_square_on_black(20, 10, centre=(0.0, 0.0), angle=0.0)
     assert (frame[:5, :5] == 255).all() and not frame[5:, :].any() and not frame[:, 5:].any()
+    sprite = _white_square(10)
     paste(frame, sprite, centre=(19.0, 19.0), size=(10.0, 10.0), angle=30.0)
     before = frame.copy()
     for centre in [(-50.0, 5.0), (5.0, 70.0), (500.0, 500.0)]:
@@ -84,9 +95,7 @@ def test_out_of_frame_parts_are_clipped_without_error():
 
 
 def test_rotation_expands_the_bounds_instead_of_cutting_corners():
-    sprite = premultiply_rgba(np.full((20, 20, 4), 255, np.uint8))
-    frame = np.zeros((64, 64, 3), np.uint8)
-    paste(frame, sprite, centre=(32.0, 32.0), size=(20.0, 20.0), angle=45.0)
+    frame = _white_square_on_black(64, 20, centre=(32.0, 32.0), angle=45.0)
     covered = frame[..., 0] > 127
     ys, xs = np.nonzero(covered)
     diagonal = 20 * np.sqrt(2)
@@ -126,7 +135,7 @@ def test_paste_order_ranks_mean_width_times_mean_height():
 
 
 def test_opacity_scales_the_overlay():
-    sprite = premultiply_rgba(np.full((4, 4, 4), 255, np.uint8))
+    sprite = _white_square(4)
     clip = np.zeros((2, 8, 8, 3), np.uint8)
     composite(clip, [sprite], [_static((2, 2, 6, 6), frames=2)], [np.array([1.0, 0.8])])
     assert clip[0, 3, 3, 0] == 255 and clip[1, 3, 3, 0] == 204

@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import tarfile
-from pathlib import Path
 
 import cv2
 import numpy as np
-from typer.testing import CliRunner
 
-from smile_data.cli import app
 from smile_data.render.pack import packed_clip_indices
 from smile_data.render.settings import PackSettings
 from smile_data.images import resize_short_side
 from smile_data.shards import layout
 from smile_data.shards.reader import read_samples
+from tests.render.data_runs import run_for_card, videos_with_a_corrupt_one
 
 CARPHONE_FRAMES = 120
 
 
 def _pack(*args: str) -> dict:
-    result = CliRunner().invoke(app, ["pack", *args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads((Path(args[args.index("--out") + 1]) / "dataset.json").read_text())
-
-
-def _videos_root(tmp_path: Path, sample_videos: dict[str, Path]) -> Path:
-    root = tmp_path / "videos"
-    root.mkdir()
-    for name in ("carphone_pristine.mp4", "bikes.mp4"):
-        shutil.copy(sample_videos[name], root / name)
-    (root / "corrupt.mp4").write_bytes(np.random.default_rng(1).bytes(3000))
-    return root
+    return run_for_card("pack", *args)
 
 
 def test_clip_starts_are_evenly_spaced_and_clamped_for_short_videos():
@@ -44,7 +29,7 @@ def test_clip_starts_are_evenly_spaced_and_clamped_for_short_videos():
 
 
 def test_pack_csv_writes_labels_resizes_and_skips_bad_videos(tmp_path, sample_videos):
-    root = _videos_root(tmp_path, sample_videos)
+    root = videos_with_a_corrupt_one(tmp_path, sample_videos)
     csv = tmp_path / "train.csv"
     csv.write_text("carphone_pristine.mp4 3\nmissing.mp4 1\nbikes.mp4 5\ncorrupt.mp4 2\n")
     out = tmp_path / "out"
@@ -69,7 +54,7 @@ def test_pack_csv_writes_labels_resizes_and_skips_bad_videos(tmp_path, sample_vi
 
 
 def test_packed_frames_are_the_videos_frames(tmp_path, sample_videos):
-    root = _videos_root(tmp_path, sample_videos)
+    root = videos_with_a_corrupt_one(tmp_path, sample_videos)
     out = tmp_path / "out"
     _pack("--videos", str(root), "--out", str(out), "--frames", "4", "--stride", "3",
           "--short-side", "72", "--codec", "png")
@@ -89,7 +74,7 @@ def test_packed_frames_are_the_videos_frames(tmp_path, sample_videos):
 
 
 def test_pack_is_deterministic(tmp_path, sample_videos):
-    root = _videos_root(tmp_path, sample_videos)
+    root = videos_with_a_corrupt_one(tmp_path, sample_videos)
     args = ["--videos", str(root), "--frames", "4", "--short-side", "48"]
     _pack(*args, "--out", str(tmp_path / "a"))
     _pack(*args, "--out", str(tmp_path / "b"), "--workers", "2")

@@ -11,29 +11,22 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from typer.testing import CliRunner
 
-from smile_data.cli import app
 from smile_data.shards import card_readme, layout
 from smile_data.shards.reader import iter_tar_samples
 from smile_data.shards.validate import validate_dataset
 from smile_data.shards.video_sample import decode_video_sample
 from smile_data.video import decode_frames, probe_video
+from tests.render.data_runs import run_for_card, videos_with_a_corrupt_one
 
 
 def _pack(*args: str) -> dict:
-    result = CliRunner().invoke(app, ["pack", "--store", "video", *args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads((Path(args[args.index("--out") + 1]) / "dataset.json").read_text())
+    return run_for_card("pack", "--store", "video", *args)
 
 
 def _list(tmp_path: Path, sample_videos: dict[str, Path]) -> list[str]:
     """--csv and --root arguments: two sample videos, a missing and a corrupt one."""
-    root = tmp_path / "videos"
-    root.mkdir()
-    for name in ("carphone_pristine.mp4", "bikes.mp4"):
-        shutil.copy(sample_videos[name], root / name)
-    (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + np.random.default_rng(1).bytes(3000))
+    root = videos_with_a_corrupt_one(tmp_path, sample_videos, corrupt_header=b"\x00\x00\x00\x18ftypisom")
     csv = tmp_path / "train.csv"
     csv.write_text("carphone_pristine.mp4 3\nmissing.mp4 1\nbikes.mp4 5\ncorrupt.mp4 2\n")
     return ["--csv", str(csv), "--root", str(root)]

@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from smile_data.render.clip import encode_frame as encode_bgr_frame
 from smile_data.shards import layout
 from smile_data.shards.runner import ShardSample, TaskResult
 
@@ -71,10 +72,7 @@ class SyntheticClips:
     def encode_frame(self, frame: np.ndarray) -> bytes:
         bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
         params = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if self.codec == "jpg" else []
-        ok, data = cv2.imencode(f".{self.codec}", bgr, params)
-        if not ok:
-            raise ValueError(f"could not encode a {self.codec} frame")
-        return data.tobytes()
+        return encode_bgr_frame(bgr, self.codec, params)
 
     def sample(self, clip_index: int) -> ShardSample:
         frames, metadata = self.clip(clip_index)

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from smile_data.cli import app
 from smile_data.shards.publish import publish_dataset
 from smile_data.shards.validate import validate_dataset
-from tests.loopback import s3_server, throttled_relay
+from tests.loopback import s3_bucket, throttled_relay
 
 REPO = Path(__file__).resolve().parents[2]
 DATASET_FILES = {"clips-000000.tar", "clips-000001.tar", "clips-000002.tar", "clips-000003.tar",
@@ -71,11 +71,7 @@ def test_publish_to_a_folder_then_fetch_and_validate(dataset, tmp_path):
 
 
 def test_publish_to_s3_then_fetch_and_validate(dataset, tmp_path):
-    with s3_server():
-        import fsspec
-
-        store = fsspec.filesystem("s3")
-        store.mkdir("published")
+    with s3_bucket("published") as (store, _):
         fetch_line, _ = publish_cli(str(dataset), "s3://published/clips", "--quick")
         assert {key.rsplit("/", 1)[-1] for key in store.find("published")} == DATASET_FILES
         assert fetch_line.startswith("smile-data fetch s3://published/clips --out dataset ")
@@ -94,11 +90,7 @@ def _wait_for_object(store, key: str, process: subprocess.Popen) -> None:
 
 
 def test_a_publish_killed_mid_upload_resumes(dataset, tmp_path):
-    with s3_server() as endpoint:
-        import fsspec
-
-        store = fsspec.filesystem("s3")
-        store.mkdir("resumed")
+    with s3_bucket("resumed") as (store, endpoint):
         with throttled_relay(endpoint, UPLOAD_BYTES_PER_SECOND) as slow_endpoint:
             command = [sys.executable, "-m", "smile_data.cli", "publish", str(dataset),
                        "s3://resumed/clips", "--quick", "--workers", "1", "--no-progress"]

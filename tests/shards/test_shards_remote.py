@@ -22,7 +22,7 @@ from smile_data.shards.preview import make_preview
 from smile_data.shards.sample_count import count_samples
 from smile_data.shards.validate import validate_dataset
 from smile_train.data.loader import CorruptSampleCounter, expand_urls, tar_samples
-from tests.loopback import http_server, s3_server
+from tests.loopback import http_server, s3_bucket
 
 
 def alter_sample(shard: Path, sample_number: int) -> str:
@@ -139,11 +139,7 @@ def test_newer_sample_metadata_names_both_versions():
 
 
 def test_dataset_over_s3(dataset, tmp_path):
-    with s3_server():
-        import fsspec
-
-        fs = fsspec.filesystem("s3")
-        fs.mkdir("labdata")
+    with s3_bucket("labdata") as (fs, _):
         fs.put(str(dataset) + "/", "labdata/clips/", recursive=True)
         url = "s3://labdata/clips"
         report = validate_dataset(url, workers=1)

@@ -155,13 +155,19 @@ def test_task_error_stops_and_keeps_finished_shards(tmp_path, write_synthetic, w
     assert not (out / "dataset.json").exists()
 
 
-def test_resume_after_error_truncated_journal_and_stale_files(tmp_path, write_synthetic,
-                                                              folder_bytes):
+def _reference_and_a_run_failed_at(tmp_path: Path, write_synthetic, fail_task: int) -> tuple[Path, Path]:
+    """An uninterrupted run in tmp_path/reference; tmp_path/d: a run stopped by task `fail_task`'s error."""
     reference = tmp_path / "reference"
     write_synthetic(reference)
     out = tmp_path / "d"
     with pytest.raises(TaskFailed):
-        write_synthetic(out, task=SyntheticClips(samples_per_task=2, skip_every=3, fail_task=5))
+        write_synthetic(out, task=SyntheticClips(samples_per_task=2, skip_every=3, fail_task=fail_task))
+    return reference, out
+
+
+def test_resume_after_error_truncated_journal_and_stale_files(tmp_path, write_synthetic,
+                                                              folder_bytes):
+    reference, out = _reference_and_a_run_failed_at(tmp_path, write_synthetic, fail_task=5)
     journal = journal_path(out, WorkShare())
     with open(journal, "ab") as handle:  # as if killed in the middle of an append
         handle.write(b'{"bytes":40960,"index":2,"next":[5,')
@@ -171,11 +177,7 @@ def test_resume_after_error_truncated_journal_and_stale_files(tmp_path, write_sy
 
 
 def test_resume_redoes_a_damaged_shard(tmp_path, write_synthetic, folder_bytes):
-    reference = tmp_path / "reference"
-    write_synthetic(reference)
-    out = tmp_path / "d"
-    with pytest.raises(TaskFailed):
-        write_synthetic(out, task=SyntheticClips(samples_per_task=2, skip_every=3, fail_task=6))
+    reference, out = _reference_and_a_run_failed_at(tmp_path, write_synthetic, fail_task=6)
     shard = out / "clips-000001.tar"
     shard.write_bytes(shard.read_bytes()[:1000])  # its journal line no longer matches
     write_synthetic(out)
@@ -270,15 +272,12 @@ def test_shard_numbers_past_six_digits(tmp_path, write_synthetic):
 
 
 def test_stale_cleanup_touches_only_the_writers_own_files(tmp_path, write_synthetic, folder_bytes):
-    reference = tmp_path / "reference"
-    write_synthetic(reference)
-    out = tmp_path / "d"
+    # a run that stopped half-way, as after a kill
+    reference, out = _reference_and_a_run_failed_at(tmp_path, write_synthetic, fail_task=5)
     foreign = [out / "notes.txt.tmp-1", out / "clips-000000.tar.tmp-draft",
                out / "previews" / "clips-000000.tar.tmp-12"]
     own = [out / "clips-000003.tar.tmp-77", out / "dataset.json.tmp-78",
            out / "progress" / "identity.json.tmp-79"]
-    with pytest.raises(TaskFailed):  # a run that stopped half-way, as after a kill
-        write_synthetic(out, task=SyntheticClips(samples_per_task=2, skip_every=3, fail_task=5))
     for path in foreign + own:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"left behind")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -54,25 +55,32 @@ def test_refused_members_are_not_counted(tmp_path):
     assert header_count(tmp_path / "odd.tar") == 2
 
 
-def test_a_stats_count_the_shard_cannot_hold_is_refused(tmp_path):
+def one_shard_and_its_stats(tmp_path) -> tuple[str, Path]:
+    """A video2dataset folder of one 1-sample shard: (the shard's url, its stats file)."""
     urls = video2dataset_folder(tmp_path / "v2d", samples_per_shard=(1,))
-    (tmp_path / "v2d" / "00000_stats.json").write_text(json.dumps({"successes": 10**12}))
-    with pytest.raises(ValueError, match=r"00000_stats.json: successes 1000000000000 .* 00000.tar"):
-        stats_count(urls[0])
-    for bad in ('{"successes": -1}', '{"successes": "7"}', '{"successes": true}', '[1]', 'not json'):
-        (tmp_path / "v2d" / "00000_stats.json").write_text(bad)
-        with pytest.raises(ValueError, match="00000_stats.json"):
-            stats_count(urls[0])
+    return urls[0], tmp_path / "v2d" / "00000_stats.json"
+
+
+@pytest.mark.parametrize("stats_text, problem", [
+    (json.dumps({"successes": 10**12}), r"00000_stats.json: successes 1000000000000 .* 00000.tar"),
+    *[(bad, "00000_stats.json")
+      for bad in ('{"successes": -1}', '{"successes": "7"}', '{"successes": true}', '[1]', 'not json')],
+])
+def test_a_stats_count_the_shard_cannot_hold_is_refused(tmp_path, stats_text, problem):
+    url, stats = one_shard_and_its_stats(tmp_path)
+    stats.write_text(stats_text)
+    with pytest.raises(ValueError, match=problem):
+        stats_count(url)
 
 
 def test_a_stats_file_linked_out_of_the_folder_is_not_read(tmp_path):
-    urls = video2dataset_folder(tmp_path / "v2d", samples_per_shard=(1,))
+    url, stats = one_shard_and_its_stats(tmp_path)
     outside = tmp_path / "elsewhere.json"
     outside.write_text(json.dumps({"successes": 1}))
-    (tmp_path / "v2d" / "00000_stats.json").unlink()
-    (tmp_path / "v2d" / "00000_stats.json").symlink_to(outside)
+    stats.unlink()
+    stats.symlink_to(outside)
     with pytest.raises(ValueError, match="outside"):
-        stats_count(urls[0])
+        stats_count(url)
 
 
 def test_cards_win_and_pipes_cannot_be_counted(tiny_shards):

@@ -63,6 +63,12 @@ def videos_for(model, batch=2, seed=0) -> torch.Tensor:
     return torch.randn(shape, generator=generator)
 
 
+def seeded_small_model(target_dim: int) -> PretrainModel:
+    """A tiny PretrainModel on SMALL_CLIP, drawn after torch.manual_seed(0), in eval mode."""
+    torch.manual_seed(0)
+    return PretrainModel("tiny", target_dim, **SMALL_CLIP).eval()
+
+
 def random_mask(batch: int, tokens: int, masked: int, seed: int = 0) -> torch.Tensor:
     rng = np.random.default_rng(seed)
     mask = np.zeros((batch, tokens), bool)
@@ -140,8 +146,7 @@ def test_encoder_on_visible_tokens_matches_manual_gather():
 
 
 def test_masked_pixels_do_not_reach_the_predictions():
-    torch.manual_seed(0)
-    model = PretrainModel("tiny", 1536, **SMALL_CLIP).eval()
+    model = seeded_small_model(1536)
     videos = videos_for(model, batch=1)
     mask = torch.zeros(1, 8, dtype=torch.bool)
     mask[0, [1, 6]] = True  # token 1: slice 0, row 0, col 1 -> frames 0-1, x 16..31
@@ -155,8 +160,7 @@ def test_masked_pixels_do_not_reach_the_predictions():
 
 def test_predictions_come_in_token_order():
     """Decoding all tokens in token order and picking the masked ones gives the same output."""
-    torch.manual_seed(0)
-    model = PretrainModel("tiny", 1536, **SMALL_CLIP).eval()
+    model = seeded_small_model(1536)
     videos = videos_for(model, batch=2)
     mask = random_mask(2, 8, 5, seed=3)
     with torch.no_grad():
@@ -170,8 +174,7 @@ def test_predictions_come_in_token_order():
 
 
 def test_sdpa_and_explicit_attention_agree():
-    torch.manual_seed(0)
-    model = PretrainModel("tiny", 768, **SMALL_CLIP).eval()
+    model = seeded_small_model(768)
     for param in model.parameters():  # nonzero q/v biases too
         param.data.normal_(0, 0.05)
     videos, mask = videos_for(model), random_mask(2, 8, 4)

@@ -63,15 +63,15 @@ def test_default_schedule_ends_where_training_stops():
     assert lrs.lr(7) == pytest.approx(1.5e-4) and lrs.lr(39) == pytest.approx(1e-5 + 7e-5 * (1 + math.cos(math.pi * 31 / 32)))
 
 
-def test_schedule_settings_are_checked():
-    with pytest.raises(SettingsError, match="schedule_pace"):
-        load_pretrain_stages(None, {"schedule_pace": "epoch"})
-    with pytest.raises(SettingsError, match="set schedule_epochs"):
-        load_pretrain_stages(None, {"schedule_pace": "pass"})
-    with pytest.raises(SettingsError, match="second_mask"):
-        load_pretrain_stages(None, {"second_mask": "random"})
-    with pytest.raises(SettingsError, match="object_cells"):
-        load_pretrain_stages(None, {"object_cells": "rounded"})
+@pytest.mark.parametrize("setting, value, problem", [
+    ("schedule_pace", "epoch", "schedule_pace"),
+    ("schedule_pace", "pass", "set schedule_epochs"),
+    ("second_mask", "random", "second_mask"),
+    ("object_cells", "rounded", "object_cells"),
+])
+def test_schedule_settings_are_checked(setting, value, problem):
+    with pytest.raises(SettingsError, match=problem):
+        load_pretrain_stages(None, {setting: value})
 
 
 def test_shuffled_second_mask_is_another_clips_mask():
