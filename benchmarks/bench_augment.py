@@ -19,7 +19,6 @@ every timed clip is a new window decoded from the shards (nothing is replayed).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -33,7 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from one_core import cpu_seconds_in_turn, load_figures, pin_to_one_core  # noqa: E402
+from command_line import Option  # noqa: E402
+from one_core import cpu_seconds_in_turn, load_figures, start_on_one_core  # noqa: E402
 
 from smile_data.render.settings import PackSettings  # noqa: E402
 from smile_train.data.augment import augmented_copies, draw_copies  # noqa: E402
@@ -127,11 +127,10 @@ def print_rows(title: str, rows: list[tuple[str, float]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=48, help="clips timed per row")
-    parser.add_argument("--part", choices=("1", "2", "both"), default="both")
-    args = parser.parse_args()
-    pinned = pin_to_one_core()
+    args, pinned = start_on_one_core(__doc__, [
+        Option("--clips", 48, "clips timed per row"),
+        Option("--part", "both", choices=("1", "2", "both")),
+    ])
     torch.set_num_threads(1)
     print(f"finetuning loader, one core ({pinned}), process CPU time; load average {load_figures()}")
     if args.part in ("1", "both"):

@@ -15,7 +15,6 @@ noise (and may hold NaNs in half precision), which does not change the timing. N
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -25,6 +24,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from command_line import Option, benchmark_parser  # this script's folder
 
 from smile_data.objects.generate import DTYPE_BY_NAME, candidate_seed, generate_images
 from smile_data.objects.settings import BuildSettings
@@ -111,13 +112,13 @@ def time_generation(pipeline, settings: BuildSettings, batch_size: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", default="1,4,8,16")
-    parser.add_argument("--dtypes", default="float16,bfloat16")
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--images", type=int, default=16, help="images timed per row")
-    parser.add_argument("--tiny", action="store_true", help="tiny architecture on the CPU (smoke run)")
-    args = parser.parse_args()
+    args = benchmark_parser(__doc__.splitlines()[0], [
+        Option("--batch-sizes", "1,4,8,16"),
+        Option("--dtypes", "float16,bfloat16"),
+        Option("--steps", 50),
+        Option("--images", 16, "images timed per row"),
+        Option("--tiny", False, "tiny architecture on the CPU (smoke run)"),
+    ]).parse_args()
     if not args.tiny and not torch.cuda.is_available():
         print("bench_generation needs a CUDA GPU for the Stable Diffusion 1.5 architecture; "
               "run with --tiny for a CPU smoke run of the script.")

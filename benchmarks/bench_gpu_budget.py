@@ -28,7 +28,6 @@ given with --video-pretrain CLIPS_PER_S to appear in the table.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -42,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_augment import pack_k400_like  # noqa: E402
 from bench_loader import pretrain_stream  # noqa: E402
 from bench_reader import write_shards  # noqa: E402
-from one_core import load_figures, pin_to_one_core  # noqa: E402
+from command_line import Option  # noqa: E402
+from one_core import load_figures, start_on_one_core  # noqa: E402
 
 from smile_train.data.masking import tokens_to_mask  # noqa: E402
 from smile_train.model.geometry import DEFAULT_GRID, FRAMES, IMG_SIZE, PATCH, TUBELET  # noqa: E402
@@ -113,12 +113,11 @@ def measure(clips: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=48, help="clips timed per measured loader")
-    parser.add_argument("--video-pretrain", type=float, default=0.0,
-                        help="clips/s per core of the video-shard pretraining worker (bench_video_loader.py)")
-    args = parser.parse_args()
-    pinned = pin_to_one_core()
+    args, pinned = start_on_one_core(__doc__, [
+        Option("--clips", 48, "clips timed per measured loader"),
+        Option("--video-pretrain", 0.0,
+               "clips/s per core of the video-shard pretraining worker (bench_video_loader.py)"),
+    ])
     load_before = load_figures()
     measured = measure(args.clips)
     if args.video_pretrain:

@@ -21,7 +21,6 @@ Goal: trajectory mask + multi-scale crop + 2 masks >= 0.6 of the decode floor.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +32,8 @@ import simplejpeg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reader import write_shards  # noqa: E402
-from one_core import cpu_seconds_in_turn, load_figures, pin_to_one_core  # noqa: E402
+from command_line import Option  # noqa: E402
+from one_core import cpu_seconds_in_turn, load_figures, start_on_one_core  # noqa: E402
 
 from smile_data.shards.reader import iter_tar_samples, read_samples  # noqa: E402
 from smile_train.data.loader import PretrainClips  # noqa: E402
@@ -70,10 +70,7 @@ def pretrain_stream(urls: list[str], mask: str, crop: str) -> Iterator[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=160, help="clips timed per row")
-    args = parser.parse_args()
-    pinned = pin_to_one_core()
+    args, pinned = start_on_one_core(__doc__, [Option("--clips", 160, "clips timed per row")])
     with tempfile.TemporaryDirectory() as folder:
         urls = write_shards(Path(folder), args.clips + SPARE_CLIPS, frames=FRAMES, size=SIZE, codec="jpg")
         rows = {

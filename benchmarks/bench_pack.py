@@ -20,7 +20,6 @@ scale with its frames, a clip's do not.
 
 from __future__ import annotations
 
-import argparse
 import resource
 import sys
 import tempfile
@@ -32,7 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from k400_like import FPS, INPUT_SIZE, SECONDS, training_draw, write_k400_like  # noqa: E402
-from one_core import load_average, pin_to_one_core  # noqa: E402
+from command_line import Option  # noqa: E402
+from one_core import load_average, start_on_one_core  # noqa: E402
 
 from smile_data.render.settings import PackSettings  # noqa: E402
 from smile_data.shards.reader import decode_sample, iter_tar_samples  # noqa: E402
@@ -99,10 +99,7 @@ def measure(sources: Path, folder: Path, windows: int) -> dict[str, tuple[float,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--windows", type=int, default=32, help="training clips decoded per row")
-    args = parser.parse_args()
-    pinned = pin_to_one_core()
+    args, pinned = start_on_one_core(__doc__, [Option("--windows", 32, "training clips decoded per row")])
     with tempfile.TemporaryDirectory() as tmp:
         sources = write_k400_like(Path(tmp) / "sources")
         results = measure(sources[0].parent, Path(tmp), args.windows)

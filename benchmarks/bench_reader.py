@@ -10,7 +10,6 @@ JPEG/PNG decode + checks), webdataset.WebDataset + `decode_webdataset_sample`, a
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -23,7 +22,8 @@ import webdataset
 # from the repository root; the spawned writer processes inherit this path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from one_core import pin_to_one_core  # noqa: E402
+from command_line import Option  # noqa: E402
+from one_core import start_on_one_core  # noqa: E402
 
 from smile_data.shards.reader import (  # noqa: E402
     decode_webdataset_sample, iter_tar_samples, read_samples,
@@ -84,14 +84,13 @@ def measure(folder: Path, urls: list[str], repeats: int) -> list[tuple[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=96)
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--codecs", default="jpg,png")
-    args = parser.parse_args()
-    where = pin_to_one_core()
+    args, where = start_on_one_core(__doc__.splitlines()[0], [
+        Option("--clips", 96),
+        Option("--frames", 16),
+        Option("--size", 224),
+        Option("--repeats", 3),
+        Option("--codecs", "jpg,png"),
+    ])
     print(f"{args.clips} clips x {args.frames} frames x {args.size}x{args.size}, one CPU ({where}),"
           f" best of {args.repeats}")
     print(f"| codec | reader | clips/s | frames/s | MB/s |")

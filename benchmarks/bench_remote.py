@@ -13,7 +13,6 @@ Best of `--repeats` passes over all shards; the reading process is pinned to one
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import sys
 import tempfile
@@ -24,7 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO))
 
-from bench_reader import pin_to_one_core, write_shards  # noqa: E402
+from bench_reader import write_shards  # noqa: E402
+from command_line import Option, benchmark_parser  # noqa: E402
+from one_core import pin_to_one_core  # noqa: E402
 
 from smile_data.shards import reader  # noqa: E402
 from smile_data.shards.integrity import IntegritySettings  # noqa: E402
@@ -64,11 +65,10 @@ def best_rate(urls: list[str], mode: str, decode: bool, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=96, help="clips in the shards")
-    parser.add_argument("--repeats", type=int, default=3, help="passes per row (best kept)")
-    args = parser.parse_args()
+    args = benchmark_parser(__doc__, [
+        Option("--clips", 96, "clips in the shards"),
+        Option("--repeats", 3, "passes per row (best kept)"),
+    ]).parse_args()
     with tempfile.TemporaryDirectory() as folder:
         write_shards(Path(folder), args.clips, frames=16, size=224, codec="jpg")
         context = multiprocessing.get_context("spawn")
@@ -77,7 +77,7 @@ def main() -> None:
         server.start()
         try:
             base = started.get(timeout=SERVER_START_SECONDS)
-            pinned = pin_to_one_core()
+            pinned = pin_to_one_core()  # only now: the server process keeps the other cores
             sources = {"local disk": expand_urls(folder), "loopback HTTP": expand_urls(f"{base}/")}
             rows = []
             for source, urls in sources.items():

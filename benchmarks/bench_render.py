@@ -21,7 +21,6 @@ a shared machine inflates them less; the write_dataset rows are wall time (sever
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.metadata
 import json
@@ -35,7 +34,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from one_core import load_figures  # this script's folder
+from command_line import Option, benchmark_parser  # this script's folder
+from one_core import load_figures
 
 from smile_data.render.clip import encode_frames
 from smile_data.render.overlay import composite, premultiply_rgba, shrink_to
@@ -168,11 +168,12 @@ def run_workers(base: RenderSettings, workers: int, clips: int, out: Path) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=200, help="clips per measurement")
-    parser.add_argument("--bank-objects", type=int, default=1000, help="objects in the synthetic bank")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="background kinds to time, comma-separated")
-    parser.add_argument("--no-workers", action="store_true", help="skip the write_dataset worker rows")
+    parser = benchmark_parser(__doc__.splitlines()[0], [
+        Option("--clips", 200, "clips per measurement"),
+        Option("--bank-objects", 1000, "objects in the synthetic bank"),
+        Option("--kinds", ",".join(KINDS), "background kinds to time, comma-separated"),
+        Option("--no-workers", False, "skip the write_dataset worker rows"),
+    ])
     args = parser.parse_args()
     kinds = [kind for kind in args.kinds.split(",") if kind]
     if unknown := set(kinds) - set(KINDS):

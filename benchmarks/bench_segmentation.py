@@ -13,13 +13,14 @@ is never bought with quality unseen.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import time
 
 import cv2
 import numpy as np
+
+from command_line import Option, benchmark_parser  # this script's folder
 
 from smile_data.objects.extract import Extractor
 from smile_data.objects.segment import ClassicalSegmenter, finish_alpha
@@ -75,11 +76,11 @@ def mean_iou(alphas: list[np.ndarray], masks: list[np.ndarray]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--side", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=1, help="OpenCV threads (1: one core)")
-    args = parser.parse_args()
+    args = benchmark_parser(__doc__.splitlines()[0], [
+        Option("--images", 8),
+        Option("--side", 512),
+        Option("--threads", 1, "OpenCV threads (1: one core)"),
+    ]).parse_args()
     cv2.setNumThreads(args.threads)
     renders = [render(args.side, i) for i in range(args.images)]
     images, masks = [r[0] for r in renders], [r[1] for r in renders]

@@ -22,7 +22,6 @@ The decord column needs the `bench` extra: pip install -e '.[bench]'.
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 import tempfile
@@ -37,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from k400_like import (  # noqa: E402
     CLIP_FRAMES, CLIP_STRIDE, INPUT_SIZE, SHORT_SIDE, training_draw, write_k400_like,
 )
-from one_core import load_average, pin_to_one_core  # noqa: E402
+from command_line import Option  # noqa: E402
+from one_core import load_average, start_on_one_core  # noqa: E402
 
 from smile_data.video import OpenVideo, VideoLimits, index_from_record, probe_video  # noqa: E402
 from smile_data.video.encode import EncodeSettings, reencode_video  # noqa: E402
@@ -107,10 +107,7 @@ class Row:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--windows", type=int, default=48, help="windows timed per row and decoder")
-    args = parser.parse_args()
-    pinned = pin_to_one_core()
+    args, pinned = start_on_one_core(__doc__, [Option("--windows", 48, "windows timed per row and decoder")])
     with tempfile.TemporaryDirectory() as folder:
         paths = write_k400_like(Path(folder))
         originals = [p.read_bytes() for p in paths]

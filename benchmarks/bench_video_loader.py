@@ -26,7 +26,6 @@ The decord rows need the `bench` extra: pip install -e '.[bench]'.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import multiprocessing
 import queue as queue_module
@@ -48,6 +47,7 @@ from k400_like import (  # noqa: E402
     INPUT_SIZE,
     write_k400_like,
 )
+from command_line import Option, benchmark_parser  # noqa: E402
 from one_core import cpu_seconds_in_turn, load_average, pin_to_one_core  # noqa: E402
 
 from smile_data.render.settings import PackSettings  # noqa: E402
@@ -168,10 +168,10 @@ def shard_videos(shards: list[str], folder: Path) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=96, help="clips timed per row")
-    parser.add_argument("--memory-clips", type=int, default=16, help="clips per row in the memory runs")
-    args = parser.parse_args()
+    args = benchmark_parser(__doc__, [
+        Option("--clips", 96, "clips timed per row"),
+        Option("--memory-clips", 16, "clips per row in the memory runs"),
+    ]).parse_args()
     context = multiprocessing.get_context("spawn")  # fork after PyAV / OpenCV threads can deadlock
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

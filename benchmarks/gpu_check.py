@@ -17,12 +17,13 @@ released RandAugment draws: ms per batch and clips/s, next to the finetuning ste
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Callable
 
 import numpy as np
 import torch
+
+from command_line import Option, benchmark_parser  # this script's folder
 
 from smile_train.data import masking
 from smile_train.data.augment import draw_copies
@@ -147,16 +148,16 @@ def augment_row(args, device: torch.device) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=32, help="clips per step (x2 masks)")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--model", default="base")
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU")
-    parser.add_argument("--variants", default="reference-style,smile,smile+compile")
-    args = parser.parse_args()
+    args = benchmark_parser(__doc__, [
+        Option("--batch", 32, "clips per step (x2 masks)"),
+        Option("--steps", 20),
+        Option("--warmup", 5),
+        Option("--model", "base"),
+        Option("--size", 224),
+        Option("--frames", 16),
+        Option("--smoke", False, "tiny shapes on the CPU"),
+        Option("--variants", "reference-style,smile,smile+compile"),
+    ]).parse_args()
     if args.smoke:
         args.batch, args.steps, args.warmup, args.model, args.size, args.frames = 2, 2, 1, "tiny", 32, 4
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,15 +1,19 @@
-"""Timing on one core, as the benchmark scripts do it: the process pinned to one core, the load
-average printed with each table (other work on a shared machine shows there), and rows that
-take turns item by item so that such load slows every row alike.
+"""Timing on one core, as the benchmark scripts do it: the command line parsed and the process
+pinned to one core before anything else (`start_on_one_core`), the load average printed with
+each table (other work on a shared machine shows there), and rows that take turns item by item
+so that such load slows every row alike.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cv2
+
+from command_line import Option, benchmark_parser
 
 
 def pin_to_one_core() -> str:
@@ -20,6 +24,13 @@ def pin_to_one_core() -> str:
         os.sched_setaffinity(0, {core})
         return f"core {core}"
     return "unpinned"
+
+
+def start_on_one_core(description: str, options: Sequence[Option]) -> tuple[argparse.Namespace, str]:
+    """How a one-core benchmark begins: its command line parsed (see command_line.py), then this
+    process pinned; the options' values and the core, in words."""
+    args = benchmark_parser(description, options).parse_args()
+    return args, pin_to_one_core()
 
 
 def load_figures() -> str:
