@@ -9,12 +9,12 @@ worker's share (the draws) and, for reference, the batched device code run on th
 Part 2, the whole finetuning loader (`FinetuneClips`, the stream one DataLoader worker runs)
 over video shards written by `smile-data pack --store video` from K400-like files (the sample
 videos looped to 10 s at 30 fps, 320-px short side, H.264 with x264 defaults; re-encoded by the
-packer with its defaults): decode only (temporal draw + decode of the window), the loader
+packer with its defaults, at --short-side, the packing default unless given): decode only (temporal draw + decode of the window), the loader
 placement (decode + RandAugment + crop + flip + erase box) and the device placement's worker
 (decode + draws). Rows take turns clip by clip, so load on the shared machine slows all alike;
 every timed clip is a new window decoded from the shards (nothing is replayed).
 
-    python benchmarks/bench_augment.py [--clips 48] [--part 1|2]
+    python benchmarks/bench_augment.py [--clips 48] [--part 1|2] [--short-side 256]
 """
 
 from __future__ import annotations
@@ -84,15 +84,16 @@ def augmentation_rows(clips: int) -> list[tuple[str, float]]:
     ]
 
 
-def pack_k400_like(folder: Path) -> str:
-    """Labelled video shards (`pack --store video`, default settings) of K400-like videos."""
+def pack_k400_like(folder: Path, short_side: int = PackSettings().short_side) -> str:
+    """Labelled video shards (`pack --store video`, default settings but the short side) of K400-like videos."""
     from k400_like import write_k400_like  # K400-like sources: 10 s, 30 fps, 320 px, x264 defaults
 
     from smile_data.render.run import pack_dataset
 
     sources = write_k400_like(folder / "sources")
     (folder / "train.txt").write_text("".join(f"{path.name} {label}\n" for label, path in enumerate(sources)))
-    settings = PackSettings(videos=str(folder / "train.txt"), video_root=str(folder / "sources"), store="video")
+    settings = PackSettings(videos=str(folder / "train.txt"), video_root=str(folder / "sources"), store="video",
+                            short_side=short_side)
     pack_dataset(settings, folder / "shards")
     return str(folder / "shards")
 
@@ -130,6 +131,8 @@ def main() -> None:
     args, pinned = start_on_one_core(__doc__, [
         Option("--clips", 48, "clips timed per row"),
         Option("--part", "both", choices=("1", "2", "both")),
+        Option("--short-side", PackSettings().short_side,
+               "short side the K400-like videos are packed at (part 2; the dataset guides pack at 320)"),
     ])
     torch.set_num_threads(1)
     print(f"finetuning loader, one core ({pinned}), process CPU time; load average {load_figures()}")
@@ -138,8 +141,8 @@ def main() -> None:
                    augmentation_rows(args.clips))
     if args.part in ("2", "both"):
         with tempfile.TemporaryDirectory() as tmp:
-            shards = pack_k400_like(Path(tmp))
-            print_rows(f"FinetuneClips over `pack --store video` shards ({PackSettings().short_side}-px short side, the packing default), "
+            shards = pack_k400_like(Path(tmp), args.short_side)
+            print_rows(f"FinetuneClips over `pack --store video` shards ({args.short_side}-px short side), "
                        f"16 frames at stride 4 -> 224x224", loader_rows(shards, args.clips))
     print(f"(load average at the end {load_figures()})")
 
