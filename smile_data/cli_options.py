@@ -10,6 +10,10 @@ command (taking `ctx: typer.Context` first) reads the ones given with `given_fla
 
 (each one overrides the ones before it).
 
+Options that several commands share (--config, --set, --workers, ...) are added by a decorator
+made with `with_shared_options`, before or after the command's own ones; the command, still a
+plain function, takes them as one keyword-only value.
+
 Both apps report a mistake the same way (`AppGroup`): an error a user can cause by a
 setting or an input ends the command with one line, `error: ...`, and exit status 2;
 options show plain metavars (`--clips N`).
@@ -18,6 +22,7 @@ options show plain metavars (`--clips N`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import sys
@@ -25,7 +30,7 @@ import tarfile
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import click
 import typer
@@ -35,6 +40,8 @@ from smile_data.config import command_line_overrides, load_settings
 from smile_data.shards.integrity import IntegrityError
 
 T = TypeVar("T")
+# Options several commands share: {parameter: (its type, the typer option)}, in --help order.
+SharedOptions = dict[str, tuple[Any, Any]]
 EXIT_BROKEN_PIPE = 1  # Python's advice for a closed stdout (docs: signal, "Note on SIGPIPE")
 EXIT_BAD_INPUT = 2  # click's own status for a bad command line; ours for bad settings and data
 # What bad settings, files and data raise (SettingsError, UnsafeFile, VideoError, ... are
@@ -153,6 +160,42 @@ def command_settings(cls: type[T], config: str | Path | None, set_options: list[
                      flags: dict[str, Any], allow_commands: bool = False) -> T:
     """Settings of a command: defaults <- config file <- --set <- the flags given."""
     return load_settings(cls, config, command_line_overrides(set_options, flags), allow_commands)
+
+
+def with_shared_options(bundle: type, before: SharedOptions | None = None,
+                        after: SharedOptions | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator: add the options several commands share, `before` and `after` the command's own
+    ones (in that order in --help). The command takes them as its one keyword-only parameter, an
+    instance of the dataclass `bundle` whose fields are named as the options' parameters (a field
+    no option sets keeps its default); a shared setting option that is no field of `bundle`
+    reaches the command through `given_flags(ctx)` like its own."""
+
+    def decorate(command: Callable[..., T]) -> Callable[..., T]:
+        hints = typing.get_type_hints(command)
+        declared = inspect.signature(command).parameters.values()
+        own = [_keyword(p.name, p.default, hints[p.name]) for p in declared if p.kind is not p.KEYWORD_ONLY]
+        (bundle_parameter,) = [p.name for p in declared if p.kind is p.KEYWORD_ONLY]
+        parameters = [*_shared_parameters(before), *own, *_shared_parameters(after)]
+
+        @functools.wraps(command)
+        def with_shared(**values: Any) -> T:
+            shared = {f.name: values[f.name] for f in dataclasses.fields(bundle) if f.name in values}
+            return command(**{p.name: values[p.name] for p in own}, **{bundle_parameter: bundle(**shared)})
+
+        with_shared.__signature__ = inspect.Signature(parameters)  # what typer reads
+        with_shared.__annotations__ = {p.name: p.annotation for p in parameters}
+        return with_shared
+
+    return decorate
+
+
+def _shared_parameters(options: SharedOptions | None) -> list[inspect.Parameter]:
+    return [_keyword(name, option, annotation) for name, (annotation, option) in (options or {}).items()]
+
+
+def _keyword(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    # Keyword-only, as typer passes every value: `ctx` (no default) may follow shared options.
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
 @dataclasses.dataclass(frozen=True)

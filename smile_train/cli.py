@@ -6,14 +6,17 @@ multi-stage pretraining configs also accept `--set stage.key=value`; `smile-trai
 COMMAND` lists every key (smile_data/settings_listing.py).
 Settings resolve as: defaults, then the file, then `--set`, then the explicit flags (the flags
 of finetune, evaluate and linear-probe are settings fields: `setting_option`, one line each, in
-smile_data/cli_options.py).
+smile_data/cli_options.py). The flags the commands share (--config, --set, --allow-commands,
+--dry-run, --world-size) come from `trainer_command`, before or after each command's own.
 `--out` is always where the command writes; `--init-from` the weights it starts from.
 Launch under torchrun for several processes or nodes; the commands read RANK / WORLD_SIZE.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any, Callable
 
 import typer
 
@@ -24,6 +27,7 @@ from smile_data.cli_options import (
     make_app,
     set_option,
     setting_option,
+    with_shared_options,
 )
 from smile_data.config import command_line_overrides, parse_set_options
 from smile_data.settings_command import register_settings_command
@@ -54,57 +58,78 @@ EVALUATE_HEADLINE = ("top1", "top5", "mean_class_accuracy", "videos", "views")
 PROBE_HEADLINE = ("train_top1", "top1", "top5", "videos")
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingRun:
+    """Where a trainer command's settings come from and how it runs: the flags the commands share
+    (a command without --allow-commands, --dry-run or --world-size keeps their defaults)."""
+
+    config: str | None
+    set_options: list[str] | None
+    allow_commands: bool = False
+    dry_run: bool = False
+    world_size: int | None = None
+
+
+def trainer_command(set_flag: Any = SET_OPTION, allow_commands: bool = False,
+                    dry_run: bool = False) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: --config and --set (`set_flag`) before the command's own flags; after them
+    --allow-commands if `allow_commands`, --dry-run and --world-size if `dry_run`. The command
+    takes them as one keyword-only parameter, `run: TrainingRun`."""
+    after = {"allow_commands": (bool, COMMANDS_OPTION)} if allow_commands else {}
+    if dry_run:
+        after |= {"dry_run": (bool, DRY_RUN_OPTION), "world_size": (int, WORLD_SIZE_OPTION)}
+    return with_shared_options(TrainingRun, before={"config": (str, CONFIG_OPTION),
+                                                    "set_options": (list[str], set_flag)}, after=after)
+
+
 @app.callback()
 def callback() -> None:
     """SMILE trainer."""
 
 
 @app.command()
+@trainer_command(STAGE_SET_OPTION, allow_commands=True, dry_run=True)
 def pretrain(
-    config: str = CONFIG_OPTION,
-    set_: list[str] = STAGE_SET_OPTION,
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of each stage."),
     init_from: str = typer.Option(None, "--init-from", metavar="FILE",
                                   help=INIT_FROM_HELP + " Starts the first stage."),
-    allow_commands: bool = COMMANDS_OPTION,
-    dry_run: bool = DRY_RUN_OPTION,
-    world_size: int = WORLD_SIZE_OPTION,
+    *, run: TrainingRun,
 ) -> None:
     """Masked video pretraining (SMILE: CLIP targets + trajectory masks; or VideoMAE pixels)."""
     from smile_train.settings.pretrain import load_pretrain_stages
 
-    stages = load_pretrain_stages(config, parse_set_options(set_), allow_commands)  # before the slow imports
+    stages = load_pretrain_stages(run.config, parse_set_options(run.set_options),  # before the slow imports
+                                  run.allow_commands)
     from smile_train.loop.pretrain import plan_stages, run_stages
 
-    if dry_run:
-        typer.echo(plan_stages(config, stages, init_from, world_size))
+    if run.dry_run:
+        typer.echo(plan_stages(run.config, stages, init_from, run.world_size))
         return
     run_stages(stages, resume, init_from)
 
 
 @app.command("show-batch")
+@trainer_command(STAGE_SET_OPTION)
 def show_batch(
-    config: str = CONFIG_OPTION,
-    set_: list[str] = STAGE_SET_OPTION,
     stage: str = typer.Option(None, "--stage", help="Stage name (default: the first)."),
     epoch: int = typer.Option(0, "--epoch", help="Epoch whose first clips to show (0-based)."),
     clips: int = typer.Option(8, "--clips", help="How many clips."),
     out: str = typer.Option(..., "--out", metavar="DIR",
                             help="Folder to write: the contact sheet (.png) and arrays (.npz)."),
+    *, run: TrainingRun,
 ) -> None:
     """The first clips of an epoch as the trainer gets them: boxes drawn, masked tokens shaded."""
     import json
 
     from smile_train.data.show_batch import show_batch as write_sheet
 
-    typer.echo(json.dumps(write_sheet(config, parse_set_options(set_), stage, epoch, out, clips)))
+    typer.echo(json.dumps(write_sheet(run.config, parse_set_options(run.set_options), stage, epoch, out, clips)))
 
 
 @app.command()
+@trainer_command(allow_commands=True, dry_run=True)
 def finetune(
     ctx: typer.Context,
-    config: str = CONFIG_OPTION,
-    set_: list[str] = SET_OPTION,
     shards: str = FINETUNE("shards", "Labelled training shards (from `smile-data pack`)."),
     val_shards: str = FINETUNE("val_shards", "Labelled shards tested with multi-view testing at the end."),
     num_classes: int = FINETUNE("num_classes", "Classes of the new head."),
@@ -114,44 +139,40 @@ def finetune(
     init_from: str = FINETUNE("init_from", INIT_FROM_HELP, metavar="FILE"),
     init: str = FINETUNE("init_from", "Old spelling of --init-from.", deprecated=True),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
-    allow_commands: bool = COMMANDS_OPTION,
-    dry_run: bool = DRY_RUN_OPTION,
-    world_size: int = WORLD_SIZE_OPTION,
+    *, run: TrainingRun,
 ) -> None:
     """Finetune a classifier (mean pool, fc_norm, linear head) on labelled clips (docs/method.md §7)."""
     from smile_train.loop.finetune import plan_finetune, run_finetune  # both check the settings first
 
-    overrides = command_line_overrides(set_, given_flags(ctx))
+    overrides = command_line_overrides(run.set_options, given_flags(ctx))
 
-    if dry_run:
-        typer.echo(plan_finetune(config, overrides, allow_commands=allow_commands, world_size=world_size))
+    if run.dry_run:
+        typer.echo(plan_finetune(run.config, overrides, allow_commands=run.allow_commands,
+                                 world_size=run.world_size))
         return
-    typer.echo(str(run_finetune(config, overrides, resume, allow_commands=allow_commands)))
+    typer.echo(str(run_finetune(run.config, overrides, resume, allow_commands=run.allow_commands)))
 
 
 @app.command()
+@trainer_command(allow_commands=True)
 def evaluate(
     ctx: typer.Context,
-    config: str = CONFIG_OPTION,
-    set_: list[str] = SET_OPTION,
     checkpoint: str = EVALUATE("checkpoint", "A finetuned checkpoint.", metavar="FILE"),
     shards: str = EVALUATE("shards", "Labelled test shards."),
     out: str = EVALUATE("out", "JSON report file to write.", metavar="FILE.json"),
     clips: int = EVALUATE("test_clips", "Temporal views per video (K400 7, SSv2 2, UCF / HMDB 5)."),
     crops: int = EVALUATE("test_crops", "Spatial views per clip."),
     class_names: str = EVALUATE("class_names", CLASS_NAMES_HELP, metavar="FILE"),
-    allow_commands: bool = COMMANDS_OPTION,
+    *, run: TrainingRun,
 ) -> None:
     """Multi-view test: softmax averaged over clips x crops; top-1, top-5, per-class accuracy."""
-    run_report_command(ctx, EvalSettings, config, set_, allow_commands, "smile_train.loop.evaluate:run_evaluate",
-                       EVALUATE_HEADLINE)
+    run_report_command(ctx, EvalSettings, run, "smile_train.loop.evaluate:run_evaluate", EVALUATE_HEADLINE)
 
 
 @app.command("linear-probe")
+@trainer_command(allow_commands=True)
 def linear_probe(
     ctx: typer.Context,
-    config: str = CONFIG_OPTION,
-    set_: list[str] = SET_OPTION,
     checkpoint: str = PROBE("checkpoint", "Pretraining or finetuning checkpoint (frozen).", metavar="FILE"),
     shards: str = PROBE("shards", "Labelled training shards."),
     val_shards: str = PROBE("val_shards", "Labelled test shards."),
@@ -159,15 +180,14 @@ def linear_probe(
     epochs: int = PROBE("epochs", "Epochs of training the head."),
     out: str = PROBE("out_dir", "Folder to write: probe.pt, probe.json, settings.json and the feature "
                      "cache.", metavar="DIR"),
-    allow_commands: bool = COMMANDS_OPTION,
+    *, run: TrainingRun,
 ) -> None:
     """Linear probing: frozen encoder, cached mean-pooled features, a linear head."""
-    run_report_command(ctx, ProbeSettings, config, set_, allow_commands, "smile_train.loop.probe:run_probe",
-                       PROBE_HEADLINE)
+    run_report_command(ctx, ProbeSettings, run, "smile_train.loop.probe:run_probe", PROBE_HEADLINE)
 
 
-def run_report_command(ctx: typer.Context, cls: type, config: str | None, set_: list[str] | None,
-                       allow_commands: bool, runner: str, headline: tuple[str, ...]) -> None:
+def run_report_command(ctx: typer.Context, cls: type, run: TrainingRun, runner: str,
+                       headline: tuple[str, ...]) -> None:
     """Check the command's settings of class `cls` (command_settings; refused if a value cannot
     work), then run them with `runner` ("module:function", imported only now: the slow imports) and
     print the report's `headline` numbers as one JSON line."""
@@ -176,7 +196,7 @@ def run_report_command(ctx: typer.Context, cls: type, config: str | None, set_: 
 
     from smile_train.settings.checks import check_settings
 
-    settings = check_settings(command_settings(cls, config, set_, given_flags(ctx), allow_commands))
+    settings = check_settings(command_settings(cls, run.config, run.set_options, given_flags(ctx), run.allow_commands))
     report = pkgutil.resolve_name(runner)(settings)
     typer.echo(json.dumps({name: report[name] for name in headline if name in report}))
 

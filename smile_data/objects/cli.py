@@ -10,23 +10,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 import typer
 
 from smile_data.cli_options import (
     command_settings, config_option, given_flag_spellings, given_flags, progress_option, rank_option,
-    set_option, setting_option, world_size_option,
+    set_option, setting_option, with_shared_options, world_size_option,
 )
-from smile_data.objects.settings import BuildSettings, ImportSettings, SegmentationSettings
+from smile_data.objects.settings import BuildSettings, ImportSettings, PhotoSettings, SegmentationSettings
 from smile_data.processes import folder_lock
 
+T = TypeVar("T")
 SUMMARY_EXAMPLES = 5
 EXIT_FAILED = 1
 
-CONFIG_OPTION = config_option("settings")
-SET_OPTION = set_option("setting")
-PROGRESS_OPTION = progress_option()
 BANK_OUT_OPTION = typer.Option(..., "--out", metavar="DIR", help="Bank folder to create or resume.")
 
 
@@ -45,6 +43,29 @@ IMPORT = functools.partial(setting_option, ImportSettings)
 SEGMENTATION_FIELDS = {f.name for f in dataclasses.fields(SegmentationSettings)}
 
 
+@dataclasses.dataclass(frozen=True)
+class BankRun:
+    """The flags build-objects and import-objects share: where the settings come from, and
+    whether a progress bar shows."""
+
+    config: Optional[Path]
+    set_options: Optional[list[str]]
+    progress: bool
+
+    def settings(self, cls: type[T], flags: dict[str, Any]) -> T:
+        """Settings of class `cls`: defaults <- --config <- --set <- the flags given."""
+        return command_settings(cls, self.config, self.set_options, flags)
+
+
+# Decorator: --config, --set and --progress after the command's own flags, as `run: BankRun`.
+bank_command = with_shared_options(BankRun, after={
+    "config": (Optional[Path], config_option("settings")),
+    "set_options": (Optional[list[str]], set_option("setting")),
+    "progress": (bool, progress_option()),
+})
+
+
+@bank_command
 def build_objects(
     ctx: typer.Context,
     out: Path = BANK_OUT_OPTION,
@@ -68,17 +89,15 @@ def build_objects(
     seed: int = BUILD("seed", "Base seed."),
     rank: Optional[int] = rank_option(),
     world_size: Optional[int] = world_size_option(),
-    config: Optional[Path] = CONFIG_OPTION,
-    sets: Optional[list[str]] = SET_OPTION,
-    progress: bool = PROGRESS_OPTION,
+    *, run: BankRun,
 ) -> None:
     """Build an object bank: Stable Diffusion candidates (or the embedded photos), segmented,
     filtered and tight-cropped. Resumable; split over ranks with --rank/--world-size."""
     if source == "photos":
         _refuse_generation_flags(given_flag_spellings(ctx), rank, world_size)
-        _build_photos(out, config, sets, given_flags(ctx))
+        _build_photos(out, run.settings(PhotoSettings, given_flags(ctx)))
     elif source == "diffusion":
-        _build_diffusion(out, config, sets, given_flags(ctx), rank, world_size, progress)
+        _build_diffusion(out, run.settings(BuildSettings, given_flags(ctx)), rank, world_size, run.progress)
     else:
         raise ValueError(f"--source {source!r}: choose diffusion or photos")
 
@@ -91,23 +110,18 @@ def _refuse_generation_flags(spellings: dict[str, str], rank, world_size) -> Non
         raise ValueError(f"{', '.join(sorted(used))}: not used with --source photos")
 
 
-def _build_photos(out: Path, config, sets, flags: dict[str, Any]) -> None:
+def _build_photos(out: Path, settings: PhotoSettings) -> None:
     from smile_data.objects.photos import build_photo_bank
-    from smile_data.objects.settings import PhotoSettings
 
-    settings = command_settings(PhotoSettings, config, sets, flags)
     with folder_lock(out, "rank-00000"):  # a second build into the folder refuses
         card = build_photo_bank(out, settings)
     _echo_counts(card, out)
 
 
-def _build_diffusion(out: Path, config, sets, flags: dict[str, Any], rank, world_size,
-                     progress: bool) -> None:
+def _build_diffusion(out: Path, settings: BuildSettings, rank, world_size, progress: bool) -> None:
     from smile_data.distributed import resolve_work_share
     from smile_data.objects.build import BankBuilder
-    from smile_data.objects.settings import BuildSettings
 
-    settings = command_settings(BuildSettings, config, sets, flags)
     share = resolve_work_share(rank, world_size)
     with folder_lock(out, f"rank-{share.rank:05d}"):  # a second build of this rank refuses
         result = BankBuilder(settings, out, share, show_progress=progress).run()
@@ -120,6 +134,7 @@ def _build_diffusion(out: Path, config, sets, flags: dict[str, Any], rank, world
                    "(or run smile-data merge-bank)")
 
 
+@bank_command
 def import_objects(
     ctx: typer.Context,
     src: Path = typer.Argument(..., help="Folder of RGBA PNGs laid out as <lvis_name>/<i>.png."),
@@ -131,16 +146,14 @@ def import_objects(
                           shown_default="--lenient: fail only when nothing is imported"),
     workers: int = IMPORT("workers", "Decoding processes."),
     max_pixels: int = IMPORT("max_pixels", "Largest width x height accepted, read from the PNG header."),
-    config: Optional[Path] = CONFIG_OPTION,
-    sets: Optional[list[str]] = SET_OPTION,
-    progress: bool = PROGRESS_OPTION,
+    *, run: BankRun,
 ) -> None:
     """Import a folder of RGBA PNG cut-outs (e.g. the released 60,687-object set) as a bank."""
     from smile_data.objects.importer import REPORT_FILE, import_objects as run_import
 
-    settings = command_settings(ImportSettings, config, sets, given_flags(ctx))
+    settings = run.settings(ImportSettings, given_flags(ctx))
     with folder_lock(out, "import"):  # a second import into the folder refuses
-        report = run_import(src, out, settings, show_progress=progress)
+        report = run_import(src, out, settings, show_progress=run.progress)
     _echo_import_report(report, out / REPORT_FILE)
     if report["imported"] == 0 or (settings.strict and report["bad"]):
         raise typer.Exit(EXIT_FAILED)
@@ -171,7 +184,7 @@ def merge_bank(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the object-bank commands to the `smile-data` app."""
-    app.command("build-objects")(build_objects)
-    app.command("import-objects")(import_objects)
-    app.command("merge-bank")(merge_bank)
+    """Add the object-bank commands to the `smile-data` app (typer names a command after its
+    function: build_objects -> build-objects)."""
+    for command in (build_objects, import_objects, merge_bank):
+        app.command()(command)

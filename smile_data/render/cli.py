@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
-import typing
 from pathlib import Path
 from typing import Any, Callable
 
 import typer
 
 from smile_data.cli_options import (
-    config_option, given_flags, rank_option, set_option, setting_option, workers_option, world_size_option,
+    config_option, given_flags, rank_option, set_option, setting_option, with_shared_options, workers_option,
+    world_size_option,
 )
 from smile_data.config import (
     apply_overrides, apply_sources, command_line_overrides, load_settings, settings_sources,
@@ -72,7 +71,7 @@ def dataset_command(settings_name: str) -> Callable[[Callable[..., None]], Calla
     shard output settings, --workers, --rank, --world-size, --overwrite, and --config / --set of
     the settings class `settings_name`. The command takes them as one keyword-only parameter,
     `run: DatasetRun`; the shard output flags reach it through `given_flags(ctx)` like its own."""
-    shared_flags = {
+    return with_shared_options(DatasetRun, after={
         "codec": (str, CODEC_OPTION),
         "quality": (int, QUALITY_OPTION),
         "prefix": (str, PREFIX_OPTION),
@@ -84,27 +83,7 @@ def dataset_command(settings_name: str) -> Callable[[Callable[..., None]], Calla
         "overwrite": (bool, OVERWRITE_OPTION),
         "config": (Path, config_option(settings_name)),
         "set_options": (list[str], set_option(f"{settings_name} field")),
-    }
-
-    def decorate(command: Callable[..., None]) -> Callable[..., None]:
-        hints = typing.get_type_hints(command)
-        own = [parameter.replace(annotation=hints[name])
-               for name, parameter in inspect.signature(command).parameters.items() if name != "run"]
-        shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option,
-                                    annotation=annotation)
-                  for name, (annotation, option) in shared_flags.items()]
-
-        @functools.wraps(command)
-        def with_shared_flags(**values: Any) -> None:
-            run = DatasetRun(**{field.name: values[field.name] for field in dataclasses.fields(DatasetRun)})
-            command(**{parameter.name: values[parameter.name] for parameter in own}, run=run)
-
-        parameters = own + shared
-        with_shared_flags.__signature__ = inspect.Signature(parameters)  # what typer reads
-        with_shared_flags.__annotations__ = {p.name: p.annotation for p in parameters}
-        return with_shared_flags
-
-    return decorate
+    })
 
 
 def render_settings(config: Path | None, overrides: dict[str, Any]) -> RenderSettings:
@@ -191,5 +170,6 @@ def pack(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("render")(render)
-    app.command("pack")(pack)
+    """Add render and pack to the `smile-data` app (typer names a command after its function)."""
+    for command in (render, pack):
+        app.command()(command)
