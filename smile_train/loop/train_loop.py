@@ -53,6 +53,9 @@ def micro_batch_plan(batch_size: int, micro_batch_size: int, world_size: int, re
     batch 256 with 2 masks per clip loads 128 clips per step.
     """
     micro = micro_batch_size or batch_size // world_size
+    if micro == 0:
+        raise ValueError(f"batch_size {batch_size} is smaller than the {world_size} processes: give each process "
+                         f"at least {repeats} (batch_size {world_size * repeats} or more) or run fewer processes")
     if micro < repeats or micro % repeats or batch_size % (micro * world_size):
         raise ValueError(
             f"batch_size {batch_size} must be a multiple of micro_batch_size {micro} x {world_size} "

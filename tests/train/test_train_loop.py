@@ -135,6 +135,8 @@ def test_micro_batch_plan_counts_masked_samples():
         micro_batch_plan(256, 48, 2, repeats=2)
     with pytest.raises(ValueError, match="mask_repeats"):
         micro_batch_plan(6, 3, 2, repeats=2)
+    with pytest.raises(ValueError, match="batch_size 16 is smaller than the 64 processes"):
+        micro_batch_plan(16, 0, 64)  # the finetuning recipe's batch on 64 GPUs
 
 
 def pretrain_command(sets: dict) -> list[str]:
