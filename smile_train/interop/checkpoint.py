@@ -277,9 +277,9 @@ def feature_encoder_from_checkpoint(info: CheckpointInfo) -> torch.nn.Module:
     """
     if info.layout == "classifier":
         state = {k: v for k, v in info.state.items() if not k.startswith("head.")}
-        model = ClassifierModel(info.size, 0, **info.geometry)
+        model = ClassifierModel(info.size, 0, **info.geometry)  # no head: it returns its pre-logits
         model.load_state_dict(state, strict=True)
-        return _PreLogits(model).eval()
+        return model.eval()
     spec = size_spec(info.size)
     encoder = VideoViTEncoder(spec.width, spec.depth, spec.heads, info.input_size, info.frames,
                               info.tubelet, info.patch)
@@ -287,15 +287,6 @@ def feature_encoder_from_checkpoint(info: CheckpointInfo) -> torch.nn.Module:
     encoder.load_state_dict({k[len(prefix):]: v for k, v in info.state.items() if k.startswith(prefix)
                              and k[len(prefix):].startswith(("patch_embed.", "blocks.", "norm."))}, strict=True)
     return _MeanTokens(encoder).eval()
-
-
-class _PreLogits(torch.nn.Module):
-    def __init__(self, model: ClassifierModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, videos: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(videos), pre_logits=True)
 
 
 class _MeanTokens(torch.nn.Module):
