@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smile_data.sampling import VideoSampling
+from smile_train.settings.run import RunSettings
 
 KINETICS_TEST_CLIPS = 7  # the released SMILE K400 script: --test_num_segment 7
 TEST_CROPS = 3
@@ -28,9 +29,9 @@ AUGMENT_PLACEMENTS = ("loader", "device")  # where RandAugment, crop, flip and e
 
 
 @dataclass
-class FinetuneSettings(VideoSampling):
+class FinetuneSettings(VideoSampling, RunSettings):
     """Finetuning; video shards (`<key>.mp4`) take a new temporal draw every epoch (`temporal`,
-    `stride`, `label_field`: VideoSampling's, inherited)."""
+    `stride`, `label_field`: VideoSampling's, inherited; the run's fields are RunSettings')."""
 
     # --- data: labelled shards written by `smile-data pack` ---
     shards: str = ""  # paths, globs, brace patterns or URLs, comma-separated
@@ -92,16 +93,7 @@ class FinetuneSettings(VideoSampling):
     # --- testing after training (docs/method.md §7, §9 views) ---
     test_clips: int = KINETICS_TEST_CLIPS
     test_crops: int = TEST_CROPS
-    # --- run ---
-    out_dir: str = "runs/finetune"
-    init_from: str = ""  # pretraining / finetuning checkpoint or an authors' file
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    fused_adamw: bool = True
-    save_every_steps: int = 500
-    keep_checkpoints: int = 3
-    log_every_steps: int = 10
+    out_dir: str = "runs/finetune"  # the run's fields: RunSettings
 
 
 @dataclass

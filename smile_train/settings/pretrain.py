@@ -13,12 +13,14 @@ from typing import Any
 from smile_data.config import SettingsError, apply_overrides, did_you_mean, plain_name, read_yaml
 from smile_train.data.sources import SourceSampling
 from smile_train.settings.checks import check_settings
+from smile_train.settings.run import RunSettings
 
 
 @dataclass
-class PretrainSettings(SourceSampling):
+class PretrainSettings(SourceSampling, RunSettings):
     """A stage's settings. The data sampling (temporal draw of video shards, crop, flip, overlays
-    drawn in the loader) is SourceSampling's (sources.py), inherited: flat keys like the rest."""
+    drawn in the loader) is SourceSampling's (sources.py) and the run's (output, start, seed,
+    device, checkpoints) RunSettings', inherited: flat keys like the rest."""
 
     # --- data (shards written by `smile-data render` or `smile-data pack`) ---
     shards: str = ""  # paths, globs, brace patterns or URLs (pipe:, http), comma-separated
@@ -74,16 +76,7 @@ class PretrainSettings(SourceSampling):
     betas: tuple[float, float] = (0.9, 0.95)
     clip_grad: float = 0.0  # 0: no clipping
     max_steps: int = 0  # 0: epochs x steps per epoch; a smaller value stops early (smoke runs)
-    # --- run ---
-    out_dir: str = "runs/pretrain"
-    init_from: str = ""  # checkpoint whose model weights start this run
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
-    fused_adamw: bool = True
-    save_every_steps: int = 500
-    keep_checkpoints: int = 3
-    log_every_steps: int = 10
+    out_dir: str = "runs/pretrain"  # the run's fields: RunSettings
 
 
 def split_stage_overrides(overrides: dict[str, Any], stage_names: list[str]) -> tuple[dict, dict]:
