@@ -11,8 +11,9 @@ over video shards written by `smile-data pack --store video` from K400-like file
 videos looped to 10 s at 30 fps, 320-px short side, H.264 with x264 defaults; re-encoded by the
 packer with its defaults at --short-side, the packing default unless given): decode only
 (temporal draw + decode of the window), the loader placement (decode + RandAugment + crop + flip
-+ erase box) and the device placement's worker (decode + draws). Rows take turns clip by clip, so load on the shared machine slows all alike;
-every timed clip is a new window decoded from the shards (nothing is replayed).
++ erase box) and the device placement's worker (decode + draws). Rows take turns clip by clip,
+so load on the shared machine slows all alike; every timed clip is a new window decoded from
+the shards (nothing is replayed).
 
     python benchmarks/bench_augment.py [--clips 48] [--part 1|2] [--short-side 256]
 """

@@ -17,9 +17,10 @@ spread over CORES_PER_GPU loader cores that is the clips/s each core must give.
 Measured (process CPU time of this one pinned process, every clip a new decode):
     clip shards      the pretraining worker on pre-rendered JPEG clips (trajectory mask,
                      multi-scale crop, flip, 2 masks; bench_loader.py's input)
-    finetuning       FinetuneClips over `pack --store video` shards of K400-like videos with the
-                     augmentation on the loader, and the worker's share with it on the device
-                     (bench_augment.py's input)
+    finetuning       FinetuneClips over `pack --store video` shards of K400-like videos, packed
+                     at the packing default's short side (256 px), with the augmentation on the
+                     loader, and the worker's share with it on the device (bench_augment.py's
+                     input; its --short-side 320 gives the dataset guides' shards)
 The video-shard pretraining worker is measured by bench_video_loader.py; its figure can be
 given with --video-pretrain CLIPS_PER_S to appear in the table.
 

@@ -130,3 +130,13 @@ def test_work_share_from_flags_and_launchers(monkeypatch):
     assert WorkShare(1, 3).tasks(0) == range(0) and list(WorkShare(2, 3).tasks(2)) == [1]
     with pytest.raises(ValueError):
         WorkShare(3, 3)
+
+
+def test_a_launcher_rank_outside_its_world_names_the_variables():
+    from smile_train.loop.runtime import launch_from_environment
+
+    assert launch_from_environment({"RANK": "1", "WORLD_SIZE": "2"}).rank == 1
+    with pytest.raises(ValueError, match="launcher variables .*RANK.*rank 2 is not within world size 2"):
+        launch_from_environment({"RANK": "2", "WORLD_SIZE": "2"})
+    with pytest.raises(ValueError, match="launcher variables .*SLURM_PROCID.*invalid literal"):
+        launch_from_environment({"SLURM_PROCID": "x", "SLURM_NTASKS": "2", "SLURM_JOB_NODELIST": "n1"})

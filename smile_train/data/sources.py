@@ -74,7 +74,7 @@ class SourceSettings(SourceSampling):
 
 
 def check_source(s: SourceSettings, where: str) -> None:
-    """A source entry's values, by the rules the stage's own settings pass (settings_check.py)."""
+    """A source entry's values, by the rules the stage's own settings pass (smile_train/settings/checks.py)."""
     check_settings(s, where)  # temporal, stride, crop, crop_scales, ...: an entry may override them
     if not s.shards:
         raise SettingsError(f"{where}: no shards given")

@@ -63,15 +63,19 @@ def launch_from_environment(env: dict[str, str] | None = None) -> Launch:
     without torchrun (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; rank 0 listens on the first
     host of SLURM_JOB_NODELIST at MASTER_PORT, default 29500), else one process."""
     env = os.environ if env is None else env
-    if "RANK" in env:
-        return Launch(int(env["RANK"]), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)),
-                      launcher="torchrun")
-    tasks = int(env.get("SLURM_NTASKS", 1))
-    if "SLURM_PROCID" in env and tasks > 1:
-        nodes = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST", "")
-        host = env.get("MASTER_ADDR") or first_host(nodes)
-        return Launch(int(env["SLURM_PROCID"]), tasks, int(env.get("SLURM_LOCALID", 0)),
-                      f"{host}:{int(env.get('MASTER_PORT', DEFAULT_MASTER_PORT))}", "SLURM")
+    try:
+        if "RANK" in env:
+            return Launch(int(env["RANK"]), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)),
+                          launcher="torchrun")
+        tasks = int(env.get("SLURM_NTASKS", 1))
+        if "SLURM_PROCID" in env and tasks > 1:
+            nodes = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST", "")
+            host = env.get("MASTER_ADDR") or first_host(nodes)
+            return Launch(int(env["SLURM_PROCID"]), tasks, int(env.get("SLURM_LOCALID", 0)),
+                          f"{host}:{int(env.get('MASTER_PORT', DEFAULT_MASTER_PORT))}", "SLURM")
+    except ValueError as error:
+        raise ValueError(f"launcher variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_PORT or SLURM_PROCID, "
+                         f"SLURM_NTASKS, SLURM_LOCALID): {error}") from None
     return Launch()
 
 

@@ -20,7 +20,7 @@ KINETICS_TEST_CLIPS = 7  # the released SMILE K400 script: --test_num_segment 7
 TEST_CROPS = 3
 MAX_TEST_CLIPS = 64  # temporal views a video sample is decoded into (K400 7, SSv2 2)
 MAX_CROPS = 16  # spatial views per clip: each is a clip-sized array (3-crop test)
-# Bounds of the augmentation settings (checked in settings_check.py)
+# Bounds of the augmentation settings (checked in settings/checks.py)
 MAX_REPEATED_AUGMENT = 16
 MAX_RAND_AUGMENT_OPS = 16
 RAND_AUGMENT_LEVEL_MAX = 10.0  # timm's magnitude scale
@@ -93,7 +93,7 @@ class FinetuneSettings(VideoSampling, RunSettings):
     # --- testing after training (docs/method.md §7, §9 views) ---
     test_clips: int = KINETICS_TEST_CLIPS
     test_crops: int = TEST_CROPS
-    out_dir: str = "runs/finetune"  # the run's fields: RunSettings
+    out_dir: str = "runs/finetune"  # this command's default; the other run fields: RunSettings
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The one-line meaning of every setting of the `smile-train` commands (`smile-train settings`).
 
 One table per settings dataclass; smile_data/settings_listing.py adds key, type and default from
-the dataclass and the allowed values from settings_check.RULES (the checks every run passes), and
+the dataclass and the allowed values from checks.RULES (the checks every run passes), and
 tests/test_settings_listing.py checks that every field has a meaning.
 """
 
@@ -174,7 +174,7 @@ configs/pretrain/smile_vitb_k400.yaml)."""
 
 
 def allowed_by_check(name: str) -> str:
-    """What settings_check accepts for a field, in its own words ("at least 1", "one of ...")."""
+    """What settings/checks.py accepts for a field, in its own words ("at least 1", "one of ...")."""
     return RULES[name][1] if name in RULES else ""
 
 

@@ -76,7 +76,7 @@ class PretrainSettings(SourceSampling, RunSettings):
     betas: tuple[float, float] = (0.9, 0.95)
     clip_grad: float = 0.0  # 0: no clipping
     max_steps: int = 0  # 0: epochs x steps per epoch; a smaller value stops early (smoke runs)
-    out_dir: str = "runs/pretrain"  # the run's fields: RunSettings
+    out_dir: str = "runs/pretrain"  # this command's default; the other run fields: RunSettings
 
 
 def split_stage_overrides(overrides: dict[str, Any], stage_names: list[str]) -> tuple[dict, dict]:

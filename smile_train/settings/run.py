@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 @dataclass
 class RunSettings:
-    out_dir: str = "runs/train"  # each command's settings name its own default
+    out_dir: str = "runs/train"  # pretraining and finetuning each set their own default
     init_from: str = ""  # checkpoint whose model weights start this run (ours or an authors' file)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
