@@ -56,18 +56,20 @@ def _number(field: bytes) -> int:
 
 def _plain_header(header: bytes) -> tarfile.TarInfo | None:
     """The TarInfo of a regular-file header (checksum verified), or None for any other kind."""
+    stored = _number(header[CHECKSUM])
+    if stored != sum(header) - sum(header[CHECKSUM]) + CHECKSUM_SPACES and stored not in tarfile.calc_chksums(header):
+        raise tarfile.InvalidHeaderError("bad checksum")  # checked first: a block that is no header
     kind = header[TYPE]
     if kind not in PLAIN_TYPES:
         return None
-    stored = _number(header[CHECKSUM])
-    if stored != sum(header) - sum(header[CHECKSUM]) + CHECKSUM_SPACES and stored not in tarfile.calc_chksums(header):
-        raise tarfile.InvalidHeaderError("bad checksum")
     name = tarfile.nts(header[NAME], tarfile.ENCODING, "surrogateescape")
     if kind == tarfile.AREGTYPE and name.endswith("/"):
         return None  # an old-style folder: tarfile's business
     prefix = tarfile.nts(header[PREFIX], tarfile.ENCODING, "surrogateescape")
     info = tarfile.TarInfo(f"{prefix}/{name}" if prefix else name)
     info.type, info.size = kind, _number(header[SIZE])
+    if info.size < 0:  # GNU base-256 can spell one; a negative read would take the rest of the stream
+        raise tarfile.InvalidHeaderError(f"member {info.name!r} has a negative size")
     return info
 
 

@@ -37,6 +37,11 @@ MP4_BOX_HEADER, MP4_LARGE_BOX_HEADER, MP4_FULL_BOX_HEADER = 8, 16, 4
 MP4_CONTAINER_BOXES = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"mvex",
                                  b"moof", b"traf", b"dinf"})
 VIDEO_HANDLER = b"vide"
+# A track's sample tables, by the kind FFmpeg keeps one of: it takes the last copy it reads, so a
+# second copy could declare what the first one was checked against. stsz and stz2 are one kind.
+SAMPLE_TABLE_KINDS = {b"stsz": b"stsz", b"stz2": b"stsz", b"stts": b"stts", b"ctts": b"ctts",
+                      b"stss": b"stss", b"stsc": b"stsc", b"stco": b"stco", b"co64": b"stco",
+                      b"elst": b"elst"}
 
 
 @dataclass
@@ -110,6 +115,7 @@ def _sample_table(data: bytes, stbl: _Box, budget: list[int]) -> dict[bytes, _Bo
 def _check_track(data: bytes, trak: _Box, max_samples: int, budget: list[int]) -> None:
     """One `trak`: its tables fit their boxes and declare no more than the samples there are."""
     boxes: dict[bytes, _Box] = {}
+    tables: set[bytes] = set()
     handler = b""
 
     def walk(parent: _Box, depth: int) -> None:
@@ -117,8 +123,14 @@ def _check_track(data: bytes, trak: _Box, max_samples: int, budget: list[int]) -
         if depth > MAX_DEPTH:
             raise VideoError(f"boxes nested more than {MAX_DEPTH} deep")
         for box in _mp4_boxes(data, parent.start, parent.end, budget):
-            if box.kind == b"hdlr":
-                handler = data[box.start + 8:box.start + 12]
+            if box.kind == b"hdlr" and not handler:  # the media handler; QuickTime's data handler follows
+                handler = data[box.start + 8:box.start + 12] if box.end - box.start >= 12 else b"?"
+            table = SAMPLE_TABLE_KINDS.get(box.kind)
+            if table is not None:
+                if table in tables:
+                    raise VideoError(f"a track holds a second {box.kind.decode()} table "
+                                     f"({table.decode()} kind); FFmpeg would use the unchecked copy")
+                tables.add(table)
             if box.kind in MP4_CONTAINER_BOXES:
                 walk(box, depth + 1)
             else:

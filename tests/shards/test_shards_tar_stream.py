@@ -93,6 +93,23 @@ def test_unreadable_streams_are_named():
             ours(stream)
 
 
+def test_a_negative_member_size_is_refused_not_read_to_the_end():
+    header = bytearray(tarfile.TarInfo("a.json").tobuf(tarfile.GNU_FORMAT))
+    header[124:136] = b"\xff" * 11 + b"\xfe"  # GNU base-256 for -2
+    header[148:156] = b" " * 8
+    header[148:155] = f"{sum(header):06o}\0".encode()
+    stream = bytes(header) + b"x" * (50 * BLOCK) + bytes(2 * BLOCK)
+    with pytest.raises(UnreadableShard, match="negative size"):
+        ours(stream)
+    after_a_member = archive(tarfile.GNU_FORMAT, SMALL[:1])[: 2 * BLOCK] + stream
+    assert [name for name, *_ in ours(after_a_member)] == ["a.json"]  # the stream ends there
+
+
+def test_a_block_that_is_no_header_ends_the_stream_after_a_member():
+    data = archive(tarfile.GNU_FORMAT, SMALL)[: 4 * BLOCK] + b"\x37" * BLOCK + bytes(2 * BLOCK)
+    assert ours(data) == theirs(data)
+
+
 def test_an_unread_member_is_skipped_not_read():
     data = archive(tarfile.GNU_FORMAT, [("a.bin", b"a" * 3000), ("b.bin", b"b" * 10)])
     stream = io.BytesIO(data)

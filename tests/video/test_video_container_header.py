@@ -86,6 +86,33 @@ def test_mp4_structure_lies_are_refused(mp4):
         check_mp4_header(mp4 + mp4[moov_start - 8:moov_end], VideoLimits().max_frames)
 
 
+def _with_box_in_sample_table(mp4: bytes, box: bytes) -> bytes:
+    """The MP4 with `box` appended to its first track's sample table (every enclosing box grown)."""
+    grown = bytearray(mp4)
+    for depth in range(1, len(SAMPLE_TABLE) + 1):
+        start, end = mp4_box(mp4, *SAMPLE_TABLE[:depth])
+        grown[start - 8:start - 4] = (end - start + 8 + len(box)).to_bytes(4, "big")
+    _, table_end = mp4_box(mp4, *SAMPLE_TABLE)
+    return bytes(grown[:table_end]) + box + bytes(grown[table_end:])
+
+
+@pytest.mark.parametrize("second", [
+    _box(b"stsz", bytes(4) + (1).to_bytes(4, "big") + MANY.to_bytes(4, "big")),  # FFmpeg keeps the last
+    _box(b"stz2", bytes(4) + (16).to_bytes(4, "big") + MANY.to_bytes(4, "big")),
+], ids=["stsz", "stz2"])
+def test_a_second_sample_table_of_a_kind_is_refused(mp4, second):
+    with pytest.raises(VideoError, match="a track holds a second .* table"):
+        check_mp4_header(_with_box_in_sample_table(mp4, second), VideoLimits().max_frames)
+
+
+def test_a_quicktime_data_handler_does_not_hide_the_video_track(mp4):
+    data_handler = _box(b"hdlr", bytes(8) + b"alis" + bytes(12))  # minf's, after mdia's own
+    lying = _with_box_in_sample_table(mp4, data_handler)
+    lying = patch_sample_table(patch_sample_table(lying, *CONSTANT_SIZE), "stsz", 8, 200_000)
+    with pytest.raises(VideoError, match="the video track declares 200000 samples"):
+        check_mp4_header(lying, VideoLimits().max_frames)
+
+
 def test_fragment_runs_without_per_sample_rows_must_fit_in_the_file(mp4):
     tfhd = _box(b"tfhd", (0x10).to_bytes(4, "big") + (1).to_bytes(4, "big") + (1000).to_bytes(4, "big"))
     trun = _box(b"trun", (0).to_bytes(4, "big") + MANY.to_bytes(4, "big"))
