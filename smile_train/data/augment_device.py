@@ -49,10 +49,21 @@ from smile_train.data.augment_tables import (
 FILL = 128.0  # what warps move in, and what padding holds
 NO_OP = -1  # an unused position of a plan
 LINEAR_WEIGHT_SCALE = 2048  # OpenCV's INTER_RESIZE_COEF_SCALE: bilinear weights in 11 bits
-RAW_FIELDS = ("video", "frame_size", "ops", "args", "crop", "flip")  # what the device path reads
+# Decoded frames a worker ships whole, padded to the batch's largest and turned to float32 once
+# per copy on the device: 1080p (a 16-frame batch of 8 is 3.2 GB a copy) is the most accepted.
+MAX_DEVICE_FRAME_PIXELS = 1920 * 1080
 
 
 # --- in the loader worker --------------------------------------------------------------------
+
+
+def check_frame_size(key: str, height: int, width: int) -> None:
+    """Refuse a sample whose whole frames are too large to ship to the device (it is skipped and
+    counted like any unreadable sample)."""
+    if height * width > MAX_DEVICE_FRAME_PIXELS:
+        raise ValueError(f"sample {key}: {width}x{height} frames are over augment_device: device's "
+                         f"{MAX_DEVICE_FRAME_PIXELS:,} pixels; pack at a smaller --short-side or use "
+                         "augment_device: loader")
 
 
 def pack_draws(copies: list[CopyDraws], max_ops: int) -> dict[str, torch.Tensor]:

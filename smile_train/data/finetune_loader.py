@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from smile_train.data.augment import apply_copy, draw_copies
-from smile_train.data.augment_device import collate_padded, pack_draws
+from smile_train.data.augment_device import check_frame_size, collate_padded, pack_draws
 from smile_train.data.loader import PretrainClips, build_loader
 from smile_train.data.sources import SourceSampler
 
@@ -56,6 +56,7 @@ class FinetuneClips(PretrainClips):
         labels = torch.full((len(copies),), label, dtype=torch.int64)
         erase = torch.tensor([copy.erase for copy in copies], dtype=torch.int64)
         if s.augment_device == "device":
+            check_frame_size(key, *frames.shape[1:3])
             raw = torch.from_numpy(np.ascontiguousarray(frames))
             return {"video": raw, "frame_size": torch.tensor(frames.shape[1:3]), "label": labels, "erase": erase,
                     **pack_draws(copies, s.rand_augment_ops)}

@@ -18,7 +18,7 @@ import torch
 from smile_train.data.augment import OP_NAMES, CopyDraws, apply_copy, draw_copies, level_to_argument
 from smile_train.data.augment_device import augment_batch, collate_padded, pack_draws
 from smile_train.data.finetune_loader import FinetuneClips, build_finetune_loader
-from smile_train.data.loader import expand_urls
+from smile_train.data.loader import TooManyCorruptSamples, expand_urls
 from smile_train.loop.finetune import run_finetune
 from smile_train.settings.checks import check_settings
 from smile_train.settings.finetune import FinetuneSettings
@@ -97,6 +97,18 @@ def test_the_stream_draws_alike_in_both_placements(tmp_path):
         augmented = augment_batch(on_device, 16, CPU)
         difference = (augmented.int() - on_loader["video"].flatten(0, 1).int()).abs()
         assert augmented.shape == (6, 8, 16, 16, 3) and float((difference > 1).float().mean()) < MAX_SHARE_OVER_ONE
+
+
+def test_frames_too_large_for_the_device_are_skipped_and_counted(tmp_path, monkeypatch):
+    import smile_train.data.augment_device as augment_device
+
+    shards = write_labelled_shards(tmp_path / "train", videos=2, clips_per_video=1, seed=5)
+    monkeypatch.setattr(augment_device, "MAX_DEVICE_FRAME_PIXELS", 16 * 16 - 1)
+    settings = check_settings(FinetuneSettings(shards=str(shards / "*.tar"), num_classes=2, input_size=16, frames=8,
+                                               num_workers=0, augment_device="device", max_corrupt_samples=1))
+    with pytest.raises(TooManyCorruptSamples, match="frames are over augment_device: device's 255 pixels"):
+        next(iter(FinetuneClips(expand_urls(settings.shards), settings)))
+    augment_device.check_frame_size("fits", 15, 17)
 
 
 def test_a_device_placement_run_trains_and_resumes_exactly(tmp_path):
