@@ -250,7 +250,10 @@ def restore_training_state(
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
-    return int(state["step"])
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise ValueError(f"{source}: its step {step!r} is not an integer")
+    return step
 
 
 GEOMETRY_SETTINGS = ("model", "target", "input_size", "frames", "num_classes")

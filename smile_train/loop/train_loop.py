@@ -143,6 +143,9 @@ class Run:
             return 0
         saved = ckpt.load_checkpoint(existing[-1])
         step = rt.restore_training_state(saved, self.model, self.optimizer, self.scaler, str(existing[-1]))
+        if not 0 <= step <= self.steps.total_steps:  # it sizes the loader's skip and the step loop
+            raise ValueError(f"{existing[-1]}: step {step} is outside this run's 0..{self.steps.total_steps} "
+                             "(were the settings changed since it was written?)")
         if self.ema is not None:  # a run that starts averaging on resume starts from the weights
             self.ema.load_state_dict(saved["model_ema"] if "model_ema" in saved else self.model.state_dict())
         if self.runtime.is_main:

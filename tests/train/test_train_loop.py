@@ -79,6 +79,14 @@ def test_resume_reproduces_the_next_steps(tiny_shards, tmp_path):
         assert resumed[step] == pytest.approx(reference[step], rel=1e-5)
     final = load_checkpoint(tmp_path / "b" / "checkpoints" / "final.pt")
     assert final["step"] == 4 and "encoder.blocks.0.attn.qkv.weight" in final["model"]
+    saved = load_checkpoint(tmp_path / "a" / "checkpoints" / "step-000000002.pt")
+    for step, message in ((10**12, r"step 1000000000000 is outside this run's 0..4"),
+                          (-1, r"step -1 is outside"), (2.5, r"its step 2.5 is not an integer")):
+        copied = tmp_path / f"c{step}" / "checkpoints" / "step-000000002.pt"
+        copied.parent.mkdir(parents=True)
+        torch.save({**saved, "step": step}, copied)
+        with pytest.raises(ValueError, match=message):  # it would size the loader's skip
+            run_pretrain(None, tiny_overrides(tiny_shards, tmp_path / f"c{step}"), resume=True)
 
 
 def test_two_stages_chain_and_write_logs(tiny_shards, tmp_path):
