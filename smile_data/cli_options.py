@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import inspect
 import os
+import select
 import sys
 import tarfile
 import types
@@ -66,7 +67,10 @@ class AppGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except BrokenPipeError:  # the reader went away (`smile-data samples photos | head -1`)
+        except BrokenPipeError as error:
+            if not _stdout_is_gone():
+                typer.echo(f"error: {error_message(error)}", err=True)  # another pipe: a real failure
+                raise typer.Exit(EXIT_BAD_INPUT) from None
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as error:
@@ -74,6 +78,17 @@ class AppGroup(TyperGroup):
                 raise
             typer.echo(f"error: {error_message(error)}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _stdout_is_gone() -> bool:
+    """Whether stdout is a pipe whose reader went away (`smile-data samples photos | head -1`):
+    polling its write end reports an error then."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test runner's buffer)
+        return False
 
 
 def is_user_error(error: Exception) -> bool:

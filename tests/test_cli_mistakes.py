@@ -136,3 +136,22 @@ def test_a_reader_that_stops_early_is_no_error():
     child.stdout.close()  # the reader is gone before the command writes (it is still starting)
     error = child.stderr.read().decode()
     assert child.wait(timeout=60) == 1 and error == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error():
+    from typer.testing import CliRunner
+
+    from smile_data.cli_options import make_app
+
+    app = make_app("test")
+
+    @app.command()
+    def send() -> None:
+        raise BrokenPipeError(32, "Broken pipe")  # a worker's or a store's connection, not stdout
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    result = CliRunner().invoke(app, ["send"])
+    assert result.exit_code == 2 and "error: " in result.output and "Broken pipe" in result.output

@@ -19,11 +19,11 @@ from typing import Any, Callable
 import typer
 
 from smile_data.cli_options import (
-    config_option, given_flags, rank_option, set_option, setting_option, with_shared_options, workers_option,
-    world_size_option,
+    command_settings, config_option, given_flags, rank_option, set_option, setting_option, with_shared_options,
+    workers_option, world_size_option,
 )
 from smile_data.config import (
-    apply_overrides, apply_sources, command_line_overrides, load_settings, settings_sources,
+    apply_overrides, apply_sources, command_line_overrides, settings_sources,
 )
 from smile_data.distributed import resolve_work_share
 from smile_data.processes import MAX_WORKERS
@@ -164,8 +164,7 @@ def pack(
     or with --store video the whole videos, for the trainer to sample from every epoch."""
     from smile_data.render.run import pack_dataset
 
-    overrides = command_line_overrides(run.set_options, given_flags(ctx))
-    settings = load_settings(PackSettings, run.config, overrides)
+    settings = command_settings(PackSettings, run.config, run.set_options, given_flags(ctx))
     _report(out, run.write(pack_dataset, settings, out), "videos" if settings.store == "video" else "clips")
 
 

@@ -174,8 +174,10 @@ class CorruptSampleCounter:
         return True
 
     def bad_sample(self, raw: dict[str, Any], error: Exception) -> None:
-        """Count a sample of `tar_samples` that could not be prepared, naming its shard."""
-        self(ValueError(f"shard {raw.get(layout.SHARD_FIELD, '?')}: {error}"))
+        """Count a sample of `tar_samples` that could not be prepared, naming its shard (once:
+        a video's decoder errors name it already, sources.errors_named)."""
+        named = f"shard {raw.get(layout.SHARD_FIELD, '?')}: "
+        self(error if str(error).startswith(named) else ValueError(f"{named}{error}"))
 
     def take_pending(self) -> int:
         pending, self.pending = self.pending, 0

@@ -244,3 +244,13 @@ def test_a_video_sample_is_opened_once_and_its_recorded_index_spares_the_packet_
     assert (len(opens), len(packet_passes)) == (1, 0)
     sampler(raw_video(counter_mp4), np.random.default_rng(0))  # no record: one open, one packet pass
     assert (len(opens), len(packet_passes)) == (2, 1)
+
+
+def test_a_skipped_sample_names_its_shard_once():
+    from smile_train.data.loader import CorruptSampleCounter, TooManyCorruptSamples
+
+    raw = {"__url__": "shards/videos-000003.tar"}
+    for error in (ValueError("sample video0: bad"), ValueError("shard shards/videos-000003.tar: sample video0: bad")):
+        with pytest.raises(TooManyCorruptSamples) as refused:
+            CorruptSampleCounter(0).bad_sample(raw, error)
+        assert str(refused.value).count("shards/videos-000003.tar") == 1
