@@ -4,10 +4,11 @@ layer-decay optimiser, resume, then the step body with its micro-loss, final mul
 Shares the pretraining machinery: train_loop.py (the step body: seed, learning rate, gradient
 accumulation, optimiser step, weight average, logs, checkpoints), runtime.py (processes,
 autocast, scaler, AdamW), lr_schedule.py (the cosine), checkpoint.py (atomic step checkpoints,
-weights-only loading) and data.py (shard stream, seeding, resume skipping, corrupt-sample limit).
+weights-only loading) and data/loader.py (shard stream, seeding, resume skipping, corrupt-sample
+limit).
 
 Iteration: resampled shards like pretraining (each process and worker draws shards with
-replacement); an epoch is `clips_per_epoch` clips (default: the shards' sample count, data.epoch_clips), so
+replacement); an epoch is `clips_per_epoch` clips (default: the shards' sample count, loader.epoch_clips), so
 the schedule is counted in steps = epochs x clips_per_epoch / batch_size, and resuming is exact.
 `batch_size` counts loaded clips, as the released scripts do (the lr scales with it); with
 repeated augmentation each step trains on batch_size x repeated_augment augmented copies.

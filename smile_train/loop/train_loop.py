@@ -110,7 +110,7 @@ class StepPlan:
 
 class LoaderAt(Protocol):
     """Builds a run's loader of `micro_batch` clips for `rank`, positioned after the first
-    `resume_batches` batches (data.build_loader, finetune_data.build_finetune_loader)."""
+    `resume_batches` batches (loader.build_loader, finetune_loader.build_finetune_loader)."""
 
     def __call__(self, micro_batch: int, rank: int, resume_batches: int = 0,
                  pin_memory: bool = False) -> Iterable[dict]: ...
