@@ -16,6 +16,9 @@ statistics operations give PIL's pixels exactly (smile_train.data.augment_tables
 Sharpness differ by at most one level on a small share of pixels (OpenCV's grey conversion,
 smoothing and blend round where PIL truncates); warps resample with OpenCV's bicubic kernel
 (a = -0.75; PIL's affine uses -1) and constant grey border taps, a level or two at edges.
+Rotate is OpenCV's per-pixel warp. Shears and translations move pixels along one axis, so every
+row (or column) is one 4-tap filter at one fractional position: about a quarter of the cost,
+and within a level of OpenCV's warp, which rounds positions to 1/32 pixel where this does not.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ Plan = Sequence[tuple[str, float]]
 FILL = (128, 128, 128)  # what warps move in (timm's default fill)
 WARP_FLAGS = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
 BICUBIC_REACH = 2  # a bicubic sample reads input pixels up to 2 away from its position
+CUBIC_A = -0.75  # the bicubic kernel's free parameter in OpenCV and torch's grid_sample
+CUBIC_TAPS = 4  # samples per output pixel along one axis
+ROW_WARPS = ("ShearX", "TranslateX")  # warps that move pixels within their row ...
+COLUMN_WARPS = ("ShearY", "TranslateY")  # ... or within their column
 # OpenCV's blend rounds to nearest; PIL truncates: subtracting just under half a level turns
 # rounding into truncation, except for results within 1/512 of the next level up.
 TRUNCATE_OFFSET = -0.5 + 1 / 512
@@ -169,14 +176,78 @@ def _sharpness(src: np.ndarray, dst: np.ndarray, region: Region, factor: float) 
 
 
 def _warp(src: np.ndarray, dst: np.ndarray, region: Region, name: str, argument: float) -> None:
-    """Bicubic resampling of the output `region` only: the map is shifted to the region."""
+    """Bicubic resampling of the output `region` only. Shears and translations move pixels along
+    one axis (`_shift_rows`); Rotate warps each frame with OpenCV, the map shifted to the region."""
     frames, height, width = src.shape[:3]
     x0, y0, x1, y1 = region
     matrix = warp_matrix(name, argument, width, height)
+    if name in ROW_WARPS:  # x_in = x + shear y + offset, y_in = y
+        _shift_rows(src[:, y0:y1], dst[:, y0:y1, x0:x1], x0, y0, matrix[0, 1], matrix[0, 2])
+        return
+    if name in COLUMN_WARPS:  # the same along columns: rows of the frames transposed
+        columns = np.empty((frames, x1 - x0, height, 3), np.uint8)
+        shifted = np.empty((frames, x1 - x0, y1 - y0, 3), np.uint8)
+        for t in range(frames):
+            cv2.transpose(src[t, :, x0:x1], dst=columns[t])
+        _shift_rows(columns, shifted, y0, x0, matrix[1, 0], matrix[1, 2])
+        for t in range(frames):
+            cv2.transpose(shifted[t], dst=dst[t, y0:y1, x0:x1])
+        return
     matrix[:, 2] += matrix[:, :2] @ np.array([x0, y0], np.float64)
     for t in range(frames):
         cv2.warpAffine(src[t], matrix, (x1 - x0, y1 - y0), dst=dst[t, y0:y1, x0:x1], flags=WARP_FLAGS,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=FILL)
+
+
+def cubic_weights(phase: float) -> np.ndarray:
+    """(1, 4) float32 weights of the samples at -1, 0, 1, 2 around a position `phase` (0..1) past
+    a pixel: the bicubic convolution kernel with OpenCV's and grid_sample's a = -0.75."""
+    a = CUBIC_A
+    near = [phase, 1.0 - phase]  # distances to the two nearest samples
+    inner = [((a + 2) * d - (a + 3)) * d * d + 1 for d in near]
+    outer = ((a * (phase + 1) - 5 * a) * (phase + 1) + 8 * a) * (phase + 1) - 4 * a
+    return np.array([[outer, inner[0], inner[1], 1.0 - outer - inner[0] - inner[1]]], np.float32)
+
+
+def _shift_rows(rows: np.ndarray, out: np.ndarray, x0: int, y0: int, shear: float, offset: float) -> None:
+    """A warp that keeps every row: out[:, i, j] samples row i of `rows` (all frames) at
+    x0 + j + shear (y0 + i) + offset, with bicubic taps along the row and grey outside the frame.
+    Every pixel of a row shares one fractional position, so a row is one 4-tap filter (a
+    translation's rows all share one): a fraction of the cost of OpenCV's per-pixel bicubic map.
+    rows (T, h, W, 3), out (T, h, n, 3)."""
+    height, width = rows.shape[1:3]
+    count = out.shape[2]
+    positions = x0 + shear * (y0 + np.arange(height)) + offset  # of each row's first output pixel
+    bands = [(0, height)] if shear == 0 else [(i, i + 1) for i in range(height)]
+    for i0, i1 in bands:
+        start = int(np.floor(positions[i0]))
+        # output j reads inputs start + j - 1 .. start + j + 2: those before `first` or from `last`
+        # on read only fill (each tap beyond the frame reads grey, as OpenCV's constant border)
+        first = min(max(0, -2 - start), count)
+        last = max(first, min(count, width + 1 - start))
+        out[:, i0:i1, :first] = FILL
+        out[:, i0:i1, last:] = FILL
+        if last == first:
+            continue
+        weights = cubic_weights(positions[i0] - start)
+        span = (start + first - 1, start + last + 2)  # the inputs the filter reads
+        if i1 - i0 == 1:  # one row of every frame: one (T, L, 3) image
+            out[:, i0, first:last] = _filtered_span(rows[:, i0], span, weights)
+        else:
+            for t in range(rows.shape[0]):
+                out[t, i0:i1, first:last] = _filtered_span(rows[t, i0:i1], span, weights)
+
+
+def _filtered_span(image: np.ndarray, span: tuple[int, int], weights: np.ndarray) -> np.ndarray:
+    """Each row of `image` (r, W, 3) correlated with (1, 4) weights at -1 .. 2, for the outputs
+    that read columns span[0] .. span[1] - 1 (grey beyond the image): (r, span - 3, 3)."""
+    low, high = span
+    width = image.shape[1]
+    inside = image[:, max(low, 0) : min(high, width)]
+    if low < 0 or high > width:
+        inside = cv2.copyMakeBorder(inside, 0, 0, max(0, -low), max(0, high - width), cv2.BORDER_CONSTANT,
+                                    value=FILL)
+    return cv2.filter2D(inside, -1, weights, anchor=(1, 0), borderType=cv2.BORDER_REPLICATE)[:, 1:-2]
 
 
 def _apply_one(name: str, argument: float, src: np.ndarray, dst: np.ndarray, region: Region) -> None:

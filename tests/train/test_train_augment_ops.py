@@ -128,3 +128,31 @@ def test_input_clip_is_never_written():
     for name in OP_NAMES:
         apply_rand_augment(clip, [(name, level_to_argument(name, 7.0, True, np.random.default_rng(0)))] * 2)
     assert np.array_equal(clip, before)
+
+
+@pytest.mark.parametrize("name", ("ShearX", "ShearY", "TranslateX", "TranslateY"))
+@pytest.mark.parametrize("argument", (-0.45, -0.21, 0.03, 0.3, 0.45))
+def test_row_and_column_warps_match_opencvs_bicubic_warp(name, argument):
+    """Shears and translations filter whole rows or columns; OpenCV's per-pixel warp (the kernel
+    they share, grey taps beyond the frame) is the reference: a level at most, on a few values in
+    a thousand (OpenCV rounds positions to 1/32 pixel), over the whole frame and a crop region."""
+    import cv2
+
+    from smile_train.data.augment_tables import warp_matrix
+    from smile_train.data.rand_augment import FILL, WARP_FLAGS
+
+    clip = photo_like_clip(3, seed=6, height=48, width=64)
+    for keep in ((0, 0, 64, 48), (7, 3, 50, 41)):
+        x0, y0, x1, y1 = keep
+        ours = apply_rand_augment(clip, [(name, argument)], keep=keep)[:, y0:y1, x0:x1].astype(int)
+        matrix = warp_matrix(name, argument, 64, 48)
+        reference = np.stack([cv2.warpAffine(frame, matrix, (64, 48), flags=WARP_FLAGS, borderMode=cv2.BORDER_CONSTANT,
+                                             borderValue=FILL) for frame in clip])[:, y0:y1, x0:x1]
+        difference = np.abs(ours - reference)
+        assert difference.max() <= 1 and np.mean(difference > 0) < 0.01
+
+
+@pytest.mark.parametrize("name, argument", (("TranslateX", 1.2), ("TranslateY", -1.5)))
+def test_a_translation_past_the_frame_leaves_only_grey(name, argument):
+    clip = photo_like_clip(2, seed=7, height=20, width=30)
+    assert (apply_rand_augment(clip, [(name, argument)]) == 128).all()
