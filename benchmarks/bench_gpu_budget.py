@@ -16,7 +16,8 @@ A GPU at UTILISATION of its dense bf16 peak then consumes peak x UTILISATION / F
 spread over CORES_PER_GPU loader cores that is the clips/s each core must give.
 Measured (process CPU time of this one pinned process, every clip a new decode):
     clip shards      the pretraining worker on pre-rendered JPEG clips (trajectory mask,
-                     multi-scale crop, flip, 2 masks; bench_loader.py's input)
+                     multi-scale crop, flip, 2 masks; bench_loader.py's input), with the crop
+                     and flip in the worker, and the worker's share with them on the device
     finetuning       FinetuneClips over `pack --store video` shards of K400-like videos, packed
                      at the packing default's short side (256 px), with the augmentation on the
                      loader, and the worker's share with it on the device (bench_augment.py's
@@ -102,7 +103,9 @@ def measure(clips: int) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as folder:
         urls = write_shards(Path(folder) / "clips", clips + 64, frames=FRAMES, size=IMG_SIZE, codec="jpg")
-        measured = {"clip shards": per_core(clips, pretrain_stream(urls, "trajectory", "multiscale"))}
+        measured = {"clip shards": per_core(clips, pretrain_stream(urls, "trajectory", "multiscale")),
+                    "clip shards, crop on the device": per_core(clips, pretrain_stream(urls, "trajectory",
+                                                                                       "multiscale", "device"))}
         shards = pack_k400_like(Path(folder) / "videos")
         base = FinetuneSettings(shards=shards, num_classes=len(os.listdir(Path(folder) / "videos" / "sources")),
                                 num_workers=0, shuffle_buffer=8)
@@ -123,7 +126,7 @@ def main() -> None:
     measured = measure(args.clips)
     if args.video_pretrain:
         measured["video shards (given)"] = args.video_pretrain
-    runs = {"pretraining": ("clip shards", "video shards (given)"),
+    runs = {"pretraining": ("clip shards", "clip shards, crop on the device", "video shards (given)"),
             "finetuning": ("finetuning, augmentation on the loader", "finetuning, augmentation on the device")}
     print(f"GPU budget: {UTILISATION:.0%} of the dense bf16 peak, {CORES_PER_GPU} loader cores per GPU; "
           f"measured on one core ({pinned}), process CPU time; load average {load_before} -> "

@@ -10,6 +10,8 @@ Goal: smile >= 1.5x reference-style clips/s.
 Then finetuning augmentation on the device (`augment_device: device`): `augment_batch` on a batch
 of decoded K400-size clips (16 frames of 320 x 427, two frame sizes padded together) with the
 released RandAugment draws: ms per batch and clips/s, next to the finetuning step it rides on.
+And pretraining's crop on the device (`augment_device: device`, clip shards): `crop_flip_batch`
+on a batch of clips with multi-scale crop boxes and flips.
 
     python benchmarks/gpu_check.py            # on a CUDA machine (make gpu-check)
     python benchmarks/gpu_check.py --smoke    # tiny shapes on the CPU, to check the script runs
@@ -27,12 +29,14 @@ from command_line import Option, benchmark_parser  # this script's folder
 
 from smile_train.data import masking
 from smile_train.data.augment import draw_copies
-from smile_train.data.augment_device import augment_batch, collate_padded, pack_draws
+from smile_data.sampling import multiscale_crop_box
+from smile_train.data.augment_device import augment_batch, collate_padded, crop_flip_batch, pack_draws
 from smile_train.loop import runtime as rt
 from smile_train.loop.pretrain import masked_loss
 from smile_train.model.teacher import FeatureTeacher
 from smile_train.model.vit import build_pretrain_model, set_attention_impl
 from smile_train.settings.finetune import FinetuneSettings
+from smile_train.settings.pretrain import PretrainSettings
 
 # Dense bf16/fp16 tensor-core peaks (FLOP/s), for MFU; the most specific name that matches wins.
 PEAK_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -147,6 +151,26 @@ def augment_row(args, device: torch.device) -> dict:
     return {"batch ms": seconds * 1e3, "clips/s": args.batch / seconds}
 
 
+def crop_row(args, device: torch.device) -> dict:
+    """Pretraining's device crop of one batch of clip-shard clips: ms per batch and clips/s."""
+    s = PretrainSettings(input_size=args.size, frames=args.frames)
+    rng = np.random.default_rng(0)
+    boxes = [multiscale_crop_box(rng, args.size, args.size, args.size, tuple(s.crop_scales), s.crop_max_distort,
+                                 s.crop_offsets) for _ in range(args.batch)]
+    batch = {"video": torch.from_numpy(rng.integers(0, 256, (args.batch, args.frames, args.size, args.size, 3),
+                                                    dtype=np.uint8)),
+             "crop": torch.tensor(boxes, dtype=torch.int64), "flip": torch.from_numpy(rng.random(args.batch) < 0.5)}
+    if device.type == "cuda":
+        batch["video"] = batch["video"].pin_memory()
+
+    def one_step() -> None:
+        crop_flip_batch(batch, args.size, device)
+
+    seconds_per_step(one_step, args.warmup, device)  # warm-up, not kept
+    seconds = seconds_per_step(one_step, args.steps, device)
+    return {"batch ms": seconds * 1e3, "clips/s": args.batch / seconds}
+
+
 def main() -> None:
     args = benchmark_parser(__doc__, [
         Option("--batch", 32, "clips per step (x2 masks)"),
@@ -176,6 +200,9 @@ def main() -> None:
     print(f"\nfinetuning augmentation on the device (RandAugment m7-n4, crop, flip; raw frames "
           f"{AUGMENT_FRAME_SIZES} padded): {augment['batch ms']:.1f} ms per batch of {args.batch}, "
           f"{augment['clips/s']:.0f} clips/s (includes the host-to-device copy of the frames)")
+    crop = crop_row(args, device)
+    print(f"pretraining crop on the device (multi-scale crop, flip; clip-shard frames {args.size}^2): "
+          f"{crop['batch ms']:.1f} ms per batch of {args.batch}, {crop['clips/s']:.0f} clips/s (with the copy)")
 
 
 if __name__ == "__main__":

@@ -245,8 +245,15 @@ def decode_crop_flip(clip: EncodedClip, boxes: np.ndarray, box: tuple[int, int, 
             crop_resize(scratch, box, size, out=out[t])
         if flip:
             cv2.flip(out[t], 1, dst=out[t])
-    boxes = boxes if whole else crop_boxes(boxes, box, size)
-    return out, flip_boxes(boxes, size) if flip else boxes
+    return out, crop_flip_boxes(boxes, box, clip.height, clip.width, size, flip)
+
+
+def crop_flip_boxes(boxes: np.ndarray, box: tuple[int, int, int, int], height: int, width: int, size: int,
+                    flip: bool) -> np.ndarray:
+    """Boxes (T, K, 4) in (height, width) frames -> where they land once the frames are cropped
+    to `box`, resized to size x size and mirrored if `flip` (crop_resize_clip, hflip)."""
+    boxes = boxes if _is_whole(box, height, width, size) else crop_boxes(boxes, box, size)
+    return flip_boxes(boxes, size) if flip else boxes
 
 
 def hflip(frames: np.ndarray, boxes: np.ndarray, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -214,6 +214,13 @@ class EncodedClip:
         where = f"sample {self.key}: member {self.key}.{layout.frame_extension(t, self.codec)}"
         _decode_frame(self.frames[t], self.codec, where, out)
 
+    def decode_all(self) -> np.ndarray:
+        """Every frame: (T, height, width, 3) uint8."""
+        frames = np.empty((len(self.frames), self.height, self.width, 3), np.uint8)
+        for t in range(len(self.frames)):
+            self.decode_into(t, frames[t])
+        return frames
+
 
 def open_sample(raw: dict[str, Any]) -> EncodedClip:
     """Check a raw sample dict (from iter_tar_samples) before any frame is decoded.
@@ -253,10 +260,7 @@ def decode_sample(raw: dict[str, Any]) -> ClipSample:
     """Decode a raw sample dict (from iter_tar_samples) with the project's own decoders,
     after every check of `open_sample`; ValueError names the key and member of a problem."""
     clip = open_sample(raw)
-    frames = np.empty((len(clip.frames), clip.height, clip.width, 3), np.uint8)  # (T, H, W, 3)
-    for t in range(len(clip.frames)):
-        clip.decode_into(t, frames[t])
-    return ClipSample(clip.key, frames, clip.metadata, clip.label)
+    return ClipSample(clip.key, clip.decode_all(), clip.metadata, clip.label)
 
 
 def decode_webdataset_sample(sample: dict[str, Any]) -> ClipSample:

@@ -1,4 +1,5 @@
-"""Finetuning augmentation batched on the training device (`augment_device: device`).
+"""Finetuning augmentation batched on the training device (`augment_device: device`); for
+pretraining on clip shards, the crop and flip alone (`crop_flip_batch`).
 
 Loader workers decode a clip and draw its copies' augmentation (`augment.draw_copies`: the same
 draws, in the same order, as with `augment_device: loader`); `pack_draws` turns the draws into
@@ -276,7 +277,21 @@ def augment_batch(batch: dict[str, Any], input_size: int, device: torch.device) 
             chosen = torch.nonzero(ops[:, position] == number).flatten()
             on_device = chosen.to(device)
             x[on_device] = apply_operation(OP_NAMES[number], x[on_device], args[chosen, position], sizes[chosen])
-    out = _crop_resize(x, batch["crop"].flatten(0, 1), input_size)
-    flip = batch["flip"].flatten().to(device)[:, None, None, None, None]
+    return _crop_flip(x, batch["crop"].flatten(0, 1), batch["flip"].flatten(), input_size)
+
+
+def crop_flip_batch(batch: dict[str, Any], input_size: int, device: torch.device) -> torch.Tensor:
+    """Pretraining's device placement (`augment_device: device`): each clip of a collated batch
+    (`collate_padded`; "crop" (B, 4), "flip" (B,)) cropped, resized and mirrored as the loader
+    worker would have done: (B, T, input_size, input_size, 3) uint8 on `device`."""
+    frames = batch["video"].to(device, non_blocking=True)  # (B, T, H, W, 3)
+    return _crop_flip(frames.movedim(-1, 2), batch["crop"], batch["flip"], input_size)
+
+
+def _crop_flip(x: torch.Tensor, crops: torch.Tensor, flips: torch.Tensor, size: int) -> torch.Tensor:
+    """x (G, T, 3, H, W) levels -> (G, T, size, size, 3) uint8: the crop boxes resized (OpenCV's
+    bilinear arithmetic), then mirrored where `flips`."""
+    out = _crop_resize(x, crops, size)
+    flip = flips.to(out.device)[:, None, None, None, None]
     out = torch.where(flip, out.flip(-1), out)
     return out.to(torch.uint8).movedim(2, -1).contiguous()

@@ -285,7 +285,12 @@ class PretrainClips(IterableDataset):
         s = self.settings
         repeats = 1 if s.second_mask == "shuffled" else s.mask_repeats
         masks = self._make_masks(rng, clip.boxes, repeats)
-        return {"video": torch.from_numpy(clip.frames), "masks": torch.from_numpy(masks), "key": clip.key}
+        sample = {"video": torch.from_numpy(clip.frames), "masks": torch.from_numpy(masks), "key": clip.key}
+        if s.augment_device == "device":  # what the device does to the frames (a crop of all of them if done)
+            height, width = clip.frames.shape[1:3]
+            sample["crop"] = torch.tensor(clip.device_crop or (0, 0, width, height), dtype=torch.int64)
+            sample["flip"] = torch.tensor(clip.device_flip)
+        return sample
 
     def _shards(self, urls: list[str], rng: np.random.Generator) -> Iterator[dict[str, str]]:
         """The shards a source's stream reads: resampled with replacement, endlessly."""
@@ -312,8 +317,8 @@ class PretrainClips(IterableDataset):
         seed = [s.seed, self.rank, worker]
         counter = CorruptSampleCounter(s.max_corrupt_samples)
         streams = self._raw_streams(seed, counter)
-        samplers = [SourceSampler(source.settings, s.input_size, s.frames, getattr(s, "object_cells", "released"))
-                    for source in self.sources]
+        samplers = [SourceSampler(source.settings, s.input_size, s.frames, getattr(s, "object_cells", "released"),
+                                  crop_on_device=s.augment_device == "device") for source in self.sources]
         weights = [source.settings.weight for source in self.sources]
         choice_rng = np.random.default_rng([*seed, SOURCE_CHOICE_STREAM])
         to_skip = self.start.samples_before(worker, workers)

@@ -19,6 +19,7 @@ Written (atomically) into the output folder:
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ class ShownClips(PretrainClips):
 
 def first_clips(settings: Any, epoch: int, count: int) -> list[dict[str, Any]]:
     """The first `count` clips of `epoch` on rank 0, in the order the trainer receives them."""
+    settings = replace(settings, augment_device="loader")  # the same pixels, cropped in the worker
     sources = resolve_sources(settings)
     clips_per_epoch, _ = stage_epoch_clips(settings, sources)
     micro, accumulation = micro_batch_plan(settings.batch_size, settings.micro_batch_size, 1,

@@ -34,6 +34,7 @@ from smile_data.sampling import (
     MultiScaleCrop,
     VideoSampling,
     center_square_box,
+    crop_flip_boxes,
     decode_crop_flip,
     hflip,
     multiscale_crop_box,
@@ -42,6 +43,7 @@ from smile_data.sampling import (
 from smile_data.shards import layout, reader
 from smile_data.shards.video_sample import VideoSample, decode_video_sample, is_video_sample, open_video_sample
 from smile_data.video import VideoLimits
+from smile_train.data.augment_device import check_frame_size
 from smile_train.data.overlays import LoaderOverlays, loader_render_settings
 from smile_train.settings.checks import check_settings
 
@@ -111,12 +113,18 @@ def stage_sources(settings: Any) -> list[SourceSettings]:
 @dataclass
 class Clip:
     """One sample ready for masking: frames (T, S, S, 3) uint8 RGB, boxes (T, K, 4) of every
-    object (from the shard and from the loader's overlays) in clip pixels, label or None."""
+    object (from the shard and from the loader's overlays) in clip pixels, label or None.
+
+    With the crop left to the training device (`augment_device: device`), frames are the
+    sample's whole decoded frames (T, H, W, 3) and `device_crop` / `device_flip` what the device
+    does to them (augment_device.crop_flip_batch); the boxes are already where they will land."""
 
     key: str
     frames: np.ndarray
     boxes: np.ndarray
     label: int | None
+    device_crop: tuple[int, int, int, int] | None = None  # x0, y0, w, h in the frames
+    device_flip: bool = False
 
 
 def object_boxes(metadata: dict[str, Any], object_cells: str) -> np.ndarray:
@@ -146,9 +154,11 @@ class SourceSampler:
     """Turns raw samples of one source into Clips; one instance per loader worker."""
 
     def __init__(self, source: SourceSettings, input_size: int, frames: int,
-                 object_cells: str = "released", limits: VideoLimits | None = None):
+                 object_cells: str = "released", limits: VideoLimits | None = None, crop_on_device: bool = False):
         self.source, self.input_size, self.frames = source, input_size, frames
         self.object_cells = object_cells  # which boxes of an object the masks use (masking.py)
+        # clip samples without loader overlays leave their crop and flip to the training device
+        self.crop_on_device = crop_on_device
         self.limits = limits or VideoLimits()
         render = loader_render_settings(source.overlay, source.bank, source.overlay_settings,
                                         input_size, frames, "source")
@@ -190,23 +200,28 @@ class SourceSampler:
             frames, boxes = hflip(frames, boxes, in_place=frames.flags.writeable)  # ours alone
         return video.key, frames, boxes, video.label
 
-    def _clip_sample(self, raw: dict[str, Any], rng: np.random.Generator) -> tuple:
+    def _clip_sample(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
         """A clip sample's crop and flip drawn from its frame size (nothing else is drawn before
-        them), then each frame decoded straight into its cropped, resized, mirrored place."""
+        them), then each frame decoded straight into its cropped, resized, mirrored place; or,
+        with the crop on the device, decoded whole (the same pixels once the device crops)."""
         clip = reader.open_sample(raw)
         if len(clip.frames) != self.frames:
             raise ValueError(f"sample {clip.key}: {len(clip.frames)} frames, settings say {self.frames}")
         boxes = mask_boxes(self.frames, list(clip.metadata.get("objects", [])), self.object_cells)
         box = self._crop_box(rng, clip.height, clip.width)
         flip = self.source.flip and rng.random() < FLIP_PROBABILITY
+        if self.crop_on_device and not self.overlays.active:
+            check_frame_size(clip.key, clip.height, clip.width)
+            boxes = crop_flip_boxes(boxes, box, clip.height, clip.width, self.input_size, flip)
+            return Clip(clip.key, clip.decode_all(), boxes, clip.label, box, flip)
         frames, boxes = decode_crop_flip(clip, boxes, box, self.input_size, flip)
-        return clip.key, frames, boxes, clip.label
+        return Clip(clip.key, frames, boxes, clip.label)
 
     def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
-        sample = self._cropped_video if is_video_sample(raw) else self._clip_sample
-        key, frames, boxes, label = sample(raw, rng)
+        clip = Clip(*self._cropped_video(raw, rng)) if is_video_sample(raw) else self._clip_sample(raw, rng)
         if self.overlays.active:
-            frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
+            frames = np.ascontiguousarray(clip.frames) if clip.frames.flags.writeable else clip.frames.copy()
             drawn = self.overlays(rng, frames)
-            boxes = np.concatenate([boxes, mask_boxes(frames.shape[0], drawn, self.object_cells)], axis=1)
-        return Clip(key, frames, boxes, label)
+            boxes = np.concatenate([clip.boxes, mask_boxes(frames.shape[0], drawn, self.object_cells)], axis=1)
+            return Clip(clip.key, frames, boxes, clip.label)
+        return clip

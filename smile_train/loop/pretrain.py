@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from smile_data.shards.sample_count import count_samples
+from smile_train.data.augment_device import collate_padded, crop_flip_batch
 from smile_train.data.loader import build_loader, epoch_clips, epoch_summary, resolve_sources, stage_epoch_clips
 from smile_train.data.masking import tokens_to_mask
 from smile_train.interop import checkpoint as ckpt
@@ -117,9 +118,12 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
 
     def micro_loss(model: torch.nn.Module, batch: dict, step: int, micro_step: int) -> torch.Tensor:
         masks = second_masks(batch["masks"], s.mask_repeats, s.second_mask)
-        return masked_loss(model, teacher, batch["video"], masks, runtime, s.pixel_norm)
+        on_device = s.augment_device == "device"
+        videos = crop_flip_batch(batch, s.input_size, runtime.device) if on_device else batch["video"]
+        return masked_loss(model, teacher, videos, masks, runtime, s.pixel_norm)
 
-    return loop.run_steps(run, existing, partial(build_loader, s, sources), micro_loss)
+    collate = collate_padded if s.augment_device == "device" else None
+    return loop.run_steps(run, existing, partial(build_loader, s, sources, collate=collate), micro_loss)
 
 
 def stage_runs(stages: list[tuple[str, PretrainSettings]],

@@ -55,6 +55,7 @@ PRETRAIN = {
     "input_size": "clip side the model sees, in pixels",
     "frames": "frames per clip",
     "crop": "multi-scale crop (docs/method.md §4), or none for clips already at input_size",
+    "augment_device": "where clip shards' crop and flip run: loader workers, or batched on the training device",
     "crop_scales": "multi-scale crop: side fractions of the short side",
     "crop_max_distort": "multi-scale crop: |i - j| at most between the scale indices of height and width",
     "crop_offsets": "multi-scale crop positions: the released 13 fixed offsets, 5 corners, or anywhere",
