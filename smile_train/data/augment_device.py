@@ -110,13 +110,15 @@ def _table(x: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
 
 def _channel_histograms(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """values (G, ..., H, W) whole levels, valid (G, 1.., H, W) -> (G, ..., 256) counts of
-    the valid pixels, one clip at a time (bounded memory)."""
+    the valid pixels, one clip at a time (bounded memory). A scatter-add into a fixed-size
+    count (bincount would read the largest index back to the host: a GPU sync per clip)."""
     counts = []
     for clip, inside in zip(values, valid):
         planes = clip.reshape(-1, *clip.shape[-2:]).long()
         index = planes + LEVELS * torch.arange(len(planes), device=clip.device)[:, None, None]
         index = torch.where(inside.reshape(1, *clip.shape[-2:]), index, len(planes) * LEVELS)
-        counts.append(torch.bincount(index.flatten(), minlength=(len(planes) + 1) * LEVELS)[:-LEVELS])
+        count = torch.zeros((len(planes) + 1) * LEVELS, dtype=torch.int64, device=clip.device)
+        counts.append(count.scatter_add_(0, index.flatten(), torch.ones_like(index.flatten()))[:-LEVELS])
     return torch.stack(counts).reshape(*values.shape[:-2], LEVELS)
 
 
