@@ -189,7 +189,8 @@ def augmentation_summary(s: FinetuneSettings) -> str:
         parts.insert(0, f"RandAugment n{s.rand_augment_ops} m{s.rand_augment_magnitude:g} before the crop")
     parts += [f"erasing {s.erase_prob:g}", f"mixup {s.mixup:g} / cutmix {s.cutmix:g}",
               f"label smoothing {s.label_smoothing:g}", f"repeated augmentation {s.repeated_augment}"]
-    return ", ".join(parts)
+    where = "the training device" if s.augment_device == "device" else "loader workers"
+    return ", ".join(parts) + f"; RandAugment, crop and flip in {where} (augment_device: {s.augment_device})"
 
 
 def test_summary(s: FinetuneSettings) -> str:

@@ -181,6 +181,9 @@ def stage_plan(name: str, s: PretrainSettings, out_dir: Path, world_size: int) -
         stage.lines.append(plan.data_line(source.settings.shards, count, source.settings, weight))
         if source.settings.overlay == "objects":
             stage.lines.append(plan.bank_line(source.settings.bank))
+    if s.augment_device == "device":
+        stage.lines.append("crop and flip of clip samples without loader overlays: on the training device "
+                           "(augment_device: device)")
     passes = f" (a pass over the sources is {s.mask_repeats} epochs: {s.mask_repeats} masks per clip)" \
         if s.mask_repeats > 1 else ""
     stop = f", stopped at max_steps {s.max_steps:,}" if s.max_steps else ""

@@ -93,6 +93,7 @@ def test_finetuning_plans_give_the_released_steps(config, dataset, expected, dat
     temporal = "segments" if "ssv2" in config else "window at stride 4"
     assert f"frames of a video: {temporal}" in text and "100 samples (2 shards from dataset.json)" in text
     assert "(not there yet)" in text  # the pretrained weights a shipped config starts from
+    assert "RandAugment, crop and flip in loader workers (augment_device: loader)" in text
 
 
 def test_every_shipped_training_config_has_a_plan_test():
@@ -117,6 +118,11 @@ def test_the_k400_plan_says_what_each_stage_does(datasets):
     assert "peak 0.00015 at step 73,241" in stage1 and "last step (281,699): 0.000143" in stage1
     assert "it never anneals" in stage1
     assert "starts from scratch" in stage1 and "stage1/checkpoints/final.pt" in stage2
+    assert "on the training device" not in text
+    on_device = plan_pretrain(str(CONFIGS / "pretrain" / "smile_vitb_k400.yaml"),
+                              {"shards": str(datasets["k400"]), "bank": str(datasets["bank"]),
+                               "augment_device": "device"}, world_size=16)
+    assert on_device.count("crop and flip of clip samples without loader overlays: on the training device") == 2
 
 
 def test_warmup_end_matches_the_schedule():
