@@ -135,7 +135,6 @@ def main() -> None:
         Option("--short-side", PackSettings().short_side,
                "short side the K400-like videos are packed at (part 2; the dataset guides pack at 320)"),
     ])
-    torch.set_num_threads(1)
     print(f"finetuning loader, one core ({pinned}), process CPU time; load average {load_figures()}")
     if args.part in ("1", "both"):
         print_rows(f"augmentation alone: {FRAMES} x {HEIGHT}x{WIDTH} decoded frames -> 224x224",

@@ -17,8 +17,13 @@ from command_line import Option, benchmark_parser
 
 
 def pin_to_one_core() -> str:
-    """Pins this process (and OpenCV's threads) to one core; which core, in words."""
+    """Pins this process (and OpenCV's and torch's threads) to one core; which core, in words.
+    A thread pool larger than one spins its waiting threads on that core: CPU time not spent
+    on the work."""
+    import torch
+
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
     if hasattr(os, "sched_setaffinity"):
         core = min(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {core})
