@@ -139,16 +139,7 @@ def augment_row(args, device: torch.device) -> dict:
         copies = draw_copies(np.random.default_rng(i), settings, height, width)
         samples.append({"video": frames, "frame_size": torch.tensor([height, width]),
                         **pack_draws(copies, settings.rand_augment_ops)})
-    batch = collate_padded(samples)
-    if device.type == "cuda":
-        batch["video"] = batch["video"].pin_memory()
-
-    def one_step() -> None:
-        augment_batch(batch, args.size, device)
-
-    seconds_per_step(one_step, args.warmup, device)  # warm-up, not kept
-    seconds = seconds_per_step(one_step, args.steps, device)
-    return {"batch ms": seconds * 1e3, "clips/s": args.batch / seconds}
+    return batch_row(collate_padded(samples), augment_batch, args, device)
 
 
 def crop_row(args, device: torch.device) -> dict:
@@ -160,14 +151,17 @@ def crop_row(args, device: torch.device) -> dict:
     batch = {"video": torch.from_numpy(rng.integers(0, 256, (args.batch, args.frames, args.size, args.size, 3),
                                                     dtype=np.uint8)),
              "crop": torch.tensor(boxes, dtype=torch.int64), "flip": torch.from_numpy(rng.random(args.batch) < 0.5)}
+    return batch_row(batch, crop_flip_batch, args, device)
+
+
+def batch_row(batch: dict, pixel_work: Callable[[dict, int, torch.device], torch.Tensor], args,
+              device: torch.device) -> dict:
+    """ms per batch and clips/s of `pixel_work(batch, size, device)`, the frames pinned on CUDA
+    so the host-to-device copy is timed as a loader would deliver it."""
     if device.type == "cuda":
         batch["video"] = batch["video"].pin_memory()
-
-    def one_step() -> None:
-        crop_flip_batch(batch, args.size, device)
-
-    seconds_per_step(one_step, args.warmup, device)  # warm-up, not kept
-    seconds = seconds_per_step(one_step, args.steps, device)
+    seconds_per_step(lambda: pixel_work(batch, args.size, device), args.warmup, device)  # warm-up, not kept
+    seconds = seconds_per_step(lambda: pixel_work(batch, args.size, device), args.steps, device)
     return {"batch ms": seconds * 1e3, "clips/s": args.batch / seconds}
 
 
