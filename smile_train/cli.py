@@ -166,7 +166,9 @@ def evaluate(
     *, run: TrainingRun,
 ) -> None:
     """Multi-view test: softmax averaged over clips x crops; top-1, top-5, per-class accuracy."""
-    run_report_command(ctx, EvalSettings, run, "smile_train.loop.evaluate:run_evaluate", EVALUATE_HEADLINE)
+    from smile_train.loop.evaluate import run_evaluate  # the slow imports, only now
+
+    run_report_command(ctx, EvalSettings, run, run_evaluate, EVALUATE_HEADLINE)
 
 
 @app.command("linear-probe")
@@ -183,21 +185,21 @@ def linear_probe(
     *, run: TrainingRun,
 ) -> None:
     """Linear probing: frozen encoder, cached mean-pooled features, a linear head."""
-    run_report_command(ctx, ProbeSettings, run, "smile_train.loop.probe:run_probe", PROBE_HEADLINE)
+    from smile_train.loop.probe import run_probe  # the slow imports, only now
+
+    run_report_command(ctx, ProbeSettings, run, run_probe, PROBE_HEADLINE)
 
 
-def run_report_command(ctx: typer.Context, cls: type, run: TrainingRun, runner: str,
+def run_report_command(ctx: typer.Context, cls: type, run: TrainingRun, runner: Callable[[Any], dict],
                        headline: tuple[str, ...]) -> None:
     """Check the command's settings of class `cls` (command_settings; refused if a value cannot
-    work), then run them with `runner` ("module:function", imported only now: the slow imports) and
-    print the report's `headline` numbers as one JSON line."""
+    work), then run them with `runner` and print the report's `headline` numbers as one JSON line."""
     import json
-    import pkgutil
 
     from smile_train.settings.checks import check_settings
 
     settings = check_settings(command_settings(cls, run.config, run.set_options, given_flags(ctx), run.allow_commands))
-    report = pkgutil.resolve_name(runner)(settings)
+    report = runner(settings)
     typer.echo(json.dumps({name: report[name] for name in headline if name in report}))
 
 
