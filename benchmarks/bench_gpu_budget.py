@@ -25,7 +25,7 @@ Measured (process CPU time of this one pinned process, every clip a new decode):
 The video-shard pretraining worker is measured by bench_video_loader.py; its figure can be
 given with --video-pretrain CLIPS_PER_S to appear in the table.
 
-    python benchmarks/bench_gpu_budget.py [--clips 48] [--video-pretrain 25.8]
+    python benchmarks/bench_gpu_budget.py [--clips 48] [--video-pretrain 63.5]
 """
 
 from __future__ import annotations
