@@ -3,15 +3,17 @@ the end of a `with` block."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Self
 
 
-class ClosedOnExit:
+class ClosedOnExit(ABC):
     """Use as a context manager: `with` gives the object itself and calls its close() on the
-    way out, error or not. Subclasses define close()."""
+    way out, error or not."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release what the object holds."""
 
     def __enter__(self) -> Self:
         return self
