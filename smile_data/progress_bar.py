@@ -17,6 +17,8 @@ from typing import Any, Callable, TextIO
 
 from tqdm import tqdm
 
+from smile_data.closing import ClosedOnExit
+
 LOG_INTERVAL_SECONDS = 30.0  # between plain progress lines when output is not a terminal
 
 
@@ -45,7 +47,7 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
-class LogProgress:
+class LogProgress(ClosedOnExit):
     """Counts like a tqdm bar; prints one plain line per `interval` seconds and one at the end.
 
     Supports what the project's call sites use: `update(n)`, `set_postfix(...)`, `refresh()`,
@@ -77,12 +79,6 @@ class LogProgress:
         if not self.closed:
             self.closed = True
             self._write_line(self.clock())
-
-    def __enter__(self) -> LogProgress:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _line_if_due(self) -> None:
         now = self.clock()

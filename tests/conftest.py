@@ -6,7 +6,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
@@ -96,12 +96,29 @@ def write_test_card(folder: Path, shards: list[Path]) -> dict:
     return card
 
 
-@pytest.fixture(scope="session")
-def tiny_shards(tmp_path_factory) -> Path:
-    """12 clips of 16 x 64x64 in 3 shards; returns the folder."""
-    folder = tmp_path_factory.mktemp("tiny_shards")
-    write_test_shards(folder, clips=12)
-    return folder
+def session_folder(name: str, fill: Callable[[Path], Any], doc: str):
+    """A session-scoped fixture `name`: `fill(folder)` of a fresh temporary folder, computed once
+    per test session (slow-to-make inputs that tests only read); `doc` describes it."""
+
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Any:
+        return fill(tmp_path_factory.mktemp(name))
+
+    fixture.__doc__ = doc
+    return pytest.fixture(scope="session", name=name)(fixture)
+
+
+def shards_filler(**options: Any) -> Callable[[Path], Path]:
+    """A session_folder fill: write_test_shards(folder, **options), then the folder."""
+
+    def fill(folder: Path) -> Path:
+        write_test_shards(folder, **options)
+        return folder
+
+    return fill
+
+
+tiny_shards = session_folder("tiny_shards", shards_filler(clips=12),
+                             "12 clips of 16 x 64x64 in 3 shards; the folder.")
 
 
 def write_clip_shard(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]],
@@ -138,12 +155,8 @@ def sample_members():
     return png_members
 
 
-@pytest.fixture(scope="session")
-def labelled_tiny_shards(tmp_path_factory) -> Path:
-    """16 labelled clips (2 classes) of 16 x 64x64 in 4 shards; returns the folder."""
-    folder = tmp_path_factory.mktemp("labelled_tiny_shards")
-    write_test_shards(folder, clips=16, label_count=2)
-    return folder
+labelled_tiny_shards = session_folder("labelled_tiny_shards", shards_filler(clips=16, label_count=2),
+                                      "16 labelled clips (2 classes) of 16 x 64x64 in 4 shards; the folder.")
 
 
 def write_rgba(path: Path, rgba: np.ndarray) -> None:

@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -199,11 +199,20 @@ def _schema_version_problems(metadata: dict) -> list[str]:
     return [] if version == SCHEMA_VERSION else [f"schema_version {version!r} != {SCHEMA_VERSION}"]
 
 
-def metadata_problems(metadata: Any) -> list[str]:
-    """Everything wrong with a sample's metadata against schema version 1 (empty if valid)."""
+def _json_object_problems(metadata: Any, field_problems: Callable[[dict, list[str]], list[str]]) -> list[str]:
+    """Metadata must be a JSON object (else nothing more is checked) of this schema version;
+    `field_problems` adds the problems of its fields to the version's."""
     if not isinstance(metadata, dict):
         return ["metadata is not a JSON object"]
-    problems = _schema_version_problems(metadata)
+    return field_problems(metadata, _schema_version_problems(metadata))
+
+
+def metadata_problems(metadata: Any) -> list[str]:
+    """Everything wrong with a sample's metadata against schema version 1 (empty if valid)."""
+    return _json_object_problems(metadata, _clip_field_problems)
+
+
+def _clip_field_problems(metadata: dict, problems: list[str]) -> list[str]:
     for field in ("seed", "frames", "height", "width"):
         if not _is_int(metadata.get(field)):
             problems.append(f"{field} must be an integer")
@@ -231,9 +240,10 @@ def metadata_problems(metadata: Any) -> list[str]:
 
 def video_metadata_problems(metadata: Any) -> list[str]:
     """Everything wrong with the metadata of one of our own video samples (empty if valid)."""
-    if not isinstance(metadata, dict):
-        return ["metadata is not a JSON object"]
-    problems = _schema_version_problems(metadata)
+    return _json_object_problems(metadata, _video_field_problems)
+
+
+def _video_field_problems(metadata: dict, problems: list[str]) -> list[str]:
     if metadata.get("kind") != VIDEO_KIND:
         problems.append(f"kind {metadata.get('kind')!r} != {VIDEO_KIND!r}")
     for field in ("frames", "width", "height"):

@@ -25,6 +25,8 @@ import requests
 import tenacity
 import urllib3
 
+from smile_data.closing import ClosedOnExit
+
 TIMEOUT_VARIABLE = "SMILE_REMOTE_TIMEOUT"
 REMOTE_TIMEOUT_SECONDS = 30.0  # to connect, between two bytes, per low-speed window
 LOW_SPEED_BYTES = 64 << 10  # per timeout window: about 2 KB/s at 30 s, far below any real link
@@ -176,7 +178,7 @@ class HttpStream:
         self.response.close()
 
 
-class RetryingStream:
+class RetryingStream(ClosedOnExit):
     """A readable binary stream of a remote file whose reads are retried (see the module
     docstring); `open_at(offset)` opens the underlying stream at a byte."""
 
@@ -234,12 +236,6 @@ class RetryingStream:
 
     def close(self) -> None:
         self._drop()
-
-    def __enter__(self) -> "RetryingStream":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 HEAD_UNSUPPORTED = (405, 501)  # servers that answer GET only

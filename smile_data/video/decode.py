@@ -36,6 +36,7 @@ from typing import Any, Iterator, Sequence
 import av
 import numpy as np
 
+from smile_data.closing import ClosedOnExit
 from smile_data.video.container_header import MAX_TRACKS, check_mp4_header
 from smile_data.video.conversion import Box, write_rgb
 from smile_data.video.frame_index import FrameIndex, index_from_packets
@@ -201,7 +202,7 @@ def _work_limit_error(frames: int, info: VideoInfo, limits: VideoLimits) -> Vide
                       f"more than the {limits.max_decoded_pixels} pixels of decoding allowed per request")
 
 
-class OpenVideo:
+class OpenVideo(ClosedOnExit):
     """A video opened once (limits checked, frame index read or given and checked); any of its
     frames decoded on request. Use as a context manager, or call close()."""
 
@@ -227,12 +228,6 @@ class OpenVideo:
                               index.keyframes, index.time_base, self._stream.frames)
         self._position = {pts: i for i, pts in enumerate(index.pts)}
         self._at_start = given  # nothing demuxed yet: decoding from frame 0 needs no seek
-
-    def __enter__(self) -> "OpenVideo":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._container.close()

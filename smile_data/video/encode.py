@@ -83,15 +83,22 @@ def encode_frames(frames: Iterable[np.ndarray], size: tuple[int, int], fps: Frac
         if s.fast_decode:
             params += ":" + FAST_DECODE_PARAMS
         stream.options = {"preset": s.preset, "crf": str(s.crf), "x264-params": params}
-        for frame in frames:
-            # OpenCV's conversion reads exactly the frame (swscale's from RGB gave a different
-            # result now and then: not deterministic)
-            planes = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)  # (3H/2, W)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(planes, format=PIXEL_FORMAT)):
-                output.mux(packet)
-        for packet in stream.encode():
-            output.mux(packet)
+        # OpenCV's conversion reads exactly the frame (swscale's from RGB gave a different
+        # result now and then: not deterministic)
+        planes = (cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420) for frame in frames)  # (3H/2, W) each
+        mux_frames(output, stream, (av.VideoFrame.from_ndarray(p, format=PIXEL_FORMAT) for p in planes))
     return buffer.getvalue()
+
+
+def mux_frames(output: av.container.OutputContainer, stream: av.video.stream.VideoStream,
+               frames: Iterable[av.VideoFrame]) -> None:
+    """Encode `frames` on `stream` and write the packets to `output`, then flush the packets
+    the encoder still holds (B-frames, lookahead)."""
+    for frame in frames:
+        for packet in stream.encode(frame):
+            output.mux(packet)
+    for packet in stream.encode():
+        output.mux(packet)
 
 
 def reencode_video(data: bytes, s: EncodeSettings,

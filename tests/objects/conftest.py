@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from smile_data.cli_options import make_app
 from smile_data.objects.cli import register
+from tests.conftest import session_folder
 
 _HELPER = Path(__file__).with_name("objects_tiny_models.py")
 _spec = importlib.util.spec_from_file_location("objects_tiny_models", _HELPER)
@@ -19,22 +20,12 @@ tiny_models = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tiny_models)
 
 
-@pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory) -> Path:
-    """Folder of a Stable-Diffusion-shaped pipeline with random weights (save_pretrained)."""
-    return tiny_models.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd"))
-
-
-@pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory) -> Path:
-    """Folder of a CLIPModel + CLIPProcessor with random weights."""
-    return tiny_models.build_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
-
-
-@pytest.fixture(scope="session")
-def tiny_clipseg(tmp_path_factory) -> Path:
-    """Folder of a CLIPSegForImageSegmentation + CLIPSegProcessor with random weights."""
-    return tiny_models.build_tiny_clipseg(tmp_path_factory.mktemp("tiny_clipseg"))
+tiny_sd = session_folder("tiny_sd", tiny_models.build_tiny_pipeline,
+                         "Folder of a Stable-Diffusion-shaped pipeline with random weights (save_pretrained).")
+tiny_clip = session_folder("tiny_clip", tiny_models.build_tiny_clip,
+                           "Folder of a CLIPModel + CLIPProcessor with random weights.")
+tiny_clipseg = session_folder("tiny_clipseg", tiny_models.build_tiny_clipseg,
+                              "Folder of a CLIPSegForImageSegmentation + CLIPSegProcessor with random weights.")
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,13 @@ def _row(path: str | None, name: str = "cat", lvis_id: int | None = 225, accepte
     return empty_row(path=path, lvis_id=lvis_id, name=name, accepted=accepted, candidate=0)
 
 
+def _assert_manifest_refused(root: Path, problem: str) -> None:
+    """Opening the bank at `root` fails with an error naming objects.parquet, then `problem`
+    (a regular expression)."""
+    with pytest.raises(ValueError, match=rf"objects\.parquet: {problem}"):
+        ObjectBank(root)
+
+
 def test_a_good_manifest_opens(tmp_path):
     root = tmp_path / "bank"
     _object(root / "objects/cat/0.png")
@@ -49,8 +56,7 @@ def test_a_good_manifest_opens(tmp_path):
 ])
 def test_bad_manifest_rows_are_refused_by_file_and_row(tmp_path, row, problem):
     root = _bank(tmp_path / "bank", [row])
-    with pytest.raises(ValueError, match=rf"objects\.parquet: row 0 .*: {problem}"):
-        ObjectBank(root)
+    _assert_manifest_refused(root, rf"row 0 .*: {problem}")
 
 
 def test_a_path_that_resolves_outside_the_bank_is_refused(tmp_path):
@@ -59,19 +65,16 @@ def test_a_path_that_resolves_outside_the_bank_is_refused(tmp_path):
     root = tmp_path / "bank"
     (root / "objects/cat").mkdir(parents=True)
     (root / "objects/cat/0.png").symlink_to(outside)
-    with pytest.raises(ValueError, match=r"objects\.parquet: row 0 .*resolves outside the bank"):
-        ObjectBank(_bank(root, [_row("objects/cat/0.png")]))
+    _assert_manifest_refused(_bank(root, [_row("objects/cat/0.png")]), r"row 0 .*resolves outside the bank")
 
 
 def test_missing_columns_and_unreadable_manifests_name_the_file(tmp_path):
     root = tmp_path / "bank"
     root.mkdir()
     pq.write_table(pa.table({"path": ["objects/cat/0.png"], "name": ["cat"]}), root / "objects.parquet")
-    with pytest.raises(ValueError, match=r"objects\.parquet: column\(s\) lvis_id, accepted missing"):
-        ObjectBank(root)
+    _assert_manifest_refused(root, r"column\(s\) lvis_id, accepted missing")
     (root / "objects.parquet").write_bytes(b"PAR1 not really")
-    with pytest.raises(ValueError, match=r"objects\.parquet: not a readable parquet manifest"):
-        ObjectBank(root)
+    _assert_manifest_refused(root, r"not a readable parquet manifest")
 
 
 def test_plain_folders_keep_lvis_classes_only(tmp_path, caplog):

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,14 @@ def stage_steps(text: str) -> dict[str, int]:
     return steps
 
 
+PLANNERS = {"pretrain": plan_pretrain, "finetune": plan_finetune}
+
+
+def shipped_plan(kind: str, config: str, data: dict[str, Path], **options: Any) -> str:
+    """The plan of configs/KIND/CONFIG with its data settings pointing at the `data` folders."""
+    return PLANNERS[kind](str(CONFIGS / kind / config), {k: str(v) for k, v in data.items()}, **options)
+
+
 @pytest.fixture
 def datasets(tmp_path, tiny_bank):
     return {"k400": fake_video_dataset(tmp_path / "k400", K400_TRAIN_VIDEOS),
@@ -69,8 +78,7 @@ PRETRAIN_PLANS = [
 
 @pytest.mark.parametrize("config, dataset, expected", PRETRAIN_PLANS)
 def test_pretraining_plans_give_the_released_steps(config, dataset, expected, datasets):
-    text = plan_pretrain(str(CONFIGS / "pretrain" / config),
-                         {"shards": str(datasets[dataset]), "bank": str(datasets["bank"])}, world_size=8)
+    text = shipped_plan("pretrain", config, {"shards": datasets[dataset], "bank": datasets["bank"]}, world_size=8)
     assert stage_steps(text) == expected
     assert "nothing was trained" in text and f"{sum(expected.values()):,} optimiser steps" in text
 
@@ -87,8 +95,8 @@ FINETUNE_PLANS = [
 
 @pytest.mark.parametrize("config, dataset, expected", FINETUNE_PLANS)
 def test_finetuning_plans_give_the_released_steps(config, dataset, expected, datasets):
-    text = plan_finetune(str(CONFIGS / "finetune" / config),
-                         {"shards": str(datasets[dataset]), "val_shards": str(datasets["val"])}, world_size=4)
+    text = shipped_plan("finetune", config, {"shards": datasets[dataset], "val_shards": datasets["val"]},
+                        world_size=4)
     assert stage_steps(text) == {"finetune": expected}
     temporal = "segments" if "ssv2" in config else "window at stride 4"
     assert f"frames of a video: {temporal}" in text and "100 samples (2 shards from dataset.json)" in text
@@ -104,8 +112,8 @@ def test_every_shipped_training_config_has_a_plan_test():
 
 
 def test_the_k400_plan_says_what_each_stage_does(datasets):
-    text = plan_pretrain(str(CONFIGS / "pretrain" / "smile_vitb_k400.yaml"),
-                         {"shards": str(datasets["k400"]), "bank": str(datasets["bank"])}, world_size=16)
+    text = shipped_plan("pretrain", "smile_vitb_k400.yaml", {"shards": datasets["k400"], "bank": datasets["bank"]},
+                        world_size=16)
     stage1, stage2 = text.split("[stage2]")
     assert "240,436 samples (8 shards from dataset.json)" in stage1
     assert "frames of a video: window at stride 4; crop multiscale, flip off, overlays objects" in stage1
@@ -148,8 +156,7 @@ def test_the_cli_prints_the_plan_and_trains_nothing(datasets, tmp_path):
 def test_a_plan_stops_at_a_missing_shard_or_bank(tmp_path, datasets):
     (datasets["k400"] / "clips-000003.tar").unlink()
     with pytest.raises(FileNotFoundError, match="clips-000003.tar"):
-        plan_pretrain(str(CONFIGS / "pretrain" / "smile_vitb_k400.yaml"),
-                      {"shards": str(datasets["k400"]), "bank": str(datasets["bank"])})
+        shipped_plan("pretrain", "smile_vitb_k400.yaml", {"shards": datasets["k400"], "bank": datasets["bank"]})
 
 
 def test_the_pretrain_command_reads_its_config_once(datasets, tmp_path, monkeypatch):

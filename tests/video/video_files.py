@@ -8,6 +8,8 @@ import io
 import av
 import numpy as np
 
+from smile_data.video.encode import mux_frames
+
 BIT_SIDE = 16        # one bit of the frame number is a BIT_SIDE x BIT_SIDE black or white block
 COUNTER_BITS = 10    # frames 0..1023
 WIDTH, HEIGHT = BIT_SIDE * COUNTER_BITS, 4 * BIT_SIDE
@@ -47,11 +49,7 @@ def encode_video(frames: list[np.ndarray] | int, fps: int = 25, keyframe_interva
         stream.options = {"crf": "12", "threads": "1", "x264-params":
                           f"keyint={keyframe_interval}:min-keyint={keyframe_interval}:"
                           f"scenecut=0:bframes={b_frames}"}
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                output.mux(packet)
-        for packet in stream.encode():
-            output.mux(packet)
+        mux_frames(output, stream, (av.VideoFrame.from_ndarray(image, format="rgb24") for image in frames))
     return buffer.getvalue()
 
 
