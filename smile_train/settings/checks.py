@@ -23,7 +23,6 @@ from smile_train.loop.lr_schedule import SCHEDULE_PACES
 from smile_train.model.geometry import PATCH, TUBELET
 from smile_train.model.vit import ATTENTION_IMPLS, SIZES, TARGETS
 from smile_train.settings.finetune import (
-    AUGMENT_PLACEMENTS,
     ERASE_MODES,
     MAX_CROPS,
     MAX_RAND_AUGMENT_OPS,
@@ -31,6 +30,7 @@ from smile_train.settings.finetune import (
     MAX_TEST_CLIPS,
     RAND_AUGMENT_LEVEL_MAX,
 )
+from smile_train.settings.run import AUGMENT_PLACEMENTS
 
 MAX_INPUT_SIZE = 1024  # pixels per side; 4.6x the reference 224, far past any recipe
 MAX_FRAMES = 128  # frames per clip; 8x the reference 16

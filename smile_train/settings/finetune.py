@@ -25,7 +25,6 @@ MAX_REPEATED_AUGMENT = 16
 MAX_RAND_AUGMENT_OPS = 16
 RAND_AUGMENT_LEVEL_MAX = 10.0  # timm's magnitude scale
 ERASE_MODES = ("pixel", "rand", "const")
-AUGMENT_PLACEMENTS = ("loader", "device")  # where RandAugment, crop and flip run (erasing: the device)
 
 
 @dataclass
@@ -54,9 +53,6 @@ class FinetuneSettings(VideoSampling, RunSettings):
     erase_prob: float = 0.25  # random erasing (--reprob); 0 switches it off
     erase_mode: str = "pixel"  # pixel | rand | const (--remode)
     repeated_augment: int = 1  # augmented copies of each loaded clip per step (--num_sample)
-    # loader: workers do the pixel work; device: workers decode and draw, the training device
-    # applies RandAugment, crop and flip batched (smile_train/data/augment_device.py)
-    augment_device: str = "loader"
     mixup: float = 0.8  # Beta(alpha, alpha) of mixup; 0 switches it off
     cutmix: float = 1.0  # Beta(alpha, alpha) of cutmix; 0 switches it off
     mixup_prob: float = 1.0  # probability that a batch is mixed at all

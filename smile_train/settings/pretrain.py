@@ -33,10 +33,6 @@ class PretrainSettings(SourceSampling, RunSettings):
     shuffle_buffer: int = 1000
     num_workers: int = 4
     max_corrupt_samples: int = 100  # per loader worker; past it the run stops
-    # "device": clip shards' samples are decoded whole in the loader workers and cropped,
-    # resized and flipped batched on the training device (the same pixels); see
-    # smile_train/data/augment_device.py. Samples with loader overlays and videos crop in the worker.
-    augment_device: str = "loader"
     # Checks against each dataset's card (smile_data/shards/integrity.py): "sample" verifies
     # every sample before use, "shard" each shard's sha256 at its end, "off" nothing.
     integrity: str = "sample"
