@@ -186,8 +186,8 @@ class SourceSampler:
                                        s.crop_max_distort, s.crop_offsets)
         return center_square_box(height, width)
 
-    def _cropped_video(self, raw: dict[str, Any], rng: np.random.Generator) -> tuple:
-        """(key, frames (T, S, S, 3), boxes, label) of a video sample: the temporal draw, then
+    def _cropped_video(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
+        """A video sample's clip, frames (T, S, S, 3): the temporal draw, then
         the crop drawn on the video's frame size, decoded and converted for the crop only, then
         the flip."""
         video = decode_video_sample(raw, self.source.label_field)
@@ -198,7 +198,7 @@ class SourceSampler:
         boxes = mask_boxes(frames.shape[0], [], self.object_cells)
         if self.source.flip and rng.random() < FLIP_PROBABILITY:
             frames, boxes = hflip(frames, boxes, in_place=frames.flags.writeable)  # ours alone
-        return video.key, frames, boxes, video.label
+        return Clip(video.key, frames, boxes, video.label)
 
     def _clip_sample(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
         """A clip sample's crop and flip drawn from its frame size (nothing else is drawn before
@@ -218,7 +218,7 @@ class SourceSampler:
         return Clip(clip.key, frames, boxes, clip.label)
 
     def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> Clip:
-        clip = Clip(*self._cropped_video(raw, rng)) if is_video_sample(raw) else self._clip_sample(raw, rng)
+        clip = self._cropped_video(raw, rng) if is_video_sample(raw) else self._clip_sample(raw, rng)
         if self.overlays.active:
             frames = np.ascontiguousarray(clip.frames) if clip.frames.flags.writeable else clip.frames.copy()
             drawn = self.overlays(rng, frames)

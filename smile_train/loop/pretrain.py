@@ -116,13 +116,14 @@ def pretrain_stage(name: str, s: PretrainSettings, runtime: rt.Runtime, out_dir:
     run = loop.Run(name, f"{name}: {s.model} / {s.target} target", out_dir, s, runtime, checkpoints, model,
                    optimizer, loop.StepPlan(micro, accumulation, total_steps, lr_schedule))
 
+    crop_on_device = s.augment_device == "device"  # the batch holds whole frames, crop boxes and flips
+
     def micro_loss(model: torch.nn.Module, batch: dict, step: int, micro_step: int) -> torch.Tensor:
         masks = second_masks(batch["masks"], s.mask_repeats, s.second_mask)
-        on_device = s.augment_device == "device"
-        videos = crop_flip_batch(batch, s.input_size, runtime.device) if on_device else batch["video"]
+        videos = crop_flip_batch(batch, s.input_size, runtime.device) if crop_on_device else batch["video"]
         return masked_loss(model, teacher, videos, masks, runtime, s.pixel_norm)
 
-    collate = collate_padded if s.augment_device == "device" else None
+    collate = collate_padded if crop_on_device else None
     return loop.run_steps(run, existing, partial(build_loader, s, sources, collate=collate), micro_loss)
 
 
